@@ -1,0 +1,343 @@
+"""Optimisation-based neural style transfer (Gatys, Ecker & Bethge 2016, "Image Style Transfer
+Using Convolutional Neural Networks"), with colour control (Gatys et al. 2017) and automatic
+coarse-to-fine multi-scale optimisation.
+
+The defaults follow the paper and jcjohnson/neural-style (content ``relu4_2``; style
+``relu1_1``, ``relu2_1``, ``relu3_1``, ``relu4_1``, ``relu5_1`` with equal weights; L-BFGS), and add
+two speed-ups that reach a lower loss sooner on a CPU: several scales (optimise small, upsample,
+continue) and bf16 autocast where the hardware does bf16 fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from impasto.device import autocast, resolve_device, resolve_precision
+from impasto.errors import InputError
+from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19Features
+from impasto.style.color import combine_luminance, luminance_image, match_color
+from impasto.style.losses import PerceptualLoss
+from impasto.style.optim import ImageLBFGS
+
+log = logging.getLogger(__name__)
+
+COLOR_MODES = ("none", "luminance", "histogram")
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+
+# Below this size (longest side) a further coarse scale is not worth it.
+MIN_SCALE_SIZE = 128
+
+
+@dataclass
+class GatysConfig:
+    """Settings of one style transfer; saved in the output PNG's metadata.
+
+    ``iterations`` is per scale, coarse to fine; one number applies to every scale. With
+    ``scales=0`` the number of scales is chosen from ``size`` (each scale halves the longest side,
+    down to about 128 px).
+    """
+
+    size: int = 512
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    content_layer_weights: tuple[float, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = None
+    content_weight: float = 5.0
+    style_weight: float = 500.0
+    tv_weight: float = 1e-3
+    style_scale: float = 1.0
+    style_blend_weights: tuple[float, ...] | None = None
+    preserve_color: str = "none"
+    init: str = "content"
+    optimizer: str = "lbfgs"
+    learning_rate: float | None = None
+    scales: int = 0
+    iterations: tuple[int, ...] | int | None = None
+    pooling: str = "max"
+    lbfgs_history: int = 30
+    seed: int | None = 0
+    device: str = "auto"
+    precision: str = "auto"
+    weights: str = "caffe"
+    weights_path: str | None = None
+
+    def validate(self, n_styles: int = 1) -> None:
+        """Raises :class:`InputError` for a bad value, before any work is done."""
+        if self.size <= 0:
+            raise InputError(f"size must be positive, got {self.size}")
+        if self.style_scale <= 0:
+            raise InputError(f"style scale must be positive, got {self.style_scale}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name.replace('_', ' ')} must not be negative")
+        for kind, layers, weights in (
+            ("content", self.content_layers, self.content_layer_weights),
+            ("style", self.style_layers, self.style_layer_weights),
+        ):
+            if not layers:
+                raise InputError(f"at least one {kind} layer is needed")
+            bad = [n for n in layers if n not in VGG19_LAYER_NAMES]
+            if bad:
+                raise InputError(
+                    f"unknown {kind} layer(s): {', '.join(bad)} (valid: conv1_1 ... relu5_4, "
+                    "pool1 ... pool5)"
+                )
+            if weights is not None and len(weights) != len(layers):
+                raise InputError(
+                    f"{len(weights)} {kind} layer weights given for {len(layers)} {kind} layers"
+                )
+        if self.style_blend_weights is not None:
+            if len(self.style_blend_weights) != n_styles:
+                raise InputError(
+                    f"{len(self.style_blend_weights)} style blend weights given for "
+                    f"{n_styles} style image(s)"
+                )
+            if any(w < 0 for w in self.style_blend_weights) or sum(self.style_blend_weights) <= 0:
+                raise InputError("style blend weights must be non-negative and not all zero")
+        if self.preserve_color not in COLOR_MODES:
+            raise InputError(f"preserve color must be one of {', '.join(COLOR_MODES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.pooling not in ("max", "avg"):
+            raise InputError("pooling must be 'max' or 'avg'")
+        if self.scales < 0:
+            raise InputError(f"scales must not be negative, got {self.scales}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise InputError("learning rate must be positive")
+        its = self.iterations
+        if its is not None:
+            its = [its] if isinstance(its, int) else list(its)
+            if any(i < 0 for i in its):
+                raise InputError("iterations must not be negative")
+            if len(its) not in (1, self.scale_sizes().__len__()):
+                raise InputError(
+                    f"{len(its)} iteration counts given for {len(self.scale_sizes())} scales"
+                )
+
+    def scale_sizes(self) -> list[int]:
+        """Longest side at each scale, coarse to fine, ending at ``size``."""
+        n = self.scales
+        if n == 0:
+            n = 1 + max(0, int(math.floor(math.log2(max(self.size, 1) / MIN_SCALE_SIZE))))
+        return [max(16, round(self.size / 2**k)) for k in reversed(range(n))]
+
+    def scale_iterations(self) -> list[int]:
+        """Iterations at each scale. The default spends most steps where they are cheap."""
+        sizes = self.scale_sizes()
+        its = self.iterations
+        if its is None:
+            if len(sizes) == 1:
+                return [500 if self.optimizer == "lbfgs" else 1000]
+            # Coarse scales converge the layout cheaply; the finest scale refines detail.
+            return [300] + [200] * (len(sizes) - 2) + [100]
+        its = [its] if isinstance(its, int) else list(its)
+        return its * len(sizes) if len(its) == 1 else its
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StepInfo:
+    """What a progress callback receives after every iteration."""
+
+    scale: int  # 0-based index of the current scale
+    n_scales: int
+    size: tuple[int, int]  # (H, W) at this scale
+    iteration: int  # within this scale, 1-based
+    iterations: int  # at this scale
+    step: int  # over all scales, 1-based
+    total_steps: int
+    loss: float
+    content: float
+    style: float
+    tv: float
+    image: Tensor = field(repr=False)  # current (1, 3, H, W), not clamped
+
+
+def _resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    down = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down).clamp(
+        0, 1
+    )
+
+
+def _fit_longest(x: Tensor, longest: int) -> tuple[int, int]:
+    h, w = x.shape[-2:]
+    s = longest / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+class GatysStyleTransfer:
+    """Runs Gatys style transfer on tensors. Build once, call :meth:`run` for each image.
+
+    The VGG encoder is built once (only up to the deepest layer the config uses) and shared by
+    every call.
+    """
+
+    def __init__(self, config: GatysConfig | None = None, encoder: torch.nn.Module | None = None):
+        self.config = config or GatysConfig()
+        self.config.validate(
+            len(self.config.style_blend_weights) if self.config.style_blend_weights else 1
+        )
+        self.device = resolve_device(self.config.device)
+        self.dtype = resolve_precision(self.config.precision, self.device)
+        layers = list(dict.fromkeys(self.config.content_layers + self.config.style_layers))
+        if encoder is None:
+            encoder = VGG19Features(
+                layers,
+                weights=self.config.weights,
+                weights_path=self.config.weights_path,
+                pooling=self.config.pooling,
+            )
+        self.encoder = encoder.to(self.device)
+
+    def _loss(self) -> PerceptualLoss:
+        c = self.config
+        return PerceptualLoss(
+            self.encoder,
+            c.content_layers,
+            c.style_layers,
+            content_weight=c.content_weight,
+            style_weight=c.style_weight,
+            tv_weight=c.tv_weight,
+            content_layer_weights=c.content_layer_weights,
+            style_layer_weights=c.style_layer_weights,
+        ).to(self.device)
+
+    def run(
+        self,
+        content: Tensor,
+        styles: Sequence[Tensor],
+        *,
+        init: Tensor | None = None,
+        callback: Callable[[StepInfo], None] | None = None,
+        abort: Callable[[], bool] | None = None,
+    ) -> Tensor:
+        """Stylises ``content``.
+
+        Args:
+            content: RGB ``(1, 3, H, W)`` in ``[0, 1]`` at any size; the output has the longest
+                side ``config.size`` and the content's aspect ratio.
+            styles: RGB ``(1, 3, h, w)`` images in ``[0, 1]``, each at any size.
+            init: an optional start image (any size; resized), used instead of ``config.init``.
+            callback: called with a :class:`StepInfo` after every iteration.
+            abort: polled every iteration; returning True stops early with the current image.
+
+        Returns:
+            RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
+        """
+        c = self.config
+        c.validate(len(styles))
+        if not styles:
+            raise InputError("at least one style image is needed")
+        content = content.detach().float().to(self.device)
+        styles = [s.detach().float().to(self.device) for s in styles]
+        if init is not None:
+            init = init.detach().float().to(self.device)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(c.seed if c.seed is not None else torch.seed())
+
+        sizes, its = c.scale_sizes(), c.scale_iterations()
+        total_steps = sum(its)
+        step = 0
+        image: Tensor | None = None
+        loss_fn = self._loss()
+        for k, (longest, n_iter) in enumerate(zip(sizes, its)):
+            hw = _fit_longest(content, longest)
+            content_k = _resize_to(content, hw)
+            style_side = max(1, round(longest * c.style_scale))
+            styles_k = [_resize_to(s, _fit_longest(s, style_side)) for s in styles]
+            if c.preserve_color == "luminance":
+                styles_k = [luminance_image(s, like=content_k) for s in styles_k]
+                content_k = luminance_image(content_k)
+            elif c.preserve_color == "histogram":
+                styles_k = [match_color(s, content_k) for s in styles_k]
+
+            with autocast(self.device, self.dtype):
+                loss_fn.set_content(content_k)
+                loss_fn.set_styles(styles_k, c.style_blend_weights)
+
+            if image is not None:
+                start = _resize_to(image, hw)
+            elif init is not None:
+                start = _resize_to(init, hw)
+                if c.preserve_color == "luminance":
+                    start = luminance_image(start)
+            elif c.init == "noise":
+                start = torch.rand((1, 3, *hw), generator=gen).to(self.device)
+            else:
+                start = content_k.clone()
+            image = start.detach().clone().contiguous().requires_grad_(True)
+
+            state: dict[str, Tensor] = {}
+
+            def closure() -> Tensor:
+                state["evals"] = state.get("evals", 0) + 1
+                image.grad = None
+                with autocast(self.device, self.dtype):
+                    total, parts = loss_fn(image)
+                total.backward()
+                state["total"] = total.detach()
+                state.update(parts)
+                return total
+
+            if c.optimizer == "lbfgs":
+                opt = ImageLBFGS(image, history=c.lbfgs_history)
+            else:
+                opt = torch.optim.Adam([image], lr=c.learning_rate or 0.02)
+            log.debug("scale %d/%d: %s px, %d iterations", k + 1, len(sizes), hw, n_iter)
+            for i in range(1, n_iter + 1):
+                opt.step(closure)
+                if c.optimizer == "adam":
+                    with torch.no_grad():
+                        image.clamp_(0, 1)
+                step += 1
+                if callback is not None:
+                    callback(
+                        StepInfo(
+                            scale=k,
+                            n_scales=len(sizes),
+                            size=hw,
+                            iteration=i,
+                            iterations=n_iter,
+                            step=step,
+                            total_steps=total_steps,
+                            loss=float(state["total"]),
+                            content=float(state["content"]),
+                            style=float(state["style"]),
+                            tv=float(state["tv"]),
+                            image=image.detach(),
+                        )
+                    )
+                if abort is not None and abort():
+                    break
+            else:
+                continue
+            break
+
+        assert image is not None
+        out = image.detach().clamp(0, 1)
+        if c.preserve_color == "luminance":
+            out = combine_luminance(out, _resize_to(content, tuple(out.shape[-2:])))
+        return out.float().cpu()
+
+
+def default_config(**overrides) -> GatysConfig:
+    """A :class:`GatysConfig` with ``overrides``; unknown names raise :class:`InputError`."""
+    names = GatysConfig.__dataclass_fields__
+    bad = [k for k in overrides if k not in names]
+    if bad:
+        raise InputError(f"unknown style transfer option(s): {', '.join(bad)}")
+    return GatysConfig(**overrides)
+

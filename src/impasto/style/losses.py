@@ -1,0 +1,149 @@
+"""Perceptual losses for style transfer (Gatys et al. 2016), as small modules with functional twins.
+
+Each module holds a target (set with ``set_target``) and a weight; calling it with the current
+features returns the weighted loss as a float32 scalar. Features may be bf16 (autocast); the
+comparison is always done in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """Gram matrix of ``(N, C, H, W)`` features, as float32 ``(N, C, C)`` divided by ``C*H*W``."""
+    n, c, h, w = features.shape
+    f = features.float().reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(input: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error between feature maps, in float32."""
+    return torch.mean((input.float() - target.float()) ** 2)
+
+
+def style_loss(input_gram: Tensor, target_gram: Tensor) -> Tensor:
+    """Mean squared error between Gram matrices (see :func:`gram_matrix`)."""
+    return torch.mean((input_gram - target_gram) ** 2)
+
+
+def total_variation(image: Tensor) -> Tensor:
+    """Squared total variation of ``(N, C, H, W)`` images: the mean over pixels of the squared
+    differences to the right and lower neighbours, on a 0-255 scale. Smooths the result."""
+    x = image.float() * 255.0
+    dx = x[..., :, 1:] - x[..., :, :-1]
+    dy = x[..., 1:, :] - x[..., :-1, :]
+    return (dx.pow(2).sum() + dy.pow(2).sum()) / x.numel()
+
+
+class ContentLoss(nn.Module):
+    """``weight * mse(features, target)`` for one layer."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = weight
+        self.register_buffer("target", None, persistent=False)
+
+    def set_target(self, features: Tensor) -> None:
+        self.target = features.detach().float()
+
+    def forward(self, features: Tensor) -> Tensor:
+        if self.target is None:
+            raise RuntimeError("ContentLoss: call set_target first")
+        return self.weight * content_loss(features, self.target)
+
+
+class StyleLoss(nn.Module):
+    """``weight * mse(gram(features), target_gram)`` for one layer.
+
+    ``set_target`` takes the features of one or several style images and blend weights; the
+    target is the weighted mean of their Gram matrices (as in neural-style's style blending).
+    """
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = weight
+        self.register_buffer("target", None, persistent=False)
+
+    def set_target(self, features: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:
+        if isinstance(features, Tensor):
+            features = [features]
+        blend = [1.0] * len(features) if blend is None else list(blend)
+        total = float(sum(blend))
+        grams = [gram_matrix(f.detach()).mean(0, keepdim=True) for f in features]
+        self.target = sum(w / total * g for w, g in zip(blend, grams))
+
+    def forward(self, features: Tensor) -> Tensor:
+        if self.target is None:
+            raise RuntimeError("StyleLoss: call set_target first")
+        return self.weight * style_loss(gram_matrix(features), self.target)
+
+
+class TVLoss(nn.Module):
+    """``weight * total_variation(image)``."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.weight * total_variation(image)
+
+
+class PerceptualLoss(nn.Module):
+    """Content + style + total-variation loss over one VGG encoder (Gatys et al. 2016).
+
+    ``encoder`` maps RGB ``(N, 3, H, W)`` in ``[0, 1]`` to ``{layer: features}`` and must return
+    every layer in ``content_layers`` and ``style_layers`` (for example
+    :class:`impasto.nets.VGG19Features`). Set the targets with :meth:`set_content` and
+    :meth:`set_styles`; calling the module returns ``(total, parts)`` where ``parts`` holds the
+    unweighted-by-``*_weight`` sums ``content``, ``style`` and ``tv`` (float32 scalars).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        content_layers: Sequence[str],
+        style_layers: Sequence[str],
+        *,
+        content_weight: float = 1.0,
+        style_weight: float = 1.0,
+        tv_weight: float = 0.0,
+        content_layer_weights: Sequence[float] | None = None,
+        style_layer_weights: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.content_weight = content_weight
+        self.style_weight = style_weight
+        cw = content_layer_weights or [1.0] * len(content_layers)
+        sw = style_layer_weights or [1.0] * len(style_layers)
+        if len(cw) != len(content_layers) or len(sw) != len(style_layers):
+            raise ValueError("one layer weight per layer is needed")
+        self.content = nn.ModuleDict({n: ContentLoss(w) for n, w in zip(content_layers, cw)})
+        self.style = nn.ModuleDict({n: StyleLoss(w) for n, w in zip(style_layers, sw)})
+        self.tv = TVLoss(tv_weight)
+
+    @torch.no_grad()
+    def set_content(self, image: Tensor) -> None:
+        feats = self.encoder(image)
+        for name, loss in self.content.items():
+            loss.set_target(feats[name])
+
+    @torch.no_grad()
+    def set_styles(self, images: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:
+        """Style targets from one or more images (each ``(1, 3, H, W)``, sizes may differ)."""
+        per_image = [self.encoder(img) for img in images]
+        for name, loss in self.style.items():
+            loss.set_target([f[name] for f in per_image], blend)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        feats = self.encoder(image)
+        c = sum((loss(feats[n]) for n, loss in self.content.items()), image.new_zeros((), dtype=torch.float32))
+        s = sum((loss(feats[n]) for n, loss in self.style.items()), image.new_zeros((), dtype=torch.float32))
+        tv = self.tv(image) if self.tv.weight else image.new_zeros((), dtype=torch.float32)
+        total = self.content_weight * c + self.style_weight * s + tv
+        return total, {"content": c.detach(), "style": s.detach(), "tv": tv.detach()}
