@@ -1,3 +1,31 @@
-"""impasto: neural style transfer and GANs on PyTorch."""
+"""impasto: neural style transfer and GANs on PyTorch, fast on ordinary CPUs and fully offline.
+
+Quick start::
+
+    import impasto
+    image = impasto.stylize("photo.jpg", "painting.jpg", size=512, seed=0)
+    image.save("out.png")
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+__all__ = ["GatysConfig", "GatysStyleTransfer", "InputError", "stylize", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `impasto --help` and `import impasto.io` stay quick.
+    if name == "stylize":
+        from impasto.style.pipeline import stylize
+
+        return stylize
+    if name in ("GatysConfig", "GatysStyleTransfer"):
+        from impasto.style import gatys
+
+        return getattr(gatys, name)
+    if name == "InputError":
+        from impasto.errors import InputError
+
+        return InputError
+    raise AttributeError(f"module 'impasto' has no attribute {name!r}")

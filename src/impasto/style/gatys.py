@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
+from impasto.io import resize_tensor
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19Features
 from impasto.style.color import combine_luminance, luminance_image, match_color
 from impasto.style.losses import PerceptualLoss
@@ -51,7 +51,7 @@ class GatysConfig:
     content_layer_weights: tuple[float, ...] | None = None
     style_layer_weights: tuple[float, ...] | None = None
     content_weight: float = 5.0
-    style_weight: float = 500.0
+    style_weight: float = 100.0
     tv_weight: float = 1e-3
     style_scale: float = 1.0
     style_blend_weights: tuple[float, ...] | None = None
@@ -163,15 +163,6 @@ class StepInfo:
     image: Tensor = field(repr=False)  # current (1, 3, H, W), not clamped
 
 
-def _resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    down = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down).clamp(
-        0, 1
-    )
-
-
 def _fit_longest(x: Tensor, longest: int) -> tuple[int, int]:
     h, w = x.shape[-2:]
     s = longest / max(h, w)
@@ -249,29 +240,48 @@ class GatysStyleTransfer:
         gen.manual_seed(c.seed if c.seed is not None else torch.seed())
 
         sizes, its = c.scale_sizes(), c.scale_iterations()
+        # The deepest layer sees the image after this many 2x poolings: a scale whose short side
+        # is smaller cannot be encoded. Coarse scales that small are skipped.
+        deepest = max(VGG19_LAYER_NAMES.index(n) for n in c.content_layers + c.style_layers)
+        min_side = 2 ** sum(n.startswith("pool") for n in VGG19_LAYER_NAMES[:deepest])
+        if min(_fit_longest(content, sizes[-1])) < min_side:
+            raise InputError(
+                f"output of {sizes[-1]} px on the longest side is too small for this content's "
+                f"aspect ratio: the layers used need at least {min_side} px on the short side"
+            )
+        keep = [min(_fit_longest(content, s)) >= min_side for s in sizes]
+        if not all(keep):
+            log.info("skipping %d coarse scale(s) smaller than %d px", keep.count(False), min_side)
+        sizes = [s for s, k in zip(sizes, keep) if k]
+        its = [n for n, k in zip(its, keep) if k]
         total_steps = sum(its)
         step = 0
         image: Tensor | None = None
         loss_fn = self._loss()
         for k, (longest, n_iter) in enumerate(zip(sizes, its)):
             hw = _fit_longest(content, longest)
-            content_k = _resize_to(content, hw)
+            content_k = resize_tensor(content, hw)
             style_side = max(1, round(longest * c.style_scale))
-            styles_k = [_resize_to(s, _fit_longest(s, style_side)) for s in styles]
+            styles_k = [resize_tensor(s, _fit_longest(s, style_side)) for s in styles]
             if c.preserve_color == "luminance":
                 styles_k = [luminance_image(s, like=content_k) for s in styles_k]
                 content_k = luminance_image(content_k)
             elif c.preserve_color == "histogram":
                 styles_k = [match_color(s, content_k) for s in styles_k]
 
-            with autocast(self.device, self.dtype):
-                loss_fn.set_content(content_k)
-                loss_fn.set_styles(styles_k, c.style_blend_weights)
+            dtype = self.dtype
+
+            def set_targets() -> None:
+                with autocast(self.device, dtype):
+                    loss_fn.set_content(content_k)
+                    loss_fn.set_styles(styles_k, c.style_blend_weights)
+
+            set_targets()
 
             if image is not None:
-                start = _resize_to(image, hw)
+                start = resize_tensor(image.detach().clamp(0, 1), hw)
             elif init is not None:
-                start = _resize_to(init, hw)
+                start = resize_tensor(init, hw)
                 if c.preserve_color == "luminance":
                     start = luminance_image(start)
             elif c.init == "noise":
@@ -285,7 +295,7 @@ class GatysStyleTransfer:
             def closure() -> Tensor:
                 state["evals"] = state.get("evals", 0) + 1
                 image.grad = None
-                with autocast(self.device, self.dtype):
+                with autocast(self.device, dtype):
                     total, parts = loss_fn(image)
                 total.backward()
                 state["total"] = total.detach()
@@ -299,6 +309,15 @@ class GatysStyleTransfer:
             log.debug("scale %d/%d: %s px, %d iterations", k + 1, len(sizes), hw, n_iter)
             for i in range(1, n_iter + 1):
                 opt.step(closure)
+                if getattr(opt, "stalled", False):
+                    if dtype != torch.float32:
+                        # bf16 can no longer resolve the loss decrease: finish in fp32.
+                        log.debug("scale %d: bf16 stalled at iteration %d, now fp32", k + 1, i)
+                        dtype = torch.float32
+                        set_targets()
+                        opt.reset()
+                    else:
+                        log.debug("scale %d: converged at iteration %d", k + 1, i)
                 if c.optimizer == "adam":
                     with torch.no_grad():
                         image.clamp_(0, 1)
@@ -329,7 +348,7 @@ class GatysStyleTransfer:
         assert image is not None
         out = image.detach().clamp(0, 1)
         if c.preserve_color == "luminance":
-            out = combine_luminance(out, _resize_to(content, tuple(out.shape[-2:])))
+            out = combine_luminance(out, resize_tensor(content, tuple(out.shape[-2:])))
         return out.float().cpu()
 
 

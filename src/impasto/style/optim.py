@@ -52,6 +52,14 @@ class ImageLBFGS:
         self.loss: float | None = None
         self.grad: Tensor | None = None
         self.evaluations = 0
+        self.stalled = False  # the last step found no lower loss
+
+    def reset(self, keep_history: bool = True) -> None:
+        """Forgets the cached loss and gradient (after the objective changed), and optionally
+        the curvature history."""
+        self.loss, self.grad = None, None
+        if not keep_history:
+            self.s, self.y, self.rho = [], [], []
 
     def _evaluate(self, closure: Callable[[], Tensor]) -> tuple[float, Tensor]:
         with torch.enable_grad():
@@ -107,7 +115,9 @@ class ImageLBFGS:
             # No trial improved: stay put, restart from steepest descent next time.
             flat.copy_(x0)
             self.s, self.y, self.rho = [], [], []
+            self.stalled = True
             return loss0
+        self.stalled = False
         flat.copy_(x0 + t * d)
         s, y = t * d, g - g0
         ys = float(s @ y)
