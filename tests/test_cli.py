@@ -208,7 +208,7 @@ BAD_OPTIONS = [
     ("save-every-negative", ["--save-every", "-1"], False, ["save-every"]),
     ("max-pixels-zero", ["--max-pixels", "0"], False, ["max-pixels"]),
     ("max-pixels-negative", ["--max-pixels", "-10"], False, ["max-pixels"]),
-    ("lbfgs-history-zero", ["--lbfgs-history", "0"], False, ["lbfgs-history"]),
+    ("lbfgs-history-zero", ["--lbfgs-history", "0"], False, ["L-BFGS history"]),
     ("content-weight-negative", ["--content-weight", "-1"], False, ["content weight"]),
     ("learning-rate-zero", ["--optimizer", "adam", "--lr", "0"], False, ["learning rate"]),
     ("vgg-weights-missing", ["--vgg-weights", "no_such_weights.pth"], False,
@@ -500,11 +500,9 @@ def test_not_quiet_reports_the_output(capsys, f):
 
 
 # --------------------------------------------------------------------------------------------
-# known bugs (strict xfail: they turn into failures once fixed, so the marker gets removed)
+# edge cases found while writing these tests (each was a traceback or a wrong result)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a style image too thin for VGG's poolings raises "
-                   "RuntimeError from max_pool2d (traceback, exit 1) instead of an InputError")
 def test_style_image_too_thin(capsys, f):
     thin = f.src / "thin.png"
     noise(200, 2, seed=12).save(thin)
@@ -512,8 +510,6 @@ def test_style_image_too_thin(capsys, f):
                           "--iterations", "1"], ["thin.png"], f.out, f.out_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: GatysConfig.validate lets NaN/inf/too small "
-                   "style_scale through; run() then raises ValueError/OverflowError/RuntimeError")
 @pytest.mark.parametrize("value", ["nan", "inf", "0.01"])
 def test_style_scale_not_finite_or_too_small(capsys, f, value):
     assert_fails(capsys, ["stylize", f.content, "-s", f.style, "-o", f.out, "--size", "32",
@@ -521,24 +517,18 @@ def test_style_scale_not_finite_or_too_small(capsys, f, value):
                  f.out, f.out_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a seed outside 64 bits reaches "
-                   "torch.Generator.manual_seed: ValueError traceback")
 def test_seed_out_of_range(capsys, f):
     assert_fails(capsys, ["stylize", f.content, "-s", f.style, "-o", f.out, "--size", "32",
                           "--iterations", "1", "--seed", str(10**20)], ["seed"],
                  f.out, f.out_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: validate() tests learning_rate <= 0, which is False "
-                   "for NaN; torch.optim.Adam then raises ValueError")
 def test_learning_rate_nan(capsys, f):
     assert_fails(capsys, ["stylize", f.content, "-s", f.style, "-o", f.out, "--size", "32",
                           "--iterations", "1", "--optimizer", "adam", "--lr", "nan"],
                  ["learning rate"], f.out, f.out_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: GatysConfig.scale_sizes() clamps the finest scale "
-                   "to 16 px, so --size 8 silently writes a 16 px image")
 def test_size_below_16_is_honoured_or_refused(capsys, f):
     rc, stdout, stderr = run(capsys, ["stylize", f.content, "-s", f.style, "-o", f.out,
                                       "--size", "8", "--iterations", "1", "--quiet", *SHALLOW])
@@ -550,9 +540,6 @@ def test_size_below_16_is_honoured_or_refused(capsys, f):
         assert max(im.size) == 8
 
 
-@pytest.mark.xfail(strict=True, reason="bug: cli passes decoded images to pipeline.stylize, which "
-                   "checks them again against its own default max_pixels, so --max-pixels above "
-                   "the default cannot work (error names '<image>')")
 def test_max_pixels_above_default(capsys, f, monkeypatch):
     # Simulates the 90 MP default with a default of 500 px; the user raises the limit to 5000
     # for a 32x32 = 1024 px image.

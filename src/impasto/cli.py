@@ -127,8 +127,6 @@ def _run_stylize(args: argparse.Namespace) -> int:
         raise InputError(f"--save-every must not be negative, got {args.save_every}")
     if args.max_pixels is not None and args.max_pixels <= 0:
         raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
-    if args.lbfgs_history <= 0:
-        raise InputError(f"--lbfgs-history must be positive, got {args.lbfgs_history}")
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     init_path = None
     init = args.init
@@ -166,6 +164,11 @@ def _run_stylize(args: argparse.Namespace) -> int:
     styles = [load_image(s, max_pixels=max_pixels) for s in args.style]
     init_image = load_image(init_path, max_pixels=max_pixels) if init_path else None
     transfer = GatysStyleTransfer(config)
+    transfer.plan(
+        (content.height, content.width),
+        [(s.height, s.width) for s in styles],
+        style_names=[str(s) for s in args.style],
+    )
 
     metadata = {
         "impasto": __version__,
@@ -182,7 +185,7 @@ def _run_stylize(args: argparse.Namespace) -> int:
 
     image = stylize(
         content, styles, init_image=init_image, transfer=transfer, callback=on_step,
-        progress=not args.quiet,
+        progress=not args.quiet, max_pixels=None,  # already loaded and checked above
     )
     save_image(image, out, metadata=metadata)
     if not args.quiet:

@@ -4,34 +4,7 @@ The only part of impasto that touches PIL and image files. Tensors are float32 `
 in ``[0, 1]``; bad input files raise :class:`impasto.errors.InputError` with one line naming them.
 """
 
-from impasto.io.images import (
-    DEFAULT_MAX_PIXELS,
-    LANCZOS,
-    SAVE_FORMATS,
-    check_output_path,
-    image_size,
-    load_image,
-    read_png_metadata,
-    resize,
-    resize_tensor,
-    save_image,
-    scaled_size,
-    to_pil,
-    to_tensor,
-)
+from impasto.io import images as _images
+from impasto.io.images import *  # noqa: F403  (the public API, listed in images.__all__)
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "LANCZOS",
-    "SAVE_FORMATS",
-    "check_output_path",
-    "image_size",
-    "load_image",
-    "read_png_metadata",
-    "resize",
-    "resize_tensor",
-    "save_image",
-    "scaled_size",
-    "to_pil",
-    "to_tensor",
-]
+__all__ = list(_images.__all__)

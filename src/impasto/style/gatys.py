@@ -36,6 +36,10 @@ INITS = ("content", "noise")
 MIN_SCALE_SIZE = 128
 
 
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 @dataclass
 class GatysConfig:
     """Settings of one style transfer; saved in the output PNG's metadata.
@@ -73,11 +77,11 @@ class GatysConfig:
         """Raises :class:`InputError` for a bad value, before any work is done."""
         if self.size <= 0:
             raise InputError(f"size must be positive, got {self.size}")
-        if self.style_scale <= 0:
+        if not _finite(self.style_scale) or self.style_scale <= 0:
             raise InputError(f"style scale must be positive, got {self.style_scale}")
         for name in ("content_weight", "style_weight", "tv_weight"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name.replace('_', ' ')} must not be negative")
+            if not _finite(getattr(self, name)) or getattr(self, name) < 0:
+                raise InputError(f"{name.replace('_', ' ')} must be a non-negative number")
         for kind, layers, weights in (
             ("content", self.content_layers, self.content_layer_weights),
             ("style", self.style_layers, self.style_layer_weights),
@@ -94,13 +98,16 @@ class GatysConfig:
                 raise InputError(
                     f"{len(weights)} {kind} layer weights given for {len(layers)} {kind} layers"
                 )
+            if weights is not None and not all(_finite(w) and w >= 0 for w in weights):
+                raise InputError(f"{kind} layer weights must be non-negative numbers")
         if self.style_blend_weights is not None:
             if len(self.style_blend_weights) != n_styles:
                 raise InputError(
                     f"{len(self.style_blend_weights)} style blend weights given for "
                     f"{n_styles} style image(s)"
                 )
-            if any(w < 0 for w in self.style_blend_weights) or sum(self.style_blend_weights) <= 0:
+            blend = self.style_blend_weights
+            if not all(_finite(w) and w >= 0 for w in blend) or sum(blend) <= 0:
                 raise InputError("style blend weights must be non-negative and not all zero")
         if self.preserve_color not in COLOR_MODES:
             raise InputError(f"preserve color must be one of {', '.join(COLOR_MODES)}")
@@ -110,8 +117,14 @@ class GatysConfig:
             raise InputError("pooling must be 'max' or 'avg'")
         if self.scales < 0:
             raise InputError(f"scales must not be negative, got {self.scales}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise InputError("learning rate must be positive")
+        if self.learning_rate is not None and not (
+            _finite(self.learning_rate) and self.learning_rate > 0
+        ):
+            raise InputError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise InputError(f"seed must be between 0 and 2**63-1, got {self.seed}")
+        if self.lbfgs_history <= 0:
+            raise InputError(f"L-BFGS history must be positive, got {self.lbfgs_history}")
         its = self.iterations
         if its is not None:
             its = [its] if isinstance(its, int) else list(its)
@@ -127,7 +140,8 @@ class GatysConfig:
         n = self.scales
         if n == 0:
             n = 1 + max(0, int(math.floor(math.log2(max(self.size, 1) / MIN_SCALE_SIZE))))
-        return [max(16, round(self.size / 2**k)) for k in reversed(range(n))]
+        # The finest scale is exactly `size`; coarser ones too small to encode are skipped later.
+        return [max(1, round(self.size / 2**k)) for k in reversed(range(n))]
 
     def scale_iterations(self) -> list[int]:
         """Iterations at each scale. The default spends most steps where they are cheap."""
@@ -163,8 +177,8 @@ class StepInfo:
     image: Tensor = field(repr=False)  # current (1, 3, H, W), not clamped
 
 
-def _fit_longest(x: Tensor, longest: int) -> tuple[int, int]:
-    h, w = x.shape[-2:]
+def _fit_longest(x: Tensor | tuple[int, int], longest: int) -> tuple[int, int]:
+    h, w = x.shape[-2:] if isinstance(x, Tensor) else x
     s = longest / max(h, w)
     return max(1, round(h * s)), max(1, round(w * s))
 
@@ -206,6 +220,47 @@ class GatysStyleTransfer:
             style_layer_weights=c.style_layer_weights,
         ).to(self.device)
 
+    def plan(
+        self,
+        content_hw: tuple[int, int],
+        style_hws: Sequence[tuple[int, int]],
+        style_names: Sequence[str] | None = None,
+    ) -> tuple[list[int], list[int], int]:
+        """Checks that images of these sizes can be stylised and returns the scales' longest
+        sides, their iterations, and the smallest side the encoder accepts.
+
+        The deepest layer sees the image after several 2x poolings, so a scale whose short side
+        is smaller cannot be encoded: such coarse scales are skipped, and an output or a style
+        image that small is an :class:`InputError`.
+        """
+        c = self.config
+        c.validate(len(style_hws))
+        if not style_hws:
+            raise InputError("at least one style image is needed")
+        sizes, its = c.scale_sizes(), c.scale_iterations()
+        deepest = max(VGG19_LAYER_NAMES.index(n) for n in c.content_layers + c.style_layers)
+        min_side = 2 ** sum(n.startswith("pool") for n in VGG19_LAYER_NAMES[:deepest])
+        if min(_fit_longest(content_hw, sizes[-1])) < min_side:
+            raise InputError(
+                f"output of {sizes[-1]} px on the longest side is too small for this content's "
+                f"aspect ratio: the layers used need at least {min_side} px on the short side"
+            )
+        final_style_side = max(1, round(sizes[-1] * c.style_scale))
+        for j, hw in enumerate(style_hws):
+            hw_s = _fit_longest(hw, final_style_side)
+            if min(hw_s) < min_side:
+                name = style_names[j] if style_names else f"style image {j + 1}"
+                raise InputError(
+                    f"{name} would be {hw_s[1]}x{hw_s[0]} px at this size and style "
+                    f"scale: the layers used need at least {min_side} px on the short side"
+                )
+        keep = [min(_fit_longest(content_hw, s)) >= min_side for s in sizes]
+        if not all(keep):
+            log.info("skipping %d coarse scale(s) smaller than %d px", keep.count(False), min_side)
+        sizes = [s for s, k in zip(sizes, keep) if k]
+        its = [n for n, k in zip(its, keep) if k]
+        return sizes, its, min_side
+
     def run(
         self,
         content: Tensor,
@@ -229,9 +284,6 @@ class GatysStyleTransfer:
             RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
         """
         c = self.config
-        c.validate(len(styles))
-        if not styles:
-            raise InputError("at least one style image is needed")
         content = content.detach().float().to(self.device)
         styles = [s.detach().float().to(self.device) for s in styles]
         if init is not None:
@@ -239,21 +291,8 @@ class GatysStyleTransfer:
         gen = torch.Generator(device="cpu")
         gen.manual_seed(c.seed if c.seed is not None else torch.seed())
 
-        sizes, its = c.scale_sizes(), c.scale_iterations()
-        # The deepest layer sees the image after this many 2x poolings: a scale whose short side
-        # is smaller cannot be encoded. Coarse scales that small are skipped.
-        deepest = max(VGG19_LAYER_NAMES.index(n) for n in c.content_layers + c.style_layers)
-        min_side = 2 ** sum(n.startswith("pool") for n in VGG19_LAYER_NAMES[:deepest])
-        if min(_fit_longest(content, sizes[-1])) < min_side:
-            raise InputError(
-                f"output of {sizes[-1]} px on the longest side is too small for this content's "
-                f"aspect ratio: the layers used need at least {min_side} px on the short side"
-            )
-        keep = [min(_fit_longest(content, s)) >= min_side for s in sizes]
-        if not all(keep):
-            log.info("skipping %d coarse scale(s) smaller than %d px", keep.count(False), min_side)
-        sizes = [s for s, k in zip(sizes, keep) if k]
-        its = [n for n, k in zip(its, keep) if k]
+        sizes, its, min_side = self.plan(tuple(content.shape[-2:]),
+                                         [tuple(x.shape[-2:]) for x in styles])
         total_steps = sum(its)
         step = 0
         image: Tensor | None = None
@@ -262,7 +301,12 @@ class GatysStyleTransfer:
             hw = _fit_longest(content, longest)
             content_k = resize_tensor(content, hw)
             style_side = max(1, round(longest * c.style_scale))
-            styles_k = [resize_tensor(s, _fit_longest(s, style_side)) for s in styles]
+            styles_k = []
+            for s in styles:
+                hw_s = _fit_longest(s, style_side)
+                if min(hw_s) < min_side:  # a coarse scale: keep the style encodable
+                    hw_s = _fit_longest(s, math.ceil(style_side * min_side / min(hw_s)))
+                styles_k.append(resize_tensor(s, hw_s))
             if c.preserve_color == "luminance":
                 styles_k = [luminance_image(s, like=content_k) for s in styles_k]
                 content_k = luminance_image(content_k)

@@ -54,11 +54,14 @@ def stylize(
     if init_image is not None:
         init_t = to_tensor(load_image(init_image, max_pixels=max_pixels))
     transfer = transfer or GatysStyleTransfer(config)
+    _, iterations, _ = transfer.plan(
+        tuple(content_t.shape[-2:]), [tuple(s.shape[-2:]) for s in style_ts]
+    )  # raises InputError for impossible sizes before any work or output
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(config.scale_iterations()), unit="it", dynamic_ncols=True)
+        bar = tqdm(total=sum(iterations), unit="it", dynamic_ncols=True)
 
     def on_step(info: StepInfo) -> None:
         if bar is not None:
