@@ -44,7 +44,9 @@ def _figure(rows: list[list[Image.Image]], height: int = 256) -> Image.Image:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="impasto demo on packaged photos")
     ap.add_argument("--out", type=Path, default=Path("demo_out"))
-    ap.add_argument("--size", type=int, default=384, help="longest side of the results")
+    ap.add_argument("--size", type=int, default=256, help="longest side of the results")
+    ap.add_argument("--style-weight", type=float, default=1000.0,
+                    help="stronger than the default 100: the micrograph is a pale texture")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         content = _sample(name)
         if colour not in transfers:
             transfers[colour] = GatysStyleTransfer(
-                GatysConfig(size=args.size, preserve_color=colour, seed=0)
+                GatysConfig(size=args.size, preserve_color=colour, style_weight=args.style_weight,
+                            seed=0)
             )
         t = time.perf_counter()
         out = impasto.stylize(content, style, transfer=transfers[colour], progress=not args.quiet)

@@ -1,0 +1,39 @@
+"""The metrics package: its registry and its place in the layering."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+import impasto.metrics as metrics
+
+ALLOWED = ("impasto.errors", "impasto.io", "impasto.nets", "impasto.metrics")
+
+
+def test_registry_entries_are_usable():
+    assert set(metrics.METRICS) == {"fid", "kid", "is", "pr", "swd"}
+    for name, info in metrics.METRICS.items():
+        assert callable(info.func) and info.description and info.input in {
+            "features",
+            "probs",
+            "images",
+        }, name
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    assert metrics.METRICS["fid"].func(x, x) < 1e-9
+    assert metrics.METRICS["pr"].func(x, x) == {"precision": 1.0, "recall": 1.0}
+
+
+def test_metrics_import_only_lower_layers():
+    folder = Path(metrics.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name == "impasto" or name.startswith("impasto."):
+                    assert name.startswith(ALLOWED), f"{path.name} imports {name}"
