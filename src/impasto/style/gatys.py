@@ -352,7 +352,10 @@ class GatysStyleTransfer:
                 opt = torch.optim.Adam([image], lr=c.learning_rate or 0.02)
             log.debug("scale %d/%d: %s px, %d iterations", k + 1, len(sizes), hw, n_iter)
             for i in range(1, n_iter + 1):
-                opt.step(closure)
+                returned = opt.step(closure)
+                # L-BFGS returns the loss at the accepted point (its last evaluation may have
+                # been a rejected trial); Adam returns the loss before its update.
+                loss_now = float(returned) if c.optimizer == "lbfgs" else float(state["total"])
                 if getattr(opt, "stalled", False):
                     if dtype != torch.float32:
                         # bf16 can no longer resolve the loss decrease: finish in fp32.
@@ -376,7 +379,7 @@ class GatysStyleTransfer:
                             iterations=n_iter,
                             step=step,
                             total_steps=total_steps,
-                            loss=float(state["total"]),
+                            loss=loss_now,
                             content=float(state["content"]),
                             style=float(state["style"]),
                             tv=float(state["tv"]),

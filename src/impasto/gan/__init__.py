@@ -1,0 +1,33 @@
+"""GAN training pieces: losses and penalties, the phased :class:`GanLoss`, and DiffAugment.
+
+Networks live in :mod:`impasto.nets.gan`; this package may import them, never the reverse.
+"""
+
+from impasto.gan.augment import DIFFAUGMENT_POLICIES, DiffAugment
+from impasto.gan.losses import (
+    GAN_LOSS_KINDS,
+    GanLoss,
+    d_loss_hinge,
+    d_loss_nonsaturating,
+    d_loss_wgan,
+    g_loss_hinge,
+    g_loss_nonsaturating,
+    g_loss_wgan,
+    gradient_penalty,
+    r1_penalty,
+)
+
+__all__ = [
+    "DIFFAUGMENT_POLICIES",
+    "GAN_LOSS_KINDS",
+    "DiffAugment",
+    "GanLoss",
+    "d_loss_hinge",
+    "d_loss_nonsaturating",
+    "d_loss_wgan",
+    "g_loss_hinge",
+    "g_loss_nonsaturating",
+    "g_loss_wgan",
+    "gradient_penalty",
+    "r1_penalty",
+]
