@@ -1,0 +1,74 @@
+"""What every training loop shares (GANs, progressive GANs, classifiers, feed-forward style nets).
+
+- :mod:`~impasto.train.config`: typed configs (dataclasses) as JSON beside the weights.
+- :mod:`~impasto.train.checkpoint`: atomic, ``weights_only``-loadable checkpoints with the full
+  RNG state, a :class:`CheckpointManager` for run folders, and ``--resume`` resolution.
+- :mod:`~impasto.train.ema`: exponential moving average of weights.
+- :mod:`~impasto.train.runlog`: ``stats.jsonl`` and TensorBoard logging.
+- :mod:`~impasto.train.guard`: stop on a NaN/inf loss with a clear message.
+- :mod:`~impasto.train.distributed`: ``torchrun`` helpers that are no-ops in a single process.
+
+This layer may import :mod:`impasto.errors`, :mod:`impasto.io`, :mod:`impasto.nets` and
+:mod:`impasto.data`, never the model families built on it.
+"""
+
+from __future__ import annotations
+
+from impasto.train.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointManager,
+    capture_rng_state,
+    load_checkpoint,
+    resolve_checkpoint,
+    restore,
+    restore_rng_state,
+    save_checkpoint,
+)
+from impasto.train.config import config_from_dict, config_to_dict, load_config, save_config
+from impasto.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    cleanup,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_distributed,
+    is_main,
+    unwrap_model,
+)
+from impasto.train.ema import EMA
+from impasto.train.guard import NonFiniteLossError, check_finite
+from impasto.train.runlog import RunLogger, read_stats
+
+__all__ = [
+    "EMA",
+    "FORMAT_VERSION",
+    "CheckpointManager",
+    "DistInfo",
+    "NonFiniteLossError",
+    "RunLogger",
+    "all_reduce_mean",
+    "barrier",
+    "broadcast_object",
+    "capture_rng_state",
+    "check_finite",
+    "cleanup",
+    "config_from_dict",
+    "config_to_dict",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_distributed",
+    "is_main",
+    "load_checkpoint",
+    "load_config",
+    "read_stats",
+    "resolve_checkpoint",
+    "restore",
+    "restore_rng_state",
+    "save_checkpoint",
+    "save_config",
+    "unwrap_model",
+]

@@ -1,0 +1,103 @@
+"""Small private helpers of :mod:`impasto.train`: atomic file writes and one-line messages."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from impasto.errors import InputError
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` with all whitespace runs (newlines included) collapsed, cut to ``limit`` chars."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reason(exc: BaseException) -> str:
+    """A short description of an exception for a one-line message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return one_line(first, 200) or type(exc).__name__
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where possible (Linux /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); best effort."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a hidden temporary file beside ``path``; on success it is synced and renamed over it.
+
+    The temporary file is made with ``mkstemp`` in the target folder (so the final
+    ``os.replace`` is atomic), flushed and ``fsync``-ed before the rename. If the body raises,
+    the temporary file is removed and an existing ``path`` is left untouched. Missing parent
+    folders are created. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8 text).
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: is a folder, not a file name")
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the folder: {reason(exc)}") from None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write in the folder: {reason(exc)}") from None
+    tmp = Path(tmp_name)
+    try:
+        if "b" in mode:
+            f = os.fdopen(fd, mode)
+        else:
+            f = os.fdopen(fd, mode, encoding="utf-8", newline="\n")
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the usual 0666 & ~umask
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(folder)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "w") as f:
+        f.write(text)

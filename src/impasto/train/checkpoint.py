@@ -1,0 +1,667 @@
+"""Checkpoints: one file per save holding only state dicts and plain data, written atomically.
+
+A checkpoint is what :func:`torch.save` writes for a dict of::
+
+    format_version  int (FORMAT_VERSION)          kind         str, e.g. "gan/dcgan"
+    config          dict of JSON data              step         int    images_seen   int
+    models          {name: module.state_dict()}    optimizers   {name: optimizer.state_dict()}
+    rng             capture_rng_state() or None    extra        dict of plain data
+    torch_version   str
+
+Everything in it is a tensor, str, int, float, bool, None, list, tuple or dict, so it loads with
+``torch.load(..., weights_only=True)``: no pickled Python objects are ever executed on loading
+(:func:`save_checkpoint` refuses anything else, numpy values included, with a ``TypeError``).
+
+Resuming::
+
+    ckpt = load_checkpoint(resolve_checkpoint(args.resume), kind="gan/dcgan")
+    restore(ckpt, {"G": G, "D": D}, {"G": opt_g, "D": opt_d},
+            generators={"loader": loader.generator})
+    step, images_seen = ckpt["step"], ckpt["images_seen"]
+
+Problems with the file (missing, a folder, truncated or corrupt, not an impasto checkpoint, a
+newer format, another kind, weights that do not fit the model) raise
+:class:`~impasto.errors.InputError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import math
+import os
+import pickle
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from impasto.errors import InputError
+from impasto.train._util import atomic_open, one_line, reason, write_text_atomic
+from impasto.train.config import config_to_dict
+from impasto.train.distributed import unwrap_model
+from impasto.train.ema import EMA
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointManager",
+    "capture_rng_state",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "restore",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+#: Version of the checkpoint layout written by :func:`save_checkpoint`. Files with a higher
+#: number (written by a newer impasto) are refused with a clear message.
+FORMAT_VERSION = 1
+
+_REQUIRED = {"kind": str, "step": int, "images_seen": int, "models": dict, "optimizers": dict}
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+# --------------------------------------------------------------------------------------------
+# plain-data check
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Raise TypeError unless ``obj`` is made only of data ``weights_only`` loading accepts."""
+    if isinstance(obj, torch.Tensor):
+        if type(obj) is not torch.Tensor and not isinstance(obj, nn.Parameter):
+            raise TypeError(
+                f"{where} is a {type(obj).__name__} (a tensor subclass); store a plain tensor"
+            )
+        return
+    t = type(obj)
+    if t in _PLAIN_TYPES or isinstance(obj, (torch.dtype, torch.Size)):
+        return
+    if t in (list, tuple):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(obj, dict):  # dict and OrderedDict (state dicts)
+        for k, v in obj.items():
+            if type(k) not in (str, int):
+                raise TypeError(
+                    f"{where} has a key {k!r} of type {type(k).__name__}; use str or int keys"
+                )
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    hint = (
+        " (convert it with torch.from_numpy() or .tolist())"
+        if t.__module__.startswith("numpy")
+        else ""
+    )
+    raise TypeError(
+        f"{where} is a {t.__module__}.{t.__qualname__}; a checkpoint holds only tensors, str, int, "
+        f"float, bool, None, lists, tuples and dicts{hint}"
+    )
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state
+
+
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """The state of every random number generator a training loop draws from, as plain data.
+
+    ``python`` (:mod:`random`), ``numpy`` (the global ``np.random`` state: its key array as an
+    int64 tensor plus ints and a float, so no numpy object is stored), ``torch`` (CPU),
+    ``cuda`` (one state per CUDA device; only when CUDA is available and already initialised,
+    so that capturing never creates CUDA contexts; otherwise None) and ``generators``: the state
+    of each :class:`torch.Generator` passed by name (e.g. the data loader's seeded generator).
+    """
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    cuda = None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    gens = {}
+    for gname, g in (generators or {}).items():
+        if not isinstance(g, torch.Generator):
+            raise TypeError(f"generator {gname!r} is a {type(g).__name__}, not a torch.Generator")
+        gens[str(gname)] = g.get_state().clone()
+    return {
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": None if gauss_next is None else float(gauss_next),
+        },
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state().clone(),
+        "cuda": cuda,
+        "generators": gens,
+    }
+
+
+def restore_rng_state(
+    state: Mapping[str, Any],
+    generators: Mapping[str, torch.Generator] | None = None,
+    *,
+    strict: bool = True,
+) -> None:
+    """Put back a state from :func:`capture_rng_state`: after it, ``random``, ``np.random``,
+    ``torch`` (CPU and, where saved and available, CUDA) and each named generator produce the
+    same numbers as right after the capture.
+
+    A CUDA state saved on a machine with more devices is restored for the devices present; one
+    saved without CUDA leaves the CUDA generators alone. A name in ``generators`` without a
+    saved state raises :class:`InputError` when ``strict`` (is skipped otherwise).
+    """
+    try:
+        py = state["python"]
+        internal = tuple(int(v) for v in _as_cpu_tensor(py["state"]).tolist())
+        gauss = py["gauss_next"]
+        np_state = state["numpy"]
+        keys = _as_cpu_tensor(np_state["keys"]).numpy().astype(np.uint32)
+        np_tuple = (
+            str(np_state["name"]),
+            keys,
+            int(np_state["pos"]),
+            int(np_state["has_gauss"]),
+            float(np_state["cached_gaussian"]),
+        )
+        torch_state = _as_cpu_tensor(state["torch"]).to(torch.uint8)
+        saved_gens = state.get("generators") or {}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InputError(
+            f"the saved random number generator state is malformed ({reason(e)})"
+        ) from None
+
+    missing = [n for n in (generators or {}) if n not in saved_gens]
+    if missing and strict:
+        names = ", ".join(repr(n) for n in missing)
+        raise InputError(f"no saved random number generator state for generator {names}")
+
+    random.setstate((int(py["version"]), internal, None if gauss is None else float(gauss)))
+    np.random.set_state(np_tuple)
+    torch.set_rng_state(torch_state)
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        for i in range(min(len(cuda), torch.cuda.device_count())):
+            torch.cuda.set_rng_state(_as_cpu_tensor(cuda[i]).to(torch.uint8), i)
+    for gname, g in (generators or {}).items():
+        if gname in saved_gens:
+            g.set_state(_as_cpu_tensor(saved_gens[gname]).to(torch.uint8))
+
+
+def _as_cpu_tensor(value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"expected a tensor, got {type(value).__name__}")
+    return value.detach().cpu()
+
+
+# --------------------------------------------------------------------------------------------
+# save / load
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    config: Mapping[str, Any] | Any,
+    step: int,
+    images_seen: int,
+    models: Mapping[str, Any],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    extra: Mapping[str, Any] | None = None,
+    rng: bool = True,
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> Path:
+    """Write one checkpoint file (layout in the module doc) atomically; returns its path.
+
+    ``config`` is a dict of JSON data or a config dataclass (stored via
+    :func:`~impasto.train.config.config_to_dict`). ``models`` maps names to modules (or any
+    object with ``state_dict()``, e.g. :class:`~impasto.train.ema.EMA`); DDP and
+    ``torch.compile`` wrappers are unwrapped, so the keys have no ``module.`` prefix. ``rng``
+    stores :func:`capture_rng_state` (with the named ``generators``).
+
+    The file is written to a temporary file in the same folder, flushed, ``fsync``-ed and
+    renamed over ``path``: on any failure the temporary file is removed and an existing
+    checkpoint at ``path`` is left as it was. Raises ``TypeError`` for data that is not plain
+    (see the module doc) and :class:`InputError` when the file cannot be written.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind must be a non-empty string such as 'gan/dcgan', not {kind!r}")
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = config_to_dict(config)
+    payload: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": dict(config or {}),
+        "step": _int("step", step),
+        "images_seen": _int("images_seen", images_seen),
+        "models": {str(n): unwrap_model(m).state_dict() for n, m in models.items()},
+        "optimizers": {str(n): o.state_dict() for n, o in optimizers.items()},
+        "rng": capture_rng_state(generators) if rng else None,
+        "extra": dict(extra or {}),
+        "torch_version": str(torch.__version__),
+    }
+    for key in ("config", "models", "optimizers", "rng", "extra"):
+        _check_plain(payload[key], key)
+
+    target = Path(path)
+    try:
+        with atomic_open(target, "wb") as f:
+            torch.save(payload, f)
+    except OSError as e:
+        raise InputError(f"{target}: cannot write the checkpoint: {reason(e)}") from None
+    return target
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    kind: str | None = None,
+    map_location: Any = "cpu",
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
+
+    Returns its dict (``extra``, ``config`` default to ``{}`` and ``rng`` to None when absent)
+    plus ``"path"``: the file name, used in later messages. With ``kind``, a checkpoint of
+    another kind is refused. Raises :class:`InputError` (one line naming the file) for a
+    missing file, a folder, a truncated or corrupt file, a file that is not an impasto
+    checkpoint, one written in a newer format and one of another kind.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(
+            f"{p}: is a folder, not a checkpoint file "
+            "(resolve a run folder with CheckpointManager.resolve)"
+        )
+    if not p.exists():
+        raise InputError(f"{p}: checkpoint not found")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise InputError(f"{p}: cannot read the checkpoint: {reason(e)}") from None
+    if not head:
+        raise InputError(f"{p}: empty file, not a checkpoint")
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise InputError(f"{p}: not a checkpoint file (not written by torch.save, or corrupt)")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
+    except OSError as e:
+        # The file opened fine above: a seek past its end (EINVAL) means it is cut short.
+        if e.errno == errno.EIO:
+            raise InputError(f"{p}: cannot read the checkpoint: {reason(e)}") from None
+        raise InputError(f"{p}: truncated or corrupt checkpoint ({reason(e)})") from None
+    except pickle.UnpicklingError as e:
+        if "unsupported global" in str(e).lower():
+            raise InputError(
+                f"{p}: not an impasto checkpoint: it holds pickled Python objects, "
+                "not only tensors and plain data, and is not loaded for safety"
+            ) from None
+        raise InputError(f"{p}: truncated or corrupt checkpoint ({_short(e)})") from None
+    except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, zipfile, struct, ...)
+        raise InputError(f"{p}: truncated or corrupt checkpoint ({_short(e)})") from None
+
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        bare = (
+            isinstance(ckpt, dict)
+            and ckpt
+            and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        )
+        hint = "; it looks like a bare state_dict" if bare else ""
+        raise InputError(f"{p}: not an impasto checkpoint (no format_version{hint})")
+    version = ckpt["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"{p}: not an impasto checkpoint (format_version {version!r})")
+    if version > FORMAT_VERSION:
+        raise InputError(
+            f"{p}: checkpoint format {version} is newer than this impasto reads "
+            f"(up to {FORMAT_VERSION}); upgrade impasto"
+        )
+    for key, typ in _REQUIRED.items():
+        value = ckpt.get(key)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise InputError(f"{p}: incomplete impasto checkpoint (no valid '{key}')")
+    if kind is not None and ckpt["kind"] != kind:
+        raise InputError(f"{p} is a '{ckpt['kind']}' checkpoint, not '{kind}'")
+    ckpt.setdefault("config", {})
+    ckpt.setdefault("extra", {})
+    ckpt.setdefault("rng", None)
+    if ckpt["extra"] is None:
+        ckpt["extra"] = {}
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def _short(exc: BaseException) -> str:
+    """The first sentence of an exception's message, for one-line errors."""
+    if isinstance(exc, EOFError):
+        return "unexpected end of file"
+    text = reason(exc).split(". ")[0].rstrip(".")
+    return one_line(f"{type(exc).__name__}: {text}", 150)
+
+
+# --------------------------------------------------------------------------------------------
+# restore
+
+
+def _fit_problems(own: Mapping[str, Any], saved: Mapping[str, Any], strict: bool) -> list[str]:
+    """Why ``saved`` does not fit a module whose state dict is ``own``, first problem first."""
+    problems = []
+    for key, mine in own.items():
+        if key not in saved:
+            if strict:
+                problems.append(f"key '{key}' is missing from the checkpoint")
+            continue
+        theirs = saved[key]
+        if (
+            isinstance(mine, torch.Tensor)
+            and isinstance(theirs, torch.Tensor)
+            and mine.shape != theirs.shape
+        ):
+            problems.append(
+                f"key '{key}' has shape {tuple(theirs.shape)} in the checkpoint "
+                f"but {tuple(mine.shape)} in the model"
+            )
+    if strict:
+        problems += [f"unexpected key '{k}' in the checkpoint" for k in saved if k not in own]
+    return problems
+
+
+def _mismatch(src: str, what: str, name: str, problems: list[str]) -> InputError:
+    more = len(problems) - 1
+    tail = f" (and {more} more mismatch{'es' if more > 1 else ''})" if more > 0 else ""
+    return InputError(
+        one_line(
+            f"{src}: {what} '{name}' does not fit the checkpoint (architecture mismatch?): "
+            f"{problems[0]}{tail}"
+        )
+    )
+
+
+def restore(
+    ckpt: Mapping[str, Any],
+    models: Mapping[str, Any],
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    *,
+    strict: bool = True,
+    rng: bool = True,
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> None:
+    """Load the saved states into ``models`` and ``optimizers`` (and the RNGs, when ``rng``).
+
+    Every model is checked before any is changed: a state dict that does not fit (missing or
+    unexpected keys, a different shape) raises :class:`InputError` naming the model and the
+    first mismatching key. With ``strict=False``, missing/unexpected keys and names absent from
+    the checkpoint are skipped (shapes must still match). ``generators`` are restored by name
+    as saved with ``save_checkpoint(generators=...)``. Models in the checkpoint that are not
+    asked for are ignored (e.g. loading only the generator of a GAN).
+    """
+    src = str(ckpt.get("path", "checkpoint"))
+    saved_models = ckpt.get("models") or {}
+    saved_opts = ckpt.get("optimizers") or {}
+
+    plan = []
+    for name, model in models.items():
+        if name not in saved_models:
+            if strict:
+                have = ", ".join(repr(n) for n in saved_models) or "none"
+                raise InputError(f"{src}: no model '{name}' in the checkpoint (it has: {have})")
+            log.warning("%s: no model '%s' in the checkpoint; left as it is", src, name)
+            continue
+        target = unwrap_model(model)
+        state = saved_models[name]
+        own = None
+        if isinstance(target, nn.Module):
+            own, theirs = target.state_dict(), state
+        elif (
+            isinstance(target, EMA)
+            and isinstance(state, Mapping)
+            and isinstance(state.get("model"), Mapping)
+        ):
+            own, theirs = target.model.state_dict(), state["model"]
+        elif isinstance(target, EMA):
+            raise _mismatch(src, "model", name, ["the saved state is not an EMA state"])
+        if own is not None:
+            problems = _fit_problems(own, theirs, strict or isinstance(target, EMA))
+            if problems:
+                raise _mismatch(src, "model", name, problems)
+        plan.append((name, target, state))
+    for name, target, state in plan:
+        try:
+            if isinstance(target, nn.Module):
+                target.load_state_dict(state, strict=strict)
+            else:
+                target.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise _mismatch(src, "model", name, [reason(e)]) from None
+
+    for name, opt in (optimizers or {}).items():
+        if name not in saved_opts:
+            if strict:
+                have = ", ".join(repr(n) for n in saved_opts) or "none"
+                raise InputError(f"{src}: no optimizer '{name}' in the checkpoint (it has: {have})")
+            log.warning("%s: no optimizer '%s' in the checkpoint; left as it is", src, name)
+            continue
+        try:
+            opt.load_state_dict(saved_opts[name])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise _mismatch(src, "optimizer", name, [reason(e)]) from None
+
+    if rng:
+        state = ckpt.get("rng")
+        if state is None:
+            if strict:
+                raise InputError(
+                    f"{src}: the checkpoint holds no random number generator state "
+                    "(saved with rng=False)"
+                )
+            log.warning("%s: no random number generator state in the checkpoint", src)
+            return
+        try:
+            restore_rng_state(state, generators, strict=strict)
+        except InputError as e:
+            raise InputError(f"{src}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# a run folder of checkpoints
+
+
+def _numbered(folder: Path, prefix: str) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the ``{prefix}-<step>.pt`` files in ``folder``, by step."""
+    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)\.pt$")
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        m = pattern.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _latest_in(folder: Path, prefix: str) -> Path | None:
+    info = _read_json(folder / "latest.json")
+    if isinstance(info, dict) and isinstance(info.get("file"), str):
+        name = info["file"]
+        if name and "/" not in name and "\\" not in name and name not in (".", ".."):
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate
+    found = _numbered(folder, prefix)
+    return found[-1][1] if found else None
+
+
+def resolve_checkpoint(path_or_run_folder: str | os.PathLike[str], *, prefix: str = "ckpt") -> Path:
+    """The checkpoint file that ``--resume PATH`` means.
+
+    A file is returned as it is. For a run folder: the file named by its ``latest.json``, or
+    else its highest-numbered ``{prefix}-<step>.pt``. Raises :class:`InputError` for a path that
+    does not exist and for a folder without checkpoints.
+    """
+    p = Path(path_or_run_folder)
+    if p.is_dir():
+        found = _latest_in(p, prefix)
+        if found is None:
+            raise InputError(
+                f"{p}: no checkpoint in this folder (no latest.json and no {prefix}-*.pt)"
+            )
+        return found
+    if p.exists():
+        return p
+    raise InputError(f"{p}: no such checkpoint file or run folder")
+
+
+class CheckpointManager:
+    """Numbered checkpoints in a run folder, the last ``keep_last`` kept, plus ``best.pt``.
+
+    :meth:`save` writes ``{prefix}-000001234.pt`` (the step, zero-padded to 9 digits), then
+    ``latest.json`` (``{"file": ..., "step": ...}``, written atomically; no symlink, so it
+    works on every file system), and only then deletes older numbered files beyond the last
+    ``keep_last`` (None keeps all). "Last" is by step number, and the file just written is
+    always kept (a resumed run that went back never deletes its new checkpoint).
+
+    With ``best_metric`` (e.g. ``"fid"``) and ``mode`` (``"min"`` or ``"max"``),
+    :meth:`save_best` writes ``best.pt`` only when the value improves on the best so far
+    (remembered in ``best.json``, so it survives a resume) and stores the value in the
+    checkpoint's ``extra`` as ``best_metric``/``best_value``.
+
+    Only the main process (rank 0) should save; every rank may :meth:`resolve`.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        keep_last: int | None = 3,
+        prefix: str = "ckpt",
+        best_metric: str | None = None,
+        mode: str = "min",
+    ) -> None:
+        if keep_last is not None and (
+            isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1
+        ):
+            raise ValueError(f"keep_last must be a positive integer or None, not {keep_last!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+        if not prefix or "/" in prefix or "\\" in prefix:
+            raise ValueError(f"prefix must be a plain file name prefix, not {prefix!r}")
+        self.folder = Path(folder)
+        self.keep_last = keep_last
+        self.prefix = prefix
+        self.best_metric = best_metric
+        self.mode = mode
+        self._best: float | None = None
+        self._best_loaded = False
+
+    # -- numbered checkpoints
+
+    def path_for(self, step: int) -> Path:
+        return self.folder / f"{self.prefix}-{_int('step', step):09d}.pt"
+
+    def checkpoints(self) -> list[Path]:
+        """The numbered checkpoint files in the folder, oldest step first."""
+        return [p for _, p in _numbered(self.folder, self.prefix)]
+
+    def save(self, step: int, **kw: Any) -> Path:
+        """:func:`save_checkpoint` to ``{prefix}-<step>.pt`` (``kw``: kind, config, images_seen,
+        models, optimizers, extra, rng, generators), update ``latest.json``, prune old files."""
+        path = save_checkpoint(self.path_for(step), step=step, **kw)
+        write_text_atomic(
+            self.folder / "latest.json", json.dumps({"file": path.name, "step": int(step)}) + "\n"
+        )
+        if self.keep_last is not None:
+            others = [(s, p) for s, p in _numbered(self.folder, self.prefix) if p.name != path.name]
+            keep = (
+                {p.name for _, p in others[len(others) - (self.keep_last - 1) :]}
+                if self.keep_last > 1
+                else set()
+            )
+            for _, p in others:
+                if p.name not in keep:
+                    try:
+                        p.unlink()
+                    except OSError as e:
+                        log.warning("cannot delete old checkpoint %s: %s", p, reason(e))
+        return path
+
+    def latest_path(self) -> Path | None:
+        """The newest checkpoint (``latest.json``, else the highest step), or None."""
+        if not self.folder.is_dir():
+            return None
+        return _latest_in(self.folder, self.prefix)
+
+    def resolve(self, path_or_run_folder: str | os.PathLike[str]) -> Path:
+        """See :func:`resolve_checkpoint` (with this manager's prefix)."""
+        return resolve_checkpoint(path_or_run_folder, prefix=self.prefix)
+
+    # -- best
+
+    @property
+    def best_value(self) -> float | None:
+        """The best value of ``best_metric`` so far (from ``best.json`` after a resume), or None."""
+        if not self._best_loaded:
+            self._best_loaded = True
+            info = _read_json(self.folder / "best.json")
+            if (
+                isinstance(info, dict)
+                and info.get("metric") == self.best_metric
+                and isinstance(info.get("value"), (int, float))
+                and (self.folder / "best.pt").is_file()
+            ):
+                self._best = float(info["value"])
+        return self._best
+
+    def save_best(self, value: float | torch.Tensor, **kw: Any) -> bool:
+        """Write ``best.pt`` (and ``best.json``) if ``value`` beats the best so far; returns
+        whether it did. NaN never improves. ``kw`` as for :meth:`save` plus ``step``."""
+        if self.best_metric is None:
+            raise ValueError("save_best needs CheckpointManager(best_metric=...)")
+        v = float(value.item() if isinstance(value, torch.Tensor) else value)
+        if not math.isfinite(v):
+            return False
+        best = self.best_value
+        if best is not None and not (v < best if self.mode == "min" else v > best):
+            return False
+        extra = dict(kw.pop("extra", None) or {})
+        extra.update(best_metric=self.best_metric, best_value=v)
+        path = save_checkpoint(self.folder / "best.pt", extra=extra, **kw)
+        info = {
+            "metric": self.best_metric,
+            "mode": self.mode,
+            "value": v,
+            "step": kw.get("step"),
+            "file": path.name,
+        }
+        write_text_atomic(self.folder / "best.json", json.dumps(info) + "\n")
+        self._best = v
+        return True
