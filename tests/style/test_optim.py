@@ -80,3 +80,22 @@ def test_torch_lbfgs_first_step_would_vanish():
 
     ImageLBFGS(y, first_step=0.01).step(closure_y)
     assert y.detach().abs().max() >= 0.005
+
+
+def test_bounds_keep_the_solution_in_the_box():
+    """With a target outside [0, 1], the projected optimiser stops at the box, at the
+    constrained minimum (the clamped target for a separable quadratic)."""
+    target = torch.linspace(-0.5, 1.5, 50)
+    x = torch.full((50,), 0.5, requires_grad=True)
+
+    def closure():
+        x.grad = None
+        loss = ((x - target) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt = ImageLBFGS(x, bounds=(0.0, 1.0), first_step=0.1)
+    for _ in range(30):
+        opt.step(closure)
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    torch.testing.assert_close(x.detach(), target.clamp(0, 1), atol=1e-4, rtol=0)

@@ -347,7 +347,7 @@ class GatysStyleTransfer:
                 return total
 
             if c.optimizer == "lbfgs":
-                opt = ImageLBFGS(image, history=c.lbfgs_history)
+                opt = ImageLBFGS(image, history=c.lbfgs_history, bounds=(0.0, 1.0))
             else:
                 opt = torch.optim.Adam([image], lr=c.learning_rate or 0.02)
             log.debug("scale %d/%d: %s px, %d iterations", k + 1, len(sizes), hw, n_iter)

@@ -12,7 +12,9 @@ breaks:
   ``first_step`` (a fixed fraction of the ``[0, 1]`` range);
 * curvature pairs with ``s·y <= eps·y·y`` are skipped, and a non-descent direction restarts;
 * a short backtracking (Armijo) search accepts the unit step almost always, so an iteration costs
-  about one loss evaluation, as in neural-style's L-BFGS without line search.
+  about one loss evaluation, as in neural-style's L-BFGS without line search;
+* optional ``bounds`` project every step into a box (here the ``[0, 1]`` pixel range), so the
+  optimiser cannot lower the loss with values that no image file can hold.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ImageLBFGS:
         first_step: float = 0.01,
         max_backtracks: int = 4,
         armijo: float = 1e-4,
+        bounds: tuple[float, float] | None = None,
     ) -> None:
         if not x.requires_grad:
             raise ValueError("x must require grad")
@@ -46,6 +49,7 @@ class ImageLBFGS:
         self.first_step = first_step
         self.max_backtracks = max_backtracks
         self.armijo = armijo
+        self.bounds = bounds
         self.s: list[Tensor] = []
         self.y: list[Tensor] = []
         self.rho: list[float] = []
@@ -88,29 +92,43 @@ class ImageLBFGS:
         if self.grad is None:
             self.loss, self.grad = self._evaluate(closure)
         loss0, g0 = self.loss, self.grad
-        d = self._direction(g0)
-        gtd = float(g0 @ d)
+        x0 = self.x.detach().reshape(-1).float().clone()
+        free = None
+        if self.bounds is not None:
+            # Pixels held at a bound by a gradient that pushes them outward do not move.
+            lo, hi = self.bounds
+            free = ~(((x0 <= lo) & (g0 > 0)) | ((x0 >= hi) & (g0 < 0)))
+        g_dir = g0 if free is None else g0 * free
+        d = self._direction(g_dir)
+        if free is not None:
+            d = d * free
+        gtd = float(g_dir @ d)
         if not gtd < 0:  # not a descent direction: forget the history
             self.s, self.y, self.rho = [], [], []
-            d = self._direction(g0)
-            gtd = float(g0 @ d)
-        x0 = self.x.detach().reshape(-1).clone()
+            d = self._direction(g_dir)
+            gtd = float(g_dir @ d)
         if not self.x.is_contiguous():
             raise ValueError("x must be contiguous")
         flat = self.x.data.view(-1)
 
         t = 1.0
-        best: tuple[float, float, Tensor] | None = None
+        best: tuple[float, Tensor, Tensor] | None = None
         for _ in range(self.max_backtracks + 1):
-            flat.copy_(x0 + t * d)
+            trial = x0 + t * d
+            if self.bounds is not None:
+                # Projected step: pixels stay in range, so the loss we minimise is the loss of
+                # the image a file can hold. The curvature pair uses the step actually taken.
+                trial.clamp_(*self.bounds)
+            flat.copy_(trial)
             loss, g = self._evaluate(closure)
             if best is None or (loss == loss and loss < best[0]):
-                best = (loss, t, g)
-            if loss == loss and loss <= loss0 + self.armijo * t * gtd:
+                best = (loss, trial, g)
+            predicted = min(float(g0 @ (trial - x0)), 0.0)
+            if loss == loss and loss <= loss0 + self.armijo * predicted:
                 break
             t *= 0.5
         assert best is not None
-        loss, t, g = best
+        loss, x1, g = best
         if not (loss == loss and loss < float("inf")) or loss > loss0:
             # No trial improved: stay put, restart from steepest descent next time.
             flat.copy_(x0)
@@ -118,8 +136,8 @@ class ImageLBFGS:
             self.stalled = True
             return loss0
         self.stalled = False
-        flat.copy_(x0 + t * d)
-        s, y = t * d, g - g0
+        flat.copy_(x1)
+        s, y = x1 - x0, g - g0
         ys = float(s @ y)
         if ys > 1e-10 * float(y @ y) and ys > 0:
             self.s.append(s)
