@@ -193,17 +193,27 @@ def _run_stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gan(sub) -> None:
+    from impasto.gan.commands import add_parser
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="impasto", description="Neural style transfer and GANs on PyTorch.")
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_stylize(sub)
+    _add_gan(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Runs the command line; returns the exit status (0 ok, 1 training diverged, 2 bad input,
+    130 interrupted)."""
+    from impasto.train.guard import NonFiniteLossError
+
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -219,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(msg if msg.startswith("impasto") else f"impasto: error: {msg}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"impasto: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("impasto: interrupted", file=sys.stderr)
         return 130

@@ -1,9 +1,11 @@
-"""GAN training pieces: losses and penalties, the phased :class:`GanLoss`, and DiffAugment.
+"""GAN training pieces: losses and penalties, the phased :class:`GanLoss`, DiffAugment, the
+training loop (:class:`GanTrainConfig`, :func:`train`) and sampling (:class:`GanGenerator`).
 
 Networks live in :mod:`impasto.nets.gan`; this package may import them, never the reverse.
 """
 
 from impasto.gan.augment import DIFFAUGMENT_POLICIES, DiffAugment
+from impasto.gan.config import GanTrainConfig
 from impasto.gan.losses import (
     GAN_LOSS_KINDS,
     GanLoss,
@@ -16,12 +18,18 @@ from impasto.gan.losses import (
     gradient_penalty,
     r1_penalty,
 )
+from impasto.gan.pipeline import GanGenerator, slerp
+from impasto.gan.training import GanProgress, RunResult, train
 
 __all__ = [
     "DIFFAUGMENT_POLICIES",
     "GAN_LOSS_KINDS",
     "DiffAugment",
+    "GanGenerator",
     "GanLoss",
+    "GanProgress",
+    "GanTrainConfig",
+    "RunResult",
     "d_loss_hinge",
     "d_loss_nonsaturating",
     "d_loss_wgan",
@@ -30,4 +38,6 @@ __all__ = [
     "g_loss_wgan",
     "gradient_penalty",
     "r1_penalty",
+    "slerp",
+    "train",
 ]

@@ -1,0 +1,513 @@
+"""``impasto gan train|sample|interpolate``: thin argparse handlers over :func:`impasto.gan.train`
+and :class:`impasto.gan.GanGenerator`, registered by :mod:`impasto.cli`.
+
+Every option is checked before any work: a bad value, file or checkpoint is one line on stderr
+and exit status 2, and leaves no output behind (no run folder, no image). ``gan train`` under
+``torchrun --nproc_per_node=N`` trains on N processes; only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from impasto.errors import InputError
+
+__all__ = ["add_parser"]
+
+_HELP_FMT = argparse.RawDescriptionHelpFormatter
+
+
+# --------------------------------------------------------------------------------------------
+# argument types
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {v}")
+    return v
+
+
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = _number(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return v
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of whole numbers: {text!r}"
+        ) from None
+    if any(s < 0 for s in items):
+        raise argparse.ArgumentTypeError(f"seeds must not be negative: {text!r}")
+    if not items:
+        raise argparse.ArgumentTypeError("empty list")
+    return items
+
+
+def _betas(text: str) -> tuple[float, float]:
+    parts = [t for t in text.split(",") if t.strip()]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"give two numbers B1,B2, not {text!r}")
+    return (_number(parts[0]), _number(parts[1]))
+
+
+# --------------------------------------------------------------------------------------------
+# registration
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``gan`` with its sub-commands to the subparsers ``sub`` of the ``impasto`` parser."""
+    p = sub.add_parser(
+        "gan",
+        help="train GANs (DCGAN, SNGAN) and sample from them",
+        description="Train a GAN on a folder of images, sample from it, make interpolations.",
+    )
+    gsub = p.add_subparsers(dest="gan_command", metavar="COMMAND", parser_class=type(p))
+    _add_train(gsub)
+    _add_sample(gsub)
+    _add_interpolate(gsub)
+
+    def no_command(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=no_command)
+
+
+# Options of `gan train` that map to GanTrainConfig fields (dest -> field). Their argparse
+# default is SUPPRESS, so only the options given on the command line override the defaults
+# or, with --resume, the resumed run's settings.
+_FIELDS = {
+    "out": "run", "arch": "arch", "resolution": "resolution", "channels": "channels",
+    "z_dim": "z_dim", "base_width": "base_width", "d_norm": "d_norm",
+    "conditional": "conditional", "loss": "loss", "gp_weight": "gp_weight",
+    "r1_gamma": "r1_gamma", "d_steps": "d_steps", "lr_g": "lr_g", "lr_d": "lr_d",
+    "betas": "betas", "batch_size": "batch_size", "kimg": "kimg", "steps": "steps",
+    "ema_beta": "ema_beta", "ema_rampup": "ema_rampup", "diffaugment": "diffaugment",
+    "hflip": "hflip",
+    "precision": "precision", "channels_last": "channels_last",
+    "deterministic": "deterministic", "seed": "seed", "device": "device",
+    "workers": "num_workers", "log_every": "log_every", "sample_every": "sample_every",
+    "ckpt_every": "ckpt_every", "keep_last": "keep_last", "samples": "n_samples",
+    "tensorboard": "tensorboard",
+}
+
+
+def _add_train(gsub: Any) -> None:
+    from impasto.device import DEVICES, PRECISIONS
+    from impasto.gan.augment import DIFFAUGMENT_POLICIES
+    from impasto.gan.config import ARCH_DEFAULTS, DEFAULT_KIMG, GanTrainConfig
+    from impasto.gan.losses import GAN_LOSS_KINDS
+    from impasto.nets.gan import GAN_ARCHS
+
+    d = GanTrainConfig(data="-")
+    S = argparse.SUPPRESS
+    defaults = "; ".join(
+        f"{arch}: {loss}, lr {lr:g}, betas {b[0]:g},{b[1]:g}, {n} D step(s)"
+        for arch, (loss, lr, b, n) in ARCH_DEFAULTS.items()
+    )
+    p = gsub.add_parser(
+        "train",
+        help="train a GAN",
+        formatter_class=_HELP_FMT,
+        description=(
+            "Train a GAN; writes config.json, stats.jsonl, TensorBoard events, checkpoints and "
+            "sample grids to the run folder.\n"
+            f"Defaults per architecture: {defaults}; wgan-gp: lr 1e-4, betas 0,0.9, 5 D steps.\n"
+            "Multi-process: torchrun --nproc_per_node=N -m impasto.cli gan train ..."
+        ),
+    )
+    p.add_argument("data", nargs="?", default=None,
+                   help="training images: a folder (sub-folders = classes), .zip, IDX, .npy/.npz "
+                   "or .pt cache (optional with --resume)")
+    p.add_argument("-o", "--out", default=S, help="the run folder (with --resume: the resumed one)")
+    p.add_argument("--resume", default=None, metavar="RUN|CKPT",
+                   help="continue a run exactly where it stopped (its settings are kept; options "
+                   "given here override them)")
+    n = p.add_argument_group("networks")
+    n.add_argument("--arch", choices=tuple(GAN_ARCHS), default=S, help=f"(default {d.arch})")
+    n.add_argument("--resolution", type=int, default=S, help=f"image side (default {d.resolution})")
+    n.add_argument("--channels", type=int, choices=(1, 3), default=S,
+                   help=f"1 grey, 3 RGB (default {d.channels})")
+    n.add_argument("--z-dim", type=_positive_int, default=S, help=f"(default {d.z_dim})")
+    n.add_argument("--base-width", type=_positive_int, default=S, help=f"(default {d.base_width})")
+    n.add_argument("--d-norm", choices=("batch", "layer", "none"), default=S,
+                   help="DCGAN discriminator norm (default batch; layer for wgan-gp)")
+    n.add_argument("--conditional", action="store_true", default=S,
+                   help="class-conditional G and D (needs labelled data)")
+    o = p.add_argument_group("objective and optimiser")
+    o.add_argument("--loss", choices=GAN_LOSS_KINDS, default=S, help="(default: per --arch)")
+    o.add_argument("--gp-weight", type=_number, default=S, help=f"(default {d.gp_weight:g})")
+    o.add_argument("--r1-gamma", type=_number, default=S, help="R1 weight (default 0: off)")
+    o.add_argument("--d-steps", type=_positive_int, default=S, help="D steps per G step")
+    o.add_argument("--lr", type=_positive, default=S, help="learning rate of G and D")
+    o.add_argument("--lr-g", type=_positive, default=S)
+    o.add_argument("--lr-d", type=_positive, default=S)
+    o.add_argument("--betas", type=_betas, default=S, metavar="B1,B2", help="Adam betas")
+    o.add_argument("--ema-beta", type=_number, default=S, help=f"(default {d.ema_beta:g})")
+    o.add_argument("--ema-rampup", type=_number, default=S, metavar="KIMG",
+                   help="ramp the EMA decay up from 0 over the first KIMG (default: off)")
+    t = p.add_argument_group("length and data")
+    t.add_argument("--batch-size", type=_positive_int, default=S,
+                   help=f"per process (default {d.batch_size})")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--kimg", type=_positive, default=S,
+                        help=f"thousands of real images to show D (default {DEFAULT_KIMG:g})")
+    length.add_argument("--steps", type=_positive_int, default=S, help="generator steps")
+    t.add_argument("--diffaugment", default=S, metavar="POLICY",
+                   help="DiffAugment policy, comma-separated from "
+                   f"{','.join(DIFFAUGMENT_POLICIES)}")
+    t.add_argument("--hflip", action="store_true", default=S, help="random horizontal flips")
+    t.add_argument("--workers", type=_nonneg_int, default=S, help="data loader processes")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
+    r.add_argument("--precision", choices=PRECISIONS, default=S,
+                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
+                   help="NHWC memory format (default on)")
+    r.add_argument("--deterministic", action="store_true", default=S,
+                   help="deterministic algorithms: bit-identical reruns and resumes")
+    r.add_argument("--seed", type=_nonneg_int, default=S, help=f"(default {d.seed})")
+    g = p.add_argument_group("logging")
+    g.add_argument("--log-every", type=_nonneg_int, default=S,
+                   help=f"steps (default {d.log_every})")
+    g.add_argument("--sample-every", type=_nonneg_int, default=S,
+                   help=f"steps (default {d.sample_every})")
+    g.add_argument("--ckpt-every", type=_nonneg_int, default=S,
+                   help=f"steps (default {d.ckpt_every})")
+    g.add_argument("--keep-last", type=_positive_int, default=S,
+                   help=f"checkpoints kept (default {d.keep_last})")
+    g.add_argument("--samples", type=_positive_int, default=S,
+                   help=f"images in the sample grid (default {d.n_samples})")
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_train)
+
+
+def _add_common_sampling(p: argparse.ArgumentParser) -> None:
+    from impasto.device import DEVICES
+
+    p.add_argument("source", metavar="RUN|CKPT", help="a run folder (its latest checkpoint) or a "
+                   "checkpoint file")
+    p.add_argument("--truncation", type=_positive, default=None,
+                   help="truncation trick: resample latent entries beyond +-T (e.g. 0.7)")
+    p.add_argument("--class", dest="class_", default=None, metavar="C",
+                   help="class index or name (conditional models only)")
+    p.add_argument("--no-ema", dest="ema", action="store_false",
+                   help="use the raw generator weights instead of their moving average")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def _add_sample(gsub: Any) -> None:
+    p = gsub.add_parser("sample", help="write images from a trained GAN",
+                        description="Write n images from a trained GAN as one grid or as files.")
+    _add_common_sampling(p)
+    p.add_argument("-n", type=_positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="(default 0)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--grid", default=None, metavar="OUT.png", help="one grid image")
+    where.add_argument("--out-dir", default=None, metavar="DIR", help="one PNG per image")
+    p.add_argument("--nrow", type=_positive_int, default=None,
+                   help="images per grid row (default: a square grid)")
+    p.set_defaults(func=_run_sample)
+
+
+def _add_interpolate(gsub: Any) -> None:
+    p = gsub.add_parser("interpolate", help="animate a slerp between seeds (GIF or MP4)",
+                        description="Interpolate spherically between the latents of seeds and "
+                        "write the frames as a GIF (Pillow) or MP4 (imageio + imageio-ffmpeg).")
+    _add_common_sampling(p)
+    p.add_argument("--seeds", type=_seeds, required=True, help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--frames", type=_positive_int, required=True, help="frames in all")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.gif|OUT.mp4")
+    p.add_argument("--fps", type=_positive, default=12.0, help="(default 12)")
+    p.add_argument("--loop", action="store_true", help="return to the first seed at the end")
+    p.add_argument("--scale", type=_positive_int, default=1,
+                   help="enlarge each frame by this whole factor (nearest neighbour)")
+    p.set_defaults(func=_run_interpolate)
+
+
+# --------------------------------------------------------------------------------------------
+# gan train
+
+
+def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The run's GanTrainConfig (defaults, or the resumed run's settings, overridden by the
+    options given) and the resume path."""
+    from impasto.gan.config import GanTrainConfig
+    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+
+    given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
+    if hasattr(args, "lr"):
+        given.setdefault("lr_g", args.lr)
+        given.setdefault("lr_d", args.lr)
+    if args.data is not None:
+        given["data"] = args.data
+    resume = args.resume
+    if resume is None:
+        if args.data is None:
+            raise InputError("gan train: give the training DATA (or --resume RUN)")
+        if "run" not in given:
+            raise InputError("gan train: give the run folder with --out RUN")
+        return GanTrainConfig(**given), None
+    ckpt_path = resolve_checkpoint(resume)
+    ckpt = load_checkpoint(ckpt_path)
+    if not ckpt["kind"].startswith("gan/"):
+        raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not a GAN's")
+    base = dict(ckpt.get("config") or {})
+    arch = given.get("arch", base.get("arch"))
+    if f"gan/{arch}" != ckpt["kind"]:
+        raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not 'gan/{arch}'")
+    if "kimg" in given or "steps" in given:
+        base.pop("kimg", None)
+        base.pop("steps", None)
+    if "loss" in given:  # let the new loss pick its own defaults
+        for key in ("lr_g", "lr_d", "betas", "d_steps"):
+            base.pop(key, None)
+    # The run continues where its checkpoint lies (the run folder may have moved since).
+    base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
+    config = config_from_dict(GanTrainConfig, {**base, **given}, source=str(ckpt_path))
+    return config, str(ckpt_path)
+
+
+class _Bar:
+    """The progress callback: a tqdm bar with the step, kimg, losses and an ETA."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __call__(self, info: Any) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
+                            dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(info.step - self.bar.n)
+        s = info.stats
+        if s:
+            text = f"kimg {info.images_seen / 1000:.1f} D {s.get('d_loss', math.nan):.3f} " \
+                   f"G {s.get('g_loss', math.nan):.3f}"
+            if info.images_per_s:
+                text += f" {info.images_per_s:.0f} img/s"
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _stop_on_sigint() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C asks training to stop after the current step (it saves a checkpoint);
+    a second one interrupts at once."""
+    state = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        print("\nimpasto: stopping after this step and saving a checkpoint "
+              "(Ctrl-C again to quit at once)", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from impasto.gan.training import train
+
+    config, resume = _train_config(args)
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    bar = _Bar(args.quiet or not main_rank)
+    with _stop_on_sigint() as sig:
+        try:
+            result = train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
+        finally:
+            bar.close()
+    if main_rank and not args.quiet:
+        if result.aborted:
+            print(f"stopped at step {result.step}; continue with: impasto gan train "
+                  f"--resume {result.run}", file=sys.stderr)
+        else:
+            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg); "
+                  f"checkpoint {result.checkpoint}", file=sys.stderr)
+    return 130 if result.aborted else 0
+
+
+# --------------------------------------------------------------------------------------------
+# gan sample / interpolate
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from impasto.gan.pipeline import GanGenerator
+
+    gen = GanGenerator.load(args.source, ema=args.ema, device=args.device)
+    if args.class_ is not None:
+        gen.class_index(args.class_)  # checks it now: unconditional model, unknown class
+    return gen
+
+
+def _class(gen: Any, value: str | None) -> int | None:
+    return None if value is None else gen.class_index(value)
+
+
+def _rgb(x: Any) -> Any:
+    return x.expand(3, -1, -1) if x.shape[0] == 1 else x
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from torchvision.utils import make_grid
+
+    from impasto.io import check_output_path, save_image
+
+    if args.n > 10000:
+        raise InputError(f"-n {args.n} is too many; write at most 10000 images at once")
+    grid_path = check_output_path(args.grid) if args.grid else None
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: is a file, not a folder")
+    gen = _load(args)
+    images = gen(args.n, seed=args.seed, truncation=args.truncation,
+                 class_=_class(gen, args.class_))
+    meta = {"source": str(gen.source), "seed": args.seed, "n": args.n,
+            "truncation": args.truncation, "class": args.class_}
+    if grid_path is not None:
+        nrow = args.nrow or max(1, math.ceil(math.sqrt(args.n)))
+        grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.0)
+        save_image(grid, grid_path, metadata=meta)
+        written = str(grid_path)
+    else:
+        assert out_dir is not None
+        for i, x in enumerate(images):
+            save_image(_rgb(x), out_dir / f"seed{args.seed}-{i:05d}.png",
+                       metadata={**meta, "index": i})
+        written = f"{len(images)} images to {out_dir}"
+    if not args.quiet:
+        print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+def _check_video_path(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise InputError(f"{path}: unsupported animation format {path.suffix or '(none)'!r}; "
+                         "use .gif or .mp4")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name such as out.gif")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: folder {folder} is not writable")
+    if suffix == ".mp4":
+        try:
+            import imageio  # noqa: F401
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "writing .mp4 needs imageio and imageio-ffmpeg: pip install imageio "
+                "imageio-ffmpeg (or write a .gif)"
+            ) from None
+    return suffix
+
+
+def _frames_u8(frames: Any, scale: int) -> list[Any]:
+    import torch
+
+    x = frames
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if scale > 1:
+        x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
+    x = (x * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return list(x.numpy())
+
+
+def _write_animation(path: Path, suffix: str, frames: list[Any], fps: float) -> None:
+    """Write atomically: a temporary file in the same folder, renamed over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.absolute().parent)
+    os.close(fd)
+    try:
+        if suffix == ".gif":
+            from PIL import Image
+
+            pics = [Image.fromarray(f) for f in frames]
+            pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:],
+                         duration=max(1, round(1000 / fps)), loop=0)
+        else:
+            import imageio.v2 as iio
+
+            iio.mimwrite(tmp, frames, fps=fps, macro_block_size=1)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise
+
+
+def _run_interpolate(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    suffix = _check_video_path(out)
+    if len(args.seeds) < 2:
+        raise InputError(f"--seeds needs at least two seeds, got {len(args.seeds)}")
+    if args.frames < 2 or args.frames > 10000:
+        raise InputError(f"--frames must be from 2 to 10000, not {args.frames}")
+    if args.scale > 16:
+        raise InputError(f"--scale must be from 1 to 16, not {args.scale}")
+    gen = _load(args)
+    frames = gen.interpolate(list(args.seeds), args.frames, truncation=args.truncation,
+                             class_=_class(gen, args.class_), loop=args.loop)
+    _write_animation(out, suffix, _frames_u8(frames, args.scale), args.fps)
+    if not args.quiet:
+        print(f"wrote {out} ({args.frames} frames)", file=sys.stderr)
+    return 0

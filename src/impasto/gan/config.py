@@ -1,0 +1,281 @@
+"""The typed settings of one GAN training run, saved as ``config.json`` in the run folder.
+
+:class:`GanTrainConfig` holds everything :func:`impasto.gan.train` needs: the data, the networks
+(:class:`~impasto.nets.gan.GanNetConfig` is derived from it), the loss and optimiser, the length
+of the run, the runtime (device, precision, memory format, determinism) and the intervals of
+logging, sampling and checkpointing. Fields left ``None`` take the defaults of the architecture
+and loss (see :meth:`GanTrainConfig.resolved`), which are written out in full to the run's
+``config.json`` and checkpoints, so a run always records what it actually did.
+
+Every value is checked on construction; a bad one raises :class:`~impasto.errors.InputError`
+with one line naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from impasto.data import check_resolution
+from impasto.device import DEVICES, PRECISIONS
+from impasto.errors import InputError
+from impasto.gan.augment import DiffAugment
+from impasto.gan.losses import GAN_LOSS_KINDS
+from impasto.nets.gan import GAN_ARCHS, GanNetConfig
+
+__all__ = ["ARCH_DEFAULTS", "DEFAULT_KIMG", "GanTrainConfig"]
+
+#: Length of a run when neither ``kimg`` nor ``steps`` is given: thousands of real images shown
+#: to the discriminator.
+DEFAULT_KIMG = 500.0
+
+#: Per-architecture defaults: (loss, learning rate of G and D, Adam betas, D steps per G step).
+#: DCGAN: Radford et al. 2015 (Adam 2e-4, beta1 0.5, cross-entropy). SNGAN: Miyato et al. 2018,
+#: hinge loss, Adam 2e-4 with betas (0, 0.9) and five D updates per G update (their standard
+#: CIFAR setting; ``kimg`` counts real images shown to D, so five D steps cost little more per
+#: kimg than one).
+ARCH_DEFAULTS: dict[str, tuple[str, float, tuple[float, float], int]] = {
+    "dcgan": ("nonsaturating", 2e-4, (0.5, 0.999), 1),
+    "sngan": ("hinge", 2e-4, (0.0, 0.9), 5),
+}
+#: WGAN-GP (Gulrajani et al. 2017) on any architecture: Adam 1e-4, betas (0, 0.9), 5 D steps.
+_WGAN_GP_DEFAULTS = (1e-4, (0.0, 0.9), 5)
+
+
+def _bad(name: str, expected: str, value: Any) -> InputError:
+    return InputError(f"{name} must be {expected}, not {value!r}")
+
+
+def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _bad(name, f"a whole number >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise _bad(name, f"a whole number from {minimum} to {maximum}", value)
+
+
+def _number(name: str, value: Any, *, positive: bool = False, below: float | None = None) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = value > 0 if positive else value >= 0
+    if ok and below is not None:
+        ok = value < below
+    if not ok:
+        what = "a positive number" if positive else "a number >= 0"
+        if below is not None:
+            what += f" below {below:g}"
+        raise _bad(name, what, value)
+
+
+def _bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _bad(name, "true or false", value)
+
+
+@dataclass
+class GanTrainConfig:
+    """Settings of a GAN training run (see the module doc).
+
+    Data and networks:
+        data: the training images: a folder (sub-folders = classes), a ``.zip``, an IDX file,
+            a ``.npy``/``.npz`` array or a ``.pt`` cache (see :func:`impasto.data.open_dataset`).
+        run: the run folder (config.json, stats.jsonl, TensorBoard events, checkpoints,
+            ``images/samples-<step>.png``).
+        resolution: image side, one the architecture supports (32, 64 or 128).
+        channels: 1 (grey) or 3 (RGB).
+        arch: ``"dcgan"`` or ``"sngan"`` (:data:`impasto.nets.gan.GAN_ARCHS`).
+        z_dim, base_width: latent size; channel width at the full-resolution end of G and D.
+        d_norm: DCGAN discriminator norm (``"batch"``, ``"layer"``, ``"none"``); None picks
+            ``"layer"`` for WGAN-GP (its per-sample penalty and batch norm do not mix) and
+            the architecture's default otherwise.
+        conditional: class-conditional G and D (needs labelled data).
+
+    Objective and optimiser (None = the defaults of :data:`ARCH_DEFAULTS`):
+        loss: ``"nonsaturating"``, ``"hinge"`` or ``"wgan-gp"``.
+        gp_weight: WGAN-GP weight. r1_gamma: R1 weight on real images (0 = off).
+        d_steps: discriminator updates (each on a fresh real batch) per generator update.
+        lr_g, lr_d, betas: Adam settings of G and D.
+
+    Length, averaging, augmentation:
+        batch_size: images per discriminator step per process.
+        kimg / steps: length of the run, in thousands of real images shown to D (over all
+            processes) or in generator steps; give at most one (default ``DEFAULT_KIMG``).
+        ema_beta: decay of the exponential moving average of G's weights used for samples.
+        ema_rampup: None (off), or kimg over which the decay ramps up linearly from 0 to
+            ``ema_beta`` (so early samples follow G instead of its random start).
+        diffaugment: DiffAugment policy, e.g. ``"color,translation,cutout"``; ``""`` is off.
+        hflip: mirror about half the training images each epoch.
+
+    Runtime:
+        precision: ``"auto"`` (bf16 autocast where the hardware is fast at it), ``"fp32"`` or
+            ``"bf16"``. Losses and penalties are computed in float32 in every case.
+        channels_last: NHWC memory format for the networks and their inputs (default on: with
+            bf16 it is what oneDNN and tensor cores are fastest at; see
+            ``benchmarks/gan_throughput.py``).
+        deterministic: ``torch.use_deterministic_algorithms(True)`` for the run, data loading
+            in the main process; with a fixed ``seed``, reruns and resumes are bit-identical.
+        seed, device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``), num_workers.
+        log_every, sample_every, ckpt_every: intervals in generator steps (0: only at the end).
+        keep_last: how many numbered checkpoints to keep. n_samples: size of the fixed sample
+            grid. tensorboard: also write TensorBoard event files.
+    """
+
+    data: str = ""
+    run: str = "runs/gan"
+    resolution: int = 32
+    channels: int = 3
+    arch: str = "dcgan"
+    z_dim: int = 128
+    base_width: int = 64
+    d_norm: str | None = None
+    conditional: bool = False
+    loss: str | None = None
+    gp_weight: float = 10.0
+    r1_gamma: float = 0.0
+    d_steps: int | None = None
+    lr_g: float | None = None
+    lr_d: float | None = None
+    betas: tuple[float, float] | None = None
+    batch_size: int = 64
+    kimg: float | None = None
+    steps: int | None = None
+    ema_beta: float = 0.999
+    ema_rampup: float | None = None
+    diffaugment: str = ""
+    hflip: bool = False
+    precision: str = "auto"
+    channels_last: bool = True
+    deterministic: bool = False
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    n_samples: int = 64
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)  # type: ignore[assignment]
+        self.validate()
+
+    # ----------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` (one line) for the first bad value; does no I/O."""
+        if not isinstance(self.data, str) or not self.data:
+            raise InputError("data must name the training images (a folder or a file)")
+        if not isinstance(self.run, str) or not self.run:
+            raise InputError("run must name the run folder")
+        if self.arch not in GAN_ARCHS:
+            raise InputError(
+                f"unknown GAN architecture {self.arch!r}; choose from {', '.join(GAN_ARCHS)}"
+            )
+        check_resolution(self.resolution, GAN_ARCHS[self.arch].resolutions, self.arch)
+        if isinstance(self.channels, bool) or self.channels not in (1, 3):
+            raise _bad("channels", "1 (grey) or 3 (RGB)", self.channels)
+        _int("z_dim", self.z_dim, 1)
+        _int("base_width", self.base_width, 1)
+        _bool("conditional", self.conditional)
+        if self.loss is not None and self.loss not in GAN_LOSS_KINDS:
+            raise InputError(
+                f"unknown GAN loss {self.loss!r}; choose from {', '.join(GAN_LOSS_KINDS)}"
+            )
+        self.net_config(0)  # checks d_norm against the architecture
+        _number("gp_weight", self.gp_weight)
+        _number("r1_gamma", self.r1_gamma)
+        if self.d_steps is not None:
+            _int("d_steps", self.d_steps, 1, 100)
+        for name in ("lr_g", "lr_d"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), positive=True)
+        if self.betas is not None:
+            if not isinstance(self.betas, tuple) or len(self.betas) != 2:
+                raise _bad("betas", "two numbers (beta1, beta2)", self.betas)
+            for i, b in enumerate(self.betas):
+                _number(f"betas[{i}]", b, below=1.0)
+        _int("batch_size", self.batch_size, 1)
+        if self.kimg is not None and self.steps is not None:
+            raise InputError("give the length of the run as kimg or as steps, not both")
+        if self.kimg is not None:
+            _number("kimg", self.kimg, positive=True)
+        if self.steps is not None:
+            _int("steps", self.steps, 1)
+        _number("ema_beta", self.ema_beta, below=1.0)
+        if self.ema_rampup is not None:
+            _number("ema_rampup", self.ema_rampup)
+        if not isinstance(self.diffaugment, str):
+            raise _bad(
+                "diffaugment", "a policy string such as 'color,translation'", self.diffaugment
+            )
+        DiffAugment(self.diffaugment)  # raises InputError for an unknown policy
+        _bool("hflip", self.hflip)
+        if self.precision not in PRECISIONS:
+            raise InputError(
+                f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}"
+            )
+        _bool("channels_last", self.channels_last)
+        _bool("deterministic", self.deterministic)
+        _int("seed", self.seed, 0, 2**63 - 1)
+        if self.device not in DEVICES:
+            raise InputError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        _int("num_workers", self.num_workers, 0, 64)
+        for name in ("log_every", "sample_every", "ckpt_every"):
+            _int(name, getattr(self, name), 0)
+        _int("keep_last", self.keep_last, 1)
+        _int("n_samples", self.n_samples, 1, 1024)
+        _bool("tensorboard", self.tensorboard)
+
+    # ----------------------------------------------------------------------------------------
+
+    def resolved(self) -> GanTrainConfig:
+        """A copy with every ``None`` default filled in from the architecture and loss."""
+        loss, lr, betas, d_steps = ARCH_DEFAULTS[self.arch]
+        loss = self.loss or loss
+        if loss == "wgan-gp":
+            lr, betas, d_steps = _WGAN_GP_DEFAULTS
+        d_norm = self.d_norm
+        if d_norm is None and self.arch == "dcgan" and loss == "wgan-gp":
+            d_norm = "layer"
+        if d_norm is None:
+            d_norm = GanNetConfig(self.arch, self.resolution).d_norm
+        kimg, steps = self.kimg, self.steps
+        if kimg is None and steps is None:
+            kimg = DEFAULT_KIMG
+        return dataclasses.replace(
+            self,
+            loss=loss,
+            d_norm=d_norm,
+            lr_g=self.lr_g if self.lr_g is not None else lr,
+            lr_d=self.lr_d if self.lr_d is not None else lr,
+            betas=self.betas if self.betas is not None else betas,
+            d_steps=self.d_steps if self.d_steps is not None else d_steps,
+            kimg=kimg,
+            steps=steps,
+        )
+
+    def net_config(self, num_classes: int = 0) -> GanNetConfig:
+        """The :class:`GanNetConfig` of the networks (``num_classes`` from the dataset when
+        ``conditional``, else 0)."""
+        return GanNetConfig(
+            self.arch,
+            self.resolution,
+            self.channels,
+            z_dim=self.z_dim,
+            base_width=self.base_width,
+            num_classes=num_classes if self.conditional else 0,
+            d_norm=self.d_norm,
+        )
+
+    def total_steps(self, world_size: int = 1) -> int:
+        """Generator steps of the whole run (``steps``, or ``kimg`` over the images that one
+        step shows D: ``batch_size * d_steps * world_size``). Call on :meth:`resolved`."""
+        if self.steps is not None:
+            return self.steps
+        d_steps = self.d_steps or 1
+        per_step = self.batch_size * d_steps * max(1, world_size)
+        kimg = self.kimg if self.kimg is not None else DEFAULT_KIMG
+        return max(1, math.ceil(kimg * 1000 / per_step))

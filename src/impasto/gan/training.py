@@ -1,0 +1,604 @@
+"""The GAN training loop: a plain function, :func:`train`, driven alike by the CLI, tests and
+other front ends through ``progress``/``abort`` callbacks.
+
+One step (one generator update) is, with the phases of :class:`~impasto.gan.losses.GanLoss`::
+
+    for each of d_steps:                       # each on a fresh real batch
+        opt_d.zero_grad(); d_step(real, y, z); penalty_step(...); opt_d.step()
+    opt_g.zero_grad(); g_step(z, y); opt_g.step()
+    ema.update(G)
+
+Everything random in a step comes from named :class:`torch.Generator`\\ s (latents,
+DiffAugment) and the global torch RNG (the WGAN-GP interpolation), all saved in each
+checkpoint; the data order is a function of the seed and the epoch, and a resumed run skips the
+batches of the current epoch that were already used. So in deterministic mode ``N`` steps, then
+a resume for ``N`` more, give bit-identical weights, optimiser states and RNG states to ``2N``
+steps straight.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its own shard of every epoch
+(a :class:`~torch.utils.data.distributed.DistributedSampler`), G and D are wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel`, and only rank 0 writes logs, samples and
+checkpoints. DDP's gradient hooks fire only for the passes run through the wrapper, so:
+
+* D's main phase runs through ``DDP(D)``: real and fake batches are two forward passes and one
+  backward, every parameter receives a gradient, and DDP averages them.
+* The penalty phase (WGAN-GP, R1) runs on the plain D: its double backward leaves parameters
+  without gradient (the last bias, for one), which DDP cannot reduce; its gradients are
+  averaged by one explicit all-reduce instead.
+* G's phase runs through ``DDP(G)`` and the plain, frozen D (``GanLoss`` turns off
+  ``requires_grad`` on D's parameters, which DDP's reducer must not wait for).
+* Buffers (batch-norm statistics, spectral-norm vectors) follow rank 0 at every DDP forward
+  (``broadcast_buffers``) and are broadcast from rank 0 once more at the end, so every rank
+  returns the same networks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from impasto.data import make_loader, open_dataset
+from impasto.device import autocast, resolve_device, resolve_precision
+from impasto.errors import InputError
+from impasto.gan.augment import DiffAugment
+from impasto.gan.config import GanTrainConfig
+from impasto.gan.losses import GanLoss
+from impasto.nets.gan import GanNetConfig, build_gan, sample_latents
+from impasto.train import (
+    EMA,
+    CheckpointManager,
+    DistInfo,
+    RunLogger,
+    all_reduce_mean,
+    capture_rng_state,
+    check_finite,
+    cleanup,
+    init_distributed,
+    is_distributed,
+    load_checkpoint,
+    resolve_checkpoint,
+    restore,
+    restore_rng_state,
+    save_config,
+)
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "GanProgress",
+    "RunResult",
+    "checkpoint_kind",
+    "sample_grid_inputs",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+
+#: Checkpoints are ``<run>/ckpt-<step>.pt``.
+CHECKPOINT_PREFIX = "ckpt"
+
+# Independent random streams derived from the seed (and the rank).
+_STREAM_LATENTS, _STREAM_AUGMENT, _STREAM_TORCH, _STREAM_DATA, _STREAM_SAMPLES = 1, 2, 3, 4, 5
+
+
+def checkpoint_kind(arch: str) -> str:
+    """The ``kind`` of a GAN checkpoint: ``"gan/<arch>"``."""
+    return f"gan/{arch}"
+
+
+@dataclass
+class GanProgress:
+    """What the ``progress`` callback receives: once before the first step (``stats`` empty)
+    and after every step, on rank 0 only."""
+
+    step: int  # generator steps done
+    start_step: int  # the step this call of train() started from (0, or the resumed step)
+    total_steps: int
+    images_seen: int  # real images shown to D, all processes
+    epoch: int
+    stats: dict[str, float]  # this step's losses (averaged over processes)
+    images_per_s: float | None  # over the last log interval
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns. The networks are the plain modules (no DDP wrapper)."""
+
+    run: Path
+    step: int
+    total_steps: int
+    images_seen: int
+    aborted: bool
+    checkpoint: Path | None  # the last checkpoint written (rank 0; None elsewhere)
+    stats: dict[str, float]
+    seconds: float
+    config: GanTrainConfig
+    G: nn.Module = field(repr=False)
+    D: nn.Module = field(repr=False)
+    G_ema: nn.Module = field(repr=False)
+    opt_g: torch.optim.Optimizer = field(repr=False)
+    opt_d: torch.optim.Optimizer = field(repr=False)
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _derive_seed(*parts: int) -> int:
+    """A 62-bit seed mixing ``parts`` (independent streams from one user seed)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 2)
+
+
+def _grad_norm(module: nn.Module) -> float:
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def _all_reduce_grads(module: nn.Module, world_size: int) -> None:
+    """Average the gradients of ``module`` over the processes (one flat all-reduce)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].reshape(g.shape))
+        offset += n
+
+
+def _broadcast_buffers(module: nn.Module) -> None:
+    for b in module.buffers():
+        dist.broadcast(b, 0)
+
+
+@contextlib.contextmanager
+def _runtime_flags(deterministic: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms (or cuDNN autotuning) for the run; the previous global settings
+    are put back afterwards."""
+    det = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    bench, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    try:
+        if deterministic:
+            if device.type == "cuda":
+                # cuBLAS needs a fixed workspace to be deterministic (read at its first use).
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = bench
+        torch.backends.cudnn.deterministic = cudnn_det
+
+
+class _EpochSampler(Sampler[int]):
+    """This process's indices of one epoch (a :class:`DistributedSampler`: the shuffle depends
+    only on the seed and the epoch; with one process it is a plain seeded shuffle), able to skip
+    the indices a resumed run already used in its first epoch."""
+
+    def __init__(self, dataset: Any, *, world_size: int, rank: int, seed: int) -> None:
+        self.inner = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def skip_next(self, count: int) -> None:
+        """Leave out the first ``count`` indices of the next iteration only."""
+        self._skip = int(count)
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self._skip = self._skip, 0
+        return itertools.islice(iter(self.inner), skip, None)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class _Batches:
+    """Endless batches from an :class:`~impasto.data.EpochLoader`, with the position in the
+    current epoch (``epoch``, ``pos`` = indices used by this process) for checkpoints."""
+
+    def __init__(self, loader: Any, sampler: _EpochSampler, epoch: int, pos: int) -> None:
+        self.loader, self.sampler = loader, sampler
+        self.epoch, self.pos = epoch, pos
+        self._it: Iterator | None = None
+
+    def _start(self, skip: int) -> None:
+        self.loader.set_epoch(self.epoch)
+        self.sampler.skip_next(skip)
+        self._it = iter(self.loader)
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        if self._it is None:
+            self._start(self.pos)
+        assert self._it is not None
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._start(0)
+            batch = next(self._it)
+        self.pos += int(batch[0].shape[0])
+        return batch
+
+
+def _check_resume_fits(ckpt: Mapping[str, Any], net: GanNetConfig) -> None:
+    src = ckpt.get("path", "checkpoint")
+    saved = (ckpt.get("extra") or {}).get("net")
+    if not isinstance(saved, Mapping):
+        raise InputError(f"{src}: not a GAN training checkpoint (no network config)")
+    want = net.to_dict()
+    for key, value in want.items():
+        if saved.get(key) != value:
+            what = key.replace("_", " ")
+            if key == "num_classes":
+                raise InputError(
+                    f"{src} was trained with {saved.get(key)} classes, but this run has {value} "
+                    "(check the data and --conditional)"
+                )
+            raise InputError(
+                f"{src} was trained with {what} {saved.get(key)!r}, not {value!r}; "
+                "resume with the same network settings"
+            )
+
+
+def sample_grid_inputs(
+    config: GanTrainConfig, num_classes: int = 0
+) -> tuple[Tensor, Tensor | None]:
+    """The fixed latents ``(n_samples, z_dim)`` (CPU) and labels (every class in turn, or None)
+    of a run's sample grids: the same at every step and after a resume."""
+    g = torch.Generator().manual_seed(_derive_seed(config.seed, _STREAM_SAMPLES))
+    z = sample_latents(config.n_samples, config.z_dim, g)
+    y = torch.arange(config.n_samples) % num_classes if num_classes else None
+    return z, y
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(
+    config: GanTrainConfig,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    progress: Callable[[GanProgress], None] | None = None,
+    abort: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Train a GAN as ``config`` says; returns a :class:`RunResult` when done or aborted.
+
+    ``resume``: a checkpoint file or a run folder (its latest checkpoint) to continue from,
+    exactly where it stopped; its network settings must equal ``config``'s (another
+    architecture, a missing, truncated or corrupt file raise :class:`InputError`). Without
+    ``resume``, a run folder that already holds checkpoints is refused.
+
+    ``progress(info)`` is called on rank 0 before the first step and after every step (this
+    function prints nothing). ``abort()`` is polled after every step; when it returns True (on
+    any rank), a checkpoint is written and the function returns with ``aborted=True``.
+
+    Raises :class:`InputError` for bad settings or data before anything is written, and
+    :class:`~impasto.train.NonFiniteLossError` when a loss becomes NaN or infinite (nothing is
+    saved after it: the last checkpoint stays the last good one).
+    """
+    if not isinstance(config, GanTrainConfig):
+        raise TypeError(f"train expects a GanTrainConfig, not {type(config).__name__}")
+    config.validate()
+    config = config.resolved()
+    device = resolve_device(config.device)
+    owns_group = not is_distributed()
+    info = init_distributed(device.type)
+    if info.is_distributed:
+        device = info.device
+    try:
+        with _runtime_flags(config.deterministic, device):
+            return _train(config, info, device, resume, progress, abort)
+    finally:
+        if owns_group and info.is_distributed:
+            cleanup()
+
+
+def _train(  # noqa: C901  (one loop, told in order)
+    config: GanTrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    resume: str | os.PathLike[str] | None,
+    progress: Callable[[GanProgress], None] | None,
+    abort: Callable[[], bool] | None,
+) -> RunResult:
+    t_start = time.perf_counter()
+    rank, world = info.rank, info.world_size
+    dtype = resolve_precision(config.precision, device)
+    run = Path(config.run)
+    if run.exists() and not run.is_dir():
+        raise InputError(f"{run}: is a file, not a run folder")
+
+    # -- the run folder and the checkpoint to resume, checked before anything is built -------
+    kind = checkpoint_kind(config.arch)
+    manager = CheckpointManager(run, keep_last=config.keep_last, prefix=CHECKPOINT_PREFIX)
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resolve_checkpoint(resume, prefix=CHECKPOINT_PREFIX), kind=kind)
+    elif manager.checkpoints() or (run / "latest.json").exists():
+        raise InputError(
+            f"{run}: this run folder already holds checkpoints; continue it with "
+            f"--resume {run}, or choose another run folder"
+        )
+
+    # -- data ------------------------------------------------------------------------------
+    dataset = open_dataset(
+        config.data,
+        resolution=config.resolution,
+        channels=config.channels,
+        hflip=config.hflip,
+        seed=config.seed,
+    )
+    if config.conditional and dataset.num_classes == 0:
+        raise InputError(
+            f"{config.data}: the images have no labels; a conditional GAN needs labelled data "
+            "(one sub-folder per class, or labels in the array file)"
+        )
+    if config.conditional and dataset.num_classes < 2:
+        raise InputError(f"{config.data}: only one class; a conditional GAN needs two or more")
+    num_classes = dataset.num_classes if config.conditional else 0
+    net_config = config.net_config(num_classes)
+    if config.loss == "wgan-gp" and net_config.d_norm == "batch":
+        log.warning("WGAN-GP with batch norm in D: the per-sample penalty is ill-defined; "
+                    "consider d_norm 'layer'")
+    num_workers = config.num_workers
+    if config.deterministic and num_workers:
+        log.info("deterministic mode: loading data in the main process (num_workers 0)")
+        num_workers = 0
+    sampler = _EpochSampler(
+        dataset, world_size=world, rank=rank, seed=_derive_seed(config.seed, _STREAM_DATA)
+    )
+    loader = make_loader(
+        dataset, config.batch_size, seed=config.seed, num_workers=num_workers, sampler=sampler
+    )
+    total_steps = config.total_steps(world)
+
+    if ckpt is not None:
+        _check_resume_fits(ckpt, net_config)
+
+    # -- networks, optimisers, random streams -------------------------------------------------
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    G, D = build_gan(net_config)
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    G.to(device=device, memory_format=memory_format)
+    D.to(device=device, memory_format=memory_format)
+    G.train()
+    D.train()
+    rampup = None if not config.ema_rampup else max(1, round(config.ema_rampup * 1000))
+    ema = EMA(G, beta=config.ema_beta, rampup_images=rampup)
+    assert config.betas is not None
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
+    gen_latents = torch.Generator(device=device)
+    gen_latents.manual_seed(_derive_seed(config.seed, _STREAM_LATENTS, rank))
+    gen_augment = torch.Generator(device=device)
+    gen_augment.manual_seed(_derive_seed(config.seed, _STREAM_AUGMENT, rank))
+    torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank))  # penalties' draws
+    generators = {"latents": gen_latents, "augment": gen_augment, "loader": loader.generator}
+    augment = DiffAugment(config.diffaugment, generator=gen_augment) if config.diffaugment else None
+
+    step, images_seen, epoch, pos = 0, 0, 0, 0
+    if ckpt is not None:
+        restore(ckpt, {"G": G, "D": D, "G_ema": ema}, {"G": opt_g, "D": opt_d}, rng=False)
+        extra = ckpt["extra"]
+        step, images_seen = ckpt["step"], ckpt["images_seen"]
+        epoch, pos = int(extra.get("epoch", 0)), int(extra.get("pos", 0))
+        saved_world = int(extra.get("world_size", 1))
+        if saved_world == world:
+            state = ckpt["rng"] if world == 1 else (extra.get("rng_per_rank") or [None])[rank]
+            if state is None:
+                raise InputError(f"{ckpt['path']}: no random number generator state to resume")
+            try:
+                restore_rng_state(state, generators)
+            except InputError as e:
+                raise InputError(f"{ckpt['path']}: {e}") from None
+        else:
+            log.warning(
+                "%s was saved by %d processes, resumed by %d: the data order and random "
+                "streams start afresh from the next epoch",
+                ckpt["path"], saved_world, world,
+            )
+            for g, stream in ((gen_latents, _STREAM_LATENTS), (gen_augment, _STREAM_AUGMENT)):
+                g.manual_seed(_derive_seed(config.seed, stream, rank, step))
+            torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank, step))
+            epoch, pos = epoch + (pos > 0), 0
+        if step >= total_steps:
+            log.warning("%s is at step %d; the run is %d steps long: nothing to do",
+                        ckpt["path"], step, total_steps)
+    batches = _Batches(loader, sampler, epoch, pos)
+
+    # -- distributed wrappers and the loss phases --------------------------------------------
+    G_train: nn.Module = G
+    D_train: nn.Module = D
+    if info.is_distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
+        D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+    amp = None if dtype == torch.float32 else (lambda: autocast(device, dtype))
+    opts = dict(gp_weight=config.gp_weight, r1_gamma=config.r1_gamma, augment=augment,
+                autocast=amp)
+    assert config.loss is not None
+    loss_d = GanLoss(G, D_train, config.loss, **opts)  # D's phase through DDP(D)
+    loss_pen = GanLoss(G, D, config.loss, **opts)  # penalties on the plain D
+    loss_g = GanLoss(G_train, D, config.loss, **opts)  # G's phase through DDP(G), D frozen
+    penalties = loss_pen.penalties
+    d_steps = config.d_steps or 1
+    batch_size = config.batch_size
+
+    # -- rank 0: run folder, logs ---------------------------------------------------------------
+    logger: RunLogger | None = None
+    if info.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(config, run / "config.json")
+        logger = RunLogger(
+            run, tensorboard=config.tensorboard, resume_step=step if ckpt is not None else None
+        )
+    fixed_z, fixed_y = sample_grid_inputs(config, num_classes)
+    fixed_z = fixed_z.to(device)
+    fixed_y = fixed_y.to(device) if fixed_y is not None else None
+    last_ckpt: Path | None = Path(ckpt["path"]) if ckpt is not None else None
+
+    def save() -> None:
+        nonlocal last_ckpt
+        extra: dict[str, Any] = {
+            "net": net_config.to_dict(),
+            "classes": list(dataset.classes) if num_classes else [],
+            "epoch": batches.epoch,
+            "pos": batches.pos,
+            "world_size": world,
+        }
+        if info.is_distributed:  # every rank's random streams, so each resumes its own
+            states: list[Any] = [None] * world
+            dist.all_gather_object(states, capture_rng_state(generators))
+            extra["rng_per_rank"] = states
+        if info.is_main:
+            last_ckpt = manager.save(
+                step,
+                kind=kind,
+                config=config,
+                images_seen=images_seen,
+                models={"G": G, "D": D, "G_ema": ema},
+                optimizers={"G": opt_g, "D": opt_d},
+                extra=extra,
+                generators=generators,
+            )
+
+    def samples() -> None:
+        if logger is None:
+            return
+        with torch.no_grad():
+            images = ema.model(fixed_z, fixed_y)
+        nrow = max(1, math.ceil(math.sqrt(config.n_samples)))
+        logger.images(step, "samples", images, nrow=nrow, value_range=(-1.0, 1.0), save_png=True)
+
+    def due(every: int) -> bool:
+        return every > 0 and step % every == 0
+
+    stats: dict[str, float] = {}
+    rate: float | None = None
+    t_log, images_log = time.perf_counter(), images_seen
+    start_step = step
+    aborted = False
+    if progress is not None and info.is_main:
+        progress(GanProgress(step, start_step, total_steps, images_seen, batches.epoch, {}, None))
+
+    try:
+        while step < total_steps:
+            log_now = config.log_every > 0 and (
+                (step + 1) % config.log_every == 0 or step + 1 == total_steps
+            )
+            norms: dict[str, float] = {}
+            # -- D phase(s)
+            for _ in range(d_steps):
+                real, labels = batches.next()
+                real = real.to(device, non_blocking=True, memory_format=memory_format)
+                y = labels.to(device, non_blocking=True) if num_classes else None
+                z = sample_latents(batch_size, config.z_dim, gen_latents, device=device)
+                opt_d.zero_grad(set_to_none=True)
+                stats = loss_d.d_step(real, y, z)
+                if penalties:
+                    fake = None
+                    if "gp" in penalties:
+                        with torch.no_grad(), (amp() if amp else contextlib.nullcontext()):
+                            fake = G(z, y) if y is not None else G(z)
+                    stats |= loss_pen.penalty_step(real, fake, y)
+                    if info.is_distributed:
+                        _all_reduce_grads(D, world)
+                if log_now:
+                    norms["grad_norm_d"] = _grad_norm(D)
+                opt_d.step()
+                images_seen += batch_size * world
+            # -- G phase
+            z = sample_latents(batch_size, config.z_dim, gen_latents, device=device)
+            opt_g.zero_grad(set_to_none=True)
+            stats |= loss_g.g_step(z, y)
+            if log_now:
+                norms["grad_norm_g"] = _grad_norm(G)
+            opt_g.step()
+            step += 1
+
+            # -- agree across ranks on the losses (for the NaN check and logs) and on abort
+            stop = bool(abort()) if abort is not None else False
+            if info.is_distributed:
+                keys = sorted(stats)
+                vec = torch.tensor([stats[k] for k in keys] + [float(stop)], dtype=torch.float64)
+                vec = all_reduce_mean(vec.to(device)).cpu().tolist()
+                stats = dict(zip(keys, vec[:-1]))
+                stop = vec[-1] > 0
+            check_finite(stats, step, checkpoint=last_ckpt)
+            ema.update(G, images_seen=images_seen)
+
+            # -- rank 0: logs and samples; every rank: checkpoints (they gather RNG states)
+            if logger is not None and log_now:
+                now = time.perf_counter()
+                rate = (images_seen - images_log) / max(now - t_log, 1e-9)
+                t_log, images_log = now, images_seen
+                logger.scalars(step, {
+                    **stats,
+                    **norms,
+                    "lr_g": opt_g.param_groups[0]["lr"],
+                    "lr_d": opt_d.param_groups[0]["lr"],
+                    "images_per_s": rate,
+                    "kimg": images_seen / 1000.0,
+                    "epoch": batches.epoch,
+                })
+            if due(config.sample_every) or step == total_steps:
+                samples()
+            if due(config.ckpt_every) or step == total_steps or stop:
+                save()
+            if progress is not None and info.is_main:
+                progress(GanProgress(
+                    step, start_step, total_steps, images_seen, batches.epoch, dict(stats), rate
+                ))
+            if stop:
+                aborted = True
+                break
+        if info.is_distributed:
+            for module in (G, D, ema.model):
+                _broadcast_buffers(module)
+    finally:
+        if logger is not None:
+            logger.close()
+
+    return RunResult(
+        run=run,
+        step=step,
+        total_steps=total_steps,
+        images_seen=images_seen,
+        aborted=aborted,
+        checkpoint=last_ckpt if info.is_main else None,
+        stats=stats,
+        seconds=time.perf_counter() - t_start,
+        config=config,
+        G=G,
+        D=D,
+        G_ema=ema.model,
+        opt_g=opt_g,
+        opt_d=opt_d,
+    )
