@@ -25,7 +25,7 @@ from impasto.train import (
     restore_rng_state,
     save_checkpoint,
 )
-from impasto.train._util import _umask
+from impasto._fileutil import _umask
 
 
 @pytest.fixture(autouse=True)

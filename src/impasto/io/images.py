@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from impasto._fileutil import _umask
+from impasto._fileutil import fsync_dir as _fsync_dir
 from impasto.errors import InputError
 
 if TYPE_CHECKING:  # torch is imported lazily: reading and writing files must not need it
@@ -598,36 +600,6 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise _error(p, f"folder {ancestor} is not writable")
     return p
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where possible (Linux /proc)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); best effort."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_image(

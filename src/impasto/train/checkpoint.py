@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from impasto.errors import InputError
-from impasto.train._util import atomic_open, one_line, reason, write_text_atomic
+from impasto._fileutil import atomic_open, one_line, reason, write_text_atomic
 from impasto.train.config import config_to_dict
 from impasto.train.distributed import unwrap_model
 from impasto.train.ema import EMA

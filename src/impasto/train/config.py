@@ -41,7 +41,7 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from impasto.errors import InputError
-from impasto.train._util import reason, write_text_atomic
+from impasto._fileutil import reason, write_text_atomic
 
 __all__ = ["config_from_dict", "config_to_dict", "load_config", "save_config"]
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from impasto.errors import InputError
-from impasto.train._util import reason, write_text_atomic
+from impasto._fileutil import reason, write_text_atomic
 
 __all__ = ["RunLogger", "read_stats"]
 

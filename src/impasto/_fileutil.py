@@ -1,4 +1,5 @@
-"""Small private helpers of :mod:`impasto.train`: atomic file writes and one-line messages."""
+"""Private file helpers shared by every layer (a leaf, like errors): atomic writes, one-line
+messages."""
 
 from __future__ import annotations
 
