@@ -18,3 +18,16 @@ class InputError(ImpastoError, ValueError):
 
 class WeightsNotFoundError(InputError, FileNotFoundError):
     """A pretrained weight file is missing; the message says how to get it."""
+
+
+def escape_line(text: object) -> str:
+    """``text`` as a single line: control characters (newlines in file names too) escaped."""
+    s = str(text)
+    if any(c in s for c in "\n\r\t\x0b\x0c"):
+        s = s.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return s
+
+
+def input_error(label: object, problem: str) -> InputError:
+    """An :class:`InputError` reading ``"<label>: <problem>"`` on one line."""
+    return InputError(escape_line(f"{label}: {problem}"))

@@ -36,6 +36,9 @@ from impasto.data.sources import (
 )
 from impasto.data.transforms import flip_mask, prepare, to_signed
 from impasto.errors import InputError
+from impasto._fileutil import reason
+from impasto.errors import escape_line as _one_line
+from impasto.errors import input_error as _err
 from impasto.io import image_size, load_image
 
 __all__ = [
@@ -58,15 +61,8 @@ _SHOW_NAMES = 5  # how many skipped names a warning lists
 _VERIFY = ("header", "full", "none")
 
 
-def _one_line(text: object) -> str:
-    s = str(text)
-    if any(ch in s for ch in "\n\r\t\x0b\x0c"):
-        s = s.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return s
 
 
-def _err(label: object, problem: str) -> InputError:
-    return InputError(_one_line(f"{label}: {problem}"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,8 +624,7 @@ def _load_cache(path: Path) -> dict[str, Any]:
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - unpickling errors of every kind
-        reason = _one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc))
-        raise _err(path, f"not a cache file made by build_cache ({reason[:200]})") from None
+        raise _err(path, f"not a cache file made by build_cache ({reason(exc)})") from None
     problem = _cache_problem(data)
     if problem:
         raise _err(path, f"not a valid impasto cache file: {problem}")

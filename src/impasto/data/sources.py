@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from impasto.errors import InputError
+from impasto._fileutil import reason as _reason
+from impasto.errors import escape_line as _one_line
+from impasto.errors import input_error as _err
 
 __all__ = [
     "IDX_IMAGES_MAGIC",
@@ -42,21 +45,10 @@ IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (N,)
 _IDX_KIND = {IDX_IMAGES_MAGIC: "images (idx3)", IDX_LABELS_MAGIC: "labels (idx1)"}
 
 
-def _one_line(text: object) -> str:
-    s = str(text)
-    if any(ch in s for ch in "\n\r\t\x0b\x0c"):
-        s = s.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return s
 
 
-def _err(label: object, problem: str) -> InputError:
-    return InputError(_one_line(f"{label}: {problem}"))
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc).strip() or type(exc).__name__
 
 
 def is_image_name(name: str) -> bool:

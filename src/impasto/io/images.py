@@ -28,6 +28,9 @@ from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageErr
 from impasto._fileutil import _umask
 from impasto._fileutil import fsync_dir as _fsync_dir
 from impasto.errors import InputError
+from impasto._fileutil import reason as _reason
+from impasto.errors import escape_line as _one_line
+from impasto.errors import input_error as _error
 
 if TYPE_CHECKING:  # torch is imported lazily: reading and writing files must not need it
     import torch
@@ -69,24 +72,10 @@ _PIL_LIMIT_LOCK = threading.Lock()
 # errors
 
 
-def _one_line(text: object) -> str:
-    """``text`` as a single line: control characters (newlines in file names too) escaped."""
-    s = str(text)
-    if any(c in s for c in "\n\r\t\x0b\x0c"):
-        s = s.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return s
 
 
-def _error(label: object, problem: str) -> InputError:
-    return InputError(_one_line(f"{label}: {problem}"))
 
 
-def _reason(exc: BaseException) -> str:
-    """A short description of an exception for a one-line message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip()
-    return text or type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------

@@ -337,7 +337,6 @@ class GatysStyleTransfer:
             state: dict[str, Tensor] = {}
 
             def closure() -> Tensor:
-                state["evals"] = state.get("evals", 0) + 1
                 image.grad = None
                 with autocast(self.device, dtype):
                     total, parts = loss_fn(image)
