@@ -33,3 +33,13 @@ def shared_data() -> Path:
     # error, not a reason to skip.
     assert (SHARED / "styletransfer").is_dir(), f"test data missing: {SHARED}"
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Runs a module on one torch thread: its tensors are tiny, so thread hand-off costs more
+    than it saves, and far more on a loaded 2-core machine. Restores the count afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

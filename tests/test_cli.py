@@ -31,12 +31,7 @@ from impasto.io import read_png_metadata
 SHALLOW = ["--content-layers", "relu2_2", "--style-layers", "relu1_1,relu2_1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:

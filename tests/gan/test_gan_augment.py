@@ -9,13 +9,7 @@ from impasto.errors import InputError
 from impasto.gan import DiffAugment
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: thread start-up costs more than it saves, and worse on a loaded machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def seeded(policy="color,translation,cutout", seed=0) -> DiffAugment:

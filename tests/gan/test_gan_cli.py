@@ -21,12 +21,7 @@ TINY = ["--base-width", "8", "--z-dim", "16", "--batch-size", "8", "--samples", 
         "--precision", "fp32", "--device", "cpu", "--log-every", "2", "--no-tensorboard", "-q"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

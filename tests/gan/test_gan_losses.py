@@ -26,13 +26,7 @@ from impasto.nets.gan import GanNetConfig, build_gan
 Z = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: thread start-up costs more than it saves, and worse on a loaded machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def softplus(v: float) -> float:

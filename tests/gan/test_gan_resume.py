@@ -27,12 +27,7 @@ BATCH = 8
 PER_EPOCH = (N_IMAGES // BATCH) * BATCH  # indices used per epoch (drop_last)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def structured_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

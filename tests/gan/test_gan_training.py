@@ -26,12 +26,7 @@ from impasto.train import NonFiniteLossError, load_checkpoint, load_config, read
 Z, WIDTH, BATCH = 16, 8, 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from impasto.metrics.swd import (
 FAST = dict(num_projections=128, num_repeats=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: one thread avoids thread hand-off costs on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int, seed: int, size: int = 64) -> torch.Tensor:

@@ -26,13 +26,7 @@ from impasto.nets.layers import ConditionalBatchNorm2d
 Z = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: thread start-up costs more than it saves, and worse on a loaded machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(arch="dcgan", resolution=32, channels=3, num_classes=0, **kw) -> GanNetConfig:

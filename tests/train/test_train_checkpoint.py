@@ -28,13 +28,7 @@ from impasto.train import (
 from impasto._fileutil import _umask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids thread-pool contention on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _nets(seed: int):
