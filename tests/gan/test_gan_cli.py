@@ -130,6 +130,26 @@ def test_interpolate_gif(env, tmp_path, capsys):
     assert not list(tmp_path.glob(".walk.gif.*"))  # no temporary file left
 
 
+def test_interpolate_mp4(env, tmp_path):
+    imageio = pytest.importorskip("imageio.v3")
+    pytest.importorskip("imageio_ffmpeg")
+    out = tmp_path / "walk.mp4"
+    assert main(["gan", "interpolate", str(env.run), "--seeds", "1,2,3", "--frames", "9",
+                 "-o", str(out), "--scale", "2", "--fps", "6", "-q"]) == 0
+    frames = imageio.imread(out, plugin="FFMPEG")
+    assert frames.shape[0] == 9 and frames.shape[1:3] == (64, 64)
+    meta = imageio.immeta(out, plugin="FFMPEG")
+    assert meta["fps"] == pytest.approx(6, abs=0.01)
+    # frame 4 of 9 through seeds 1, 2, 3 is seed 2's image (lossy H.264: close, not exact)
+    want = GanGenerator.load(env.run)(1, seed=2)[0].permute(1, 2, 0).mul(255).numpy()
+    middle = frames[4].astype(np.float64)
+    if middle.ndim == 3 and want.shape[-1] == 1:
+        middle = middle.mean(-1, keepdims=True)
+    small = middle.reshape(32, 2, 32, 2, -1).mean((1, 3))
+    assert np.abs(small - want).mean() < 4
+    assert not list(tmp_path.glob(".walk.mp4.*"))
+
+
 def test_resume_from_the_cli(env, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(env.run, run)

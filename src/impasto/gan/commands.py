@@ -126,14 +126,15 @@ _FIELDS = {
     "deterministic": "deterministic", "seed": "seed", "device": "device",
     "workers": "num_workers", "log_every": "log_every", "sample_every": "sample_every",
     "ckpt_every": "ckpt_every", "keep_last": "keep_last", "samples": "n_samples",
-    "tensorboard": "tensorboard",
+    "tensorboard": "tensorboard", "metric": "metric", "metric_every": "metric_every",
+    "metric_samples": "metric_samples",
 }
 
 
 def _add_train(gsub: Any) -> None:
     from impasto.device import DEVICES, PRECISIONS
     from impasto.gan.augment import DIFFAUGMENT_POLICIES
-    from impasto.gan.config import ARCH_DEFAULTS, DEFAULT_KIMG, GanTrainConfig
+    from impasto.gan.config import ARCH_DEFAULTS, DEFAULT_KIMG, TRACKED_METRICS, GanTrainConfig
     from impasto.gan.losses import GAN_LOSS_KINDS
     from impasto.nets.gan import GAN_ARCHS
 
@@ -217,6 +218,12 @@ def _add_train(gsub: Any) -> None:
     g.add_argument("--samples", type=_positive_int, default=S,
                    help=f"images in the sample grid (default {d.n_samples})")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
+    g.add_argument("--metric", choices=[m for m in TRACKED_METRICS if m], default=S,
+                   help="track this metric of G_ema (lower is better) and keep best.pt")
+    g.add_argument("--metric-every", type=_nonneg_int, default=S,
+                   help="steps between measurements (default 0: at the end only)")
+    g.add_argument("--metric-samples", type=_positive_int, default=S,
+                   help=f"images per side of the metric (default {d.metric_samples})")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
 

@@ -25,11 +25,14 @@ from impasto.gan.augment import DiffAugment
 from impasto.gan.losses import GAN_LOSS_KINDS
 from impasto.nets.gan import GAN_ARCHS, GanNetConfig
 
-__all__ = ["ARCH_DEFAULTS", "DEFAULT_KIMG", "GanTrainConfig"]
+__all__ = ["ARCH_DEFAULTS", "DEFAULT_KIMG", "TRACKED_METRICS", "GanTrainConfig"]
 
 #: Length of a run when neither ``kimg`` nor ``steps`` is given: thousands of real images shown
 #: to the discriminator.
 DEFAULT_KIMG = 500.0
+
+#: Metrics a run can track for its best checkpoint (``""``: none). Lower is better for each.
+TRACKED_METRICS = ("", "swd")
 
 #: Per-architecture defaults: (loss, learning rate of G and D, Adam betas, D steps per G step).
 #: DCGAN: Radford et al. 2015 (Adam 2e-4, beta1 0.5, cross-entropy). SNGAN: Miyato et al. 2018,
@@ -119,6 +122,11 @@ class GanTrainConfig:
         log_every, sample_every, ckpt_every: intervals in generator steps (0: only at the end).
         keep_last: how many numbered checkpoints to keep. n_samples: size of the fixed sample
             grid. tensorboard: also write TensorBoard event files.
+        metric: the tracked metric, ``""`` (off) or ``"swd"`` (the average multi-scale sliced
+            Wasserstein distance x10^3 between ``metric_samples`` images of G_ema, from fixed
+            latents, and as many fixed real images; no pretrained network needed). It is
+            logged as ``metric/<name>`` every ``metric_every`` steps (0: at the end only), and
+            ``best.pt`` keeps the checkpoint with the lowest value so far.
     """
 
     data: str = ""
@@ -156,6 +164,9 @@ class GanTrainConfig:
     keep_last: int = 3
     n_samples: int = 64
     tensorboard: bool = True
+    metric: str = ""
+    metric_every: int = 0
+    metric_samples: int = 512
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -228,6 +239,13 @@ class GanTrainConfig:
         _int("keep_last", self.keep_last, 1)
         _int("n_samples", self.n_samples, 1, 1024)
         _bool("tensorboard", self.tensorboard)
+        if self.metric not in TRACKED_METRICS:
+            raise InputError(
+                f"unknown tracked metric {self.metric!r}; choose from "
+                f"{', '.join(repr(m) for m in TRACKED_METRICS)}"
+            )
+        _int("metric_every", self.metric_every, 0)
+        _int("metric_samples", self.metric_samples, 16, 100_000)
 
     # ----------------------------------------------------------------------------------------
 

@@ -93,6 +93,7 @@ CHECKPOINT_PREFIX = "ckpt"
 
 # Independent random streams derived from the seed (and the rank).
 _STREAM_LATENTS, _STREAM_AUGMENT, _STREAM_TORCH, _STREAM_DATA, _STREAM_SAMPLES = 1, 2, 3, 4, 5
+_STREAM_METRIC = 6
 
 
 def checkpoint_kind(arch: str) -> str:
@@ -266,6 +267,49 @@ def _check_resume_fits(ckpt: Mapping[str, Any], net: GanNetConfig) -> None:
             )
 
 
+def _metric_reference(dataset: Any, n: int, seed: int) -> Tensor:
+    """``n`` real images (uint8 ``(n, C, R, R)``), a seeded choice, the same on every resume."""
+    g = torch.Generator().manual_seed(_derive_seed(seed, _STREAM_METRIC))
+    order = torch.randperm(len(dataset), generator=g)[: min(n, len(dataset))]
+    return torch.stack([dataset.image_u8(int(i)) for i in order])
+
+
+@torch.no_grad()
+def _tracked_metric(
+    G: nn.Module,
+    real_u8: Tensor,
+    config: GanTrainConfig,
+    num_classes: int,
+    device: torch.device,
+    amp: Callable[[], Any] | None,
+) -> float:
+    """The run's tracked metric (lower is better) of ``G`` against the fixed real images.
+
+    Latents come from their own seeded generator, so measuring draws nothing from the
+    training's random streams (a measured run and a resumed one stay identical)."""
+    from impasto.metrics.swd import swd
+
+    n = real_u8.shape[0]
+    g = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, _STREAM_METRIC, 1))
+    fakes = []
+    was_training = G.training
+    G.eval()
+    try:
+        for start in range(0, n, 64):
+            k = min(64, n - start)
+            z = sample_latents(k, config.z_dim, g, device=device)
+            y = (torch.arange(start, start + k, device=device) % num_classes) if num_classes else None
+            with amp() if amp else contextlib.nullcontext():
+                x = G(z, y) if y is not None else G(z)
+            fakes.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    finally:
+        G.train(was_training)
+    fake_u8 = torch.cat(fakes)
+    if config.metric == "swd":
+        return float(swd(real_u8, fake_u8, seed=config.seed)["avg"])
+    raise ValueError(f"unknown tracked metric {config.metric!r}")
+
+
 def sample_grid_inputs(
     config: GanTrainConfig, num_classes: int = 0
 ) -> tuple[Tensor, Tensor | None]:
@@ -337,7 +381,10 @@ def _train(  # noqa: C901  (one loop, told in order)
 
     # -- the run folder and the checkpoint to resume, checked before anything is built -------
     kind = checkpoint_kind(config.arch)
-    manager = CheckpointManager(run, keep_last=config.keep_last, prefix=CHECKPOINT_PREFIX)
+    manager = CheckpointManager(
+        run, keep_last=config.keep_last, prefix=CHECKPOINT_PREFIX,
+        best_metric=config.metric or None, mode="min",
+    )
     ckpt = None
     if resume is not None:
         ckpt = load_checkpoint(resolve_checkpoint(resume, prefix=CHECKPOINT_PREFIX), kind=kind)
@@ -478,8 +525,7 @@ def _train(  # noqa: C901  (one loop, told in order)
             dist.all_gather_object(states, capture_rng_state(generators))
             extra["rng_per_rank"] = states
         if info.is_main:
-            last_ckpt = manager.save(
-                step,
+            kw = dict(
                 kind=kind,
                 config=config,
                 images_seen=images_seen,
@@ -488,6 +534,10 @@ def _train(  # noqa: C901  (one loop, told in order)
                 extra=extra,
                 generators=generators,
             )
+            last_ckpt = manager.save(step, **kw)
+            if metric_value is not None and metric_step == step:
+                if manager.save_best(metric_value, step=step, **kw):
+                    log.info("step %d: best %s so far (%.4g)", step, config.metric, metric_value)
 
     def samples() -> None:
         if logger is None:
@@ -499,6 +549,21 @@ def _train(  # noqa: C901  (one loop, told in order)
 
     def due(every: int) -> bool:
         return every > 0 and step % every == 0
+
+    # -- the tracked metric: fixed real images against G_ema's images from fixed latents ---------
+    metric_value: float | None = None
+    metric_step = -1
+    metric_real: Tensor | None = None
+    if config.metric and info.is_main:
+        metric_real = _metric_reference(dataset, config.metric_samples, config.seed)
+
+    def measure() -> None:
+        nonlocal metric_value, metric_step
+        if metric_real is None or logger is None:
+            return
+        metric_value = _tracked_metric(ema.model, metric_real, config, num_classes, device, amp)
+        metric_step = step
+        logger.scalars(step, {f"metric/{config.metric}": metric_value})
 
     stats: dict[str, float] = {}
     rate: float | None = None
@@ -570,7 +635,10 @@ def _train(  # noqa: C901  (one loop, told in order)
                 })
             if due(config.sample_every) or step == total_steps:
                 samples()
-            if due(config.ckpt_every) or step == total_steps or stop:
+            measure_now = bool(config.metric) and (due(config.metric_every) or step == total_steps)
+            if measure_now:
+                measure()  # rank 0 only
+            if due(config.ckpt_every) or step == total_steps or stop or measure_now:
                 save()
             if progress is not None and info.is_main:
                 progress(GanProgress(
