@@ -289,3 +289,27 @@ def test_bad_interpolate_outputs(env, tmp_path, capsys):
     except ImportError:
         one_line_error(capsys, [*base, str(tmp_path / "walk.mp4")],
                        "pip install imageio imageio-ffmpeg", tmp_path / "walk.mp4")
+
+
+def test_prepare_writes_a_cache_that_trains_like_the_source(env, tmp_path, capsys):
+    from impasto.data import open_dataset
+
+    cache = tmp_path / "cache.pt"
+    assert main(["gan", "prepare", str(env.images), "-o", str(cache), "--resolution", "32",
+                 "--channels", "3"]) == 0
+    assert "wrote" in capsys.readouterr().err
+    src = open_dataset(str(env.images), resolution=32, channels=3)
+    got = open_dataset(str(cache), resolution=32, channels=3)
+    assert len(got) == len(src)
+    for i in (0, len(src) // 2, len(src) - 1):
+        assert torch.equal(got.image_u8(i), src.image_u8(i))
+        assert got.label(i) == src.label(i)
+
+
+def test_bad_prepare_input(env, tmp_path, capsys):
+    base = ["gan", "prepare", str(env.images), "--resolution", "32", "-o"]
+    one_line_error(capsys, [*base, str(tmp_path / "c.npz")], "must end in .pt", tmp_path / "c.npz")
+    one_line_error(capsys, [*base, str(tmp_path / "no" / "c.pt")], "does not exist",
+                   tmp_path / "no")
+    one_line_error(capsys, ["gan", "prepare", str(env.empty), "--resolution", "32",
+                            "-o", str(tmp_path / "c.pt")], "empty", tmp_path / "c.pt")
