@@ -96,6 +96,35 @@ def _is_bf16(config) -> bool:
     return resolve_precision(config.precision, resolve_device(config.device)) == torch.bfloat16
 
 
+def network_ceiling(args: argparse.Namespace, repeats: int = 5) -> dict:
+    """The speed-up bf16 + channels_last gives the networks alone: G and D forward and backward
+    on one batch, no loss phases, optimiser, data or EMA. The whole step cannot beat this ratio
+    (the rest of a step is the same work in both configurations)."""
+    from impasto.device import autocast
+    from impasto.nets.gan import GanNetConfig, build_gan
+
+    def one(dtype: torch.dtype, fmt: torch.memory_format) -> float:
+        torch.manual_seed(0)
+        G, D = build_gan(GanNetConfig("dcgan", args.resolution, 3, z_dim=128, base_width=64))
+        G.to(memory_format=fmt)
+        D.to(memory_format=fmt)
+        z = torch.randn(args.batch_size, 128)
+        real = torch.rand(args.batch_size, 3, args.resolution, args.resolution)
+        real = real.to(memory_format=fmt)
+        times = []
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            with autocast(torch.device("cpu"), dtype):
+                loss = D(G(z)).float().mean() + D(real).float().mean()
+            loss.backward()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[1:])
+
+    fp32 = one(torch.float32, torch.contiguous_format)
+    bf16 = one(torch.bfloat16, torch.channels_last)
+    return {"fp32_nchw_s": fp32, "bf16_nhwc_s": bf16, "speedup": fp32 / bf16}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--resolution", type=int, default=64)
@@ -142,6 +171,7 @@ def main() -> None:
             "step_ms_all": [round(1000 * t, 1) for t in wall],
             "final_losses": recs[-1]["final_losses"],
         }
+    ceiling = network_ceiling(args)
     base, dflt = summary["baseline"], summary["default"]
     speedup = dflt["images_per_s"] / base["images_per_s"]
     speedup_cpu = dflt["images_per_cpu_s"] / base["images_per_cpu_s"]
@@ -157,6 +187,9 @@ def main() -> None:
               f"{s['images_per_cpu_s']:10.1f} {s['step_ms_median']:8.0f}")
     print(f"speed-up of the defaults: {speedup:.2f}x wall clock, {speedup_cpu:.2f}x CPU time "
           "(target 3x)")
+    print(f"networks alone (G and D forward + backward, no optimiser or data): "
+          f"{ceiling['speedup']:.2f}x ({1000 * ceiling['fp32_nchw_s']:.0f} ms fp32 NCHW, "
+          f"{1000 * ceiling['bf16_nhwc_s']:.0f} ms bf16 NHWC): the ceiling of the step's speed-up")
 
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / "gan_throughput.json"
@@ -175,6 +208,7 @@ def main() -> None:
         "configs": summary,
         "speedup_wall": speedup,
         "speedup_cpu": speedup_cpu,
+        "network_ceiling": ceiling,
         "seconds": time.perf_counter() - t0,
     }, indent=2) + "\n")
     print(f"wrote {out}")
