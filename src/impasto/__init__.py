@@ -11,7 +11,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["GatysConfig", "GatysStyleTransfer", "InputError", "stylize", "__version__"]
+__all__ = [
+    "AdaIN", "FastStyle", "GatysConfig", "GatysStyleTransfer", "InputError", "stylize",
+    "__version__",
+]
 
 
 def __getattr__(name: str):
@@ -24,6 +27,14 @@ def __getattr__(name: str):
         from impasto.style import gatys
 
         return getattr(gatys, name)
+    if name == "AdaIN":
+        from impasto.style.adain import AdaIN
+
+        return AdaIN
+    if name == "FastStyle":
+        from impasto.style.fast import FastStyle
+
+        return FastStyle
     if name == "InputError":
         from impasto.errors import InputError
 

@@ -51,15 +51,25 @@ def _add_stylize(sub) -> None:
     d = GatysConfig()
     p = sub.add_parser(
         "stylize",
-        help="paint a photo in the style of one or more paintings (Gatys et al. 2016)",
-        description="Optimisation-based neural style transfer with coarse-to-fine scales.",
+        help="paint a photo in the style of one or more paintings (Gatys et al. 2016), or "
+        "stylise images, folders and video with a trained network (--model, --decoder)",
+        description="Optimisation-based neural style transfer with coarse-to-fine scales "
+        "(default), a per-style network (--model FILE) or arbitrary style transfer with AdaIN "
+        "(--method adain --decoder FILE -s STYLE ...). The networks also take a folder of "
+        "images or a video file as input, and --export writes them as ONNX or TorchScript.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("content", help="the content image")
-    p.add_argument("-s", "--style", nargs="+", required=True, help="one or more style images")
-    p.add_argument("-o", "--output", default="out.png", help="output file (.png, .jpg, .webp)")
+    p.add_argument("content", nargs="?", default=None, metavar="input",
+                   help="the content image (with --model/--decoder also a folder or a video)")
+    p.add_argument("-s", "--style", nargs="+", default=None, help="one or more style images")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (.png, .jpg, .webp; a video for a video; a folder for a "
+                   "folder; default out.png)")
+    _add_feedforward_options(p)
     g = p.add_argument_group("size")
-    g.add_argument("--size", type=int, default=d.size, help="longest side of the output, px")
+    g.add_argument("--size", type=int, default=None,
+                   help=f"longest side of the output, px (default {d.size}; with a network: "
+                   "the input's size)")
     g.add_argument(
         "--style-scale", type=float, default=d.style_scale,
         help="style image size relative to the output",
@@ -113,6 +123,12 @@ def _add_stylize(sub) -> None:
     p.set_defaults(func=_run_stylize)
 
 
+def _add_feedforward_options(p) -> None:
+    from impasto.style.stylize_command import add_options
+
+    add_options(p)
+
+
 def _run_stylize(args: argparse.Namespace) -> int:
     from impasto.io import (
         DEFAULT_MAX_PIXELS,
@@ -122,6 +138,15 @@ def _run_stylize(args: argparse.Namespace) -> int:
     )
     from impasto.style.gatys import GatysConfig, GatysStyleTransfer
     from impasto.style.pipeline import stylize
+    from impasto.style.stylize_command import check_gatys_args, run_feedforward
+
+    if args.model is not None or args.decoder is not None or args.method == "adain":
+        return run_feedforward(args)
+    check_gatys_args(args)
+    if args.size is None:
+        args.size = GatysConfig().size
+    if args.output is None:
+        args.output = "out.png"
 
     if args.save_every < 0:
         raise InputError(f"--save-every must not be negative, got {args.save_every}")
@@ -199,6 +224,30 @@ def _add_gan(sub) -> None:
     add_parser(sub)
 
 
+def _add_adain(sub) -> None:
+    from impasto.style.adain_commands import add_parser
+
+    add_parser(sub)
+
+
+def _add_classify(sub) -> None:
+    from impasto.classify.commands import add_parser
+
+    add_parser(sub)
+
+
+def _add_fast_style(sub) -> None:
+    from impasto.style.fast_commands import add_parser
+
+    add_parser(sub)
+
+
+def _add_metrics(sub) -> None:
+    from impasto.metrics.commands import add_parser
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="impasto", description="Neural style transfer and GANs on PyTorch.")
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
@@ -206,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_stylize(sub)
     _add_gan(sub)
+    _add_metrics(sub)
+    _add_classify(sub)
+    _add_fast_style(sub)
+    _add_adain(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -132,8 +133,10 @@ def test_still_non_finite_after_eps_raises(monkeypatch):
 
 
 def test_large_imaginary_part_is_rejected():
-    # A "covariance" with a negative eigenvalue: sqrtm(diag(1, -1)) = diag(1, i).
-    with pytest.raises(InputError, match="imaginary"):
+    # A "covariance" with a negative eigenvalue: sqrtm(diag(1, -1)) = diag(1, i); the eps
+    # retry cannot help, so it is rejected after it.
+    with pytest.warns(RuntimeWarning, match="retrying"), pytest.raises(InputError,
+                                                                     match="imaginary"):
         frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
 
 
@@ -181,3 +184,21 @@ def test_corrupt_missing_and_wrong_stats_files(tmp_path):
     np.savez(shapes, mu=np.zeros(3), sigma=np.eye(4), n=np.int64(5))
     with pytest.raises(InputError, match="shapes.npz.*sigma"):
         FeatureStats.load(shapes)
+
+
+def test_sparse_relu_features_get_the_eps_retry():
+    # Sparse ReLU features (most units zero on most images, as VGG's deep layers on small
+    # images) and fewer samples than dimensions make S1 S2 singular; scipy's sqrtm then returns
+    # a large imaginary part. The eps retry gives the always-stable eigh route's value instead
+    # of an error.
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(24, 160)) - 1.5, 0.0) * 10
+    y = np.maximum(rng.normal(size=(24, 160)) - 1.3, 0.0) * 10
+    s1, s2 = FeatureStats.from_features(x), FeatureStats.from_features(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = scipy.linalg.sqrtm(s1.sigma @ s2.sigma)
+    assert np.abs(raw.imag).max() > 10 * fid_mod.IMAG_TOLERANCE * np.abs(raw).max()  # the trap
+    with pytest.warns(RuntimeWarning, match="imaginary.*1e-06"):
+        value = fid(s1, s2)
+    assert value == pytest.approx(fid(s1, s2, method="eigh"), rel=1e-4)

@@ -9,7 +9,17 @@ import numpy as np
 
 import impasto.metrics as metrics
 
-ALLOWED = ("impasto.errors", "impasto.io", "impasto.nets", "impasto.metrics")
+ALLOWED = (
+    "impasto.errors", "impasto._fileutil", "impasto.io", "impasto.nets", "impasto.metrics",
+)
+# The front end (opening sets, the extractors, the command) also reaches the layers whose
+# objects it reads or measures, but only inside functions: `import impasto.metrics` stays light
+# and a layer above (GAN training computing FID) may import the metrics without a cycle.
+FRONT_END = {
+    "sources.py": ("impasto.data", "impasto.gan"),
+    "extractors.py": ("impasto.classify",),
+    "commands.py": ("impasto", "impasto.device"),
+}
 
 
 def test_registry_entries_are_usable():
@@ -28,7 +38,9 @@ def test_registry_entries_are_usable():
 def test_metrics_import_only_lower_layers():
     folder = Path(metrics.__file__).parent
     for path in folder.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -36,4 +48,8 @@ def test_metrics_import_only_lower_layers():
                 names = [node.module]
             for name in names:
                 if name == "impasto" or name.startswith("impasto."):
-                    assert name.startswith(ALLOWED), f"{path.name} imports {name}"
+                    front = FRONT_END.get(path.name, ())
+                    lazy = id(node) not in top_level and any(
+                        name == p or name.startswith(p + ".") for p in front
+                    )
+                    assert name.startswith(ALLOWED) or lazy, f"{path.name} imports {name}"

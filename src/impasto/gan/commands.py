@@ -199,7 +199,8 @@ def _add_train(gsub: Any) -> None:
                    help="continue a run exactly where it stopped (its settings are kept; options "
                    "given here override them)")
     n = p.add_argument_group("networks")
-    n.add_argument("--arch", choices=tuple(GAN_ARCHS), default=S, help=f"(default {d.arch})")
+    n.add_argument("--arch", choices=(*GAN_ARCHS, "pggan"), default=S,
+                   help=f"(default {d.arch}); pggan: progressive growing, see below")
     n.add_argument("--resolution", type=int, default=S, help=f"image side (default {d.resolution})")
     n.add_argument("--channels", type=int, choices=(1, 3), default=S,
                    help=f"1 grey, 3 RGB (default {d.channels})")
@@ -261,6 +262,7 @@ def _add_train(gsub: Any) -> None:
     g.add_argument("--metric-samples", type=_positive_int, default=S,
                    help=f"images per side of the metric (default {d.metric_samples})")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_pggan_options(p)
     p.set_defaults(func=_run_train)
 
 
@@ -276,6 +278,9 @@ def _add_common_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", dest="ema", action="store_false",
                    help="use the raw generator weights instead of their moving average")
     p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="progressive GANs: render at this resolution, any the run has reached "
+                   "(default: its current one)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
 
@@ -406,6 +411,8 @@ def _stop_on_sigint() -> Iterator[dict[str, bool]]:
 def _run_train(args: argparse.Namespace) -> int:
     from impasto.gan.training import train
 
+    if _wants_pggan(args):
+        return _run_train_pggan(args)
     config, resume = _train_config(args)
     main_rank = os.environ.get("RANK", "0") in ("", "0")
     bar = _Bar(args.quiet or not main_rank)
@@ -431,7 +438,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> Any:
     from impasto.gan.pipeline import GanGenerator
 
-    gen = GanGenerator.load(args.source, ema=args.ema, device=args.device)
+    gen = GanGenerator.load(args.source, ema=args.ema, device=args.device,
+                            resolution=args.resolution)
     if args.class_ is not None:
         gen.class_index(args.class_)  # checks it now: unconditional model, unknown class
     return gen
@@ -553,3 +561,178 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out} ({args.frames} frames)", file=sys.stderr)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# gan train --arch pggan (impasto.gan.progressive)
+
+# pggan-only options: dest -> flag (argparse default SUPPRESS, so "given" is "present").
+_PGGAN_ONLY = {
+    "schedule_preset": "--schedule", "stable_kimg": "--stable-kimg", "fade_kimg": "--fade-kimg",
+    "batch_sizes": "--batch-sizes", "start_resolution": "--start-resolution",
+    "widths": "--widths", "fmap_base": "--fmap-base", "fmap_max": "--fmap-max",
+    "mbstd_group": "--mbstd-group", "drift_weight": "--drift-weight",
+    "reset_optimizers": "--reset-optimizers",
+}
+# The GanTrainConfig fields (of _FIELDS) that a progressive run takes as they are; the
+# others are refused, except --batch-size and --kimg, which set the schedule.
+_PGGAN_FIELDS = {
+    "run", "resolution", "channels", "arch", "z_dim", "gp_weight", "lr_g", "lr_d", "betas",
+    "ema_beta", "ema_rampup", "hflip", "precision", "channels_last", "deterministic", "seed",
+    "device", "num_workers", "log_every", "sample_every", "ckpt_every", "keep_last",
+    "n_samples", "tensorboard",
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of whole numbers: {text!r}"
+        ) from None
+    if not items:
+        raise argparse.ArgumentTypeError("empty list")
+    return items
+
+
+def _add_pggan_options(p: argparse.ArgumentParser) -> None:
+    from impasto.gan.progressive import PAPER_BATCH_SIZES, SCHEDULE_PRESETS
+
+    S = argparse.SUPPRESS
+    g = p.add_argument_group(
+        "progressive growing (--arch pggan)",
+        "Grows G and D from 4x4 to --resolution (a power of two), fading in each resolution "
+        "(Karras et al. 2018): WGAN-GP + drift, Adam 1e-3 betas 0,0.99, reset at every phase. "
+        "--kimg is the total length (default: the end of the target's first stable phase); "
+        "--batch-size B uses B at every resolution. With short phases (--schedule cpu) use "
+        "--ema-beta 0.99: the paper's 0.999 averages over ~1000 steps, longer than a phase.",
+    )
+    g.add_argument("--schedule", dest="schedule_preset", choices=tuple(SCHEDULE_PRESETS),
+                   default=S, help="paper: 800+800 kimg per resolution, batch "
+                   f"{','.join(map(str, PAPER_BATCH_SIZES))}; cpu: 20+20 kimg, larger batches "
+                   "at low resolution (default paper)")
+    g.add_argument("--stable-kimg", type=_number, default=S, metavar="KIMG",
+                   help="real images (thousands) per stable phase")
+    g.add_argument("--fade-kimg", type=_number, default=S, metavar="KIMG",
+                   help="real images (thousands) per fade-in")
+    g.add_argument("--batch-sizes", type=_ints, default=S, metavar="B4,B8,...",
+                   help="one batch size per resolution from 4x4 (per process)")
+    g.add_argument("--start-resolution", type=int, default=S,
+                   help="resolution to start at (default 4)")
+    g.add_argument("--widths", type=_ints, default=S, metavar="W4,W8,...",
+                   help="feature maps per resolution from 4x4 (default: min(8192/(r/2), 512))")
+    g.add_argument("--fmap-base", type=_positive_int, default=S,
+                   help="the default widths' numerator (default 8192)")
+    g.add_argument("--fmap-max", type=_positive_int, default=S,
+                   help="the default widths' cap (default 512)")
+    g.add_argument("--mbstd-group", type=_nonneg_int, default=S,
+                   help="minibatch-stddev group size (default 4; 0 off)")
+    g.add_argument("--drift-weight", type=_number, default=S, help="(default 0.001)")
+    g.add_argument("--reset-optimizers", action=argparse.BooleanOptionalAction, default=S,
+                   help="fresh Adam state at every phase, as the paper's code (default on)")
+
+
+def _wants_pggan(args: argparse.Namespace) -> bool:
+    """--arch pggan, or --resume of a pggan run without --arch; refuses pggan-only options
+    for the other architectures."""
+    arch = getattr(args, "arch", None)
+    if arch is None and args.resume is not None:
+        from impasto.train import load_checkpoint, resolve_checkpoint
+
+        arch = "pggan" if load_checkpoint(resolve_checkpoint(args.resume))["kind"] == \
+            "gan/pggan" else None
+    if arch == "pggan":
+        return True
+    for dest, flag in _PGGAN_ONLY.items():
+        if hasattr(args, dest):
+            raise InputError(f"gan train: {flag} applies to --arch pggan only")
+    return False
+
+
+def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The PgganTrainConfig of the command line (over the resumed run's settings)."""
+    import dataclasses
+
+    from impasto.gan.progressive import SCHEDULE_PRESETS, PgganTrainConfig
+    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+
+    for dest, fld in _FIELDS.items():
+        if hasattr(args, dest) and fld not in _PGGAN_FIELDS and dest not in ("batch_size", "kimg"):
+            flag = "--" + dest.replace("_", "-")
+            raise InputError(f"gan train: {flag} does not apply to --arch pggan")
+    if hasattr(args, "batch_size") and hasattr(args, "batch_sizes"):
+        raise InputError("gan train: give --batch-size or --batch-sizes, not both")
+    given = {f: getattr(args, d) for d, f in _FIELDS.items() if hasattr(args, d)
+             and f in _PGGAN_FIELDS}
+    if hasattr(args, "lr"):
+        given.setdefault("lr_g", args.lr)
+        given.setdefault("lr_d", args.lr)
+    for dest, key in (("widths", "widths"), ("fmap_base", "fmap_base"),
+                      ("fmap_max", "fmap_max"), ("mbstd_group", "mbstd_group_size"),
+                      ("drift_weight", "drift_weight"), ("reset_optimizers", "reset_optimizers")):
+        if hasattr(args, dest):
+            given[key] = getattr(args, dest)
+    if args.data is not None:
+        given["data"] = args.data
+
+    base: dict[str, Any] = {}
+    resume, source = args.resume, None
+    if resume is not None:
+        ckpt_path = resolve_checkpoint(resume)
+        ckpt = load_checkpoint(ckpt_path, kind="gan/pggan")
+        base = dict(ckpt.get("config") or {})
+        base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
+        resume, source = str(ckpt_path), str(ckpt_path)
+    else:
+        if args.data is None:
+            raise InputError("gan train: give the training DATA (or --resume RUN)")
+        if "run" not in given:
+            raise InputError("gan train: give the run folder with --out RUN")
+    schedule = dict(base.get("schedule") or {})
+    if hasattr(args, "schedule_preset") or not schedule:
+        preset = SCHEDULE_PRESETS[getattr(args, "schedule_preset", "paper")]()
+        schedule = {**dataclasses.asdict(preset), "total_kimg": schedule.get("total_kimg")}
+    for dest, key in (("stable_kimg", "stable_kimg"), ("fade_kimg", "fade_kimg"),
+                      ("batch_sizes", "batch_sizes"), ("start_resolution", "start_resolution"),
+                      ("kimg", "total_kimg")):
+        if hasattr(args, dest):
+            schedule[key] = getattr(args, dest)
+    if hasattr(args, "batch_size"):
+        schedule["batch_sizes"] = (args.batch_size,) * 9  # every resolution from 4 to 1024
+    config = config_from_dict(PgganTrainConfig, {**base, **given, "schedule": schedule},
+                              source=source)
+    return config, resume
+
+
+class _PgBar(_Bar):
+    """The progress bar of a progressive run: also the resolution and alpha."""
+
+    def __call__(self, info: Any) -> None:
+        super().__call__(info)
+        if self.bar is not None and info.stats:
+            stage = f"{info.resolution}px" + (f" fade {info.alpha:.2f}"
+                                             if info.phase == "fade" else "")
+            self.bar.set_postfix_str(f"{stage} {self.bar.postfix}", refresh=False)
+
+
+def _run_train_pggan(args: argparse.Namespace) -> int:
+    from impasto.gan.progressive import train
+
+    config, resume = _pggan_config(args)
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    bar = _PgBar(args.quiet or not main_rank)
+    with _stop_on_sigint() as sig:
+        try:
+            result = train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
+        finally:
+            bar.close()
+    if main_rank and not args.quiet:
+        if result.aborted:
+            print(f"stopped at step {result.step} ({result.stage.resolution}px, "
+                  f"{result.stage.phase}); continue with: impasto gan train --resume "
+                  f"{result.run}", file=sys.stderr)
+        else:
+            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg) up to "
+                  f"{result.stage.resolution}px; checkpoint {result.checkpoint}", file=sys.stderr)
+    return 130 if result.aborted else 0

@@ -108,12 +108,20 @@ class GanGenerator:
 
     @classmethod
     def load(
-        cls, path_or_run_folder: str | os.PathLike[str], *, ema: bool = True, device: str = "cpu"
+        cls,
+        path_or_run_folder: str | os.PathLike[str],
+        *,
+        ema: bool = True,
+        device: str = "cpu",
+        resolution: int | None = None,
     ) -> GanGenerator:
         """The generator of a GAN checkpoint (a file, or a run folder: its latest checkpoint).
 
         ``ema``: the moving-average weights (what samples should use) or, if False, the raw
-        trained ones. Raises :class:`InputError` for a missing, truncated or corrupt file and
+        trained ones. ``resolution``: for a progressive GAN (``gan/pggan``), any resolution
+        it has reached (default: its current stage; see
+        :func:`impasto.gan.progressive.generator_from_checkpoint`); other GANs render only at
+        their own. Raises :class:`InputError` for a missing, truncated or corrupt file and
         for a checkpoint that is not a GAN's.
         """
         path = resolve_checkpoint(path_or_run_folder)
@@ -121,6 +129,11 @@ class GanGenerator:
         kind = ckpt["kind"]
         if not kind.startswith("gan/"):
             raise InputError(f"{path} is a '{kind}' checkpoint, not a GAN's")
+        if kind == "gan/pggan":
+            from impasto.gan.progressive import generator_from_checkpoint
+
+            G_pg = generator_from_checkpoint(ckpt, ema=ema, resolution=resolution)
+            return cls(G_pg, device=device, source=str(path))
         extra = ckpt.get("extra") or {}
         net = extra.get("net")
         if not isinstance(net, dict):
@@ -128,6 +141,11 @@ class GanGenerator:
         config = GanNetConfig.from_dict(net)
         if f"gan/{config.arch}" != kind:
             raise InputError(f"{path}: a '{kind}' checkpoint holding a {config.arch} network")
+        if resolution is not None and resolution != config.resolution:
+            raise InputError(
+                f"{path}: a {config.arch} generator renders only at {config.resolution}x"
+                f"{config.resolution}; --resolution applies to progressive GANs (pggan)"
+            )
         G, _ = build_gan(config)
         name = "G_ema" if ema else "G"
         saved = ckpt["models"].get(name)

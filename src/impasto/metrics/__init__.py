@@ -11,7 +11,10 @@ SWD (multi-scale)      :func:`swd`                                 images ``(N, 
 =====================  ==========================================  ======================
 
 :data:`METRICS` maps a short name to a :class:`MetricInfo` (callable, one-line description,
-kind of input) for menus. Feature extractors come separately.
+kind of input) for menus. :data:`EXTRACTORS` (in :mod:`impasto.metrics.extractors`) maps
+extractor names (``inception``, ``vgg19[:SIZE]``, ``classifier:PATH``) to builders;
+:func:`open_set` opens image folders, arrays, statistics files and generators;
+:func:`evaluate` runs metrics on two sets (what ``impasto metrics`` calls).
 """
 
 from __future__ import annotations
@@ -23,9 +26,29 @@ from impasto.metrics.inception_score import inception_score
 from impasto.metrics.kid import kid
 from impasto.metrics.prdc import knn_radii, precision_recall
 from impasto.metrics.swd import laplacian_pyramid, reconstruct_laplacian, swd
+from impasto.metrics.extractors import (
+    EXTRACTORS,
+    Encoding,
+    FeatureExtractor,
+    build_extractor,
+    encode,
+)
+from impasto.metrics.sources import load_encoding, open_set, save_encoding
+from impasto.metrics.commands import MetricOptions, MetricsReport, evaluate
 
 __all__ = [
+    "EXTRACTORS",
     "METRICS",
+    "Encoding",
+    "FeatureExtractor",
+    "MetricOptions",
+    "MetricsReport",
+    "build_extractor",
+    "encode",
+    "evaluate",
+    "load_encoding",
+    "open_set",
+    "save_encoding",
     "FeatureStats",
     "MetricInfo",
     "fid",

@@ -147,11 +147,28 @@ def _sqrtm(a: np.ndarray) -> np.ndarray:
         return np.asarray(linalg.sqrtm(a))
 
 
+def _large_imaginary(covmean: np.ndarray) -> tuple[float, float] | None:
+    """``(imag, scale)`` if ``covmean`` has an imaginary part above IMAG_TOLERANCE of its
+    largest magnitude, else None."""
+    if not np.iscomplexobj(covmean):
+        return None
+    scale = float(np.abs(covmean).max())
+    imag = float(np.abs(covmean.imag).max())
+    if imag > IMAG_TOLERANCE * max(scale, np.finfo(np.float64).tiny):
+        return imag, scale
+    return None
+
+
 def _trace_sqrt_product_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float:
     covmean = _sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
+    finite = bool(np.isfinite(covmean).all())
+    if not finite or _large_imaginary(covmean) is not None:
+        # A singular product (fewer samples than dimensions, features that never vary): its
+        # square root is ill-conditioned and comes out non-finite or with rounding noise in
+        # the imaginary part. eps*I on both covariances makes it well-conditioned.
+        why = "is not finite" if not finite else "has a large imaginary part"
         warnings.warn(
-            f"FID: sqrtm(S1 S2) is not finite (singular product); retrying with {eps:g}*I "
+            f"FID: sqrtm(S1 S2) {why} (singular product); retrying with {eps:g}*I "
             "added to both covariances",
             RuntimeWarning,
             stacklevel=3,
@@ -163,16 +180,13 @@ def _trace_sqrt_product_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray, eps: float
                 f"FID: matrix square root is not finite even with eps={eps:g}; "
                 "are the covariances symmetric positive semi-definite?"
             )
-    if np.iscomplexobj(covmean):
-        scale = float(np.abs(covmean).max())
-        imag = float(np.abs(covmean.imag).max())
-        if imag > IMAG_TOLERANCE * max(scale, np.finfo(np.float64).tiny):
-            raise InputError(
-                f"FID: sqrtm(S1 S2) has a large imaginary component ({imag:.3g} vs max "
-                f"{scale:.3g}); are the covariances positive semi-definite?"
-            )
-        covmean = covmean.real
-    return float(np.trace(covmean))
+    large = _large_imaginary(covmean)
+    if large is not None:
+        raise InputError(
+            f"FID: sqrtm(S1 S2) has a large imaginary component ({large[0]:.3g} vs max "
+            f"{large[1]:.3g}); are the covariances positive semi-definite?"
+        )
+    return float(np.trace(covmean.real))
 
 
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:
@@ -196,11 +210,14 @@ def frechet_distance(
     ``(D, D)``, symmetric PSD).
 
     ``method="sqrtm"`` (default, as the reference FID code): ``scipy.linalg.sqrtm(S1 S2)``; if
-    that is not finite (a singular product), ``eps * I`` is added to both covariances and it is
-    retried, with a ``RuntimeWarning``. ``eps`` (default 1e-6) is small against the variance
+    that is not finite or has an imaginary part above 1e-3 of its largest magnitude (a
+    singular product: fewer samples than dimensions, or features that never vary, such as dead
+    ReLU units), ``eps * I`` is added to both covariances and it is retried, with a
+    ``RuntimeWarning``. ``eps`` (default 1e-6) is small against the variance
     of typical features (Inception pool features have variances ~1e-2..1), so it shifts the
     distance by about ``eps * D`` at most. Imaginary parts from rounding are dropped; an
-    imaginary part larger than 1e-3 of the largest magnitude raises :class:`InputError`.
+    imaginary part larger than 1e-3 of the largest magnitude even after the retry (a matrix
+    that is not positive semi-definite) raises :class:`InputError`.
 
     ``method="eigh"``: a symmetric eigenvalue route, ``Tr sqrt(S1^(1/2) S2 S1^(1/2))``, which
     is always finite and gives the same value for PSD inputs.

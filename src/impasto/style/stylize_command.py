@@ -1,0 +1,285 @@
+"""``impasto stylize`` with a trained network: ``--model FILE`` (a per-style network) or
+``--method adain --decoder FILE -s STYLE ...`` (AdaIN), on an image, a folder or a video, or
+``--export onnx|torchscript``. The Gatys path stays in :mod:`impasto.cli`; this module adds
+the options and runs the feed-forward path.
+
+Every option and input is checked before the network runs: a mistake is one line on stderr
+and exit status 2, with no output left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from impasto.errors import InputError
+
+__all__ = ["add_options", "check_gatys_args", "run_feedforward"]
+
+
+def _tile(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v != 0 and v < 32:
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least 32, not {v}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+    return v
+
+
+def _unit(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], not {text}")
+    return v
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The feed-forward options of ``impasto stylize``."""
+    n = p.add_argument_group("feed-forward networks (images, folders, video)")
+    n.add_argument("--model", default=None, metavar="FILE",
+                   help="a trained per-style network (impasto fast-style train)")
+    n.add_argument("--method", choices=("gatys", "adain"), default=None,
+                   help="gatys: optimisation (default); adain: arbitrary style transfer with "
+                   "--decoder")
+    n.add_argument("--decoder", default=None, metavar="FILE",
+                   help="a trained AdaIN decoder (impasto adain train)")
+    n.add_argument("--alpha", type=_unit, default=1.0,
+                   help="AdaIN content-style trade-off: 0 keeps the content, 1 full style")
+    n.add_argument("--mask", nargs="+", default=None, metavar="FILE",
+                   help="AdaIN spatial control: one mask image per style (white = where that "
+                   "style goes)")
+    n.add_argument("--style-size", type=_positive_int, default=512,
+                   help="AdaIN: shrink style images to this longest side")
+    n.add_argument("--batch-size", type=_positive_int, default=4,
+                   help="images or video frames per forward pass")
+    n.add_argument("--tile", type=_tile, default=None, metavar="SIZE",
+                   help="process in overlapping SIZE x SIZE tiles (0: never; default: only "
+                   "when an image would not fit the memory budget)")
+    n.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (pays off for long videos only)")
+    n.add_argument("--export", choices=("onnx", "torchscript"), default=None,
+                   help="write the network (with the AdaIN styles fixed) to -o instead of "
+                   "stylising; the export is checked against the eager model")
+
+
+def check_gatys_args(args: argparse.Namespace) -> None:
+    """The Gatys path needs a content image and styles and takes no network options."""
+    if args.method == "gatys" and (args.model or args.decoder):
+        raise InputError("--method gatys takes no --model or --decoder")
+    if args.export:
+        raise InputError("--export needs a network: --model FILE or --method adain --decoder FILE")
+    if args.mask:
+        raise InputError("--mask needs --method adain --decoder FILE")
+    if args.content is None:
+        raise InputError("stylize: the content image is required")
+    if not args.style:
+        raise InputError("stylize: -s/--style is required")
+
+
+def _method(args: argparse.Namespace) -> str:
+    if args.model is not None:
+        if args.method is not None or args.decoder is not None:
+            raise InputError("--model is a per-style network: it takes no --method or --decoder")
+        return "fast"
+    if args.method == "gatys":
+        raise InputError("--decoder needs --method adain")
+    if args.decoder is None:
+        raise InputError("--method adain needs --decoder FILE (a trained AdaIN decoder)")
+    return "adain"
+
+
+def _default_output(kind: str, src: Path | None) -> Path:
+    if kind == "folder" and src is not None:
+        return src.with_name(f"{src.name}-stylized")
+    if kind == "video" and src is not None:
+        return Path(f"{src.stem}-stylized.mp4")
+    return Path("out.png")
+
+
+def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in order)
+    """Runs ``impasto stylize`` with ``--model`` or ``--method adain``; returns 0."""
+    from impasto import __version__
+    from impasto.io import DEFAULT_MAX_PIXELS, check_output_path, load_image
+    from impasto.style.apply import (
+        OUTPUT_CODECS,
+        apply_folder,
+        apply_image,
+        apply_video,
+        input_kind,
+        probe_video,
+    )
+
+    method = _method(args)
+    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    if args.max_pixels is not None and args.max_pixels <= 0:
+        raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
+    if args.size is not None and args.size <= 0:
+        raise InputError(f"--size must be positive, not {args.size}")
+    styles = list(args.style or [])
+    weights = args.style_blend_weights
+    if method == "fast":
+        if styles or args.mask or weights:
+            raise InputError("a per-style network (--model) has its style built in; it takes no "
+                             "-s/--style, --mask or --style-blend-weights")
+        if args.preserve_color == "histogram":
+            raise InputError("--preserve-color histogram needs the style image (AdaIN); a "
+                             "per-style network supports 'luminance'")
+    else:
+        if not styles:
+            raise InputError("--method adain needs one or more style images (-s/--style)")
+        if weights is not None and len(weights) != len(styles):
+            raise InputError(f"{len(weights)} style blend weights for {len(styles)} style "
+                             "image(s); give one weight per style")
+        if weights is not None and (any(w < 0 or not math.isfinite(w) for w in weights)
+                                    or sum(weights) <= 0):
+            raise InputError("style blend weights must be non-negative with a positive sum")
+        if args.mask is not None and len(args.mask) != len(styles):
+            raise InputError(f"{len(args.mask)} masks for {len(styles)} style image(s); give "
+                             "one --mask per style")
+        if args.mask is not None and weights is not None:
+            raise InputError("give --style-blend-weights or --mask, not both")
+    if args.export and args.preserve_color != "none":
+        raise InputError("--export writes the network alone; --preserve-color cannot be "
+                         "exported")
+
+    # -- input and output, checked before anything is loaded
+    src: Path | None = None
+    kind = "export"
+    if args.export:
+        if args.output is None:
+            raise InputError(f"--export {args.export} needs -o FILE")
+        from impasto.style.export import _check_suffix
+
+        out = Path(args.output)
+        _check_suffix(out, args.export)
+        check_output_dir(out)
+    else:
+        if args.content is None:
+            raise InputError("stylize: the input (an image, a folder or a video) is required")
+        src = Path(args.content)
+        if not src.exists():
+            raise InputError(f"{src}: no such file or folder")
+        kind = input_kind(src)
+        out = Path(args.output) if args.output else _default_output(kind, src)
+        if kind == "image":
+            check_output_path(out)
+        elif kind == "folder":
+            if out.exists() and not out.is_dir():
+                raise InputError(f"{out}: is a file; a folder of images needs an output folder")
+            check_output_dir(out / "x")
+        else:
+            if out.suffix.lower() not in OUTPUT_CODECS:
+                raise InputError(f"{out}: a video needs a video output "
+                                 f"({', '.join(OUTPUT_CODECS)})")
+            check_output_dir(out)
+            probe_video(src)  # a video that cannot be decoded fails here
+
+    # -- the network and its inputs
+    style_images = [load_image(s, max_pixels=max_pixels) for s in styles]
+    if kind == "image":
+        load_image(src, max_pixels=max_pixels)  # a bad image fails before the network loads
+    if method == "fast":
+        from impasto.style.fast import FastStyle
+
+        model = FastStyle.load(args.model, device=args.device)
+        net = model.net
+        label = {"model": Path(args.model).name, "style": model.style_name}
+        transform = _fast_transform(model, args)
+    else:
+        from impasto.io import resize, to_tensor
+        from impasto.style.adain import AdaIN, _load_masks
+
+        masks = _load_masks(args.mask, max_pixels) if args.mask else None
+        ada = AdaIN.load(args.decoder, vgg_weights=args.vgg_weights, device=args.device,
+                         precision=args.precision)
+        style_ts = [to_tensor(resize(im, longest=args.style_size)
+                              if max(im.size) > args.style_size else im) for im in style_images]
+        label = {"decoder": Path(args.decoder).name,
+                 "style": json.dumps([Path(s).name for s in styles])}
+        net = None
+        if args.export:
+            net = ada.stylizer(style_ts, alpha=args.alpha, weights=weights, masks=masks,
+                               precision="fp32")
+            transform = None
+        else:
+            transform = ada.transform(
+                style_ts, alpha=args.alpha, weights=weights, masks=masks,
+                preserve_color=args.preserve_color, precision=args.precision,
+                tile=args.tile, compile=args.compile,
+            )
+
+    if args.export:
+        from impasto.style.export import export_model
+
+        report = export_model(net, out, args.export)
+        print(report.summary())
+        return 0
+
+    settings = {"method": method, "alpha": args.alpha if method == "adain" else None,
+                "preserve_color": args.preserve_color, "size": args.size,
+                "style_blend_weights": list(weights) if weights else None,
+                "mask": [Path(m).name for m in args.mask] if args.mask else None}
+    metadata = {"impasto": __version__, "content": src.name if src else "",
+                "settings": json.dumps(settings), **{k: v for k, v in label.items() if v}}
+    progress = not args.quiet
+    if kind == "image":
+        apply_image(transform, src, out, size=args.size, max_pixels=max_pixels,
+                    metadata=metadata)
+    elif kind == "folder":
+        written = apply_folder(transform, src, out, batch_size=args.batch_size, size=args.size,
+                               max_pixels=max_pixels, metadata=metadata, progress=progress)
+        if not args.quiet:
+            print(f"wrote {len(written)} image(s) to {out}", file=sys.stderr)
+            return 0
+    else:
+        apply_video(transform, src, out, batch_size=args.batch_size, size=args.size,
+                    progress=progress)
+    if not args.quiet:
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def check_output_dir(path: Path) -> None:
+    """The nearest existing folder above ``path`` must be a writable folder."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{path}: cannot create its folder: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: folder {ancestor} is not writable")
+
+
+def _fast_transform(model: Any, args: argparse.Namespace):
+    from impasto.style.apply import InferenceRunner
+    from impasto.style.color import combine_luminance
+
+    runner = InferenceRunner(model.net, device=model.device, precision=args.precision,
+                             tile=args.tile, compile=args.compile)
+    if args.preserve_color != "luminance":
+        return runner
+
+    def keep_colour(x):
+        # The network restyles; the input's chroma is put back (Gatys et al. 2017).
+        return combine_luminance(runner(x), x)
+
+    return keep_colour
