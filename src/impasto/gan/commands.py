@@ -580,7 +580,7 @@ _PGGAN_FIELDS = {
     "run", "resolution", "channels", "arch", "z_dim", "gp_weight", "lr_g", "lr_d", "betas",
     "ema_beta", "ema_rampup", "hflip", "precision", "channels_last", "deterministic", "seed",
     "device", "num_workers", "log_every", "sample_every", "ckpt_every", "keep_last",
-    "n_samples", "tensorboard",
+    "n_samples", "tensorboard", "metric", "metric_every", "metric_samples",
 }
 
 
@@ -606,7 +606,9 @@ def _add_pggan_options(p: argparse.ArgumentParser) -> None:
         "(Karras et al. 2018): WGAN-GP + drift, Adam 1e-3 betas 0,0.99, reset at every phase. "
         "--kimg is the total length (default: the end of the target's first stable phase); "
         "--batch-size B uses B at every resolution. With short phases (--schedule cpu) use "
-        "--ema-beta 0.99: the paper's 0.999 averages over ~1000 steps, longer than a phase.",
+        "--ema-beta 0.99: the paper's 0.999 averages over ~1000 steps, longer than a phase. "
+        "--metric swd (target 16x16 or more) is measured only in the target resolution's "
+        "stable phase, every --metric-every steps and at the end.",
     )
     g.add_argument("--schedule", dest="schedule_preset", choices=tuple(SCHEDULE_PRESETS),
                    default=S, help="paper: 800+800 kimg per resolution, batch "

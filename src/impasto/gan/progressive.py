@@ -58,6 +58,18 @@ seen, every RNG state, the config, the format version and, in ``extra``: the net
 the stage of the last step (resolution, phase, α, phase index, batch size) and the data
 position. They are written atomically at ``ckpt_every`` steps, at the end of every phase, at
 the end and on abort; the last ``keep_last`` are kept.
+
+**The tracked metric** (``metric="swd"``, as :class:`~impasto.gan.GanTrainConfig`'s): the
+multi-scale SWD between ``metric_samples`` images of G_ema (fixed latents, 8-bit) and as many
+fixed real images (a seeded choice), logged as ``metric/swd``; ``best.pt`` (with ``best.json``)
+keeps the checkpoint of the lowest value. SWD needs images of at least 16x16, and values at
+different resolutions are not comparable (the pyramid has another number of levels, the images
+another amount of detail), so it is measured only while the stage is the target resolution,
+stable: at every ``metric_every`` steps and at the end of the run (a run that stops before
+that phase measures nothing; the fades and lower resolutions are never measured). Measuring
+draws from its own seeded generators only (rank 0 measures; every rank makes the same
+checkpoint calls), so a run gives the same weights with and without it, and a resume keeps
+``best.json``'s best value.
 """
 
 from __future__ import annotations
@@ -80,7 +92,7 @@ from torch.nn import functional as F
 from impasto.data import make_loader, open_dataset
 from impasto.device import DEVICES, PRECISIONS, autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
-from impasto.gan.config import _bool, _int, _number
+from impasto.gan.config import TRACKED_METRICS, _bool, _int, _number
 from impasto.gan.losses import GanLoss, d_loss_wgan
 from impasto.gan.training import (
     _all_reduce_grads,
@@ -89,7 +101,9 @@ from impasto.gan.training import (
     _derive_seed,
     _EpochSampler,
     _grad_norm,
+    _metric_reference,
     _runtime_flags,
+    _tracked_metric,
 )
 from impasto.nets.gan import sample_latents
 from impasto.nets.pggan import (
@@ -150,6 +164,9 @@ CPU_BATCH_SIZES: tuple[int, ...] = (64, 64, 32, 32, 16, 16, 8, 4, 2)
 
 # Random streams (as in impasto.gan.training).
 _STREAM_LATENTS, _STREAM_TORCH, _STREAM_DATA, _STREAM_SAMPLES = 1, 3, 4, 5
+# The smallest image side SWD measures (impasto.metrics.swd.MIN_RESOLUTION; not imported here,
+# so that reading a config does not load the metrics package).
+_SWD_MIN_RESOLUTION = 16
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,6 +380,11 @@ class PgganTrainConfig:
     ``channels_last``, ``deterministic``, ``seed``, ``device``, ``num_workers``,
     ``log_every``, ``sample_every``, ``ckpt_every``, ``keep_last``, ``n_samples``,
     ``tensorboard``. ``arch`` is always ``"pggan"`` (it tells run folders apart).
+
+    Tracked metric as :class:`~impasto.gan.GanTrainConfig`: ``metric`` (``""`` off, or
+    ``"swd"``; needs a target resolution of at least 16), ``metric_every`` (steps; 0: at the
+    end only), ``metric_samples``. It is measured only in the target resolution's stable phase
+    (see the module doc).
     """
 
     data: str = ""
@@ -397,6 +419,9 @@ class PgganTrainConfig:
     keep_last: int = 3
     n_samples: int = 64
     tensorboard: bool = True
+    metric: str = ""
+    metric_every: int = 0
+    metric_samples: int = 512
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -447,6 +472,18 @@ class PgganTrainConfig:
         _int("keep_last", self.keep_last, 1)
         _int("n_samples", self.n_samples, 1, 1024)
         _bool("tensorboard", self.tensorboard)
+        if self.metric not in TRACKED_METRICS:
+            raise InputError(
+                f"unknown tracked metric {self.metric!r}; choose from "
+                f"{', '.join(repr(m) for m in TRACKED_METRICS)}"
+            )
+        _int("metric_every", self.metric_every, 0)
+        _int("metric_samples", self.metric_samples, 16, 100_000)
+        if self.metric == "swd" and self.resolution < _SWD_MIN_RESOLUTION:
+            raise InputError(
+                f"metric 'swd' needs a target resolution of at least {_SWD_MIN_RESOLUTION}, "
+                f"not {self.resolution}"
+            )
 
     def net_config(self) -> PgganNetConfig:
         """The networks' :class:`~impasto.nets.pggan.PgganNetConfig`."""
@@ -631,7 +668,10 @@ def _train(  # noqa: C901  (one loop, told in order)
         raise InputError(f"{run}: is a file, not a run folder")
 
     # -- the run folder and the checkpoint to resume ------------------------------------------
-    manager = CheckpointManager(run, keep_last=config.keep_last, prefix=CHECKPOINT_PREFIX)
+    manager = CheckpointManager(
+        run, keep_last=config.keep_last, prefix=CHECKPOINT_PREFIX,
+        best_metric=config.metric or None, mode="min",
+    )
     ckpt = None
     if resume is not None:
         ckpt = load_checkpoint(
@@ -776,11 +816,15 @@ def _train(  # noqa: C901  (one loop, told in order)
             dist.all_gather_object(states, capture_rng_state(generators))
             extra["rng_per_rank"] = states
         if info.is_main:
-            last_ckpt = manager.save(
-                step, kind=CHECKPOINT_KIND, config=config, images_seen=images_seen,
+            kw = dict(
+                kind=CHECKPOINT_KIND, config=config, images_seen=images_seen,
                 models={"G": G, "D": D, "G_ema": ema}, optimizers={"G": opt_g, "D": opt_d},
                 extra=extra, generators=generators,
             )
+            last_ckpt = manager.save(step, **kw)
+            if metric_value is not None and metric_step == step:
+                if manager.save_best(metric_value, step=step, **kw):
+                    log.info("step %d: best %s so far (%.4g)", step, config.metric, metric_value)
 
     def samples() -> None:
         if logger is None:
@@ -795,6 +839,28 @@ def _train(  # noqa: C901  (one loop, told in order)
 
     def due(every: int) -> bool:
         return every > 0 and step % every == 0
+
+    # -- the tracked metric (rank 0): G_ema at the target resolution, stable, against fixed
+    # real images read at the first measurement (nothing is held during the lower stages) ------
+    metric_value: float | None = None
+    metric_step = -1
+    metric_real: Tensor | None = None
+
+    def measure() -> None:
+        nonlocal metric_value, metric_step, metric_real
+        if not config.metric or logger is None:
+            return
+        if metric_real is None:
+            metric_real = _metric_reference(dataset, config.metric_samples, config.seed)
+        net = ema.model
+        assert isinstance(net, PgganGenerator)
+        net.set_stage(config.resolution, None)
+        # (_tracked_metric reads only the seed, z_dim and metric of the config)
+        metric_value = _tracked_metric(
+            net, metric_real, config, 0, device, amp  # type: ignore[arg-type]
+        )
+        metric_step = step
+        logger.scalars(step, {f"metric/{config.metric}": metric_value})
 
     def report(stage: Stage, stats: dict[str, float], rate: float | None) -> None:
         if progress is not None and info.is_main:
@@ -892,7 +958,16 @@ def _train(  # noqa: C901  (one loop, told in order)
                 })
             if due(config.sample_every) or phase_end:
                 samples()
-            if due(config.ckpt_every) or phase_end or stop:
+            # Only the target's stable phase: SWD of lower or fading stages is not comparable.
+            measure_now = (
+                bool(config.metric)
+                and stage.resolution == config.resolution
+                and not stage.fading
+                and (due(config.metric_every) or done)
+            )
+            if measure_now:
+                measure()  # rank 0 only
+            if due(config.ckpt_every) or phase_end or stop or measure_now:
                 save()
             report(stage, dict(stats), rate)
             if stop:
