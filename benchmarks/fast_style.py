@@ -19,19 +19,30 @@ after one warm-up call per round; the table shows the median over rounds):
 * ``bf16``: a bf16 copy of the network (what :class:`~impasto.style.apply.InferenceRunner`
   does with ``precision="auto"`` on a CPU with fast bf16);
 * ``bf16-cl``: the same, channels_last;
-* ``default``: ``InferenceRunner(net)`` with its defaults, end to end (tiling check, input
-  conversion, clamping);
-* ``compile``: ``InferenceRunner(net, compile=True)`` (inductor, frozen weights); the compile
-  time of the first call is reported apart. Left out with ``--quick`` unless ``--compile``.
+* ``default-image``: ``InferenceRunner(net)`` with its defaults, end to end (tiling check,
+  input conversion, clamping), as for a single image: ``compile="auto"`` runs it eagerly;
+* ``default-video``: the same runner told that a video of ``--video-frames`` frames (1000) of
+  this size is coming (:meth:`~impasto.style.apply.InferenceRunner.expect`, as
+  ``apply_video`` does): ``compile="auto"`` compiles where its policy says it pays
+  (:class:`~impasto.style.apply.CompilePolicy`: at least 100 megapixels of one shape, and not
+  on a CPU for networks without instance normalisation), and runs eagerly elsewhere;
+* ``compiled``: the same with a compile forced for every size (inductor, frozen weights, one
+  static compile per size), where ``default-video`` did not compile, to show what compiling
+  would give there (where it did compile, ``compiled`` is ``default-video``). Left out with
+  ``--quick`` unless ``--compile``.
 
-The speed is megapixels per second; the speed-up is against ``fp32-eager`` of the same network
-and size. Peak memory: a child process per case stylises one 4096x4096 image (``--quick``:
+Compiled settings compile on their first call per size; that call is timed apart, and the
+compile time reported is its time less the median call. The speed is megapixels per second;
+the speed-up is against ``fp32-eager`` of the same network and size. The summary table shows
+per network and size fp32 eager, the default for a single image and the default for a video
+or folder. Peak memory: a child process per case stylises one 4096x4096 image (``--quick``:
 1024x1024) with the default runner, whole and tiled (automatic tiling with a 1 GiB budget,
 ``--quick``: 64 MiB, or ``--tile``), and reports the growth of its resident set size over the
 level before the call (sampled from /proc every 5 ms), plus the seconds. One torch thread by
 default (``--threads``).
 
-    python benchmarks/fast_style.py --quick      # a smoke test, about a minute
+    python benchmarks/fast_style.py --quick      # a smoke test, about a minute (no compiling)
+    python benchmarks/fast_style.py --quick --compile   # + compiled at 128/256 px (minutes)
     python benchmarks/fast_style.py              # the full run, tens of minutes on one core
 
 Prints a table and writes benchmarks/out/fast_style.json.
@@ -99,14 +110,17 @@ def adain_stylizer(decoder: str | None):
 # settings
 
 
-def make_setting(name: str, net: torch.nn.Module):
+def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
     """A callable x -> y for ``name`` (see the module doc)."""
-    from impasto.style.apply import InferenceRunner, _cast_parameters
+    from impasto.style.apply import CompilePolicy, InferenceRunner, _cast_parameters
 
-    if name == "default":
+    if name == "default-image":
         return InferenceRunner(net, device="cpu")
-    if name == "compile":
-        return InferenceRunner(net, device="cpu", compile=True)
+    if name in ("default-video", "compiled"):
+        policy = CompilePolicy(min_calls=1, min_megapixels=0.0) if name == "compiled" else None
+        runner = InferenceRunner(net, device="cpu", compile_policy=policy)
+        runner.expect({(1, 3, s, s): frames for s in sizes})  # a video of `frames` frames
+        return runner
     cl = name.endswith("-cl")
     fmt = torch.channels_last if cl else torch.contiguous_format
     if name.startswith("bf16") and name != "bf16-autocast":
@@ -137,37 +151,83 @@ def time_call(fn, x, repeats: int) -> float:
     return best
 
 
-def speed(net_name: str, net, settings, sizes, rounds: int, repeats: int) -> list[dict]:
-    runners = {}
-    compile_s = None
-    for s in settings:
-        runners[s] = make_setting(s, net)
-    if "compile" in runners:  # the first call compiles: time it apart, per size
-        compile_s = {}
+def _compiles(fn, size: int) -> bool:
+    return (1, 3, size, size) in getattr(fn, "compile_shapes", ())
+
+
+def speed(net_name: str, net, settings, sizes, rounds: int, repeats: int,
+          frames: int = 1000) -> list[dict]:
+    runners = {s: make_setting(s, net, sizes, frames) for s in settings if s != "compiled"}
+    video = runners["default-video"]
+    # "compiled" where auto did not compile; where it did, the two are the same runner
+    forced = [s for s in sizes if not _compiles(video, s)]
+    if "compiled" in settings and forced:
+        runners["compiled"] = make_setting("compiled", net, forced, frames)
+    first: dict[tuple[str, int], float] = {}
+    for name, fn in runners.items():  # the first call compiles: time it apart, per size
         for size in sizes:
-            x = torch.rand(1, 3, size, size)
-            t = time.perf_counter()
-            runners["compile"](x)
-            compile_s[size] = time.perf_counter() - t
+            if _compiles(fn, size):
+                x = torch.rand(1, 3, size, size)
+                t = time.perf_counter()
+                fn(x)
+                first[(name, size)] = time.perf_counter() - t
+                print(f"  {net_name} {name:14s} {size:5d}px first call (compiles): "
+                      f"{first[(name, size)]:.1f} s", file=sys.stderr, flush=True)
     times: dict[tuple[str, int], list[float]] = {}
     for r in range(rounds):
         for size in sizes:
             x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(r))
             for s, fn in runners.items():
+                if s == "compiled" and size not in forced:
+                    continue
                 times.setdefault((s, size), []).append(time_call(fn, x, repeats))
                 print(f"  {net_name} {s:14s} {size:5d}px round {r + 1}: "
                       f"{times[(s, size)][-1]:.3f} s", file=sys.stderr, flush=True)
     rows = []
     for size in sizes:
         base = statistics.median(times[("fp32-eager", size)])
-        for s in runners:
-            t = statistics.median(times[(s, size)])
+        names = list(runners) + (["compiled"] if "compiled" in settings and
+                                 "compiled" not in runners else [])
+        for s in names:
+            src = s
+            if s == "compiled" and size not in forced:
+                src = "default-video"  # auto compiled this size: the same runner
+            if (src, size) not in times:
+                continue
+            t = statistics.median(times[(src, size)])
+            fn = runners[src]
+            compiled = _compiles(fn, size)
             rows.append({
                 "net": net_name, "setting": s, "size": size, "seconds": t,
                 "mpix_per_s": size * size / 1e6 / t, "speedup": base / t,
-                "compile_seconds": compile_s.get(size) if compile_s and s == "compile" else None,
+                "compiled": compiled,
+                "compile_seconds": first[(src, size)] - t if compiled else None,
             })
     return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per network and size: fp32 eager, the single-image default, the video/folder default
+    (and compiled where the default did not compile)."""
+    out = []
+    keys = sorted({(r["net"], r["size"]) for r in rows}, key=lambda k: (k[0] != "transformer", k))
+    for net, size in keys:
+        by = {r["setting"]: r for r in rows if r["net"] == net and r["size"] == size}
+        video = by["default-video"]
+        comp = by.get("compiled")
+        out.append({
+            "net": net, "size": size,
+            "fp32_eager_mpix_per_s": by["fp32-eager"]["mpix_per_s"],
+            "image_default_mpix_per_s": by["default-image"]["mpix_per_s"],
+            "image_default_speedup": by["default-image"]["speedup"],
+            "video_default_mpix_per_s": video["mpix_per_s"],
+            "video_default_speedup": video["speedup"],
+            "video_default_compiles": video["compiled"],
+            "compiled_mpix_per_s": comp["mpix_per_s"] if comp else None,
+            "compiled_speedup": comp["speedup"] if comp else None,
+            "compile_seconds": comp["compile_seconds"] if comp else video["compile_seconds"],
+        })
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +311,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile in --quick")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time a forced compile (the 'compiled' setting) in --quick")
+    ap.add_argument("--video-frames", type=int, default=1000,
+                    help="the video length announced to the default-video runner")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--tile", type=int, default=None, help="tile for the memory test "
                     "(default: automatic, 1 GiB budget)")
@@ -267,17 +330,20 @@ def main() -> None:
     sizes = (128, 256) if args.quick else (512, 1024)
     rounds = args.rounds or (1 if args.quick else 3)
     repeats = args.repeats or (1 if args.quick else 2)
-    settings = ["fp32-eager", "fp32-cl", "bf16-autocast", "bf16", "bf16-cl", "default"]
+    settings = ["fp32-eager", "fp32-cl", "bf16-autocast", "bf16", "bf16-cl", "default-image",
+                "default-video"]
     if args.compile or not args.quick:
-        settings.append("compile")
+        settings.append("compiled")
     from impasto.device import cpu_has_fast_bf16
 
     rows = []
     print("per-style network (TransformerNet)", file=sys.stderr)
-    rows += speed("transformer", transformer(args.model), settings, sizes, rounds, repeats)
+    rows += speed("transformer", transformer(args.model), settings, sizes, rounds, repeats,
+                  args.video_frames)
     print("AdaIN (VGG19 relu4_1 + decoder)", file=sys.stderr)
     stylizer, vgg = adain_stylizer(args.decoder)
-    rows += speed("adain", stylizer, settings, sizes, rounds, repeats)
+    rows += speed("adain", stylizer, settings, sizes, rounds, repeats, args.video_frames)
+    table = summary(rows)
     mem = [] if args.no_memory else memory(
         args, ("transformer", "adain"), 1024 if args.quick else 4096,
         (64 << 20) if args.quick else (1 << 30))
@@ -286,9 +352,23 @@ def main() -> None:
     print(f"{'net':12s} {'setting':14s} {'size':>6s} {'s/image':>9s} {'MP/s':>8s} "
           f"{'speed-up':>9s} {'compile s':>10s}")
     for r in rows:
-        c = f"{r['compile_seconds']:.1f}" if r["compile_seconds"] else ""
+        c = f"{r['compile_seconds']:.1f}" if r["compile_seconds"] is not None else ""
         print(f"{r['net']:12s} {r['setting']:14s} {r['size']:6d} {r['seconds']:9.3f} "
               f"{r['mpix_per_s']:8.3f} {r['speedup']:8.2f}x {c:>10s}")
+    print()
+    print(f"MP/s (speed-up over fp32 eager); video/folder: what compile='auto' picks for "
+          f"{args.video_frames} frames of one size")
+    print(f"{'net':12s} {'size':>5s} {'fp32 eager':>10s} {'image default':>15s} "
+          f"{'video default':>15s} {'auto':>7s} {'compiled':>15s} {'compile s':>10s}")
+    for t in table:
+        comp = (f"{t['compiled_mpix_per_s']:.3f} ({t['compiled_speedup']:.2f}x)"
+                if t["compiled_mpix_per_s"] is not None else "-")
+        c = f"{t['compile_seconds']:.1f}" if t["compile_seconds"] is not None else "-"
+        print(f"{t['net']:12s} {t['size']:5d} {t['fp32_eager_mpix_per_s']:10.3f} "
+              f"{t['image_default_mpix_per_s']:7.3f} ({t['image_default_speedup']:.2f}x) "
+              f"{t['video_default_mpix_per_s']:7.3f} ({t['video_default_speedup']:.2f}x) "
+              f"{'compile' if t['video_default_compiles'] else 'eager':>7s} {comp:>15s} "
+              f"{c:>10s}")
     if mem:
         print()
         print(f"{'net':12s} {'mode':6s} {'size':>6s} {'tile':>6s} {'seconds':>8s} "
@@ -313,6 +393,8 @@ def main() -> None:
         "adain_encoder_weights": vgg,
         "model": args.model,
         "decoder": args.decoder,
+        "video_frames": args.video_frames,
+        "summary": table,
         "speed": rows,
         "memory": mem,
     }

@@ -312,7 +312,7 @@ class AdaIN:
                              masks=masks, alpha=_alpha(alpha)).to(self.device)
 
     def runner(self, stylizer: AdaINStylizer, *, precision: str | None = None,
-               tile: int | str | None = None, overlap: int = 128, compile: bool = False,
+               tile: int | str | None = None, overlap: int = 128, compile: bool | str = "auto",
                channels_last: bool | None = None, memory_budget: int | None = None
                ) -> InferenceRunner:
         """An :class:`~impasto.style.apply.InferenceRunner` for ``stylizer`` whose tiling
@@ -361,6 +361,8 @@ class AdaIN:
                 return combine_luminance(y, x)
             return run(x)
 
+        if run is not None:  # folders and videos announce their batches (compile="auto")
+            apply.expect = run.expect  # type: ignore[attr-defined]
         return apply
 
     # -- the call

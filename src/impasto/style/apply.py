@@ -5,13 +5,15 @@ Any image-to-image network works: a per-style :class:`~impasto.nets.transformer.
 
 * :class:`InferenceRunner` runs a network fast on batches ``(N, 3, H, W)`` in ``[0, 1]``:
   ``torch.inference_mode``, bf16 where the hardware does bf16 fast
-  (:func:`impasto.device.resolve_precision`), channels_last on GPUs, optionally
-  ``torch.compile``, and tiles (:mod:`impasto.style.tiling`) when an image would not fit
-  the memory budget or when asked to.
+  (:func:`impasto.device.resolve_precision`), channels_last on GPUs, ``torch.compile`` where
+  the work ahead pays for the compile time (:class:`CompilePolicy`), and tiles
+  (:mod:`impasto.style.tiling`) when an image would not fit the memory budget or when asked to.
 * :func:`apply_image`, :func:`apply_folder` (batches of same-size images, one output per
   input under the same relative name) and :func:`apply_video` (read and written with
   imageio-ffmpeg: the frame rate is kept, and the audio track is copied where there is one)
   take a ``transform``: any callable from a batch tensor to a batch tensor, usually a runner.
+  Before they start, folders and videos tell a transform with an ``expect`` method (a runner)
+  which batch shapes are coming, and how many (:meth:`InferenceRunner.expect`).
 
 Outputs are written atomically (a temporary file in the target folder, then a rename).
 """
@@ -21,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from impasto._fileutil import reason
+from impasto._fileutil import one_line, reason
 from impasto.device import resolve_device, resolve_precision
 from impasto.errors import InputError
 from impasto.io import (
@@ -46,16 +50,21 @@ from impasto.io import (
     to_pil,
     to_tensor,
 )
-from impasto.style.tiling import DEFAULT_OVERLAP, auto_tile, run_tiled
+from impasto.style.tiling import DEFAULT_OVERLAP, auto_tile, plan_tiles, run_tiled
 
 __all__ = [
+    "COMPILE_MODES",
     "OUTPUT_CODECS",
     "VIDEO_SUFFIXES",
+    "CompilePolicy",
     "InferenceRunner",
     "VideoInfo",
     "apply_folder",
     "apply_image",
     "apply_video",
+    "batch_work",
+    "compile_mode",
+    "default_compile_policy",
     "input_kind",
     "probe_video",
 ]
@@ -73,6 +82,74 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".m
 # running a network
 
 
+#: ``compile`` settings of :class:`InferenceRunner` (and ``impasto stylize --compile``).
+COMPILE_MODES = ("auto", "on", "off")
+
+#: An input shape ``(N, C, H, W)`` -> how many calls of that shape are coming.
+Work = dict[tuple[int, ...], int]
+
+
+@dataclass(frozen=True)
+class CompilePolicy:
+    """When ``compile="auto"`` compiles: for an input shape ``(N, C, H, W)`` that the network
+    will see at least ``min_calls`` times, carrying at least ``min_megapixels`` in all
+    (calls x N x H x W).
+
+    ``torch.compile`` (inductor, frozen weights) compiles once per input shape and then saves
+    a roughly fixed time per megapixel. Measured on a CPU with AVX512-BF16 (one thread, bf16,
+    the default per-style network, a fresh inductor cache): 23-32 s of compiling at 256 and
+    512 px, then 0.33-0.36 s saved per megapixel (1.2x bf16 eager; 0.5-0.6 s with a warm
+    cache): it pays back after 65-100 megapixels of one shape. Hence the default: 100
+    megapixels (a 512x512 video or folder from about 380 frames, 1080p from about 50) and
+    at least 8 calls (a few huge images, which tiling cuts up anyway, stay eager); a single
+    image never compiles. See :func:`default_compile_policy` for networks that never gain.
+    """
+
+    min_calls: int = 8
+    min_megapixels: float = 100.0
+
+    def compiles(self, shape: tuple[int, ...], calls: int) -> bool:
+        """Whether ``calls`` calls with inputs of ``shape`` pay for a compile."""
+        pixels = shape[0] * shape[-2] * shape[-1]
+        return calls >= self.min_calls and calls * pixels >= self.min_megapixels * 1e6
+
+
+#: The policy of runners created without one (per-style networks; any network on a GPU).
+DEFAULT_COMPILE_POLICY = CompilePolicy()
+
+#: Compiling never pays (see :func:`default_compile_policy`).
+NEVER_COMPILE = CompilePolicy(min_calls=2**62, min_megapixels=math.inf)
+
+
+def default_compile_policy(net: nn.Module, device: torch.device) -> CompilePolicy:
+    """The policy for ``net`` on ``device`` when none is given: :data:`DEFAULT_COMPILE_POLICY`,
+    except on a CPU for networks without instance normalisation (AdaIN's VGG encoder and
+    decoder), whose time is all in convolutions that inductor runs with the same oneDNN
+    kernels as eager: compiling them saved nothing measurable (+3% at 256 px, -1% at 512 px,
+    after 21-23 s of compiling), so ``"auto"`` leaves them eager there."""
+    if device.type == "cpu" and not any(isinstance(m, nn.InstanceNorm2d) for m in net.modules()):
+        return NEVER_COMPILE
+    return DEFAULT_COMPILE_POLICY
+
+
+def batch_work(sizes: Iterable[tuple[int, int]], batch_size: int, channels: int = 3) -> Work:
+    """The calls that batching images of ``sizes`` (``(height, width)``, in order) makes,
+    ``batch_size`` at a time, a batch ending where the size changes (as :func:`apply_folder`
+    and :func:`apply_video` do): input shape ``(N, C, H, W)`` -> number of calls."""
+    work: Counter[tuple[int, ...]] = Counter()
+    run: tuple[int, int] | None = None
+    n = 0
+    for hw in sizes:
+        if n and (hw != run or n >= batch_size):
+            work[(n, channels, *run)] += 1
+            n = 0
+        run = hw
+        n += 1
+    if n and run is not None:
+        work[(n, channels, *run)] += 1
+    return dict(work)
+
+
 class InferenceRunner:
     """Runs ``net`` (``(N, 3, H, W)`` in ``[0, 1]`` -> same shape) for inference.
 
@@ -86,13 +163,21 @@ class InferenceRunner:
             on CUDA always; on a CPU only for networks without instance normalisation, whose
             CPU kernels have no fast NHWC path (measured: a TransformerNet runs about 15%
             slower in NHWC, the AdaIN network about 30% faster).
-        compile: ``torch.compile`` the network (inductor with frozen weights). The first call
-            compiles (30-60 s on a CPU); it pays when many frames of one size follow.
+        compile: ``torch.compile`` the network (inductor with frozen weights; the first call of
+            each input shape compiles). ``"auto"`` (default): only for the input shapes that
+            :meth:`expect` announces in quantities that pay back the compile time
+            (``compile_policy``; :func:`apply_folder` and :func:`apply_video` announce their
+            batches), and for tiles when one call cuts an image into enough tiles of one size;
+            a lone call is run eagerly. ``"on"`` / ``True``: always; ``"off"`` / ``False``:
+            never. If compiling fails (no C++ compiler, an inductor error) the runner logs one
+            warning and runs eagerly from then on.
+        compile_policy: when ``"auto"`` compiles (:class:`CompilePolicy`; default:
+            :func:`default_compile_policy`).
         tile: ``None``/``"auto"``: tile only when the activations of a whole image would exceed
             ``memory_budget`` (see :func:`impasto.style.tiling.auto_tile`); ``0``: never tile;
             an int: always tile with this side (when the image is larger).
         tiled: replaces the generic tiling for networks that need more than one pass (AdaIN):
-            ``tiled(runner, x, tile) -> y``.
+            ``tiled(runner, x, tile) -> y``. Such tiling runs ``runner.net`` eagerly.
 
     Calling the runner takes a float tensor ``(N, 3, H, W)`` (any device) and returns float32
     on the same device, clamped to ``[0, 1]``. ``net`` itself is not modified (it is moved to
@@ -106,14 +191,17 @@ class InferenceRunner:
         device: str | torch.device = "auto",
         precision: str = "auto",
         channels_last: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
+        compile_policy: CompilePolicy | None = None,
         tile: int | str | None = None,
         overlap: int = DEFAULT_OVERLAP,
         memory_budget: int | None = None,
         align: int = 8,
         tiled: Callable[[InferenceRunner, Tensor, int], Tensor] | None = None,
     ) -> None:
+        self.compile_mode = compile_mode(compile)
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.compile_policy = compile_policy or default_compile_policy(net, self.device)
         self.dtype = resolve_precision(precision, self.device)
         if isinstance(tile, str) and tile != "auto":
             raise InputError(f"tile must be 'auto', 0 or a size in pixels, not {tile!r}")
@@ -134,46 +222,114 @@ class InferenceRunner:
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
-        self.fn: Callable[[Tensor], Tensor] = net
-        self.compiled = bool(compile)
-        if compile:
-            self.fn = torch.compile(net)
         self.tiled = tiled
+        self._compiled_fn: Callable[[Tensor], Tensor] | None = None
+        #: Input shapes ``(N, C, H, W)`` that ``compile="auto"`` compiles.
+        self.compile_shapes: set[tuple[int, ...]] = set()
+        #: Why compiling failed (then the runner runs eagerly), else None.
+        self.compile_error: str | None = None
+
+    # -- compiling
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the runner holds a working compiled network (made at the first call that
+        compiles)."""
+        return self._compiled_fn is not None and self.compile_error is None
+
+    def expect(self, work: Work) -> set[tuple[int, ...]]:
+        """Announces the calls coming (input shape ``(N, C, H, W)`` -> number of calls), so that
+        ``compile="auto"`` compiles the shapes that pay for it (shapes that will be tiled count
+        as their tiles). Returns the shapes compiled from now on."""
+        if self.compile_mode != "auto" or self.compile_error is not None:
+            return set(self.compile_shapes)
+        seen: Counter[tuple[int, ...]] = Counter()
+        for shape, calls in work.items():
+            tile = self._tile_for_shape(shape)
+            if tile is None:
+                seen[tuple(shape)] += calls
+            elif self.tiled is None:  # custom tiling (AdaIN) runs the network eagerly
+                for t, n in self._tile_work(shape, tile).items():
+                    seen[t] += n * calls
+        for shape, calls in seen.items():
+            if self.compile_policy.compiles(shape, calls) and shape not in self.compile_shapes:
+                log.info("compile auto: compiling for %d calls of %s", calls,
+                         "x".join(map(str, shape)))
+                self.compile_shapes.add(shape)
+        return set(self.compile_shapes)
+
+    def _tile_work(self, shape: tuple[int, ...], tile: int) -> Work:
+        n, c, h, w = shape
+        tiles = plan_tiles(h, w, tile, self.overlap_for(tile), self.align)
+        return dict(Counter((n, c, t.y1 - t.y0, t.x1 - t.x0) for t in tiles))
+
+    def _fn_for(self, shape: tuple[int, ...]) -> Callable[[Tensor], Tensor] | None:
+        """The compiled network for inputs of ``shape``, or None (eager)."""
+        if self.compile_mode == "off" or self.compile_error is not None:
+            return None
+        if self.compile_mode == "auto" and shape not in self.compile_shapes:
+            return None
+        if self._compiled_fn is None:
+            try:
+                # auto compiles only the shapes it has chosen, each for itself; "on" lets
+                # torch generalise to dynamic shapes when a second shape comes.
+                self._compiled_fn = torch.compile(
+                    self.net, dynamic=False if self.compile_mode == "auto" else None)
+            except Exception as e:  # noqa: BLE001  (any failure: run eagerly)
+                self._compile_failed(e)
+                return None
+        return self._compiled_fn
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        self.compile_error = f"{type(exc).__name__}: {reason(exc)}"
+        self._compiled_fn = None
+        log.warning("torch.compile failed (%s); running the network eagerly",
+                    one_line(self.compile_error, 240))
+
+    # -- running
 
     def context(self) -> contextlib.AbstractContextManager:
-        """The inference context (``torch.inference_mode``; inductor's weight freezing when
-        compiled)."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.inference_mode())
-        if self.compiled:
-            import torch._inductor.config as inductor_config
-
-            stack.enter_context(inductor_config.patch(freezing=True))
-        return stack
+        """The inference context (``torch.inference_mode``)."""
+        return torch.inference_mode()
 
     def prepare(self, x: Tensor) -> Tensor:
         """``x`` on the runner's device, dtype and memory format."""
         x = x.to(self.device, dtype=self.dtype, non_blocking=True)
         return x.contiguous(memory_format=self.memory_format)
 
+    def forward(self, x: Tensor) -> Tensor:
+        """The network on a prepared ``x``: compiled where the compile setting says so, eager
+        otherwise (and after a failed compile)."""
+        fn = self._fn_for(tuple(x.shape))
+        if fn is not None:
+            try:
+                with _compiling():
+                    return fn(x)
+            except Exception as e:  # noqa: BLE001  (inductor/dynamo errors: run eagerly)
+                self._compile_failed(e)
+        return self.net(x)
+
     def run_whole(self, x: Tensor) -> Tensor:
         """The network on ``x`` in one piece (no tiling); float32 on ``x``'s device."""
         with self.context():
-            y = self.fn(self.prepare(x))
+            y = self.forward(self.prepare(x))
         return y.float().clamp(0.0, 1.0).to(x.device).contiguous()
 
-    def tile_for(self, x: Tensor) -> int | None:
-        """The tile side used for ``x`` (None: whole)."""
+    def _tile_for_shape(self, shape: tuple[int, ...]) -> int | None:
         if self.tile == 0:
             return None
-        h, w = x.shape[-2:]
+        n, h, w = shape[0], shape[-2], shape[-1]
         if self.tile is not None:
             return int(self.tile) if max(h, w) > self.tile else None
         budget = self.memory_budget
         if budget is not None:
-            budget //= max(1, x.shape[0])
+            budget //= max(1, n)
         return auto_tile(self.source, h, w, budget=budget, dtype=self.dtype, align=self.align,
                          overlap=self.overlap)
+
+    def tile_for(self, x: Tensor) -> int | None:
+        """The tile side used for ``x`` (None: whole)."""
+        return self._tile_for_shape(tuple(x.shape))
 
     def overlap_for(self, tile: int) -> int:
         """The overlap used with ``tile``: ``overlap``, at most half the tile."""
@@ -186,8 +342,36 @@ class InferenceRunner:
             return self.run_whole(x)
         if self.tiled is not None:
             return self.tiled(self, x, tile)
+        if self.compile_mode == "auto":  # one image in many tiles: may pay by itself
+            self.expect({tuple(x.shape): 1})
         return run_tiled(self.run_whole, x, tile=tile, overlap=self.overlap_for(tile),
                          align=self.align)
+
+
+def compile_mode(value: bool | str) -> str:
+    """``"auto"``, ``"on"`` or ``"off"`` from a compile setting (``True``/``False`` too)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value in COMPILE_MODES:
+        return str(value)
+    raise InputError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {value!r}")
+
+
+@contextlib.contextmanager
+def _compiling() -> Iterator[None]:
+    """Inductor settings for the compiled calls: frozen weights (constant-folded into the
+    kernels; inference only). Silences torch's "No CUDA runtime is found" warning, which
+    compiling for a CPU prints on machines without CUDA."""
+    import torch._inductor.config as inductor_config
+
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with inductor_config.patch(freezing=True):
+            yield
+    finally:
+        quiet.setLevel(level)
 
 
 def _prefers_channels_last(net: nn.Module, device: torch.device) -> bool:
@@ -287,6 +471,8 @@ def apply_folder(
                 out_name = f"{n}.png"
             taken.add(out_name.lower())
         outputs[n] = dst / out_name
+    _announce(transform, lambda: batch_work(_folder_sizes(src, names, size, max_pixels),
+                                            batch_size))
     bar = _bar(progress, len(names), "img")
     written: dict[str, Path] = {}
     pending: list[tuple[str, Tensor]] = []
@@ -324,6 +510,31 @@ def apply_folder(
     if not written:
         raise InputError(f"{src}: none of the {len(names)} image files could be read")
     return [written[n] for n in names if n in written]
+
+
+def _announce(transform: Transform, work: Callable[[], Work]) -> None:
+    """Tells ``transform`` the work ahead if it takes it (``transform.expect``)."""
+    expect = getattr(transform, "expect", None)
+    if callable(expect):
+        expect(work())
+
+
+def _folder_sizes(src: Path, names: list[str], size: int | None,
+                  max_pixels: int | None) -> Iterator[tuple[int, int]]:
+    """``(height, width)`` of each readable image as :func:`apply_folder` will feed it, from
+    the file headers."""
+    from impasto.io import image_size, scaled_size
+
+    for name in names:
+        try:
+            w, h = image_size(src / name)
+        except InputError:
+            continue
+        if max_pixels is not None and w * h > max_pixels:
+            continue
+        if size:
+            w, h = scaled_size(w, h, longest=size)
+        yield h, w
 
 
 def _bar(enabled: bool, total: int | None, unit: str):
@@ -483,6 +694,10 @@ def apply_video(
         audio_path=audio_path, audio_codec=audio_codec if audio_path else None,
         ffmpeg_log_level="error",
     )
+    # An unknown length (0) announces nothing: compile="auto" stays eager.
+    full, rest = divmod(info.frames, batch_size)
+    _announce(transform, lambda: {k: v for k, v in (((batch_size, 3, h, w), full),
+                                                     ((rest, 3, h, w), 1 if rest else 0)) if v})
     bar = _bar(progress, info.frames or None, "frame")
     count = 0
     ok = False

@@ -74,8 +74,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
     n.add_argument("--tile", type=_tile, default=None, metavar="SIZE",
                    help="process in overlapping SIZE x SIZE tiles (0: never; default: only "
                    "when an image would not fit the memory budget)")
-    n.add_argument("--compile", action="store_true",
-                   help="torch.compile the network (pays off for long videos only)")
+    n.add_argument("--compile", choices=("auto", "on", "off"), default="auto", nargs="?",
+                   const="on",
+                   help="torch.compile the network (a bare --compile means on): auto "
+                   "compiles only when enough inputs of one size follow for the compile time "
+                   "(tens of seconds) to pay back: a long video, a large folder, an image in "
+                   "very many tiles; never a single image, nor AdaIN on a CPU (no gain "
+                   "measured). A failed compile falls back to eager with a warning")
     n.add_argument("--export", choices=("onnx", "torchscript"), default=None,
                    help="write the network (with the AdaIN styles fixed) to -o instead of "
                    "stylising; the export is checked against the eager model")
@@ -282,4 +287,5 @@ def _fast_transform(model: Any, args: argparse.Namespace):
         # The network restyles; the input's chroma is put back (Gatys et al. 2017).
         return combine_luminance(runner(x), x)
 
+    keep_colour.expect = runner.expect  # type: ignore[attr-defined]  (compile="auto")
     return keep_colour
