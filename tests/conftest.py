@@ -1,9 +1,20 @@
-"""Shared fixtures: a tiny random VGG for fast unit tests, and the real weights when present."""
+"""Shared fixtures: a tiny random VGG for fast unit tests, and the real weights when present;
+and helpers the training tests share (test modules import them: ``from conftest import ...``,
+which works because pytest puts this folder on ``sys.path``; subprocess workers insert it):
+bit-for-bit comparison of checkpoints, several ``gloo`` processes, synthetic images, and one-line
+CLI errors."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +54,114 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+# --------------------------------------------------------------------------------------------
+# bit-for-bit comparison (exact resume, identical ranks)
+
+#: What a resumed run's checkpoint must share with a straight run's.
+CHECKPOINT_KEYS = ("step", "images_seen", "models", "optimizers", "rng", "extra")
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Recursive equality of checkpoints, state dicts and results: tensors of the same dtype and
+    every bit (``torch.equal``), dicts with the same keys, lists and tuples of the same length,
+    anything else ``==``. ``where`` names the place in the message (``"tensors differ at
+    models.G.net.0.weight"``)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), f"tensors differ at {where}"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_same_checkpoints(a: Any, b: Any, keys: Sequence[str] = CHECKPOINT_KEYS) -> None:
+    """Two checkpoints (files, or dicts from :func:`~impasto.train.load_checkpoint`) equal bit
+    for bit in ``keys``."""
+    from impasto.train import load_checkpoint
+
+    a = a if isinstance(a, Mapping) else load_checkpoint(a)
+    b = b if isinstance(b, Mapping) else load_checkpoint(b)
+    for key in keys:
+        assert_same(a[key], b[key], key)
+
+
+# --------------------------------------------------------------------------------------------
+# several processes
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for ``MASTER_PORT``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(script: str | os.PathLike[str], *args: str, world_size: int = 2,
+              timeout: float = 180.0) -> list[str]:
+    """Run ``python script *args`` as ranks ``0 .. world_size - 1`` of a process group on this
+    machine (the environment ``torchrun`` sets, one thread each) and return each rank's
+    stdout. A rank that fails fails the test with the end of its stderr; no process outlives
+    the call."""
+    port = free_port()
+    procs = []
+    for rank in range(world_size):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), *map(str, args)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            assert p.returncode == 0, err[-3000:]
+            outputs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return outputs
+
+
+# --------------------------------------------------------------------------------------------
+# data and the command line
+
+
+def blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """``n`` grey uint8 images ``(n, size, size, 1)``: a bright Gaussian blob at a random place
+    on a dark gradient (data for the progressive GAN tests)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    out = []
+    for _ in range(n):
+        cy, cx = rng.uniform(0.2, 0.8, 2)
+        img = 0.2 * xx + np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
+        out.append(np.clip(img * 200 + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8))
+    return np.stack(out)[..., None]
+
+
+def one_line_error(capsys: Any, argv: list[str], expect: str, *absent: Path) -> str:
+    """Run ``impasto argv`` in-process: it must exit with status 2 and one stderr line (no
+    traceback) containing ``expect``, leaving none of the ``absent`` paths; returns the line."""
+    from impasto.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert expect in lines[0], lines[0]
+    for p in absent:
+        assert not p.exists(), f"{p} was left behind"
+    return lines[0]

@@ -8,16 +8,13 @@ must equal a single-process evaluation of the final model; only rank 0 writes.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same, run_ranks
 from impasto.classify import evaluate, load_classifier
 from impasto.train import load_checkpoint, read_stats
 
@@ -46,12 +43,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("clsddp")
@@ -66,32 +57,15 @@ def ddp_run(tmp_path_factory):
                 device="cpu", deterministic=True, log_every=1, tensorboard=False, dropout=0.2)
     script = root / "worker.py"
     script.write_text(WORKER)
-    port = free_port()
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, str(script), str(root), json.dumps(opts)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=180)
-            assert p.returncode == 0, err[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    run_ranks(script, str(root), json.dumps(opts))
     return root
 
 
 def test_ranks_agree_and_validation_is_summed_over_shards(ddp_run):
     r0 = torch.load(ddp_run / "rank0.pt", weights_only=True)
     r1 = torch.load(ddp_run / "rank1.pt", weights_only=True)
-    for key in r0["model"]:
-        assert torch.equal(r0["model"][key], r1["model"][key]), key
-    for a, b in zip(r0["opt"]["state"].values(), r1["opt"]["state"].values()):
-        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    assert_same(r0["model"], r1["model"], "model")
+    assert_same(r0["opt"], r1["opt"], "opt")
     assert r0["stats"] == r1["stats"] and r0["val"] == r1["val"]
     assert r0["step"] == 4 and r1["checkpoint"] is None
     ckpt = load_checkpoint(r0["checkpoint"], kind="classifier/lenet")

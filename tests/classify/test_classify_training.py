@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same, assert_same_checkpoints
 from impasto.classify import (
     ClassifierTrainConfig,
     augment_batch,
@@ -24,7 +25,7 @@ from impasto.classify import (
 )
 from impasto.classify.training import stratified_split
 from impasto.errors import InputError
-from impasto.train import load_checkpoint, read_stats, save_checkpoint
+from impasto.train import derive_seed, load_checkpoint, read_stats, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -122,9 +123,9 @@ def test_network_normalises_with_the_training_images_statistics(data, digits_run
 
 
 def _split_seed(seed: int) -> int:
-    from impasto.classify.training import _STREAM_SPLIT, _derive_seed
+    from impasto.classify.training import _STREAM_SPLIT
 
-    return _derive_seed(seed, _STREAM_SPLIT)
+    return derive_seed(seed, _STREAM_SPLIT)
 
 
 def test_stratified_split_holds_out_a_share_of_every_class():
@@ -178,22 +179,6 @@ def test_augment_shifts_within_the_padding_and_flips_about_half():
 # resume
 
 
-def assert_same(a, b, where: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
-        assert torch.equal(a, b), f"tensors differ at {where}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 def test_interrupted_and_resumed_run_equals_a_straight_run(data, tmp_path):
     """60 images of 4 classes, 20% held out: 48 to train, 6 batches of 8 per epoch. The run is
     stopped by ``abort`` after step 4 (mid-epoch), resumed, and must end bit-identical to a
@@ -215,8 +200,7 @@ def test_interrupted_and_resumed_run_equals_a_straight_run(data, tmp_path):
     a = load_checkpoint(straight.checkpoint)
     b = load_checkpoint(resumed.checkpoint)
     assert a["step"] == b["step"] == 14
-    for key in ("models", "optimizers", "rng", "images_seen"):
-        assert_same(a[key], b[key], key)
+    assert_same_checkpoints(a, b, ("models", "optimizers", "rng", "images_seen"))
     for key in ("epoch", "pos", "net", "val"):
         assert_same(a["extra"][key], b["extra"][key], key)
     # the stats log has each step once, in order (the interrupted tail was replaced)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same
 from impasto.gan import GanTrainConfig, train
 from impasto.train import load_checkpoint, read_stats
 
@@ -76,8 +77,7 @@ def test_the_logged_value_is_the_swd_of_the_saved_generator(digits, tmp_path):
 def test_measuring_does_not_change_the_training(digits, tmp_path):
     a = train(config(digits, tmp_path / "a"))
     b = train(config(digits, tmp_path / "b", metric="swd", metric_every=3, metric_samples=16))
-    for (ka, va), (kb, vb) in zip(a.G.state_dict().items(), b.G.state_dict().items()):
-        assert ka == kb and torch.equal(va, vb), ka
+    assert_same(a.G.state_dict(), b.G.state_dict(), "G")
 
 
 def test_unknown_metric_is_refused(digits, tmp_path):
@@ -86,3 +86,15 @@ def test_unknown_metric_is_refused(digits, tmp_path):
     run = tmp_path / "r"
     assert main(["gan", "train", digits, "-o", str(run), "--metric", "fid"]) == 2
     assert not run.exists()
+
+
+def test_an_aborted_run_measures_before_it_stops(digits, tmp_path):
+    run = tmp_path / "run"
+    calls = []
+    result = train(config(digits, run, metric="swd", metric_every=4, metric_samples=16),
+                   abort=lambda: calls.append(1) or len(calls) == 5)
+    assert result.aborted and result.step == 5
+    rows = [r for r in read_stats(run) if "metric/swd" in r]
+    assert [r["step"] for r in rows] == [4, 5]
+    best = json.loads((run / "best.json").read_text())
+    assert best["value"] == pytest.approx(min(r["metric/swd"] for r in rows))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import one_line_error
 from impasto.cli import main
 from impasto.gan import GanGenerator, GanLoss
 from impasto.train import save_checkpoint
@@ -54,19 +54,6 @@ def env(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(root=root, images=images, run=run, ckpt=ckpt, cut=cut, other=other,
                            empty=root / "empty", texts=root / "texts",
                            unlabelled=root / "unlabelled.npz")
-
-
-def one_line_error(capsys, argv: list[str], expect: str, *absent: Path) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert expect in lines[0], lines[0]
-    for p in absent:
-        assert not p.exists(), f"{p} was left behind"
-    return lines[0]
 
 
 def test_the_trained_run(env):

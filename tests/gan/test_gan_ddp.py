@@ -11,16 +11,13 @@ folder must hold exactly one rank's files.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same, run_ranks
 from impasto.train import load_checkpoint, read_stats
 
 WORKER = textwrap.dedent(
@@ -58,26 +55,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def assert_equal_states(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_equal_states(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_equal_states(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
@@ -98,23 +75,7 @@ def ddp_runs(tmp_path_factory):
     }
     script = root / "worker.py"
     script.write_text(WORKER)
-    port = free_port()
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(root), json.dumps(cases)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=180)
-            assert p.returncode == 0, err[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    run_ranks(script, str(root), json.dumps(cases))
     return root, cases
 
 
@@ -128,7 +89,7 @@ def test_ranks_end_with_identical_networks(ddp_runs, case):
     # ... yet hold the same weights, buffers (BN statistics, spectral-norm vectors), EMA and
     # optimiser states, and report the same (averaged) losses
     for name in ("G", "D", "G_ema", "opt_g", "opt_d"):
-        assert_equal_states(r0[name], r1[name], f"{case}.{name}")
+        assert_same(r0[name], r1[name], f"{case}.{name}")
     assert r0["stats"] == r1["stats"]
     opts = cases[case]
     d_steps = opts.get("d_steps", 1)
@@ -137,8 +98,8 @@ def test_ranks_end_with_identical_networks(ddp_runs, case):
     # only rank 0 reports a checkpoint, and it holds rank 0's networks
     assert r1["checkpoint"] is None
     ckpt = load_checkpoint(r0["checkpoint"], kind=f"gan/{case}")
-    assert_equal_states(ckpt["models"]["G"], r0["G"], "ckpt.G")
-    assert_equal_states(ckpt["models"]["D"], r0["D"], "ckpt.D")
+    assert_same(ckpt["models"]["G"], r0["G"], "ckpt.G")
+    assert_same(ckpt["models"]["D"], r0["D"], "ckpt.D")
     assert ckpt["extra"]["world_size"] == 2 and len(ckpt["extra"]["rng_per_rank"]) == 2
 
 

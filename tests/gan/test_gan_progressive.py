@@ -11,10 +11,6 @@ boundaries fall inside an epoch.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -24,6 +20,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from conftest import assert_same, assert_same_checkpoints, blobs, one_line_error, run_ranks
 from impasto.cli import main
 from impasto.errors import InputError
 from impasto.gan import GanGenerator
@@ -44,18 +41,6 @@ SCHEDULE = dict(stable_kimg=0.032, fade_kimg=0.048, batch_sizes=(8, 8, 4))
 # (resolution, phase, steps) of the schedule above
 PHASES = [(4, "stable", 4), (8, "fade", 6), (8, "stable", 4), (16, "fade", 12), (16, "stable", 8)]
 TOTAL_STEPS = sum(n for *_, n in PHASES)
-
-
-def blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
-    """``n`` grey uint8 images: a bright Gaussian blob at a random place on a dark gradient."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
-    out = []
-    for _ in range(n):
-        cy, cx = rng.uniform(0.2, 0.8, 2)
-        img = 0.2 * xx + np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
-        out.append(np.clip(img * 200 + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8))
-    return np.stack(out)[..., None]
 
 
 @pytest.fixture(scope="module")
@@ -238,22 +223,6 @@ def test_without_the_reset_adam_counts_every_step(data, tmp_path):
     assert result.step == 13 and steps == [9, 10, 13]
 
 
-def assert_same(a, b, where: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
-        assert torch.equal(a, b), f"tensors differ at {where}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 def split_run(data, run: Path, at: int, **kw):
     calls = []
     first = train(config(data, run, **kw), abort=lambda: calls.append(1) or len(calls) == at)
@@ -276,9 +245,7 @@ def test_resume_is_bit_identical(straight, data, tmp_path, at):
     else:
         assert (stage["resolution"], stage["phase"]) == (8, "stable")
     assert resumed.step == TOTAL_STEPS
-    a, b = load_checkpoint(result.checkpoint), load_checkpoint(resumed.checkpoint)
-    for key in ("step", "images_seen", "models", "optimizers", "rng", "extra"):
-        assert_same(a[key], b[key], key)
+    assert_same_checkpoints(result.checkpoint, resumed.checkpoint)
     assert len(read_stats(tmp_path / "run")) == TOTAL_STEPS
 
 
@@ -287,9 +254,8 @@ def test_resume_mid_fade_in_bf16_channels_last(data, tmp_path):
     whole = train(config(data, tmp_path / "whole", **kw))
     half, resumed = split_run(data, tmp_path / "split", 18, **kw)  # 16x16 fade, 4 steps in
     assert half["extra"]["stage"]["phase"] == "fade"
-    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
-    for key in ("models", "optimizers", "rng", "extra"):
-        assert_same(a[key], b[key], key)
+    assert_same_checkpoints(whole.checkpoint, resumed.checkpoint,
+                            ("models", "optimizers", "rng", "extra"))
 
 
 def test_the_comparison_notices_a_wrong_alpha(straight, data, tmp_path, monkeypatch):
@@ -365,18 +331,6 @@ def test_generator_renders_at_every_reached_resolution(straight, tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # the command line
-
-
-def one_line_error(capsys, argv: list[str], expect: str, *absent: Path) -> None:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert expect in lines[0], lines[0]
-    for p in absent:
-        assert not p.exists(), f"{p} was left behind"
 
 
 @pytest.mark.parametrize("options,expect", [
@@ -455,25 +409,7 @@ def test_two_processes_grow_in_step(data, tmp_path):
                 sample_every=0, ckpt_every=0, n_samples=4, tensorboard=False)
     script = tmp_path / "worker.py"
     script.write_text(DDP_WORKER)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path), json.dumps(opts)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=180)
-            assert p.returncode == 0, err[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    run_ranks(script, str(tmp_path), json.dumps(opts))
     r0, r1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in range(2))
     # 4 + 6 + 4 steps of 2 x 4 images up to the 16x16 fade, and one step into it
     assert r0["step"] == 15 and r0["images"] == 120

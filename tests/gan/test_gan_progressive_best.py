@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same_checkpoints, blobs
 from impasto.cli import main
 from impasto.data import open_dataset
 from impasto.errors import InputError
@@ -36,18 +37,6 @@ SCHEDULE = dict(stable_kimg=0.032, fade_kimg=0.048, batch_sizes=(8, 8, 4))
 TOTAL_STEPS = 34
 TARGET_STABLE = range(27, 35)  # the steps of the 16x16 stable phase
 MEASURED = [28, 32, 34]
-
-
-def blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
-    """``n`` grey uint8 images ``(n, size, size, 1)``: a bright blob on a dark gradient."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
-    out = []
-    for _ in range(n):
-        cy, cx = rng.uniform(0.2, 0.8, 2)
-        img = 0.2 * xx + np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
-        out.append(np.clip(img * 200 + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8))
-    return np.stack(out)[..., None]
 
 
 @pytest.fixture(scope="module")
@@ -140,26 +129,7 @@ def test_measuring_does_not_change_the_training(measured, data, tmp_path):
     a = load_checkpoint(plain.checkpoint)
     b = load_checkpoint(measured.checkpoint)
     assert a["step"] == b["step"] == TOTAL_STEPS
-    for key in ("models", "optimizers", "rng"):
-        flat_a, flat_b = _flatten(a[key]), _flatten(b[key])
-        assert flat_a.keys() == flat_b.keys(), key
-        for k in flat_a:
-            assert torch.equal(flat_a[k], flat_b[k]) if isinstance(flat_a[k], torch.Tensor) \
-                else flat_a[k] == flat_b[k], f"{key}{k}"
-
-
-def _flatten(tree, prefix: str = "") -> dict:
-    if isinstance(tree, dict):
-        out: dict = {}
-        for k, v in tree.items():
-            out |= _flatten(v, f"{prefix}.{k}")
-        return out
-    if isinstance(tree, (list, tuple)):
-        out = {}
-        for i, v in enumerate(tree):
-            out |= _flatten(v, f"{prefix}[{i}]")
-        return out
-    return {prefix: tree}
+    assert_same_checkpoints(a, b, ("models", "optimizers", "rng"))
 
 
 def test_resume_keeps_the_best_value(measured, data, tmp_path):
@@ -167,9 +137,13 @@ def test_resume_keeps_the_best_value(measured, data, tmp_path):
     calls = []
     first = train(config(data, run, **MEASURE),
                   abort=lambda: calls.append(1) or len(calls) == 30)
-    assert first.aborted and [r["step"] for r in metric_rows(run)] == [28]
+    # measured at step 28 (due) and at the abort, step 30
+    rows = metric_rows(run)
+    assert first.aborted and [r["step"] for r in rows] == [28, 30]
     best = json.loads((run / "best.json").read_text())
-    assert best["step"] == 28
+    assert best["value"] == min(r["metric/swd"] for r in rows)
+    assert best["step"] == min(rows, key=lambda r: r["metric/swd"])["step"]
+    at_abort = (30, rows[1]["metric/swd"])
     # A best value below any SWD: a resumed run that remembers it never replaces best.pt.
     (run / "best.json").write_text(json.dumps({**best, "value": 0.0}) + "\n")
     resumed = train(config(data, run, **MEASURE), resume=run)
@@ -178,10 +152,11 @@ def test_resume_keeps_the_best_value(measured, data, tmp_path):
     def measures(folder):
         return [(r["step"], r["metric/swd"]) for r in metric_rows(folder)]
 
-    assert measures(run) == measures(measured.run)
+    # ... plus the measurement at the abort, which the straight run did not make
+    assert measures(run) == sorted(measures(measured.run) + [at_abort])
     after = json.loads((run / "best.json").read_text())
-    assert after["value"] == 0.0 and after["step"] == 28
-    assert load_checkpoint(run / "best.pt")["step"] == 28
+    assert after["value"] == 0.0 and after["step"] == best["step"]
+    assert load_checkpoint(run / "best.pt")["step"] == best["step"]
 
 
 def test_config_checks_the_metric_settings(data, tmp_path):

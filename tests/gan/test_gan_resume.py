@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same, assert_same_checkpoints
 from impasto.errors import InputError
 from impasto.gan import GanTrainConfig, train
-from impasto.gan import training as training_module
-from impasto.train import load_checkpoint, save_checkpoint
+from impasto.train import EpochSampler, load_checkpoint, save_checkpoint
 
 N_IMAGES = 52
 BATCH = 8
@@ -68,29 +68,6 @@ def config(data: str, run: Path, steps: int, **kw) -> GanTrainConfig:
     return GanTrainConfig(**opts)
 
 
-def assert_same(a, b, where: str = "") -> None:
-    """Recursive equality; tensors with torch.equal (same dtype, shape and every bit)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
-        assert torch.equal(a, b), f"tensors differ at {where}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-def compare_checkpoints(pa: Path, pb: Path) -> None:
-    a, b = load_checkpoint(pa), load_checkpoint(pb)
-    for key in ("step", "images_seen", "models", "optimizers", "rng", "extra"):
-        assert_same(a[key], b[key], key)
-
-
 CASES = {
     # name: (options, N)
     "dcgan-nchw": (dict(arch="dcgan", channels_last=False), 3),
@@ -112,7 +89,7 @@ def test_resume_is_bit_identical(case, data, tmp_path):
     assert half["images_seen"] < straight.images_seen
     resumed = train(config(data, tmp_path / "resumed", 2 * n, **opts), resume=tmp_path / "resumed")
     assert resumed.step == straight.step == 2 * n
-    compare_checkpoints(straight.checkpoint, resumed.checkpoint)
+    assert_same_checkpoints(straight.checkpoint, resumed.checkpoint)
     # The modules returned are the same too (spot check: the whole state dicts).
     for name in ("G", "D", "G_ema"):
         assert_same(getattr(straight, name).state_dict(), getattr(resumed, name).state_dict(), name)
@@ -135,17 +112,17 @@ def test_abort_saves_a_checkpoint_that_resumes_exactly(data, tmp_path):
     assert stopped.checkpoint.name == "ckpt-000000003.pt"
     resumed = train(config(data, tmp_path / "b", 4, **opts), resume=stopped.checkpoint)
     assert not resumed.aborted
-    compare_checkpoints(straight.checkpoint, resumed.checkpoint)
+    assert_same_checkpoints(straight.checkpoint, resumed.checkpoint)
 
 
 def test_the_comparison_notices_a_wrong_data_order(data, tmp_path, monkeypatch):
     # Control: a resume that forgets to skip the used batches of the epoch is caught.
     straight = train(config(data, tmp_path / "a", 4))
     train(config(data, tmp_path / "b", 2))
-    monkeypatch.setattr(training_module._EpochSampler, "skip_next", lambda self, count: None)
+    monkeypatch.setattr(EpochSampler, "skip_next", lambda self, count: None)
     resumed = train(config(data, tmp_path / "b", 4), resume=tmp_path / "b")
     with pytest.raises(AssertionError, match="tensors differ"):
-        compare_checkpoints(straight.checkpoint, resumed.checkpoint)
+        assert_same_checkpoints(straight.checkpoint, resumed.checkpoint)
 
 
 def test_bad_resume_sources_are_one_line_input_errors(data, tmp_path):

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import impasto
-from conftest import tiny_vgg
+from conftest import assert_same, assert_same_checkpoints, one_line_error, tiny_vgg
 from impasto.cli import main
 from impasto.errors import InputError
 from impasto.nets.patch_disc import PatchDiscriminator
@@ -316,8 +316,7 @@ def test_resume_is_exact(env):
     assert first.output == Path(make_config(env, "split").output)
     aborted_net, aborted_meta, _ = load_fast_style(first.output)
     assert aborted_meta["steps"] == 1 and aborted_meta["aborted"] is True
-    for (k, va), vb in zip(first.net.state_dict().items(), aborted_net.state_dict().values()):
-        assert torch.equal(va, vb), k
+    assert_same(first.net.state_dict(), aborted_net.state_dict(), "net")
     cfg4 = make_config(env, "split", adversarial_weight=0.3, steps=4)
     mid = train_fast_style(cfg4, vgg=tiny_vgg(LAYERS), resume=first.run)
     assert mid.step == 4
@@ -328,27 +327,10 @@ def test_resume_is_exact(env):
     b = load_checkpoint(rest.checkpoint)
     assert a["extra"]["epoch"] == b["extra"]["epoch"] == 2  # 8 batches of 3 per 3-batch epoch
     assert a["extra"]["pos"] == b["extra"]["pos"] == 6
-    for key in ("models", "optimizers", "rng", "extra", "step"):
-        assert_same(a[key], b[key], key)
+    assert_same_checkpoints(a, b, ("models", "optimizers", "rng", "extra", "step"))
     net_a, _, _ = load_fast_style(straight.output)
     net_b, _, _ = load_fast_style(rest.output)
-    for (k, va), vb in zip(net_a.state_dict().items(), net_b.state_dict().values()):
-        assert torch.equal(va, vb), k
-
-
-def assert_same(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
+    assert_same(net_a.state_dict(), net_b.state_dict(), "model file")
 
 
 def test_resume_refusals(env, trained):
@@ -414,16 +396,6 @@ def test_cli_train_and_info(env, tiny_cli_vgg, capsys, tmp_path):
     assert load_fast_style(out)[1]["steps"] == 5
 
 
-def one_line_error(capsys, argv, expect: str) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert expect in lines[0], lines[0]
-    return lines[0]
-
-
 def test_cli_refuses_model_of_another_kind(env, capsys, tmp_path, trained):
     gan = save_checkpoint(tmp_path / "gan.pt", kind="gan/dcgan", config={}, step=1,
                           images_seen=1, models={"G": torch.nn.Linear(2, 2)}, optimizers={})
@@ -446,6 +418,7 @@ def test_cli_refuses_model_of_another_kind(env, capsys, tmp_path, trained):
     (["--channels", "4,8"], "three positive widths"),
     (["--adversarial-weight", "1", "--adv-crop", "64"], "larger than the training size"),
     (["--adversarial-weight", "1", "--adv-crop", "16"], "too small for a discriminator"),
+    (["--disc-layers", "100000000000"], "disc layers must be a whole number from 1 to 10"),
     (["--adversarial-weight", "1", "--style-size", "16", "--size", "16", "--adv-crop", "16",
       "--disc-layers", "2"],
      "does not fit the style image"),  # 16 px crops of a 16x12 style image

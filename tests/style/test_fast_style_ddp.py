@@ -15,9 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_vgg
+from conftest import assert_same, run_ranks, tiny_vgg
 from impasto.cli import main
 from impasto.nets.transformer import TransformerNet
 from impasto.style import fast as fast_module
@@ -123,27 +120,6 @@ def config_opts(root: Path, photos: Path, style: Path, name: str, **kw) -> dict:
     return opts
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def assert_same(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast_ddp")
@@ -157,23 +133,7 @@ def ddp_runs(tmp_path_factory):
     script = root / "worker.py"
     script.write_text(WORKER)
     tests_dir = str(Path(__file__).resolve().parents[1])
-    port = free_port()
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(root), json.dumps(cases), tests_dir],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=180)
-            assert p.returncode == 0, err[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    run_ranks(script, str(root), json.dumps(cases), tests_dir)
 
     def load(name: str, rank: int) -> dict:
         return torch.load(root / f"{name}-rank{rank}.pt", weights_only=True)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
+from conftest import run_ranks
 from impasto.errors import InputError
 from impasto.train import (
     DistInfo,
@@ -99,41 +96,10 @@ SCRIPT = textwrap.dedent(
 
 
 def test_two_processes_with_gloo(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     script = tmp_path / "worker.py"
     script.write_text(SCRIPT)
-    procs = []
-    for rank in range(2):
-        env = dict(
-            os.environ,
-            RANK=str(rank),
-            WORLD_SIZE="2",
-            LOCAL_RANK=str(rank),
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            OMP_NUM_THREADS="1",
-        )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(script)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err[-2000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    outputs = run_ranks(script, timeout=120)
+    results = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     assert [r["rank"] for r in results] == [0, 1]
     assert [r["main"] for r in results] == [True, False]
     assert all(r["world"] == 2 and r["got"] == {"resume": "ckpt-7.pt"} for r in results)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import signal
 import sys
@@ -21,6 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from impasto._cliargs import (
+    add_subcommands,
+    finite_number,
+    nonneg_int,
+    positive_int,
+    positive_number,
+)
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -32,44 +38,10 @@ _HELP_FMT = argparse.RawDescriptionHelpFormatter
 # argument types
 
 
-def _int_at_least(minimum: int, problem: str):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"{problem}, not {v}")
-        return v
-
-    return parse
-
-
-_positive_int = _int_at_least(1, "must be at least 1")
-_nonneg_int = _int_at_least(0, "must not be negative")
-
-
-def _number(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return v
-
-
 def _share(text: str) -> float:
-    v = _number(text)
+    v = finite_number(text)
     if not 0.0 <= v < 1.0:
         raise argparse.ArgumentTypeError(f"must be from 0 to below 1, not {text}")
-    return v
-
-
-def _positive(text: str) -> float:
-    v = _number(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
     return v
 
 
@@ -86,16 +58,10 @@ def add_parser(sub: Any) -> None:
         description="Train a classifier on labelled images, evaluate it (accuracy, per-class "
         "accuracy, confusion matrix) and predict the top classes of images.",
     )
-    csub = p.add_subparsers(dest="classify_command", metavar="COMMAND", parser_class=type(p))
+    csub = add_subcommands(p, "classify_command")
     _add_train(csub)
     _add_eval(csub)
     _add_predict(csub)
-
-    def no_command(args: argparse.Namespace) -> int:
-        p.print_help(sys.stderr)
-        return 2
-
-    p.set_defaults(func=no_command)
 
 
 # Options of `classify train` that map to ClassifierTrainConfig fields (dest -> field). Their
@@ -161,36 +127,36 @@ def _add_train(csub: Any) -> None:
     g.add_argument("--val-split", type=_share, default=S,
                    help=f"share of each class held out for validation without --val-data "
                    f"(default {d.val_split:g}; 0: none)")
-    g.add_argument("--workers", type=_nonneg_int, default=S, help="data loader processes")
+    g.add_argument("--workers", type=nonneg_int, default=S, help="data loader processes")
     n = p.add_argument_group("network")
     n.add_argument("--arch", choices=tuple(CLASSIFIER_ARCHS), default=S,
                    help=f"(default {d.arch})")
-    n.add_argument("--image-size", type=_positive_int, default=S,
+    n.add_argument("--image-size", type=positive_int, default=S,
                    help="image side (default: per --arch)")
     n.add_argument("--channels", type=int, choices=(1, 3), default=S,
                    help="1 grey, 3 RGB (default: per --arch)")
-    n.add_argument("--width", type=_positive_int, default=S, help="first layer's channels")
-    n.add_argument("--blocks", type=_positive_int, default=S, help="resnet blocks per stage")
+    n.add_argument("--width", type=positive_int, default=S, help="first layer's channels")
+    n.add_argument("--blocks", type=positive_int, default=S, help="resnet blocks per stage")
     n.add_argument("--dropout", type=_share, default=S, help="before the last layer (default 0)")
     a = p.add_argument_group("augmentation")
-    a.add_argument("--crop-pad", type=_nonneg_int, default=S,
+    a.add_argument("--crop-pad", type=nonneg_int, default=S,
                    help="random crops after padding by this many pixels (default: size/8; 0 off)")
     a.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=S,
                    help="random horizontal flips (default: off for lenet, on for resnet)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help=f"(default {d.optimizer})")
-    o.add_argument("--lr", type=_positive, default=S, help="peak learning rate")
+    o.add_argument("--lr", type=positive_number, default=S, help="peak learning rate")
     o.add_argument("--momentum", type=_share, default=S, help=f"(default {d.momentum:g})")
-    o.add_argument("--weight-decay", type=_number, default=S)
+    o.add_argument("--weight-decay", type=finite_number, default=S)
     o.add_argument("--schedule", choices=SCHEDULES, default=S, help=f"(default {d.schedule})")
     o.add_argument("--warmup", type=_share, default=S, help="warm-up share of the run")
     o.add_argument("--label-smoothing", type=_share, default=S, help="(default 0)")
-    o.add_argument("--batch-size", type=_positive_int, default=S,
+    o.add_argument("--batch-size", type=positive_int, default=S,
                    help=f"per process (default {d.batch_size})")
     length = o.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=_positive_int, default=S,
+    length.add_argument("--epochs", type=positive_int, default=S,
                         help=f"(default {DEFAULT_EPOCHS})")
-    length.add_argument("--steps", type=_positive_int, default=S)
+    length.add_argument("--steps", type=positive_int, default=S)
     r = p.add_argument_group("runtime")
     r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
     r.add_argument("--precision", choices=PRECISIONS, default=S,
@@ -199,13 +165,13 @@ def _add_train(csub: Any) -> None:
                    help="NHWC memory format (default on)")
     r.add_argument("--deterministic", action="store_true", default=S,
                    help="deterministic algorithms: bit-identical reruns and resumes")
-    r.add_argument("--seed", type=_nonneg_int, default=S, help=f"(default {d.seed})")
+    r.add_argument("--seed", type=nonneg_int, default=S, help=f"(default {d.seed})")
     lg = p.add_argument_group("logging")
-    lg.add_argument("--log-every", type=_nonneg_int, default=S,
+    lg.add_argument("--log-every", type=nonneg_int, default=S,
                     help=f"steps (default {d.log_every})")
-    lg.add_argument("--eval-every", type=_nonneg_int, default=S,
+    lg.add_argument("--eval-every", type=nonneg_int, default=S,
                     help="steps between evaluations and checkpoints (default: every epoch)")
-    lg.add_argument("--keep-last", type=_positive_int, default=S,
+    lg.add_argument("--keep-last", type=positive_int, default=S,
                     help=f"checkpoints kept (default {d.keep_last})")
     lg.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
     lg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -231,7 +197,7 @@ def _add_eval(csub: Any) -> None:
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--latest", action="store_true",
                    help="with a run folder, use its latest checkpoint instead of best.pt")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="(default 256)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the accuracy line")
     p.set_defaults(func=_run_eval)
@@ -249,7 +215,7 @@ def _add_predict(csub: Any) -> None:
                    help="a run folder (its best.pt, else its latest checkpoint) or a checkpoint")
     p.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
                    help="image files, or folders searched recursively")
-    p.add_argument("-k", "--top", type=_positive_int, default=5,
+    p.add_argument("-k", "--top", type=positive_int, default=5,
                    help="classes per image (default 5; capped at the number of classes)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--latest", action="store_true",

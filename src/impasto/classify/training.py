@@ -29,14 +29,12 @@ checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import itertools
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,28 +44,36 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from impasto.data import make_loader, open_dataset
-from impasto.device import DEVICES, PRECISIONS, autocast, resolve_device, resolve_precision
+from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
 from impasto.nets.classifier import CLASSIFIER_ARCHS, ClassifierNetConfig, build_classifier
 from impasto.train import (
+    Batches,
     CheckpointManager,
     DistInfo,
+    EpochSampler,
     RunLogger,
-    capture_rng_state,
+    agree_across_ranks,
+    broadcast_buffers,
     check_finite,
-    cleanup,
-    init_distributed,
-    is_distributed,
+    derive_seed,
+    gather_rng_states,
     load_checkpoint,
+    loader_workers,
     resolve_checkpoint,
     restore,
-    restore_rng_state,
+    restore_rng_for_rank,
     save_config,
+    training_session,
+    wrap_ddp,
 )
+from impasto.train.config import bad_value as _bad
+from impasto.train.config import check_bool as _bool
+from impasto.train.config import check_int as _int
+from impasto.train.config import check_data_and_run, check_number, check_runtime_fields
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -109,32 +115,12 @@ def checkpoint_kind(arch: str) -> str:
 # the config
 
 
-def _bad(name: str, expected: str, value: Any) -> InputError:
-    return InputError(f"{name} must be {expected}, not {value!r}")
-
-
-def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _bad(name, f"a whole number >= {minimum}", value)
-    if maximum is not None and value > maximum:
-        raise _bad(name, f"a whole number from {minimum} to {maximum}", value)
-
-
-def _number(name: str, value: Any, *, low: float = 0.0, below: float | None = None,
-            positive: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if positive else value >= low)
-    ok = ok and (below is None or value < below)
-    if not ok:
-        what = f"a number {'>' if positive else '>='} {low:g}"
-        if below is not None:
-            what += f" and below {below:g}"
-        raise _bad(name, what, value)
-
-
-def _bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise _bad(name, "true or false", value)
+def _number(name: str, value: Any, *, below: float | None = None, positive: bool = False) -> None:
+    """:func:`check_number` in this config's words ("a number > 0", "... >= 0 and below 1")."""
+    what = f"a number {'>' if positive else '>='} 0"
+    if below is not None:
+        what += f" and below {below:g}"
+    check_number(name, value, positive=positive, below=below, expected=what)
 
 
 @dataclass
@@ -220,10 +206,7 @@ class ClassifierTrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`InputError` (one line) for the first bad value; does no I/O."""
-        if not isinstance(self.data, str) or not self.data:
-            raise InputError("data must name the training images (a folder or a file)")
-        if not isinstance(self.run, str) or not self.run:
-            raise InputError("run must name the run folder")
+        check_data_and_run(self)
         for name in ("labels", "val_data", "val_labels"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or not v):
@@ -267,16 +250,7 @@ class ClassifierTrainConfig:
             _int("epochs", self.epochs, 1)
         if self.steps is not None:
             _int("steps", self.steps, 1)
-        if self.precision not in PRECISIONS:
-            raise InputError(
-                f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}"
-            )
-        _bool("channels_last", self.channels_last)
-        _bool("deterministic", self.deterministic)
-        _int("seed", self.seed, 0, 2**63 - 1)
-        if self.device not in DEVICES:
-            raise InputError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
-        _int("num_workers", self.num_workers, 0, 64)
+        check_runtime_fields(self)
         _int("log_every", self.log_every, 0)
         if self.eval_every is not None:
             _int("eval_every", self.eval_every, 0)
@@ -388,11 +362,6 @@ def augment_batch(
 # data helpers
 
 
-def _derive_seed(*parts: int) -> int:
-    """A 62-bit seed mixing ``parts`` (independent streams from one user seed)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 2)
-
-
 class _Relabel(Dataset):
     """``dataset`` with its labels mapped through ``mapping`` (dataset class -> model class)."""
 
@@ -450,84 +419,6 @@ def _input_stats(dataset: Any, indices: np.ndarray, channels: int) -> tuple[list
     mean = s / count
     std = (s2 / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-3)
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
-
-
-class _EpochSampler(Sampler[int]):
-    """This process's indices of one epoch (a seeded :class:`DistributedSampler` shuffle, which
-    depends only on the seed and the epoch), able to skip the indices a resumed run used."""
-
-    def __init__(self, dataset: Any, *, world_size: int, rank: int, seed: int) -> None:
-        self.inner = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
-        self._skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def skip_next(self, count: int) -> None:
-        self._skip = int(count)
-
-    def __iter__(self) -> Iterator[int]:
-        skip, self._skip = self._skip, 0
-        return itertools.islice(iter(self.inner), skip, None)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-
-class _Batches:
-    """Endless batches with the position in the current epoch (``epoch``, ``pos``)."""
-
-    def __init__(self, loader: Any, sampler: _EpochSampler, epoch: int, pos: int) -> None:
-        self.loader, self.sampler = loader, sampler
-        self.epoch, self.pos = epoch, pos
-        self._it: Iterator | None = None
-
-    def _start(self, skip: int) -> None:
-        self.loader.set_epoch(self.epoch)
-        self.sampler.skip_next(skip)
-        self._it = iter(self.loader)
-
-    def next(self) -> tuple[Tensor, Tensor]:
-        if self._it is None:
-            self._start(self.pos)
-        assert self._it is not None
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self.epoch, self.pos = self.epoch + 1, 0
-            self._start(0)
-            batch = next(self._it)
-        self.pos += int(batch[0].shape[0])
-        return batch
-
-
-@contextlib.contextmanager
-def _runtime_flags(deterministic: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms (or cuDNN autotuning) for the run; restored afterwards."""
-    det = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    bench, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-    try:
-        if deterministic:
-            if device.type == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        yield
-    finally:
-        torch.use_deterministic_algorithms(det, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = bench
-        torch.backends.cudnn.deterministic = cudnn_det
-
-
-def _broadcast_buffers(module: nn.Module) -> None:
-    for b in module.buffers():
-        dist.broadcast(b, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,17 +491,8 @@ def train(
         raise TypeError(f"train expects a ClassifierTrainConfig, not {type(config).__name__}")
     config.validate()
     config = config.resolved()
-    device = resolve_device(config.device)
-    owns_group = not is_distributed()
-    info = init_distributed(device.type)
-    if info.is_distributed:
-        device = info.device
-    try:
-        with _runtime_flags(config.deterministic, device):
-            return _train(config, info, device, resume, progress, abort)
-    finally:
-        if owns_group and info.is_distributed:
-            cleanup()
+    with training_session(resolve_device(config.device), config.deterministic) as (info, device):
+        return _train(config, info, device, resume, progress, abort)
 
 
 def _open(config: ClassifierTrainConfig, source: str, labels: str | None) -> Any:
@@ -692,7 +574,7 @@ def _train(  # noqa: C901  (one loop, told in order)
         val_idx = np.arange(len(val_set))
     else:
         train_idx, val_idx = stratified_split(
-            labels, config.val_split, _derive_seed(config.seed, _STREAM_SPLIT)
+            labels, config.val_split, derive_seed(config.seed, _STREAM_SPLIT)
         )
         val_set = dataset
     train_set = Subset(dataset, train_idx.tolist())
@@ -700,12 +582,9 @@ def _train(  # noqa: C901  (one loop, told in order)
     if present.size < len(classes):
         missing = [classes[k] for k in range(len(classes)) if k not in set(present.tolist())]
         log.warning("no training images of class(es) %s", ", ".join(missing[:10]))
-    num_workers = config.num_workers
-    if config.deterministic and num_workers:
-        log.info("deterministic mode: loading data in the main process (num_workers 0)")
-        num_workers = 0
-    sampler = _EpochSampler(
-        train_set, world_size=world, rank=rank, seed=_derive_seed(config.seed, _STREAM_DATA)
+    num_workers = loader_workers(config.num_workers, config.deterministic)
+    sampler = EpochSampler(
+        train_set, world_size=world, rank=rank, seed=derive_seed(config.seed, _STREAM_DATA)
     )
     loader = make_loader(train_set, config.batch_size, seed=config.seed,
                          num_workers=num_workers, sampler=sampler)
@@ -740,8 +619,8 @@ def _train(  # noqa: C901  (one loop, told in order)
     else:
         opt = torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
     gen_augment = torch.Generator(device=device)
-    gen_augment.manual_seed(_derive_seed(config.seed, _STREAM_AUGMENT, rank))
-    torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank))  # dropout
+    gen_augment.manual_seed(derive_seed(config.seed, _STREAM_AUGMENT, rank))
+    torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank))  # dropout
     generators = {"augment": gen_augment, "loader": loader.generator}
 
     step, epoch, pos = 0, 0, 0
@@ -753,32 +632,19 @@ def _train(  # noqa: C901  (one loop, told in order)
         epoch, pos = int(extra.get("epoch", 0)), int(extra.get("pos", 0))
         if isinstance(extra.get("val"), dict):
             last_val = dict(extra["val"])
-        saved_world = int(extra.get("world_size", 1))
-        if saved_world == world:
-            state = ckpt["rng"] if world == 1 else (extra.get("rng_per_rank") or [None])[rank]
-            if state is None:
-                raise InputError(f"{ckpt['path']}: no random number generator state to resume")
-            try:
-                restore_rng_state(state, generators)
-            except InputError as e:
-                raise InputError(f"{ckpt['path']}: {e}") from None
-        else:
-            log.warning(
-                "%s was saved by %d processes, resumed by %d: the data order and random "
-                "streams start afresh from the next epoch", ckpt["path"], saved_world, world,
-            )
-            gen_augment.manual_seed(_derive_seed(config.seed, _STREAM_AUGMENT, rank, step))
-            torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank, step))
+        if not restore_rng_for_rank(ckpt, generators, rank=rank, world_size=world):
+            # saved by another number of processes: fresh streams from the next epoch
+            gen_augment.manual_seed(derive_seed(config.seed, _STREAM_AUGMENT, rank, step))
+            torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank, step))
             epoch, pos = epoch + (pos > 0), 0
         if step >= total_steps:
             log.warning("%s is at step %d; the run is %d steps long: nothing to do",
                         ckpt["path"], step, total_steps)
-    batches = _Batches(loader, sampler, epoch, pos)
+    batches = Batches(loader, sampler, epoch, pos)
 
     model_train: nn.Module = model
     if info.is_distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        model_train = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        model_train = wrap_ddp(model, device)
     amp = (lambda: autocast(device, dtype))
 
     # validation shard of this process
@@ -807,7 +673,7 @@ def _train(  # noqa: C901  (one loop, told in order)
         if val_loader is None:
             return None
         if info.is_distributed:
-            _broadcast_buffers(model)
+            broadcast_buffers(model)
         model.eval()
         correct = torch.zeros((), dtype=torch.float64)
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -839,11 +705,8 @@ def _train(  # noqa: C901  (one loop, told in order)
             "pos": batches.pos,
             "world_size": world,
             "val": dict(val) if val is not None else None,
+            **gather_rng_states(generators, world),
         }
-        if info.is_distributed:
-            states: list[Any] = [None] * world
-            dist.all_gather_object(states, capture_rng_state(generators))
-            extra["rng_per_rank"] = states
         if not info.is_main:
             return
         kw = dict(kind=kind, config=config, images_seen=step * config.batch_size * world,
@@ -884,14 +747,9 @@ def _train(  # noqa: C901  (one loop, told in order)
 
             acc = (logits.detach().argmax(1) == yb).float().mean()
             stop = bool(abort()) if abort is not None else False
-            vec = torch.stack([loss.detach(), acc]).double().cpu()
-            if info.is_distributed:
-                vec = torch.cat([vec, torch.tensor([float(stop)], dtype=torch.float64)])
-                vec = vec.to(device)
-                dist.all_reduce(vec)
-                vec = (vec / world).cpu()
-                stop = float(vec[-1]) > 0
-            stats = {"loss": float(vec[0]), "acc": float(vec[1])}
+            stats = {"loss": float(loss.detach()), "acc": float(acc)}
+            stats, stop = agree_across_ranks(stats, stop, device, info.is_distributed)
+            stats = {"loss": stats["loss"], "acc": stats["acc"]}  # the logs' order
             check_finite(stats, step, checkpoint=last_ckpt)
 
             val = None
@@ -917,7 +775,7 @@ def _train(  # noqa: C901  (one loop, told in order)
                 aborted = True
                 break
         if info.is_distributed:
-            _broadcast_buffers(model)
+            broadcast_buffers(model)
     finally:
         if logger is not None:
             logger.close()

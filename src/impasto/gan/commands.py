@@ -20,6 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from impasto._cliargs import (
+    add_subcommands,
+    finite_number,
+    int_list,
+    nonneg_int,
+    positive_int,
+    positive_number,
+    seeds,
+)
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -31,61 +40,11 @@ _HELP_FMT = argparse.RawDescriptionHelpFormatter
 # argument types
 
 
-def _int_at_least(minimum: int, problem: str):
-    """An argparse type: a whole number no smaller than ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"{problem}, not {v}")
-        return v
-
-    return parse
-
-
-_positive_int = _int_at_least(1, "must be at least 1")
-_nonneg_int = _int_at_least(0, "must not be negative")
-
-
-def _number(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return v
-
-
-def _positive(text: str) -> float:
-    v = _number(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return v
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        items = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of whole numbers: {text!r}"
-        ) from None
-    if any(s < 0 for s in items):
-        raise argparse.ArgumentTypeError(f"seeds must not be negative: {text!r}")
-    if not items:
-        raise argparse.ArgumentTypeError("empty list")
-    return items
-
-
 def _betas(text: str) -> tuple[float, float]:
     parts = [t for t in text.split(",") if t.strip()]
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"give two numbers B1,B2, not {text!r}")
-    return (_number(parts[0]), _number(parts[1]))
+    return (finite_number(parts[0]), finite_number(parts[1]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,17 +58,11 @@ def add_parser(sub: Any) -> None:
         help="train GANs (DCGAN, SNGAN) and sample from them",
         description="Train a GAN on a folder of images, sample from it, make interpolations.",
     )
-    gsub = p.add_subparsers(dest="gan_command", metavar="COMMAND", parser_class=type(p))
+    gsub = add_subcommands(p, "gan_command")
     _add_train(gsub)
     _add_sample(gsub)
     _add_interpolate(gsub)
     _add_prepare(gsub)
-
-    def no_command(args: argparse.Namespace) -> int:
-        p.print_help(sys.stderr)
-        return 2
-
-    p.set_defaults(func=no_command)
 
 
 def _add_prepare(gsub: Any) -> None:
@@ -121,7 +74,7 @@ def _add_prepare(gsub: Any) -> None:
     )
     p.add_argument("data", help="a folder, .zip, IDX file or .npy/.npz array")
     p.add_argument("-o", "--output", required=True, metavar="CACHE.pt")
-    p.add_argument("--resolution", type=_positive_int, required=True, help="image side")
+    p.add_argument("--resolution", type=positive_int, required=True, help="image side")
     p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="(default 3)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_run_prepare)
@@ -204,36 +157,36 @@ def _add_train(gsub: Any) -> None:
     n.add_argument("--resolution", type=int, default=S, help=f"image side (default {d.resolution})")
     n.add_argument("--channels", type=int, choices=(1, 3), default=S,
                    help=f"1 grey, 3 RGB (default {d.channels})")
-    n.add_argument("--z-dim", type=_positive_int, default=S, help=f"(default {d.z_dim})")
-    n.add_argument("--base-width", type=_positive_int, default=S, help=f"(default {d.base_width})")
+    n.add_argument("--z-dim", type=positive_int, default=S, help=f"(default {d.z_dim})")
+    n.add_argument("--base-width", type=positive_int, default=S, help=f"(default {d.base_width})")
     n.add_argument("--d-norm", choices=("batch", "layer", "none"), default=S,
                    help="DCGAN discriminator norm (default batch; layer for wgan-gp)")
     n.add_argument("--conditional", action="store_true", default=S,
                    help="class-conditional G and D (needs labelled data)")
     o = p.add_argument_group("objective and optimiser")
     o.add_argument("--loss", choices=GAN_LOSS_KINDS, default=S, help="(default: per --arch)")
-    o.add_argument("--gp-weight", type=_number, default=S, help=f"(default {d.gp_weight:g})")
-    o.add_argument("--r1-gamma", type=_number, default=S, help="R1 weight (default 0: off)")
-    o.add_argument("--d-steps", type=_positive_int, default=S, help="D steps per G step")
-    o.add_argument("--lr", type=_positive, default=S, help="learning rate of G and D")
-    o.add_argument("--lr-g", type=_positive, default=S)
-    o.add_argument("--lr-d", type=_positive, default=S)
+    o.add_argument("--gp-weight", type=finite_number, default=S, help=f"(default {d.gp_weight:g})")
+    o.add_argument("--r1-gamma", type=finite_number, default=S, help="R1 weight (default 0: off)")
+    o.add_argument("--d-steps", type=positive_int, default=S, help="D steps per G step")
+    o.add_argument("--lr", type=positive_number, default=S, help="learning rate of G and D")
+    o.add_argument("--lr-g", type=positive_number, default=S)
+    o.add_argument("--lr-d", type=positive_number, default=S)
     o.add_argument("--betas", type=_betas, default=S, metavar="B1,B2", help="Adam betas")
-    o.add_argument("--ema-beta", type=_number, default=S, help=f"(default {d.ema_beta:g})")
-    o.add_argument("--ema-rampup", type=_number, default=S, metavar="KIMG",
+    o.add_argument("--ema-beta", type=finite_number, default=S, help=f"(default {d.ema_beta:g})")
+    o.add_argument("--ema-rampup", type=finite_number, default=S, metavar="KIMG",
                    help="ramp the EMA decay up from 0 over the first KIMG (default: off)")
     t = p.add_argument_group("length and data")
-    t.add_argument("--batch-size", type=_positive_int, default=S,
+    t.add_argument("--batch-size", type=positive_int, default=S,
                    help=f"per process (default {d.batch_size})")
     length = t.add_mutually_exclusive_group()
-    length.add_argument("--kimg", type=_positive, default=S,
+    length.add_argument("--kimg", type=positive_number, default=S,
                         help=f"thousands of real images to show D (default {DEFAULT_KIMG:g})")
-    length.add_argument("--steps", type=_positive_int, default=S, help="generator steps")
+    length.add_argument("--steps", type=positive_int, default=S, help="generator steps")
     t.add_argument("--diffaugment", default=S, metavar="POLICY",
                    help="DiffAugment policy, comma-separated from "
                    f"{','.join(DIFFAUGMENT_POLICIES)}")
     t.add_argument("--hflip", action="store_true", default=S, help="random horizontal flips")
-    t.add_argument("--workers", type=_nonneg_int, default=S, help="data loader processes")
+    t.add_argument("--workers", type=nonneg_int, default=S, help="data loader processes")
     r = p.add_argument_group("runtime")
     r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
     r.add_argument("--precision", choices=PRECISIONS, default=S,
@@ -242,24 +195,24 @@ def _add_train(gsub: Any) -> None:
                    help="NHWC memory format (default on)")
     r.add_argument("--deterministic", action="store_true", default=S,
                    help="deterministic algorithms: bit-identical reruns and resumes")
-    r.add_argument("--seed", type=_nonneg_int, default=S, help=f"(default {d.seed})")
+    r.add_argument("--seed", type=nonneg_int, default=S, help=f"(default {d.seed})")
     g = p.add_argument_group("logging")
-    g.add_argument("--log-every", type=_nonneg_int, default=S,
+    g.add_argument("--log-every", type=nonneg_int, default=S,
                    help=f"steps (default {d.log_every})")
-    g.add_argument("--sample-every", type=_nonneg_int, default=S,
+    g.add_argument("--sample-every", type=nonneg_int, default=S,
                    help=f"steps (default {d.sample_every})")
-    g.add_argument("--ckpt-every", type=_nonneg_int, default=S,
+    g.add_argument("--ckpt-every", type=nonneg_int, default=S,
                    help=f"steps (default {d.ckpt_every})")
-    g.add_argument("--keep-last", type=_positive_int, default=S,
+    g.add_argument("--keep-last", type=positive_int, default=S,
                    help=f"checkpoints kept (default {d.keep_last})")
-    g.add_argument("--samples", type=_positive_int, default=S,
+    g.add_argument("--samples", type=positive_int, default=S,
                    help=f"images in the sample grid (default {d.n_samples})")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
     g.add_argument("--metric", choices=[m for m in TRACKED_METRICS if m], default=S,
                    help="track this metric of G_ema (lower is better) and keep best.pt")
-    g.add_argument("--metric-every", type=_nonneg_int, default=S,
+    g.add_argument("--metric-every", type=nonneg_int, default=S,
                    help="steps between measurements (default 0: at the end only)")
-    g.add_argument("--metric-samples", type=_positive_int, default=S,
+    g.add_argument("--metric-samples", type=positive_int, default=S,
                    help=f"images per side of the metric (default {d.metric_samples})")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_pggan_options(p)
@@ -271,7 +224,7 @@ def _add_common_sampling(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("source", metavar="RUN|CKPT", help="a run folder (its latest checkpoint) or a "
                    "checkpoint file")
-    p.add_argument("--truncation", type=_positive, default=None,
+    p.add_argument("--truncation", type=positive_number, default=None,
                    help="truncation trick: resample latent entries beyond +-T (e.g. 0.7)")
     p.add_argument("--class", dest="class_", default=None, metavar="C",
                    help="class index or name (conditional models only)")
@@ -288,12 +241,12 @@ def _add_sample(gsub: Any) -> None:
     p = gsub.add_parser("sample", help="write images from a trained GAN",
                         description="Write n images from a trained GAN as one grid or as files.")
     _add_common_sampling(p)
-    p.add_argument("-n", type=_positive_int, default=64, help="number of images (default 64)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="(default 0)")
+    p.add_argument("-n", type=positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="(default 0)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--grid", default=None, metavar="OUT.png", help="one grid image")
     where.add_argument("--out-dir", default=None, metavar="DIR", help="one PNG per image")
-    p.add_argument("--nrow", type=_positive_int, default=None,
+    p.add_argument("--nrow", type=positive_int, default=None,
                    help="images per grid row (default: a square grid)")
     p.set_defaults(func=_run_sample)
 
@@ -303,12 +256,12 @@ def _add_interpolate(gsub: Any) -> None:
                         description="Interpolate spherically between the latents of seeds and "
                         "write the frames as a GIF (Pillow) or MP4 (imageio + imageio-ffmpeg).")
     _add_common_sampling(p)
-    p.add_argument("--seeds", type=_seeds, required=True, help="comma-separated, e.g. 1,2,3")
-    p.add_argument("--frames", type=_positive_int, required=True, help="frames in all")
+    p.add_argument("--seeds", type=seeds, required=True, help="comma-separated, e.g. 1,2,3")
+    p.add_argument("--frames", type=positive_int, required=True, help="frames in all")
     p.add_argument("-o", "--output", required=True, metavar="OUT.gif|OUT.mp4")
-    p.add_argument("--fps", type=_positive, default=12.0, help="(default 12)")
+    p.add_argument("--fps", type=positive_number, default=12.0, help="(default 12)")
     p.add_argument("--loop", action="store_true", help="return to the first seed at the end")
-    p.add_argument("--scale", type=_positive_int, default=1,
+    p.add_argument("--scale", type=positive_int, default=1,
                    help="enlarge each frame by this whole factor (nearest neighbour)")
     p.set_defaults(func=_run_interpolate)
 
@@ -584,18 +537,6 @@ _PGGAN_FIELDS = {
 }
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        items = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of whole numbers: {text!r}"
-        ) from None
-    if not items:
-        raise argparse.ArgumentTypeError("empty list")
-    return items
-
-
 def _add_pggan_options(p: argparse.ArgumentParser) -> None:
     from impasto.gan.progressive import PAPER_BATCH_SIZES, SCHEDULE_PRESETS
 
@@ -614,23 +555,23 @@ def _add_pggan_options(p: argparse.ArgumentParser) -> None:
                    default=S, help="paper: 800+800 kimg per resolution, batch "
                    f"{','.join(map(str, PAPER_BATCH_SIZES))}; cpu: 20+20 kimg, larger batches "
                    "at low resolution (default paper)")
-    g.add_argument("--stable-kimg", type=_number, default=S, metavar="KIMG",
+    g.add_argument("--stable-kimg", type=finite_number, default=S, metavar="KIMG",
                    help="real images (thousands) per stable phase")
-    g.add_argument("--fade-kimg", type=_number, default=S, metavar="KIMG",
+    g.add_argument("--fade-kimg", type=finite_number, default=S, metavar="KIMG",
                    help="real images (thousands) per fade-in")
-    g.add_argument("--batch-sizes", type=_ints, default=S, metavar="B4,B8,...",
+    g.add_argument("--batch-sizes", type=int_list, default=S, metavar="B4,B8,...",
                    help="one batch size per resolution from 4x4 (per process)")
     g.add_argument("--start-resolution", type=int, default=S,
                    help="resolution to start at (default 4)")
-    g.add_argument("--widths", type=_ints, default=S, metavar="W4,W8,...",
+    g.add_argument("--widths", type=int_list, default=S, metavar="W4,W8,...",
                    help="feature maps per resolution from 4x4 (default: min(8192/(r/2), 512))")
-    g.add_argument("--fmap-base", type=_positive_int, default=S,
+    g.add_argument("--fmap-base", type=positive_int, default=S,
                    help="the default widths' numerator (default 8192)")
-    g.add_argument("--fmap-max", type=_positive_int, default=S,
+    g.add_argument("--fmap-max", type=positive_int, default=S,
                    help="the default widths' cap (default 512)")
-    g.add_argument("--mbstd-group", type=_nonneg_int, default=S,
+    g.add_argument("--mbstd-group", type=nonneg_int, default=S,
                    help="minibatch-stddev group size (default 4; 0 off)")
-    g.add_argument("--drift-weight", type=_number, default=S, help="(default 0.001)")
+    g.add_argument("--drift-weight", type=finite_number, default=S, help="(default 0.001)")
     g.add_argument("--reset-optimizers", action=argparse.BooleanOptionalAction, default=S,
                    help="fresh Adam state at every phase, as the paper's code (default on)")
 

@@ -19,11 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from impasto.data import check_resolution
-from impasto.device import DEVICES, PRECISIONS
 from impasto.errors import InputError
 from impasto.gan.augment import DiffAugment
 from impasto.gan.losses import GAN_LOSS_KINDS
 from impasto.nets.gan import GAN_ARCHS, GanNetConfig
+from impasto.train.config import bad_value as _bad
+from impasto.train.config import check_bool as _bool
+from impasto.train.config import check_int as _int
+from impasto.train.config import check_number as _number
+from impasto.train.config import check_data_and_run, check_runtime_fields
 
 __all__ = ["ARCH_DEFAULTS", "DEFAULT_KIMG", "TRACKED_METRICS", "GanTrainConfig"]
 
@@ -47,33 +51,23 @@ ARCH_DEFAULTS: dict[str, tuple[str, float, tuple[float, float], int]] = {
 _WGAN_GP_DEFAULTS = (1e-4, (0.0, 0.9), 5)
 
 
-def _bad(name: str, expected: str, value: Any) -> InputError:
-    return InputError(f"{name} must be {expected}, not {value!r}")
-
-
-def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _bad(name, f"a whole number >= {minimum}", value)
-    if maximum is not None and value > maximum:
-        raise _bad(name, f"a whole number from {minimum} to {maximum}", value)
-
-
-def _number(name: str, value: Any, *, positive: bool = False, below: float | None = None) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value > 0 if positive else value >= 0
-    if ok and below is not None:
-        ok = value < below
-    if not ok:
-        what = "a positive number" if positive else "a number >= 0"
-        if below is not None:
-            what += f" below {below:g}"
-        raise _bad(name, what, value)
-
-
-def _bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise _bad(name, "true or false", value)
+def check_run_fields(cfg: Any) -> None:
+    """Check the fields :class:`GanTrainConfig` and the PGGAN's config share, from ``hflip``
+    to ``metric_samples`` (runtime, intervals, samples, tracked metric), in that order."""
+    _bool("hflip", cfg.hflip)
+    check_runtime_fields(cfg)
+    for name in ("log_every", "sample_every", "ckpt_every"):
+        _int(name, getattr(cfg, name), 0)
+    _int("keep_last", cfg.keep_last, 1)
+    _int("n_samples", cfg.n_samples, 1, 1024)
+    _bool("tensorboard", cfg.tensorboard)
+    if cfg.metric not in TRACKED_METRICS:
+        raise InputError(
+            f"unknown tracked metric {cfg.metric!r}; choose from "
+            f"{', '.join(repr(m) for m in TRACKED_METRICS)}"
+        )
+    _int("metric_every", cfg.metric_every, 0)
+    _int("metric_samples", cfg.metric_samples, 16, 100_000)
 
 
 @dataclass
@@ -125,8 +119,9 @@ class GanTrainConfig:
         metric: the tracked metric, ``""`` (off) or ``"swd"`` (the average multi-scale sliced
             Wasserstein distance x10^3 between ``metric_samples`` images of G_ema, from fixed
             latents, and as many fixed real images; no pretrained network needed). It is
-            logged as ``metric/<name>`` every ``metric_every`` steps (0: at the end only), and
-            ``best.pt`` keeps the checkpoint with the lowest value so far.
+            logged as ``metric/<name>`` every ``metric_every`` steps and when the run ends or
+            is aborted (0: only then), and ``best.pt`` keeps the checkpoint with the lowest
+            value so far.
     """
 
     data: str = ""
@@ -177,10 +172,7 @@ class GanTrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`InputError` (one line) for the first bad value; does no I/O."""
-        if not isinstance(self.data, str) or not self.data:
-            raise InputError("data must name the training images (a folder or a file)")
-        if not isinstance(self.run, str) or not self.run:
-            raise InputError("run must name the run folder")
+        check_data_and_run(self)
         if self.arch not in GAN_ARCHS:
             raise InputError(
                 f"unknown GAN architecture {self.arch!r}; choose from {', '.join(GAN_ARCHS)}"
@@ -223,29 +215,7 @@ class GanTrainConfig:
                 "diffaugment", "a policy string such as 'color,translation'", self.diffaugment
             )
         DiffAugment(self.diffaugment)  # raises InputError for an unknown policy
-        _bool("hflip", self.hflip)
-        if self.precision not in PRECISIONS:
-            raise InputError(
-                f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}"
-            )
-        _bool("channels_last", self.channels_last)
-        _bool("deterministic", self.deterministic)
-        _int("seed", self.seed, 0, 2**63 - 1)
-        if self.device not in DEVICES:
-            raise InputError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
-        _int("num_workers", self.num_workers, 0, 64)
-        for name in ("log_every", "sample_every", "ckpt_every"):
-            _int(name, getattr(self, name), 0)
-        _int("keep_last", self.keep_last, 1)
-        _int("n_samples", self.n_samples, 1, 1024)
-        _bool("tensorboard", self.tensorboard)
-        if self.metric not in TRACKED_METRICS:
-            raise InputError(
-                f"unknown tracked metric {self.metric!r}; choose from "
-                f"{', '.join(repr(m) for m in TRACKED_METRICS)}"
-            )
-        _int("metric_every", self.metric_every, 0)
-        _int("metric_samples", self.metric_samples, 16, 100_000)
+        check_run_fields(self)
 
     # ----------------------------------------------------------------------------------------
 

@@ -85,26 +85,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from impasto.data import make_loader, open_dataset
-from impasto.device import DEVICES, PRECISIONS, autocast, resolve_device, resolve_precision
+from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
-from impasto.gan.config import TRACKED_METRICS, _bool, _int, _number
+from impasto.gan.config import check_run_fields
 from impasto.gan.losses import GanLoss, d_loss_wgan
-from impasto.gan.training import (
-    _all_reduce_grads,
-    _Batches,
-    _broadcast_buffers,
-    _derive_seed,
-    _EpochSampler,
-    _grad_norm,
-    _metric_reference,
-    _runtime_flags,
-    _tracked_metric,
-)
+from impasto.gan.training import _metric_reference, _tracked_metric
 from impasto.nets.gan import sample_latents
 from impasto.nets.pggan import (
     PgganGenerator,
@@ -117,21 +106,31 @@ from impasto.nets.pggan import (
 )
 from impasto.train import (
     EMA,
+    Batches,
     CheckpointManager,
     DistInfo,
+    EpochSampler,
     RunLogger,
-    all_reduce_mean,
-    capture_rng_state,
+    agree_across_ranks,
+    all_reduce_grads,
+    broadcast_buffers,
     check_finite,
-    cleanup,
-    init_distributed,
-    is_distributed,
+    derive_seed,
+    gather_rng_states,
+    grad_norm,
     load_checkpoint,
+    loader_workers,
     resolve_checkpoint,
     restore,
-    restore_rng_state,
+    restore_rng_for_rank,
     save_config,
+    training_session,
+    wrap_ddp,
 )
+from impasto.train.config import check_bool as _bool
+from impasto.train.config import check_data_and_run
+from impasto.train.config import check_int as _int
+from impasto.train.config import check_number as _number
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -434,10 +433,7 @@ class PgganTrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`InputError` (one line) for the first bad value; does no I/O."""
-        if not isinstance(self.data, str) or not self.data:
-            raise InputError("data must name the training images (a folder or a file)")
-        if not isinstance(self.run, str) or not self.run:
-            raise InputError("run must name the run folder")
+        check_data_and_run(self)
         if self.arch != "pggan":
             raise InputError(f"a PgganTrainConfig trains arch 'pggan', not {self.arch!r}")
         self.net_config()  # resolution, channels, widths, z_dim, ...
@@ -456,29 +452,7 @@ class PgganTrainConfig:
         _number("ema_beta", self.ema_beta, below=1.0)
         if self.ema_rampup is not None:
             _number("ema_rampup", self.ema_rampup)
-        _bool("hflip", self.hflip)
-        if self.precision not in PRECISIONS:
-            raise InputError(
-                f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}"
-            )
-        _bool("channels_last", self.channels_last)
-        _bool("deterministic", self.deterministic)
-        _int("seed", self.seed, 0, 2**63 - 1)
-        if self.device not in DEVICES:
-            raise InputError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
-        _int("num_workers", self.num_workers, 0, 64)
-        for name in ("log_every", "sample_every", "ckpt_every"):
-            _int(name, getattr(self, name), 0)
-        _int("keep_last", self.keep_last, 1)
-        _int("n_samples", self.n_samples, 1, 1024)
-        _bool("tensorboard", self.tensorboard)
-        if self.metric not in TRACKED_METRICS:
-            raise InputError(
-                f"unknown tracked metric {self.metric!r}; choose from "
-                f"{', '.join(repr(m) for m in TRACKED_METRICS)}"
-            )
-        _int("metric_every", self.metric_every, 0)
-        _int("metric_samples", self.metric_samples, 16, 100_000)
+        check_run_fields(self)
         if self.metric == "swd" and self.resolution < _SWD_MIN_RESOLUTION:
             raise InputError(
                 f"metric 'swd' needs a target resolution of at least {_SWD_MIN_RESOLUTION}, "
@@ -622,17 +596,8 @@ def train(
     if not isinstance(config, PgganTrainConfig):
         raise TypeError(f"train expects a PgganTrainConfig, not {type(config).__name__}")
     config.validate()
-    device = resolve_device(config.device)
-    owns_group = not is_distributed()
-    info = init_distributed(device.type)
-    if info.is_distributed:
-        device = info.device
-    try:
-        with _runtime_flags(config.deterministic, device):
-            return _train(config, info, device, resume, progress, abort)
-    finally:
-        if owns_group and info.is_distributed:
-            cleanup()
+    with training_session(resolve_device(config.device), config.deterministic) as (info, device):
+        return _train(config, info, device, resume, progress, abort)
 
 
 def _check_resume_fits(ckpt: Mapping[str, Any], net: PgganNetConfig) -> None:
@@ -695,12 +660,9 @@ def _train(  # noqa: C901  (one loop, told in order)
         config.data, resolution=config.resolution, channels=config.channels,
         hflip=config.hflip, seed=config.seed,
     )
-    num_workers = config.num_workers
-    if config.deterministic and num_workers:
-        log.info("deterministic mode: loading data in the main process (num_workers 0)")
-        num_workers = 0
-    sampler = _EpochSampler(
-        dataset, world_size=world, rank=rank, seed=_derive_seed(config.seed, _STREAM_DATA)
+    num_workers = loader_workers(config.num_workers, config.deterministic)
+    sampler = EpochSampler(
+        dataset, world_size=world, rank=rank, seed=derive_seed(config.seed, _STREAM_DATA)
     )
     # One loader per batch size of the schedule, made now so a batch larger than the data
     # fails before anything is written.
@@ -730,8 +692,8 @@ def _train(  # noqa: C901  (one loop, told in order)
 
     opt_g, opt_d = optimizers()
     gen_latents = torch.Generator(device=device)
-    gen_latents.manual_seed(_derive_seed(config.seed, _STREAM_LATENTS, rank))
-    torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank))  # the penalty's draws
+    gen_latents.manual_seed(derive_seed(config.seed, _STREAM_LATENTS, rank))
+    torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank))  # the penalty's draws
     generators = {"latents": gen_latents}
 
     step, images_seen, epoch, pos, prev_phase = 0, 0, 0, 0, -1
@@ -744,22 +706,10 @@ def _train(  # noqa: C901  (one loop, told in order)
         saved_stage = extra["stage"]
         prev_phase = int(saved_stage.get("phase_index", -1))
         last_stage = Stage(**{k: saved_stage[k] for k in Stage.__dataclass_fields__})
-        saved_world = int(extra.get("world_size", 1))
-        if saved_world == world:
-            state = ckpt["rng"] if world == 1 else (extra.get("rng_per_rank") or [None])[rank]
-            if state is None:
-                raise InputError(f"{ckpt['path']}: no random number generator state to resume")
-            try:
-                restore_rng_state(state, generators)
-            except InputError as e:
-                raise InputError(f"{ckpt['path']}: {e}") from None
-        else:
-            log.warning(
-                "%s was saved by %d processes, resumed by %d: the data order and random "
-                "streams start afresh from the next epoch", ckpt["path"], saved_world, world,
-            )
-            gen_latents.manual_seed(_derive_seed(config.seed, _STREAM_LATENTS, rank, step))
-            torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank, step))
+        if not restore_rng_for_rank(ckpt, generators, rank=rank, world_size=world):
+            # saved by another number of processes: fresh streams from the next epoch
+            gen_latents.manual_seed(derive_seed(config.seed, _STREAM_LATENTS, rank, step))
+            torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank, step))
             epoch, pos = epoch + (pos > 0), 0
         if images_seen >= total_images:
             log.warning("%s has seen %d images; the run is %d long: nothing to do",
@@ -777,9 +727,7 @@ def _train(  # noqa: C901  (one loop, told in order)
         G_train: nn.Module = G
         D_train: nn.Module = D
         if info.is_distributed:
-            ids = [device.index] if device.type == "cuda" else None
-            G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
-            D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+            G_train, D_train = wrap_ddp(G, device), wrap_ddp(D, device)
         return (
             PgganLoss(G, D_train, **opts),  # D's phase through DDP(D)
             PgganLoss(G, D, **opts),  # the penalty on the plain D
@@ -796,10 +744,10 @@ def _train(  # noqa: C901  (one loop, told in order)
         logger = RunLogger(
             run, tensorboard=config.tensorboard, resume_step=step if ckpt is not None else None
         )
-    g_fixed = torch.Generator().manual_seed(_derive_seed(config.seed, _STREAM_SAMPLES))
+    g_fixed = torch.Generator().manual_seed(derive_seed(config.seed, _STREAM_SAMPLES))
     fixed_z = sample_latents(config.n_samples, config.z_dim, g_fixed).to(device)
     last_ckpt: Path | None = Path(ckpt["path"]) if ckpt is not None else None
-    batches: _Batches | None = None
+    batches: Batches | None = None
 
     def save() -> None:
         nonlocal last_ckpt
@@ -810,11 +758,8 @@ def _train(  # noqa: C901  (one loop, told in order)
             "epoch": data_at.epoch if data_at is not None else epoch,
             "pos": data_at.pos if data_at is not None else pos,
             "world_size": world,
+            **gather_rng_states(generators, world),
         }
-        if info.is_distributed:
-            states: list[Any] = [None] * world
-            dist.all_gather_object(states, capture_rng_state(generators))
-            extra["rng_per_rank"] = states
         if info.is_main:
             kw = dict(
                 kind=CHECKPOINT_KIND, config=config, images_seen=images_seen,
@@ -889,7 +834,7 @@ def _train(  # noqa: C901  (one loop, told in order)
             bs = stage.batch_size
             if batches is None or batches.loader is not loaders[bs]:
                 at = (batches.epoch, batches.pos) if batches is not None else (epoch, pos)
-                batches = _Batches(loaders[bs], sampler, *at)
+                batches = Batches(loaders[bs], sampler, *at)
             if stage.phase_index != wired:
                 loss_d, loss_pen, loss_g = wire(stage)
                 wired = stage.phase_index
@@ -912,9 +857,9 @@ def _train(  # noqa: C901  (one loop, told in order)
             loss_d.last_fake = None
             stats |= loss_pen.penalty_step(real, fake)
             if info.is_distributed:
-                _all_reduce_grads(D, world)
+                all_reduce_grads(D, world)
             if log_now:
-                norms["grad_norm_d"] = _grad_norm(D)
+                norms["grad_norm_d"] = grad_norm(D)
             opt_d.step()
             images_seen += bs * world
             # -- G phase
@@ -922,18 +867,13 @@ def _train(  # noqa: C901  (one loop, told in order)
             opt_g.zero_grad(set_to_none=True)
             stats |= loss_g.g_step(z)
             if log_now:
-                norms["grad_norm_g"] = _grad_norm(G)
+                norms["grad_norm_g"] = grad_norm(G)
             opt_g.step()
             step += 1
             last_stage = stage
 
             stop = bool(abort()) if abort is not None else False
-            if info.is_distributed:
-                keys = sorted(stats)
-                vec = torch.tensor([stats[k] for k in keys] + [float(stop)], dtype=torch.float64)
-                vec = all_reduce_mean(vec.to(device)).cpu().tolist()
-                stats = dict(zip(keys, vec[:-1]))
-                stop = vec[-1] > 0
+            stats, stop = agree_across_ranks(stats, stop, device, info.is_distributed)
             check_finite(stats, step, checkpoint=last_ckpt)
             ema.update(G, images_seen=images_seen)
 
@@ -963,7 +903,7 @@ def _train(  # noqa: C901  (one loop, told in order)
                 bool(config.metric)
                 and stage.resolution == config.resolution
                 and not stage.fading
-                and (due(config.metric_every) or done)
+                and (due(config.metric_every) or done or stop)
             )
             if measure_now:
                 measure()  # rank 0 only
@@ -974,8 +914,7 @@ def _train(  # noqa: C901  (one loop, told in order)
                 aborted = True
                 break
         if info.is_distributed:
-            for module in (G, D, ema.model):
-                _broadcast_buffers(module)
+            broadcast_buffers(G, D, ema.model)
     finally:
         if logger is not None:
             logger.close()

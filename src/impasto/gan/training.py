@@ -16,7 +16,7 @@ a resume for ``N`` more, give bit-identical weights, optimiser states and RNG st
 steps straight.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its own shard of every epoch
-(a :class:`~torch.utils.data.distributed.DistributedSampler`), G and D are wrapped in
+(an :class:`~impasto.train.EpochSampler`: a DistributedSampler's indices), G and D are wrapped in
 :class:`~torch.nn.parallel.DistributedDataParallel`, and only rank 0 writes logs, samples and
 checkpoints. DDP's gradient hooks fire only for the passes run through the wrapper, so:
 
@@ -35,22 +35,17 @@ checkpoints. DDP's gradient hooks fire only for the passes run through the wrapp
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import Sampler
-from torch.utils.data.distributed import DistributedSampler
 
 from impasto.data import make_loader, open_dataset
 from impasto.device import autocast, resolve_device, resolve_precision
@@ -61,20 +56,26 @@ from impasto.gan.losses import GanLoss
 from impasto.nets.gan import GanNetConfig, build_gan, sample_latents
 from impasto.train import (
     EMA,
+    Batches,
     CheckpointManager,
     DistInfo,
+    EpochSampler,
     RunLogger,
-    all_reduce_mean,
-    capture_rng_state,
+    agree_across_ranks,
+    all_reduce_grads,
+    broadcast_buffers,
     check_finite,
-    cleanup,
-    init_distributed,
-    is_distributed,
+    derive_seed,
+    gather_rng_states,
+    grad_norm,
     load_checkpoint,
+    loader_workers,
     resolve_checkpoint,
     restore,
-    restore_rng_state,
+    restore_rng_for_rank,
     save_config,
+    training_session,
+    wrap_ddp,
 )
 
 __all__ = [
@@ -139,114 +140,6 @@ class RunResult:
 # small helpers
 
 
-def _derive_seed(*parts: int) -> int:
-    """A 62-bit seed mixing ``parts`` (independent streams from one user seed)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 2)
-
-
-def _grad_norm(module: nn.Module) -> float:
-    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
-
-
-def _all_reduce_grads(module: nn.Module, world_size: int) -> None:
-    """Average the gradients of ``module`` over the processes (one flat all-reduce)."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset : offset + n].reshape(g.shape))
-        offset += n
-
-
-def _broadcast_buffers(module: nn.Module) -> None:
-    for b in module.buffers():
-        dist.broadcast(b, 0)
-
-
-@contextlib.contextmanager
-def _runtime_flags(deterministic: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms (or cuDNN autotuning) for the run; the previous global settings
-    are put back afterwards."""
-    det = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    bench, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-    try:
-        if deterministic:
-            if device.type == "cuda":
-                # cuBLAS needs a fixed workspace to be deterministic (read at its first use).
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        yield
-    finally:
-        torch.use_deterministic_algorithms(det, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = bench
-        torch.backends.cudnn.deterministic = cudnn_det
-
-
-class _EpochSampler(Sampler[int]):
-    """This process's indices of one epoch (a :class:`DistributedSampler`: the shuffle depends
-    only on the seed and the epoch; with one process it is a plain seeded shuffle), able to skip
-    the indices a resumed run already used in its first epoch."""
-
-    def __init__(self, dataset: Any, *, world_size: int, rank: int, seed: int) -> None:
-        self.inner = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
-        self._skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def skip_next(self, count: int) -> None:
-        """Leave out the first ``count`` indices of the next iteration only."""
-        self._skip = int(count)
-
-    def __iter__(self) -> Iterator[int]:
-        skip, self._skip = self._skip, 0
-        return itertools.islice(iter(self.inner), skip, None)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-
-class _Batches:
-    """Endless batches from an :class:`~impasto.data.EpochLoader`, with the position in the
-    current epoch (``epoch``, ``pos`` = indices used by this process) for checkpoints."""
-
-    def __init__(self, loader: Any, sampler: _EpochSampler, epoch: int, pos: int) -> None:
-        self.loader, self.sampler = loader, sampler
-        self.epoch, self.pos = epoch, pos
-        self._it: Iterator | None = None
-
-    def _start(self, skip: int) -> None:
-        self.loader.set_epoch(self.epoch)
-        self.sampler.skip_next(skip)
-        self._it = iter(self.loader)
-
-    def next(self) -> tuple[Tensor, Tensor]:
-        if self._it is None:
-            self._start(self.pos)
-        assert self._it is not None
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self.epoch, self.pos = self.epoch + 1, 0
-            self._start(0)
-            batch = next(self._it)
-        self.pos += int(batch[0].shape[0])
-        return batch
-
-
 def _check_resume_fits(ckpt: Mapping[str, Any], net: GanNetConfig) -> None:
     src = ckpt.get("path", "checkpoint")
     saved = (ckpt.get("extra") or {}).get("net")
@@ -269,7 +162,7 @@ def _check_resume_fits(ckpt: Mapping[str, Any], net: GanNetConfig) -> None:
 
 def _metric_reference(dataset: Any, n: int, seed: int) -> Tensor:
     """``n`` real images (uint8 ``(n, C, R, R)``), a seeded choice, the same on every resume."""
-    g = torch.Generator().manual_seed(_derive_seed(seed, _STREAM_METRIC))
+    g = torch.Generator().manual_seed(derive_seed(seed, _STREAM_METRIC))
     order = torch.randperm(len(dataset), generator=g)[: min(n, len(dataset))]
     return torch.stack([dataset.image_u8(int(i)) for i in order])
 
@@ -290,7 +183,7 @@ def _tracked_metric(
     from impasto.metrics.swd import swd
 
     n = real_u8.shape[0]
-    g = torch.Generator(device=device).manual_seed(_derive_seed(config.seed, _STREAM_METRIC, 1))
+    g = torch.Generator(device=device).manual_seed(derive_seed(config.seed, _STREAM_METRIC, 1))
     fakes = []
     was_training = G.training
     G.eval()
@@ -315,7 +208,7 @@ def sample_grid_inputs(
 ) -> tuple[Tensor, Tensor | None]:
     """The fixed latents ``(n_samples, z_dim)`` (CPU) and labels (every class in turn, or None)
     of a run's sample grids: the same at every step and after a resume."""
-    g = torch.Generator().manual_seed(_derive_seed(config.seed, _STREAM_SAMPLES))
+    g = torch.Generator().manual_seed(derive_seed(config.seed, _STREAM_SAMPLES))
     z = sample_latents(config.n_samples, config.z_dim, g)
     y = torch.arange(config.n_samples) % num_classes if num_classes else None
     return z, y
@@ -351,17 +244,8 @@ def train(
         raise TypeError(f"train expects a GanTrainConfig, not {type(config).__name__}")
     config.validate()
     config = config.resolved()
-    device = resolve_device(config.device)
-    owns_group = not is_distributed()
-    info = init_distributed(device.type)
-    if info.is_distributed:
-        device = info.device
-    try:
-        with _runtime_flags(config.deterministic, device):
-            return _train(config, info, device, resume, progress, abort)
-    finally:
-        if owns_group and info.is_distributed:
-            cleanup()
+    with training_session(resolve_device(config.device), config.deterministic) as (info, device):
+        return _train(config, info, device, resume, progress, abort)
 
 
 def _train(  # noqa: C901  (one loop, told in order)
@@ -414,12 +298,9 @@ def _train(  # noqa: C901  (one loop, told in order)
     if config.loss == "wgan-gp" and net_config.d_norm == "batch":
         log.warning("WGAN-GP with batch norm in D: the per-sample penalty is ill-defined; "
                     "consider d_norm 'layer'")
-    num_workers = config.num_workers
-    if config.deterministic and num_workers:
-        log.info("deterministic mode: loading data in the main process (num_workers 0)")
-        num_workers = 0
-    sampler = _EpochSampler(
-        dataset, world_size=world, rank=rank, seed=_derive_seed(config.seed, _STREAM_DATA)
+    num_workers = loader_workers(config.num_workers, config.deterministic)
+    sampler = EpochSampler(
+        dataset, world_size=world, rank=rank, seed=derive_seed(config.seed, _STREAM_DATA)
     )
     loader = make_loader(
         dataset, config.batch_size, seed=config.seed, num_workers=num_workers, sampler=sampler
@@ -443,10 +324,10 @@ def _train(  # noqa: C901  (one loop, told in order)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
     gen_latents = torch.Generator(device=device)
-    gen_latents.manual_seed(_derive_seed(config.seed, _STREAM_LATENTS, rank))
+    gen_latents.manual_seed(derive_seed(config.seed, _STREAM_LATENTS, rank))
     gen_augment = torch.Generator(device=device)
-    gen_augment.manual_seed(_derive_seed(config.seed, _STREAM_AUGMENT, rank))
-    torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank))  # penalties' draws
+    gen_augment.manual_seed(derive_seed(config.seed, _STREAM_AUGMENT, rank))
+    torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank))  # penalties' draws
     generators = {"latents": gen_latents, "augment": gen_augment, "loader": loader.generator}
     augment = DiffAugment(config.diffaugment, generator=gen_augment) if config.diffaugment else None
 
@@ -456,37 +337,22 @@ def _train(  # noqa: C901  (one loop, told in order)
         extra = ckpt["extra"]
         step, images_seen = ckpt["step"], ckpt["images_seen"]
         epoch, pos = int(extra.get("epoch", 0)), int(extra.get("pos", 0))
-        saved_world = int(extra.get("world_size", 1))
-        if saved_world == world:
-            state = ckpt["rng"] if world == 1 else (extra.get("rng_per_rank") or [None])[rank]
-            if state is None:
-                raise InputError(f"{ckpt['path']}: no random number generator state to resume")
-            try:
-                restore_rng_state(state, generators)
-            except InputError as e:
-                raise InputError(f"{ckpt['path']}: {e}") from None
-        else:
-            log.warning(
-                "%s was saved by %d processes, resumed by %d: the data order and random "
-                "streams start afresh from the next epoch",
-                ckpt["path"], saved_world, world,
-            )
+        if not restore_rng_for_rank(ckpt, generators, rank=rank, world_size=world):
+            # saved by another number of processes: fresh streams from the next epoch
             for g, stream in ((gen_latents, _STREAM_LATENTS), (gen_augment, _STREAM_AUGMENT)):
-                g.manual_seed(_derive_seed(config.seed, stream, rank, step))
-            torch.manual_seed(_derive_seed(config.seed, _STREAM_TORCH, rank, step))
+                g.manual_seed(derive_seed(config.seed, stream, rank, step))
+            torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank, step))
             epoch, pos = epoch + (pos > 0), 0
         if step >= total_steps:
             log.warning("%s is at step %d; the run is %d steps long: nothing to do",
                         ckpt["path"], step, total_steps)
-    batches = _Batches(loader, sampler, epoch, pos)
+    batches = Batches(loader, sampler, epoch, pos)
 
     # -- distributed wrappers and the loss phases --------------------------------------------
     G_train: nn.Module = G
     D_train: nn.Module = D
     if info.is_distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
-        D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+        G_train, D_train = wrap_ddp(G, device), wrap_ddp(D, device)
     amp = None if dtype == torch.float32 else (lambda: autocast(device, dtype))
     opts = dict(gp_weight=config.gp_weight, r1_gamma=config.r1_gamma, augment=augment,
                 autocast=amp)
@@ -519,11 +385,8 @@ def _train(  # noqa: C901  (one loop, told in order)
             "epoch": batches.epoch,
             "pos": batches.pos,
             "world_size": world,
+            **gather_rng_states(generators, world),  # every rank's, so each resumes its own
         }
-        if info.is_distributed:  # every rank's random streams, so each resumes its own
-            states: list[Any] = [None] * world
-            dist.all_gather_object(states, capture_rng_state(generators))
-            extra["rng_per_rank"] = states
         if info.is_main:
             kw = dict(
                 kind=kind,
@@ -594,9 +457,9 @@ def _train(  # noqa: C901  (one loop, told in order)
                             fake = G(z, y) if y is not None else G(z)
                     stats |= loss_pen.penalty_step(real, fake, y)
                     if info.is_distributed:
-                        _all_reduce_grads(D, world)
+                        all_reduce_grads(D, world)
                 if log_now:
-                    norms["grad_norm_d"] = _grad_norm(D)
+                    norms["grad_norm_d"] = grad_norm(D)
                 opt_d.step()
                 images_seen += batch_size * world
             # -- G phase
@@ -604,18 +467,13 @@ def _train(  # noqa: C901  (one loop, told in order)
             opt_g.zero_grad(set_to_none=True)
             stats |= loss_g.g_step(z, y)
             if log_now:
-                norms["grad_norm_g"] = _grad_norm(G)
+                norms["grad_norm_g"] = grad_norm(G)
             opt_g.step()
             step += 1
 
             # -- agree across ranks on the losses (for the NaN check and logs) and on abort
             stop = bool(abort()) if abort is not None else False
-            if info.is_distributed:
-                keys = sorted(stats)
-                vec = torch.tensor([stats[k] for k in keys] + [float(stop)], dtype=torch.float64)
-                vec = all_reduce_mean(vec.to(device)).cpu().tolist()
-                stats = dict(zip(keys, vec[:-1]))
-                stop = vec[-1] > 0
+            stats, stop = agree_across_ranks(stats, stop, device, info.is_distributed)
             check_finite(stats, step, checkpoint=last_ckpt)
             ema.update(G, images_seen=images_seen)
 
@@ -635,7 +493,9 @@ def _train(  # noqa: C901  (one loop, told in order)
                 })
             if due(config.sample_every) or step == total_steps:
                 samples()
-            measure_now = bool(config.metric) and (due(config.metric_every) or step == total_steps)
+            measure_now = bool(config.metric) and (
+                due(config.metric_every) or step == total_steps or stop
+            )
             if measure_now:
                 measure()  # rank 0 only
             if due(config.ckpt_every) or step == total_steps or stop or measure_now:
@@ -648,8 +508,7 @@ def _train(  # noqa: C901  (one loop, told in order)
                 aborted = True
                 break
         if info.is_distributed:
-            for module in (G, D, ema.model):
-                _broadcast_buffers(module)
+            broadcast_buffers(G, D, ema.model)
     finally:
         if logger is not None:
             logger.close()

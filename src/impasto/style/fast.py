@@ -49,9 +49,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from impasto import __version__
 from impasto.data import make_loader
@@ -70,24 +69,29 @@ from impasto.nets.transformer import TransformerConfig, TransformerNet
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19_WEIGHTS, VGG19Features
 from impasto.style.losses import PerceptualLoss
 from impasto.train import (
+    Batches,
     CheckpointManager,
     DistInfo,
+    EpochSampler,
     RunLogger,
-    all_reduce_mean,
-    capture_rng_state,
+    agree_across_ranks,
+    broadcast_buffers,
     check_finite,
-    cleanup,
     config_from_dict,
     config_to_dict,
-    init_distributed,
-    is_distributed,
+    derive_seed,
+    gather_rng_states,
     load_checkpoint,
+    loader_workers,
     resolve_checkpoint,
     restore,
-    restore_rng_state,
+    restore_rng_for_rank,
     save_checkpoint,
     save_config,
+    training_session,
+    wrap_ddp,
 )
+from impasto.train.config import check_bool, check_int, check_number
 
 __all__ = [
     "ADV_LOSSES",
@@ -132,17 +136,11 @@ _STREAM_TORCH, _STREAM_DATA, _STREAM_CROPS = 1, 2, 3
 
 
 def _check_number(name: str, value: Any, *, positive: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= 0 if positive else value < 0):
-        what = "a positive number" if positive else "a number >= 0"
-        raise InputError(f"{name.replace('_', ' ')} must be {what}, not {value!r}")
+    check_number(name.replace("_", " "), value, positive=positive)  # "tv weight must be ..."
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(
-            f"{name.replace('_', ' ')} must be a whole number >= {minimum}, not {value!r}"
-        )
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    check_int(name.replace("_", " "), value, minimum, maximum)
 
 
 @dataclass
@@ -226,9 +224,9 @@ class FastStyleConfig:
         checked by :func:`train_fast_style` itself."""
         for name in ("size", "style_size", "adv_crop"):
             _check_int(name, getattr(self, name), 16)
-        for name in ("batch_size", "steps", "keep_last", "n_samples", "disc_width",
-                     "disc_layers"):
+        for name in ("batch_size", "steps", "keep_last", "n_samples", "disc_width"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("disc_layers", self.disc_layers, 1, 10)  # 10: patches of ~3000 px
         for name in ("seed", "num_workers", "log_every", "sample_every", "ckpt_every"):
             _check_int(name, getattr(self, name), 0)
         for name in ("content_weight", "style_weight", "tv_weight", "adversarial_weight"):
@@ -271,8 +269,7 @@ class FastStyleConfig:
             raise InputError(f"unknown precision '{self.precision}'; choose from "
                              f"{', '.join(PRECISIONS)}")
         for name in ("hflip", "channels_last", "deterministic", "tensorboard"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be true or false, not {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         if not self.output:
             raise InputError("give the model file to write (output)")
         if self.run_folder().absolute() == Path(self.output).absolute():
@@ -296,11 +293,6 @@ class FastStyleConfig:
 
 # --------------------------------------------------------------------------------------------
 # data
-
-
-def _derive_seed(*parts: int) -> int:
-    """A 62-bit seed mixing ``parts`` (independent streams from one user seed)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 2)
 
 
 class ContentCrops(Dataset):
@@ -396,12 +388,10 @@ class ContentCrops(Dataset):
                           False)
 
 
-class _EpochSampler(Sampler[int]):
-    """This process's indices of one epoch: a seeded shuffle of all ``n`` (a function of the
-    seed and the epoch only), of which process ``rank`` of ``world_size`` takes every
-    ``world_size``-th from position ``rank`` (the last ``n % world_size`` are left out, so
-    every process has as many); with one process, the whole shuffle. It can skip the indices
-    a resumed run already used in its current epoch."""
+class _EpochSampler(EpochSampler):
+    """The content photos' :class:`~impasto.train.EpochSampler`: each epoch a shuffle seeded
+    with ``derive_seed(seed, epoch)`` (the ``"derived"`` order), shared out among the
+    processes; fewer photos than processes is an :class:`InputError`."""
 
     def __init__(self, n: int, seed: int, *, world_size: int = 1, rank: int = 0) -> None:
         if n < world_size:
@@ -409,52 +399,7 @@ class _EpochSampler(Sampler[int]):
                 f"the content folder has {n} usable photos, fewer than the {world_size} "
                 "training processes; add photos or start fewer processes"
             )
-        self.n, self.seed = n, seed
-        self.world_size, self.rank = world_size, rank
-        self.epoch, self._skip = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def skip_next(self, count: int) -> None:
-        self._skip = int(count)
-
-    def __iter__(self) -> Iterator[int]:
-        skip, self._skip = self._skip, 0
-        g = torch.Generator().manual_seed(_derive_seed(self.seed, self.epoch))
-        order = torch.randperm(self.n, generator=g).tolist()
-        mine = order[self.rank : len(self) * self.world_size : self.world_size]
-        return iter(mine[skip:])
-
-    def __len__(self) -> int:
-        return self.n // self.world_size
-
-
-class _Batches:
-    """Endless batches with the position in the current epoch (for checkpoints)."""
-
-    def __init__(self, loader: Any, sampler: _EpochSampler, epoch: int, pos: int) -> None:
-        self.loader, self.sampler = loader, sampler
-        self.epoch, self.pos = epoch, pos
-        self._it: Iterator | None = None
-
-    def _start(self, skip: int) -> None:
-        self.loader.set_epoch(self.epoch)
-        self.sampler.skip_next(skip)
-        self._it = iter(self.loader)
-
-    def next(self) -> Tensor:
-        if self._it is None:
-            self._start(self.pos)
-        assert self._it is not None
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self.epoch, self.pos = self.epoch + 1, 0
-            self._start(0)
-            batch = next(self._it)
-        self.pos += int(batch.shape[0])
-        return batch
+        super().__init__(n, seed, world_size=world_size, rank=rank, order="derived")
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,27 +577,6 @@ class FastStyleResult:
     world_size: int = 1
 
 
-@contextlib.contextmanager
-def _runtime_flags(deterministic: bool, device: torch.device) -> Iterator[None]:
-    det = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    bench, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-    try:
-        if deterministic:
-            if device.type == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        yield
-    finally:
-        torch.use_deterministic_algorithms(det, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = bench
-        torch.backends.cudnn.deterministic = cudnn_det
-
-
 def _check_writable(path: Path, what: str) -> None:
     if path.is_dir():
         raise InputError(escape_line(f"{path}: is a folder; give a file name for the {what}"))
@@ -732,28 +656,14 @@ def train_fast_style(
     if not isinstance(config, FastStyleConfig):
         raise TypeError(f"train_fast_style expects a FastStyleConfig, not {type(config).__name__}")
     config.validate()
-    device = resolve_device(config.device)
-    owns_group = not is_distributed()
-    info = init_distributed(device.type)
-    if info.is_distributed:
-        device = info.device
-    try:
-        with _runtime_flags(config.deterministic, device):
-            return _train(config, info, device, resume, progress, abort, vgg)
-    finally:
-        if owns_group and info.is_distributed:
-            cleanup()
+    with training_session(resolve_device(config.device), config.deterministic) as (info, device):
+        return _train(config, info, device, resume, progress, abort, vgg)
 
 
 def _stream_seed(seed: int, stream: int, rank: int, *more: int) -> int:
     """The seed of a random stream on process ``rank``; rank 0's streams are those of a
     single-process run (so one process trains exactly as before DDP existed)."""
-    return _derive_seed(seed, stream, *((rank,) if rank or more else ()), *more)
-
-
-def _broadcast_buffers(module: nn.Module) -> None:
-    for b in module.buffers():
-        dist.broadcast(b, 0)
+    return derive_seed(seed, stream, *((rank,) if rank or more else ()), *more)
 
 
 def _all_finite(module: nn.Module) -> bool:
@@ -804,11 +714,8 @@ def _train(  # noqa: C901  (one loop, told in order)
             f"adversarial crop {config.adv_crop} does not fit the style image at style size "
             f"{config.style_size} ({style_img.width}x{style_img.height}); lower --adv-crop"
         )
-    num_workers = config.num_workers
-    if config.deterministic and num_workers:
-        log.info("deterministic mode: loading data in the main process (num_workers 0)")
-        num_workers = 0
-    sampler = _EpochSampler(len(dataset), _derive_seed(config.seed, _STREAM_DATA),
+    num_workers = loader_workers(config.num_workers, config.deterministic)
+    sampler = _EpochSampler(len(dataset), derive_seed(config.seed, _STREAM_DATA),
                             world_size=world, rank=rank)
     loader = make_loader(dataset, config.batch_size, seed=config.seed, num_workers=num_workers,
                          sampler=sampler)
@@ -848,37 +755,23 @@ def _train(  # noqa: C901  (one loop, told in order)
         extra = ckpt["extra"]
         step = int(ckpt["step"])
         epoch, pos = int(extra.get("epoch", 0)), int(extra.get("pos", 0))
-        saved_world = int(extra.get("world_size", 1))
-        if saved_world == world:
-            state = ckpt["rng"] if world == 1 else (extra.get("rng_per_rank") or [None])[rank]
-            if state is None:
-                raise InputError(f"{ckpt['path']}: no random number generator state to resume")
-            try:
-                restore_rng_state(state, generators)
-            except InputError as e:
-                raise InputError(f"{ckpt['path']}: {e}") from None
-        else:
-            log.warning(
-                "%s was saved by %d processes, resumed by %d: the data order and random "
-                "streams start afresh from the next epoch",
-                ckpt["path"], saved_world, world,
-            )
+        if not restore_rng_for_rank(ckpt, generators, rank=rank, world_size=world):
+            # saved by another number of processes: fresh streams from the next epoch
             gen_crops.manual_seed(_stream_seed(config.seed, _STREAM_CROPS, rank, step))
             torch.manual_seed(_stream_seed(config.seed, _STREAM_TORCH, rank, step))
             epoch, pos = epoch + (pos > 0), 0
         if step >= config.steps:
             log.warning("%s is at step %d; the run is %d steps long: nothing to do",
                         ckpt["path"], step, config.steps)
-    batches = _Batches(loader, sampler, epoch, pos)
+    batches = Batches(loader, sampler, epoch, pos)
 
     # -- distributed wrappers and the loss phases --------------------------------------------
     net_train: nn.Module = net
     D_train: nn.Module | None = D
     if info.is_distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        net_train = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        net_train = wrap_ddp(net, device)
         if D is not None:
-            D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+            D_train = wrap_ddp(D, device)
     amp = None if dtype == torch.float32 else (lambda: autocast(device, dtype))
     opts = dict(style=style, adversarial_weight=config.adversarial_weight, kind=config.adv_loss,
                 crop=config.adv_crop, generator=gen_crops, autocast=amp)
@@ -908,11 +801,8 @@ def _train(  # noqa: C901  (one loop, told in order)
             "pos": batches.pos,
             "style_name": style_name,
             "world_size": world,
+            **gather_rng_states(generators, world),  # every rank's, so each resumes its own
         }
-        if info.is_distributed:  # every rank's random streams, so each resumes its own
-            states: list[Any] = [None] * world
-            dist.all_gather_object(states, capture_rng_state(generators))
-            extra["rng_per_rank"] = states
         if info.is_main:
             last_ckpt = manager.save(
                 step, kind=TRAIN_KIND, config=config, images_seen=step * batch_all,
@@ -965,12 +855,7 @@ def _train(  # noqa: C901  (one loop, told in order)
 
             # -- agree across ranks on the losses (for the NaN check and logs) and on abort
             stop = bool(abort()) if abort is not None else False
-            if info.is_distributed:
-                keys = sorted(stats)
-                vec = torch.tensor([stats[k] for k in keys] + [float(stop)], dtype=torch.float64)
-                vec = all_reduce_mean(vec.to(device)).cpu().tolist()
-                stats = dict(zip(keys, vec[:-1]))
-                stop = vec[-1] > 0
+            stats, stop = agree_across_ranks(stats, stop, device, info.is_distributed)
             check_finite(stats, step, checkpoint=last_ckpt)
 
             # -- rank 0: logs and samples; every rank: checkpoints (they gather RNG states)
@@ -994,9 +879,7 @@ def _train(  # noqa: C901  (one loop, told in order)
                 aborted = True
                 break
         if info.is_distributed:
-            for module in (net, D):
-                if module is not None:
-                    _broadcast_buffers(module)
+            broadcast_buffers(net, D)
     except KeyboardInterrupt:
         # Interrupted at once (a second Ctrl-C, or Ctrl-C in the Python API): keep what was
         # learnt in a model file; no checkpoint, since the step may be half done.

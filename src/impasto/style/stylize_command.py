@@ -17,36 +17,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from impasto._cliargs import parse_float, parse_int, positive_int
 from impasto.errors import InputError
 
 __all__ = ["add_options", "check_gatys_args", "run_feedforward"]
 
 
 def _tile(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    v = parse_int(text)
     if v != 0 and v < 32:
         raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least 32, not {v}")
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
-    return v
-
-
 def _unit(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    v = parse_float(text)
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
         raise argparse.ArgumentTypeError(f"must lie in [0, 1], not {text}")
     return v
@@ -67,9 +52,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     n.add_argument("--mask", nargs="+", default=None, metavar="FILE",
                    help="AdaIN spatial control: one mask image per style (white = where that "
                    "style goes)")
-    n.add_argument("--style-size", type=_positive_int, default=512,
+    n.add_argument("--style-size", type=positive_int, default=512,
                    help="AdaIN: shrink style images to this longest side")
-    n.add_argument("--batch-size", type=_positive_int, default=4,
+    n.add_argument("--batch-size", type=positive_int, default=4,
                    help="images or video frames per forward pass")
     n.add_argument("--tile", type=_tile, default=None, metavar="SIZE",
                    help="process in overlapping SIZE x SIZE tiles (0: never; default: only "

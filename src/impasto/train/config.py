@@ -25,6 +25,11 @@ and fixed ``tuple[X, Y]``, ``list[X]``, ``dict[str, X]``, ``X | None``, ``Litera
 ``Path`` and enums; an int is accepted for a float field. Unknown keys and values of the wrong
 kind raise :class:`~impasto.errors.InputError` naming the field; missing keys take the field's
 default (a missing field without a default is an error too).
+
+The configs' own ``validate()`` methods check their fields with :func:`check_int`,
+:func:`check_number`, :func:`check_bool` (a one-line :class:`InputError` naming the field,
+from :func:`bad_value`), :func:`check_data_and_run` and :func:`check_runtime_fields`
+(precision, device, seed, ...).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import collections.abc
 import dataclasses
 import enum
 import json
+import math
 import os
 import types
 import typing
@@ -40,10 +46,22 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
+from impasto.device import DEVICES, PRECISIONS
 from impasto.errors import InputError
 from impasto._fileutil import reason, write_text_atomic
 
-__all__ = ["config_from_dict", "config_to_dict", "load_config", "save_config"]
+__all__ = [
+    "bad_value",
+    "check_bool",
+    "check_data_and_run",
+    "check_int",
+    "check_number",
+    "check_runtime_fields",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
 
 T = TypeVar("T")
 
@@ -257,6 +275,74 @@ def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# --------------------------------------------------------------------------------------------
+# field checks for the configs' validate()
+
+
+def bad_value(name: str, expected: str, value: Any) -> InputError:
+    """The one-line error ``"<name> must be <expected>, not <value!r>"``."""
+    return InputError(f"{name} must be {expected}, not {value!r}")
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None, *,
+              expected: str | None = None) -> None:
+    """Raise :func:`bad_value` unless ``value`` is an int (not a bool) from ``minimum`` to
+    ``maximum`` (if given); ``expected`` replaces the wording ``"a whole number >= 1"``
+    (``"... from 1 to 9"`` with a maximum)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise bad_value(name, expected or f"a whole number >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise bad_value(name, expected or f"a whole number from {minimum} to {maximum}", value)
+
+
+def check_number(name: str, value: Any, *, positive: bool = False, below: float | None = None,
+                 expected: str | None = None) -> None:
+    """Raise :func:`bad_value` unless ``value`` is a finite int or float (not a bool), ``> 0``
+    with ``positive`` (else ``>= 0``) and ``< below`` if given; ``expected`` replaces the
+    wording ``"a positive number"`` / ``"a number >= 0"`` (``+ " below 1"``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0)
+    ok = ok and (below is None or value < below)
+    if not ok:
+        if expected is None:
+            expected = "a positive number" if positive else "a number >= 0"
+            if below is not None:
+                expected += f" below {below:g}"
+        raise bad_value(name, expected, value)
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise :func:`bad_value` unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise bad_value(name, "true or false", value)
+
+
+def check_data_and_run(cfg: Any) -> None:
+    """Check that ``cfg.data`` names the training images and ``cfg.run`` the run folder
+    (non-empty strings)."""
+    if not isinstance(cfg.data, str) or not cfg.data:
+        raise InputError("data must name the training images (a folder or a file)")
+    if not isinstance(cfg.run, str) or not cfg.run:
+        raise InputError("run must name the run folder")
+
+
+def check_runtime_fields(cfg: Any) -> None:
+    """Check the runtime fields the training configs share, in this order: ``precision``
+    (one of :data:`~impasto.device.PRECISIONS`), ``channels_last``, ``deterministic``,
+    ``seed`` (0 to 2**63 - 1), ``device`` (one of :data:`~impasto.device.DEVICES`),
+    ``num_workers`` (0 to 64)."""
+    if cfg.precision not in PRECISIONS:
+        raise InputError(
+            f"unknown precision {cfg.precision!r}; choose from {', '.join(PRECISIONS)}"
+        )
+    check_bool("channels_last", cfg.channels_last)
+    check_bool("deterministic", cfg.deterministic)
+    check_int("seed", cfg.seed, 0, 2**63 - 1)
+    if cfg.device not in DEVICES:
+        raise InputError(f"unknown device {cfg.device!r}; choose from {', '.join(DEVICES)}")
+    check_int("num_workers", cfg.num_workers, 0, 64)
 
 
 # --------------------------------------------------------------------------------------------
