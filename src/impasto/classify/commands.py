@@ -10,13 +10,8 @@ processes; only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +22,7 @@ from impasto._cliargs import (
     positive_int,
     positive_number,
 )
+from impasto._clirun import ProgressBar, is_main_rank, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -232,7 +228,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The run's ClassifierTrainConfig (defaults, or the resumed run's settings, overridden by
     the options given) and the resume path."""
     from impasto.classify.training import ClassifierTrainConfig, checkpoint_kind
-    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+    from impasto.train import config_from_dict
 
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
     if args.data is not None:
@@ -244,11 +240,9 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         if "run" not in given:
             raise InputError("classify train: give the run folder with --out RUN")
         return ClassifierTrainConfig(**given), None
-    ckpt_path = resolve_checkpoint(resume)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt_path, ckpt, base = resumed_checkpoint(resume)
     if not ckpt["kind"].startswith("classifier/"):
         raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not a classifier's")
-    base = dict(ckpt.get("config") or {})
     arch = given.get("arch", base.get("arch"))
     if checkpoint_kind(str(arch)) != ckpt["kind"]:
         raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not "
@@ -261,76 +255,35 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         base.pop("weight_decay", None)
     if "schedule" in given:
         base.pop("warmup", None)
-    base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
     config = config_from_dict(ClassifierTrainConfig, {**base, **given}, source=str(ckpt_path))
     return config, str(ckpt_path)
 
 
-class _Bar:
+class _Bar(ProgressBar):
     """The progress callback: a tqdm bar with the step, loss, accuracy and validation."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: Any = None
+        super().__init__(quiet)
         self.val = ""
 
-    def __call__(self, info: Any) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
-                            dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(info.step - self.bar.n)
+    def postfix(self, info: Any) -> str | None:
         if info.val:
             self.val = f" val {100 * info.val['val_acc']:.2f}%"
         s = info.stats
-        if s:
-            text = f"ep {info.epoch} loss {s['loss']:.3f} acc {100 * s['acc']:.1f}%{self.val}"
-            if info.images_per_s:
-                text += f" {info.images_per_s:.0f} img/s"
-            self.bar.set_postfix_str(text, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-@contextlib.contextmanager
-def _stop_on_sigint() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C asks training to stop after the current step (it saves a checkpoint);
-    a second one interrupts at once."""
-    state = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if state["stop"]:
-            raise KeyboardInterrupt
-        state["stop"] = True
-        print("\nimpasto: stopping after this step and saving a checkpoint "
-              "(Ctrl-C again to quit at once)", file=sys.stderr)
-
-    old = signal.signal(signal.SIGINT, handler)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, old)
+        if not s:
+            return None
+        text = f"ep {info.epoch} loss {s['loss']:.3f} acc {100 * s['acc']:.1f}%{self.val}"
+        if info.images_per_s:
+            text += f" {info.images_per_s:.0f} img/s"
+        return text
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from impasto.classify.training import train
 
     config, resume = _train_config(args)
-    main_rank = os.environ.get("RANK", "0") in ("", "0")
-    bar = _Bar(args.quiet or not main_rank)
-    with _stop_on_sigint() as sig:
-        try:
-            result = train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
-        finally:
-            bar.close()
+    main_rank = is_main_rank()
+    result = run_training(train, config, resume, _Bar(args.quiet or not main_rank))
     if main_rank and not args.quiet:
         if result.aborted:
             print(f"stopped at step {result.step}; continue with: impasto classify train "

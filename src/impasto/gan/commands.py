@@ -12,11 +12,8 @@ import argparse
 import contextlib
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from impasto._cliargs import (
     positive_number,
     seeds,
 )
+from impasto._clirun import ProgressBar, is_main_rank, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -274,7 +272,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The run's GanTrainConfig (defaults, or the resumed run's settings, overridden by the
     options given) and the resume path."""
     from impasto.gan.config import GanTrainConfig
-    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+    from impasto.train import config_from_dict
 
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
     if hasattr(args, "lr"):
@@ -289,11 +287,9 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         if "run" not in given:
             raise InputError("gan train: give the run folder with --out RUN")
         return GanTrainConfig(**given), None
-    ckpt_path = resolve_checkpoint(resume)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt_path, ckpt, base = resumed_checkpoint(resume)
     if not ckpt["kind"].startswith("gan/"):
         raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not a GAN's")
-    base = dict(ckpt.get("config") or {})
     arch = given.get("arch", base.get("arch"))
     if f"gan/{arch}" != ckpt["kind"]:
         raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not 'gan/{arch}'")
@@ -303,62 +299,22 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if "loss" in given:  # let the new loss pick its own defaults
         for key in ("lr_g", "lr_d", "betas", "d_steps"):
             base.pop(key, None)
-    # The run continues where its checkpoint lies (the run folder may have moved since).
-    base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
     config = config_from_dict(GanTrainConfig, {**base, **given}, source=str(ckpt_path))
     return config, str(ckpt_path)
 
 
-class _Bar:
+class _Bar(ProgressBar):
     """The progress callback: a tqdm bar with the step, kimg, losses and an ETA."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: Any = None
-
-    def __call__(self, info: Any) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
-                            dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(info.step - self.bar.n)
+    def postfix(self, info: Any) -> str | None:
         s = info.stats
-        if s:
-            text = f"kimg {info.images_seen / 1000:.1f} D {s.get('d_loss', math.nan):.3f} " \
-                   f"G {s.get('g_loss', math.nan):.3f}"
-            if info.images_per_s:
-                text += f" {info.images_per_s:.0f} img/s"
-            self.bar.set_postfix_str(text, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-@contextlib.contextmanager
-def _stop_on_sigint() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C asks training to stop after the current step (it saves a checkpoint);
-    a second one interrupts at once."""
-    state = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if state["stop"]:
-            raise KeyboardInterrupt
-        state["stop"] = True
-        print("\nimpasto: stopping after this step and saving a checkpoint "
-              "(Ctrl-C again to quit at once)", file=sys.stderr)
-
-    old = signal.signal(signal.SIGINT, handler)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, old)
+        if not s:
+            return None
+        text = f"kimg {info.images_seen / 1000:.1f} D {s.get('d_loss', math.nan):.3f} " \
+               f"G {s.get('g_loss', math.nan):.3f}"
+        if info.images_per_s:
+            text += f" {info.images_per_s:.0f} img/s"
+        return text
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -367,13 +323,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if _wants_pggan(args):
         return _run_train_pggan(args)
     config, resume = _train_config(args)
-    main_rank = os.environ.get("RANK", "0") in ("", "0")
-    bar = _Bar(args.quiet or not main_rank)
-    with _stop_on_sigint() as sig:
-        try:
-            result = train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
-        finally:
-            bar.close()
+    main_rank = is_main_rank()
+    result = run_training(train, config, resume, _Bar(args.quiet or not main_rank))
     if main_rank and not args.quiet:
         if result.aborted:
             print(f"stopped at step {result.step}; continue with: impasto gan train "
@@ -598,7 +549,7 @@ def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     import dataclasses
 
     from impasto.gan.progressive import SCHEDULE_PRESETS, PgganTrainConfig
-    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+    from impasto.train import config_from_dict
 
     for dest, fld in _FIELDS.items():
         if hasattr(args, dest) and fld not in _PGGAN_FIELDS and dest not in ("batch_size", "kimg"):
@@ -622,10 +573,7 @@ def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     base: dict[str, Any] = {}
     resume, source = args.resume, None
     if resume is not None:
-        ckpt_path = resolve_checkpoint(resume)
-        ckpt = load_checkpoint(ckpt_path, kind="gan/pggan")
-        base = dict(ckpt.get("config") or {})
-        base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
+        ckpt_path, _, base = resumed_checkpoint(resume, kind="gan/pggan")
         resume, source = str(ckpt_path), str(ckpt_path)
     else:
         if args.data is None:
@@ -651,25 +599,21 @@ def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 class _PgBar(_Bar):
     """The progress bar of a progressive run: also the resolution and alpha."""
 
-    def __call__(self, info: Any) -> None:
-        super().__call__(info)
-        if self.bar is not None and info.stats:
-            stage = f"{info.resolution}px" + (f" fade {info.alpha:.2f}"
-                                             if info.phase == "fade" else "")
-            self.bar.set_postfix_str(f"{stage} {self.bar.postfix}", refresh=False)
+    def postfix(self, info: Any) -> str | None:
+        text = super().postfix(info)
+        if not text:
+            return None
+        stage = f"{info.resolution}px" + (f" fade {info.alpha:.2f}"
+                                         if info.phase == "fade" else "")
+        return f"{stage} {text}"
 
 
 def _run_train_pggan(args: argparse.Namespace) -> int:
     from impasto.gan.progressive import train
 
     config, resume = _pggan_config(args)
-    main_rank = os.environ.get("RANK", "0") in ("", "0")
-    bar = _PgBar(args.quiet or not main_rank)
-    with _stop_on_sigint() as sig:
-        try:
-            result = train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
-        finally:
-            bar.close()
+    main_rank = is_main_rank()
+    result = run_training(train, config, resume, _PgBar(args.quiet or not main_rank))
     if main_rank and not args.quiet:
         if result.aborted:
             print(f"stopped at step {result.step} ({result.stage.resolution}px, "

@@ -11,18 +11,13 @@ fast-style train ...`` trains on N processes; only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from impasto._cliargs import add_subcommands, int_at_least, nonneg_number, positive_number
+from impasto._clirun import ProgressBar, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -210,7 +205,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The run's FastStyleConfig (defaults, or the resumed run's settings, overridden by the
     options given) and the checkpoint to resume."""
     from impasto.style.fast import CHECKPOINT_PREFIX, TRAIN_KIND, FastStyleConfig
-    from impasto.train import config_from_dict, load_checkpoint, resolve_checkpoint
+    from impasto.train import config_from_dict
 
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
     if args.resume is None:
@@ -221,84 +216,42 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         config = FastStyleConfig(**given)
         config.validate()
         return config, None
-    ckpt_path = resolve_checkpoint(args.resume, prefix=CHECKPOINT_PREFIX)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt_path, ckpt, base = resumed_checkpoint(args.resume, prefix=CHECKPOINT_PREFIX)
     if ckpt["kind"] != TRAIN_KIND:
         raise InputError(
             f"{ckpt_path} is a '{ckpt['kind']}' file, not a fast-style training checkpoint"
         )
-    base = dict(ckpt.get("config") or {})
-    # The run continues where its checkpoint lies (the run folder may have moved since).
-    base["run"] = str(Path(args.resume) if Path(args.resume).is_dir() else ckpt_path.parent)
     config = config_from_dict(FastStyleConfig, {**base, **given}, source=str(ckpt_path))
     config.validate()
     return config, str(ckpt_path)
 
 
-class _Bar:
+class _Bar(ProgressBar):
     """The progress callback: a tqdm bar with the step and losses."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: Any = None
-
-    def __call__(self, info: Any) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
-                            dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(info.step - self.bar.n)
+    def postfix(self, info: Any) -> str | None:
         s = info.stats
-        if s:
-            text = f"content {s.get('content', math.nan):.4g} style {s.get('style', math.nan):.4g}"
-            if "d_loss" in s:
-                text += f" D {s['d_loss']:.3f} G {s.get('g_adv', math.nan):.3f}"
-            self.bar.set_postfix_str(text, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if not s:
+            return None
+        text = f"content {s.get('content', math.nan):.4g} style {s.get('style', math.nan):.4g}"
+        if "d_loss" in s:
+            text += f" D {s['d_loss']:.3f} G {s.get('g_adv', math.nan):.3f}"
+        return text
 
 
-@contextlib.contextmanager
-def _stop_on_sigint() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C asks training to stop after the current step (it saves a checkpoint
-    and the model file); a second one interrupts at once (training still writes the model file
-    from the weights as they are). Under ``torchrun`` only rank 0 prints."""
-    state = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if state["stop"]:
-            raise KeyboardInterrupt
-        state["stop"] = True
-        if os.environ.get("RANK", "0").strip() in ("", "0"):
-            print("\nimpasto: stopping after this step, saving a checkpoint and the model file "
-                  "(Ctrl-C again to quit at once)", file=sys.stderr)
-
-    old = signal.signal(signal.SIGINT, handler)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, old)
+# The first Ctrl-C asks training to stop after the current step (it saves a checkpoint and the
+# model file); a second one interrupts at once (training still writes the model file from the
+# weights as they are). Under ``torchrun`` only rank 0 prints.
+_STOP_MESSAGE = ("\nimpasto: stopping after this step, saving a checkpoint and the model file "
+                 "(Ctrl-C again to quit at once)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from impasto.style.fast import train_fast_style
 
     config, resume = _train_config(args)
-    bar = _Bar(args.quiet)
-    with _stop_on_sigint() as sig:
-        try:
-            result = train_fast_style(config, resume=resume, progress=bar,
-                                      abort=lambda: sig["stop"])
-        finally:
-            bar.close()
+    result = run_training(train_fast_style, config, resume, _Bar(args.quiet), _STOP_MESSAGE,
+                          rank0_only=True)
     if not args.quiet and result.rank == 0:
         if result.aborted:
             print(f"stopped at step {result.step}; wrote {result.output} from the current "

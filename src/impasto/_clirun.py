@@ -1,0 +1,108 @@
+"""Private run-time helpers shared by the training commands (``gan train``, ``classify train``,
+``fast-style train``): the progress bar, Ctrl-C handling, and continuing a run from its
+checkpoint. A leaf like :mod:`impasto._cliargs`: torch and tqdm load only when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ProgressBar", "is_main_rank", "resumed_checkpoint", "run_training", "stop_on_sigint"]
+
+STOP_MESSAGE = ("\nimpasto: stopping after this step and saving a checkpoint "
+                "(Ctrl-C again to quit at once)")
+
+
+def is_main_rank() -> bool:
+    """Rank 0 of a ``torchrun`` job, or a single process (``RANK`` unset or empty)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+class ProgressBar:
+    """The ``progress`` callback of a training loop: a tqdm bar on stderr over the steps, from
+    the first call's ``info.start_step`` to ``info.total_steps``, followed by the text of
+    :meth:`postfix`. With ``quiet`` it shows nothing."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __call__(self, info: Any) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
+                            dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(info.step - self.bar.n)
+        text = self.postfix(info)
+        if text:
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def postfix(self, info: Any) -> str | None:
+        """The text after the bar for this step's ``info`` (None: keep the last one)."""
+        return None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def stop_on_sigint(message: str = STOP_MESSAGE, *,
+                   rank0_only: bool = False) -> Iterator[dict[str, bool]]:
+    """Within the block the first Ctrl-C sets ``state["stop"]`` (the training loop's ``abort``
+    then stops after the current step and saves) and prints ``message`` on stderr (with
+    ``rank0_only``, on rank 0 of a ``torchrun`` job only); a second one raises
+    KeyboardInterrupt. Outside the main thread, where no handler can be set, nothing is done."""
+    state = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        if not rank0_only or os.environ.get("RANK", "0").strip() in ("", "0"):
+            print(message, file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def run_training(train: Callable[..., Any], config: Any, resume: str | None, bar: ProgressBar,
+                 message: str = STOP_MESSAGE, *, rank0_only: bool = False) -> Any:
+    """``train(config, resume=..., progress=bar, abort=...)`` under :func:`stop_on_sigint`
+    (``message``, ``rank0_only``); closes ``bar`` however it ends. Returns train's result."""
+    with stop_on_sigint(message, rank0_only=rank0_only) as sig:
+        try:
+            return train(config, resume=resume, progress=bar, abort=lambda: sig["stop"])
+        finally:
+            bar.close()
+
+
+def resumed_checkpoint(resume: str, *, prefix: str = "ckpt",
+                       kind: str | None = None) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The checkpoint that ``--resume RESUME`` means (see :func:`impasto.train.resolve_checkpoint`
+    and :func:`~impasto.train.load_checkpoint`, ``kind`` refusing other kinds): its path, its
+    dict, and a copy of its saved config whose ``run`` is the folder the run continues in, the
+    one given or else the checkpoint's (the run folder may have moved since)."""
+    from impasto.train import load_checkpoint, resolve_checkpoint
+
+    ckpt_path = resolve_checkpoint(resume, prefix=prefix)
+    ckpt = load_checkpoint(ckpt_path, kind=kind)
+    base = dict(ckpt.get("config") or {})
+    base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
+    return ckpt_path, ckpt, base
