@@ -16,6 +16,14 @@ authors' code. Images are resized to ``load_size`` (shorter side) and randomly c
 sees the same batches as an uninterrupted one. Checkpoints (``impasto.train``) hold the
 decoder, Adam and the data position; at the end the decoder file is written.
 
+Under ``torchrun`` (``WORLD_SIZE`` > 1; gloo on CPU, NCCL on CUDA) the same function trains
+data-parallel, as :func:`impasto.style.fast.train_fast_style` does: each process takes its own
+shard of every epoch's content and style images (``batch_size`` crops of each per process and
+step), the decoder is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` (the frozen
+encoder is not), the losses and the abort decision are averaged over the processes, and rank 0
+alone logs and writes the checkpoints (holding every rank's random streams) and the decoder
+file. ``deterministic`` turns on deterministic algorithms (and loads data in the main process).
+
 A decoder file is an impasto checkpoint of kind ``"adain-decoder"`` (format version
 :data:`DECODER_FORMAT`): the decoder's state dict plus JSON metadata (its architecture, the
 encoder it was trained with, the training settings). :class:`AdaIN` loads it.
@@ -66,17 +74,25 @@ from impasto.style.color import combine_luminance, luminance_image, match_color
 from impasto.style.tiling import plan_tiles, run_tiled
 from impasto.train import (
     CheckpointManager,
+    DistInfo,
     RunLogger,
+    agree_across_ranks,
+    broadcast_buffers,
     check_finite,
     config_to_dict,
     derive_seed,
+    gather_rng_states,
     load_checkpoint,
+    loader_workers,
     resolve_checkpoint,
     restore,
+    restore_rng_for_rank,
     save_checkpoint,
     save_config,
+    training_session,
+    wrap_ddp,
 )
-from impasto.train.config import check_int
+from impasto.train.config import check_bool, check_int
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -100,6 +116,8 @@ CHECKPOINT_KIND = "adain/train"
 DECODER_FORMAT = 1
 COLOR_MODES = ("none", "luminance", "histogram")
 _STREAM_CONTENT, _STREAM_STYLE = 11, 12
+#: The global torch stream of ranks > 0 (rank 0 keeps the single-process one).
+_STREAM_TORCH = 13
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,6 +526,8 @@ class AdaINTrainConfig:
     style_layers: layers of the mean/std style loss (relu1_1 ... relu4_1).
     lr, lr_decay: Adam's rate, ``lr / (1 + lr_decay * step)``.
     vgg, vgg_weights: the encoder's VGG19 weights (source and optional local file).
+    deterministic: deterministic algorithms, data loaded in the main process (bit-identical
+        reruns and resumes on one machine).
     """
 
     content: str
@@ -529,6 +549,7 @@ class AdaINTrainConfig:
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
+    deterministic: bool = False
     num_workers: int = 0
     log_every: int = 50
     ckpt_every: int = 1000
@@ -559,6 +580,7 @@ class AdaINTrainConfig:
                              f"{', '.join(bad) or 'none'}")
         if self.vgg not in VGG19_WEIGHTS:
             raise InputError(f"unknown VGG19 weights {self.vgg!r}")
+        check_bool("deterministic", self.deterministic)
 
 
 @dataclass
@@ -584,6 +606,8 @@ class AdaINRunResult:
     history: list[dict[str, float]]  # the stats of every step of this call
     seconds: float
     decoder: AdaINDecoder = field(repr=False)
+    rank: int = 0  # this process's, under torchrun (only rank 0 writes files)
+    world_size: int = 1
 
 
 class CropFolder(torch.utils.data.Dataset):
@@ -637,22 +661,27 @@ class CropFolder(torch.utils.data.Dataset):
 
 class _Stream:
     """Endless batches of a :class:`CropFolder`: each epoch a seeded permutation (repeated to
-    fill a batch when the folder is small), with the position kept for checkpoints."""
+    fill a batch on every process when the folder is small), with this process's position
+    kept for checkpoints. Process ``rank`` of ``world_size`` takes every ``world_size``-th
+    index from position ``rank``; one process takes the whole permutation."""
 
     def __init__(self, data: CropFolder, batch_size: int, seed: int, num_workers: int,
-                 epoch: int = 0, pos: int = 0) -> None:
+                 epoch: int = 0, pos: int = 0, *, rank: int = 0, world_size: int = 1) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.num_workers = num_workers
         self.epoch, self.pos = epoch, pos
+        self.rank, self.world_size = rank, world_size
         self._it = None
 
     def _order(self, epoch: int) -> list[int]:
         n = len(self.data)
+        per_step = self.batch_size * self.world_size
         g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         order = torch.randperm(n, generator=g).tolist()
-        while len(order) < self.batch_size:
+        while len(order) < per_step:
             order += torch.randperm(n, generator=g).tolist()
-        return order[: len(order) // self.batch_size * self.batch_size]
+        order = order[: len(order) // per_step * per_step]
+        return order[self.rank :: self.world_size]
 
     def _start(self) -> None:
         keys = [(self.epoch, i) for i in self._order(self.epoch)[self.pos:]]
@@ -696,17 +725,34 @@ def train(
     encoder: nn.Module | None = None,
 ) -> AdaINRunResult:
     """Train an AdaIN decoder as ``config`` says (see the module doc); returns when done or
-    aborted (``abort()`` polled after each step; a checkpoint is written then).
+    aborted (``abort()`` polled after each step, on every process; when it returns True on any,
+    a checkpoint is written and all stop).
 
-    ``resume``: a checkpoint or run folder to continue exactly where it stopped. ``encoder``:
-    a :class:`~impasto.nets.vgg.VGG19Features` returning ``style_layers`` and ``relu4_1`` to
-    use instead of the pretrained one (tests pass a small random one). Raises
-    :class:`InputError` for bad settings or data before anything is written, and
+    ``resume``: a checkpoint or run folder to continue exactly where it stopped (exactly with
+    the same number of processes). ``encoder``: a :class:`~impasto.nets.vgg.VGG19Features`
+    returning ``style_layers`` and ``relu4_1`` to use instead of the pretrained one (tests
+    pass a small random one; under ``torchrun`` each process passes its own). ``progress`` is
+    called on rank 0 only. Under ``torchrun`` the process group is joined here (and left at
+    the end, unless the caller had joined it already). Raises :class:`InputError` for bad
+    settings or data before anything is written, and
     :class:`~impasto.train.NonFiniteLossError` when the loss diverges.
     """
-    t_start = time.perf_counter()
     config.validate()
-    device = resolve_device(config.device)
+    with training_session(resolve_device(config.device), config.deterministic) as (info, device):
+        return _train(config, info, device, resume, progress, abort, encoder)
+
+
+def _train(  # noqa: C901  (one loop, told in order)
+    config: AdaINTrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    resume: str | os.PathLike[str] | None,
+    progress: Callable[[AdaINProgress], None] | None,
+    abort: Callable[[], bool] | None,
+    encoder: nn.Module | None,
+) -> AdaINRunResult:
+    t_start = time.perf_counter()
+    rank, world = info.rank, info.world_size
     dtype = resolve_precision(config.precision, device)
     run = Path(config.run)
     if run.exists() and not run.is_dir():
@@ -737,9 +783,11 @@ def train(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     encoder = encoder.eval().requires_grad_(False).to(device, memory_format=memory_format)
     dec_config = AdaINDecoderConfig(encoder_widths(encoder))
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
     decoder = AdaINDecoder(dec_config).to(device, memory_format=memory_format).train()
     opt = torch.optim.Adam(decoder.parameters(), lr=config.lr)
+    if rank:  # rank 0 keeps the stream of a single-process run
+        torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank))
 
     step, images_seen = 0, 0
     pos = {"content": (0, 0), "style": (0, 0)}
@@ -748,33 +796,45 @@ def train(
         if saved != dec_config.to_dict():
             raise InputError(f"{ckpt['path']} was trained with decoder {saved}, not "
                              f"{dec_config.to_dict()}; resume with the same encoder")
-        restore(ckpt, {"decoder": decoder}, {"decoder": opt})
+        restore(ckpt, {"decoder": decoder}, {"decoder": opt}, rng=False)
         step, images_seen = ckpt["step"], ckpt["images_seen"]
         for k in pos:
             e, p = (ckpt["extra"].get(k) or [0, 0])
             pos[k] = (int(e), int(p))
-    c_stream = _Stream(contents, config.batch_size, config.seed, config.num_workers,
-                       *pos["content"])
-    s_stream = _Stream(styles, config.batch_size, config.seed + 1, config.num_workers,
-                       *pos["style"])
+        if not restore_rng_for_rank(ckpt, {}, rank=rank, world_size=world):
+            # saved by another number of processes: fresh streams and shards from the next epoch
+            torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank, step))
+            pos = {k: (e + (p > 0), 0) for k, (e, p) in pos.items()}
+    num_workers = loader_workers(config.num_workers, config.deterministic)
+    c_stream = _Stream(contents, config.batch_size, config.seed, num_workers,
+                       *pos["content"], rank=rank, world_size=world)
+    s_stream = _Stream(styles, config.batch_size, config.seed + 1, num_workers,
+                       *pos["style"], rank=rank, world_size=world)
+    decoder_train: nn.Module = wrap_ddp(decoder, device) if info.is_distributed else decoder
 
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(config, run / "config.json")
-    logger = RunLogger(run, tensorboard=config.tensorboard,
-                       resume_step=step if ckpt is not None else None)
+    logger: RunLogger | None = None
+    if info.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(config, run / "config.json")
+        logger = RunLogger(run, tensorboard=config.tensorboard,
+                           resume_step=step if ckpt is not None else None)
     encoder_info = {"weights": encoder_weights, "widths": list(dec_config.widths),
                     "layer": "relu4_1"}
     last_ckpt: Path | None = Path(ckpt["path"]) if ckpt is not None else None
 
     def save() -> None:
         nonlocal last_ckpt
-        last_ckpt = manager.save(
-            step, kind=CHECKPOINT_KIND, config=config, images_seen=images_seen,
-            models={"decoder": decoder}, optimizers={"decoder": opt},
-            extra={"decoder": dec_config.to_dict(), "encoder": encoder_info,
-                   "content": [c_stream.epoch, c_stream.pos],
-                   "style": [s_stream.epoch, s_stream.pos]},
-        )
+        extra: dict[str, Any] = {
+            "decoder": dec_config.to_dict(), "encoder": encoder_info,
+            "content": [c_stream.epoch, c_stream.pos], "style": [s_stream.epoch, s_stream.pos],
+            "world_size": world,
+            **gather_rng_states({}, world),  # every rank's (a collective), each resumes its own
+        }
+        if info.is_main:
+            last_ckpt = manager.save(
+                step, kind=CHECKPOINT_KIND, config=config, images_seen=images_seen,
+                models={"decoder": decoder}, optimizers={"decoder": opt}, extra=extra,
+            )
 
     start_step = step
     stats: dict[str, float] = {}
@@ -782,7 +842,7 @@ def train(
     rate: float | None = None
     t_log, seen_log = time.perf_counter(), images_seen
     aborted = False
-    if progress is not None:
+    if progress is not None and info.is_main:
         progress(AdaINProgress(step, start_step, config.steps, {}, None))
     try:
         while step < config.steps:
@@ -798,7 +858,7 @@ def train(
             fs = {k: v.float() for k, v in fs.items()}
             t = adain(fc, fs["relu4_1"])
             with autocast(device, dtype):
-                g = decoder(t)
+                g = decoder_train(t)
                 fg = encoder(g)
             loss_c = torch.mean((fg["relu4_1"].float() - t) ** 2)
             loss_s = _style_loss(fg, fs, config.style_layers)
@@ -807,13 +867,16 @@ def train(
             loss.backward()
             opt.step()
             step += 1
-            images_seen += c.shape[0]
+            images_seen += c.shape[0] * world
             stats = {"loss": float(loss.detach()), "content": float(loss_c.detach()),
                      "style": float(loss_s.detach())}
+            # the same (averaged) losses for the NaN check and logs, and one stop, on all ranks
+            stop = bool(abort()) if abort is not None else False
+            stats, stop = agree_across_ranks(stats, stop, device, info.is_distributed)
             check_finite(stats, step, checkpoint=last_ckpt)
             history.append(dict(stats))
-            stop = bool(abort()) if abort is not None else False
-            if config.log_every and (step % config.log_every == 0 or step == config.steps):
+            if logger is not None and config.log_every and (
+                    step % config.log_every == 0 or step == config.steps):
                 now = time.perf_counter()
                 rate = (images_seen - seen_log) / max(now - t_log, 1e-9)
                 t_log, seen_log = now, images_seen
@@ -822,21 +885,25 @@ def train(
             if (config.ckpt_every and step % config.ckpt_every == 0) or stop \
                     or step == config.steps:
                 save()
-            if progress is not None:
+            if progress is not None and info.is_main:
                 progress(AdaINProgress(step, start_step, config.steps, dict(stats), rate))
             if stop:
                 aborted = True
                 break
+        if info.is_distributed:
+            broadcast_buffers(decoder)
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
 
     decoder.eval()
     written = None
-    if not aborted:
+    if not aborted and info.is_main:
         style_names = [Path(n).name for n in styles.names[:50]]
         written = save_decoder(output, decoder, encoder=encoder_info,
                                training=config_to_dict(config), step=step,
                                images_seen=images_seen, styles=style_names)
     return AdaINRunResult(run=run, output=written, step=step, aborted=aborted,
-                          checkpoint=last_ckpt, stats=stats, history=history,
-                          seconds=time.perf_counter() - t_start, decoder=decoder)
+                          checkpoint=last_ckpt if info.is_main else None, stats=stats,
+                          history=history, seconds=time.perf_counter() - t_start,
+                          decoder=decoder, rank=rank, world_size=world)

@@ -3,7 +3,8 @@ content photos and a folder of style images; a thin parser over
 :func:`impasto.style.adain.train`. Stylise with ``impasto stylize --method adain --decoder``.
 
 Ctrl-C stops after the current step with a checkpoint (exit status 130); ``--resume RUN``
-continues exactly where it stopped.
+continues exactly where it stopped. Under ``torchrun`` the same command trains data-parallel
+(rank 0 alone writes files and shows progress).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--vgg-weights", default=None, help="path of the VGG19 weight file")
     t.add_argument("--workers", type=int_at_least(0), default=d.num_workers,
                    help="data loading processes")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms: bit-identical reruns and resumes (data "
+                   "loaded in the main process)")
     t.add_argument("--log-every", type=int_at_least(0), default=d.log_every)
     t.add_argument("--ckpt-every", type=int_at_least(0), default=d.ckpt_every)
     t.add_argument("--no-tensorboard", action="store_true")
@@ -120,7 +124,8 @@ def _run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
         content_weight=args.content_weight, style_weight=args.style_weight, lr=args.lr,
         lr_decay=args.lr_decay, vgg=args.vgg, vgg_weights=args.vgg_weights, seed=args.seed,
-        device=args.device, precision=args.precision, num_workers=args.workers,
+        device=args.device, precision=args.precision, deterministic=args.deterministic,
+        num_workers=args.workers,
         log_every=args.log_every, ckpt_every=args.ckpt_every,
         tensorboard=not args.no_tensorboard,
     )
@@ -142,6 +147,6 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"impasto: stopped at step {result.step}; continue with --resume {result.run}",
               file=sys.stderr)
         return 130
-    if not args.quiet:
+    if not args.quiet and result.output is not None:  # rank 0 writes it
         print(f"wrote {result.output}", file=sys.stderr)
     return 0
