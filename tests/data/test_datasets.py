@@ -405,3 +405,26 @@ def test_sklearn_digits_npz_round_trip(tmp_path):
     got = torch.stack([ds[i][0] for i in range(0, 1797, 97)])
     assert torch.equal(got, expected_signed(u8[::97, :, :, None]))
     assert [int(ds[i][1]) for i in range(0, 1797, 97)] == digits.target[::97].tolist()
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_files_are_decoded_once_then_served_from_memory(tmp_path, monkeypatch, kind):
+    import impasto.data.datasets as datasets
+
+    src = (write_tree(tmp_path / "tree", RGB) if kind == "folder"
+           else write_zip(tmp_path / "imgs.zip", RGB))
+    ds = open_dataset(src, resolution=8)
+    calls = []
+    real = datasets.load_image
+    monkeypatch.setattr(datasets, "load_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = stack(ds)
+    ds.set_epoch(1)
+    second = stack(ds)
+    assert len(calls) == len(ds) == 6  # the second epoch decoded nothing
+    assert torch.equal(first, second)
+    # over the memory budget, every read decodes again (same pixels)
+    monkeypatch.setattr(type(ds), "MEMORY_CACHE_BYTES", 0)
+    big = open_dataset(src, resolution=8)
+    calls.clear()
+    assert torch.equal(stack(big), first) and torch.equal(stack(big), first)
+    assert len(calls) == 12

@@ -277,7 +277,14 @@ def _split_classes(names: list[str]) -> tuple[list[str], np.ndarray | None]:
 
 
 class _FileDataset(GanDataset):
-    """Images stored as individual files (folder or zip), checked once at construction."""
+    """Images stored as individual files (folder or zip), checked once at construction.
+
+    Prepared images are kept in memory when all of them fit in :attr:`MEMORY_CACHE_BYTES`, so
+    only the first epoch decodes (per process: each DataLoader worker keeps its own copy).
+    """
+
+    MEMORY_CACHE_BYTES = 1 << 30
+    _decoded: dict[int, torch.Tensor] | None = None
 
     def _setup(self, where: Path, names: list[str], label_names: list[str], verify: str) -> None:
         what = "folder" if isinstance(self, ImageFolderDataset) else "zip archive"
@@ -304,9 +311,22 @@ class _FileDataset(GanDataset):
         self.classes = classes
         self.labels = None if labels is None else np.delete(labels, bad)
         _report_skipped(where, self.skipped, len(names), f"checked with verify={verify!r}")
+        size = len(self.names) * self.channels * self.resolution**2
+        self._decoded = {} if size <= self.MEMORY_CACHE_BYTES else None
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def _u8(self, i: int) -> torch.Tensor:
+        if self._decoded is None:
+            return self._decode(i)
+        x = self._decoded.get(i)
+        if x is None:
+            x = self._decoded[i] = self._decode(i)
+        return x
+
+    def _decode(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
 
     def _name(self, i: int) -> str:
         return self.names[i]
@@ -371,7 +391,7 @@ class ImageFolderDataset(_FileDataset):
         else:
             image_size(path)
 
-    def _u8(self, i: int) -> torch.Tensor:
+    def _decode(self, i: int) -> torch.Tensor:
         return self._prepare(load_image(self.root / self.names[i]))
 
 
@@ -470,7 +490,7 @@ class ZipImageDataset(_FileDataset):
         else:
             image_size(data, name=label)
 
-    def _u8(self, i: int) -> torch.Tensor:
+    def _decode(self, i: int) -> torch.Tensor:
         name = self.names[i]
         return self._prepare(load_image(self._read(name), name=f"{self.path}:{name}"))
 
