@@ -358,3 +358,23 @@ def test_cli_adain_train_bad_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "none" in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "d.pt").exists() and not (tmp_path / "d-run").exists()
+
+
+def test_crop_folder_decodes_each_image_once(tmp_path, monkeypatch):
+    import impasto.style.adain as adain_mod
+
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        pixels = rng.integers(0, 256, (40 + 4 * k, 50, 3), np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{k}.png")
+    data = adain_mod.CropFolder(tmp_path, image_size=16, load_size=24, seed=0, what="style")
+    calls = []
+    real = adain_mod.load_image
+    monkeypatch.setattr(adain_mod, "load_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = [data[(0, i)] for i in range(3)]
+    again = [data[(0, i)] for i in range(3)] + [data[(1, i)] for i in range(3)]
+    assert len(calls) == 3
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    uncached = adain_mod.CropFolder(tmp_path, image_size=16, load_size=24, seed=0, what="style")
+    uncached._resized = None
+    assert all(torch.equal(uncached[(1, i)], again[3 + i]) for i in range(3))

@@ -639,17 +639,30 @@ class CropFolder(torch.utils.data.Dataset):
             raise InputError(f"{self.root}: no readable {what} images in the folder")
         self.names = good
         self.image_size, self.load_size, self.seed = image_size, load_size, seed
+        # up to 1,000 resized images stay in memory (as ContentCrops does): a style folder
+        # is decoded once, not at every crop
+        self._resized: dict[int, Image.Image] | None = {} if len(good) <= 1000 else None
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def resized(self, i: int) -> Image.Image:
+        """Image ``i`` resized to ``load_size`` on its shorter side (kept when cached)."""
+        img = self._resized.get(i) if self._resized is not None else None
+        if img is None:
+            img = load_image(self.root / self.names[i])
+            w, h = img.size
+            scale = self.load_size / min(w, h)
+            size = (max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale)))
+            img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+            if self._resized is not None:
+                self._resized[i] = img
+        return img
+
     def __getitem__(self, key: tuple[int, int]) -> Tensor:
         epoch, i = key
-        img = load_image(self.root / self.names[i])
-        w, h = img.size
-        scale = self.load_size / min(w, h)
-        nw, nh = max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))
-        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        img = self.resized(i)
+        nw, nh = img.size
         rng = np.random.default_rng([self.seed, epoch, i])
         top = int(rng.integers(0, nh - self.image_size + 1))
         left = int(rng.integers(0, nw - self.image_size + 1))
