@@ -179,6 +179,10 @@ def test_pil_and_paths_in_pil_out(tmp_path):
     to_pil(style).save(tmp_path / "style.png")
     out = ada(to_pil(content), tmp_path / "style.png", size=30)
     assert isinstance(out, Image.Image) and out.size == (30, 22)
+    # the style read from its (lossless) file gives the very pixels of the in-memory style
+    same = ada(to_pil(content), to_pil(style), size=30)
+    assert np.array_equal(np.asarray(out), np.asarray(same))
+    assert np.asarray(out).std() > 0  # an image, not a constant
 
 
 @pytest.mark.parametrize("kw, word", [
