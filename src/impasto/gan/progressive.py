@@ -800,10 +800,7 @@ def _train(  # noqa: C901  (one loop, told in order)
         net = ema.model
         assert isinstance(net, PgganGenerator)
         net.set_stage(config.resolution, None)
-        # (_tracked_metric reads only the seed, z_dim and metric of the config)
-        metric_value = _tracked_metric(
-            net, metric_real, config, 0, device, amp  # type: ignore[arg-type]
-        )
+        metric_value = _tracked_metric(net, metric_real, config, 0, device, amp)
         metric_step = step
         logger.scalars(step, {f"metric/{config.metric}": metric_value})
 

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -167,11 +167,19 @@ def _metric_reference(dataset: Any, n: int, seed: int) -> Tensor:
     return torch.stack([dataset.image_u8(int(i)) for i in order])
 
 
+class _MetricSettings(Protocol):
+    """What :func:`_tracked_metric` reads of a run's config (GAN or progressive GAN)."""
+
+    seed: int
+    z_dim: int
+    metric: str
+
+
 @torch.no_grad()
 def _tracked_metric(
     G: nn.Module,
     real_u8: Tensor,
-    config: GanTrainConfig,
+    config: _MetricSettings,
     num_classes: int,
     device: torch.device,
     amp: Callable[[], Any] | None,
