@@ -97,6 +97,22 @@ def list_folder(root: Path) -> list[str]:
     return sorted(found)
 
 
+def readable_images(root: Path, names: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``names`` (paths relative to ``root``) into the images whose header reads with a
+    non-empty size and the rest: ``(good, bad)``, each in the given order."""
+    from impasto.io import image_size
+
+    good, bad = [], []
+    for name in names:
+        try:
+            w, h = image_size(root / name)
+        except InputError:
+            bad.append(name)
+            continue
+        (good if min(w, h) > 0 else bad).append(name)
+    return good, bad
+
+
 def list_zip(path: Path) -> list[str]:
     """Image member names of a zip archive, sorted (folders, hidden and ``__MACOSX`` skipped)."""
     try:

@@ -618,21 +618,13 @@ class CropFolder(torch.utils.data.Dataset):
 
     def __init__(self, root: str | os.PathLike[str], *, image_size: int, load_size: int,
                  seed: int, what: str) -> None:
-        from impasto.data.sources import list_folder
-        from impasto.io import image_size as header_size
+        from impasto.data.sources import list_folder, readable_images
 
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"{self.root}: {what} folder not found" if not self.root.exists()
                              else f"{self.root}: not a folder of {what} images")
-        names = list_folder(self.root)
-        good, bad = [], []
-        for n in names:
-            try:
-                header_size(self.root / n)
-                good.append(n)
-            except InputError:
-                bad.append(n)
+        good, bad = readable_images(self.root, list_folder(self.root))
         if bad:
             log.warning("%s: left out %d unreadable file(s), e.g. %s", self.root, len(bad), bad[0])
         if not good:

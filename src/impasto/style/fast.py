@@ -54,7 +54,7 @@ from torch.utils.data import Dataset
 
 from impasto import __version__
 from impasto.data import make_loader
-from impasto.data.sources import list_folder
+from impasto.data.sources import list_folder, readable_images
 from impasto.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from impasto.errors import InputError, escape_line
 from impasto.gan.losses import (
@@ -63,7 +63,7 @@ from impasto.gan.losses import (
     g_loss_hinge,
     g_loss_nonsaturating,
 )
-from impasto.io import image_size, load_image, resize, to_pil, to_tensor
+from impasto.io import load_image, resize, to_pil, to_tensor
 from impasto.nets.patch_disc import PATCH_NORMS, PatchDiscConfig, PatchDiscriminator
 from impasto.nets.transformer import TransformerConfig, TransformerNet
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19_WEIGHTS, VGG19Features
@@ -316,14 +316,7 @@ class ContentCrops(Dataset):
         names = list_folder(self.root)
         if not names:
             raise InputError(escape_line(f"{self.root}: no images in this folder"))
-        good, bad = [], []
-        for n in names:
-            try:
-                w, h = image_size(self.root / n)
-            except InputError:
-                bad.append(n)
-                continue
-            (good if min(w, h) > 0 else bad).append(n)
+        good, bad = readable_images(self.root, names)
         if not good:
             raise InputError(escape_line(
                 f"{self.root}: no readable images: all {len(names)} image files are unreadable"
