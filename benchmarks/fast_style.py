@@ -19,10 +19,14 @@ after one warm-up call per round; the table shows the median over rounds):
 * ``bf16``: a bf16 copy of the network (what :class:`~impasto.style.apply.InferenceRunner`
   does with ``precision="auto"`` on a CPU with fast bf16);
 * ``bf16-cl``: the same, channels_last;
-* ``default-image``: ``InferenceRunner(net)`` with its defaults, end to end (tiling check,
-  input conversion, clamping), as for a single image: ``compile="auto"`` runs it eagerly;
-* ``default-video``: the same runner told that a video of ``--video-frames`` frames (1000) of
-  this size is coming (:meth:`~impasto.style.apply.InferenceRunner.expect`, as
+* ``int8`` (per-style network only): :class:`~impasto.nets.int8.Int8TransformerNet`, calibrated
+  once on the first input, the network alone;
+* ``default-image``: ``InferenceRunner(net, calibrate_each=True)`` with its defaults, end to
+  end (tiling check, input conversion, clamping), as for a single image: ``compile="auto"``
+  runs it eagerly; where the default is int8 (a per-style network on a CPU with VNNI), every
+  call also calibrates on its own input, as a lone image (CLI) or the Python API does;
+* ``default-video``: ``InferenceRunner(net)`` told that a video of ``--video-frames`` frames
+  (1000) of this size is coming (int8: calibrated on the first frame, then kept) (:meth:`~impasto.style.apply.InferenceRunner.expect`, as
   ``apply_video`` does): ``compile="auto"`` compiles where its policy says it pays
   (:class:`~impasto.style.apply.CompilePolicy`: at least 100 megapixels of one shape, and not
   on a CPU for networks without instance normalisation), and runs eagerly elsewhere;
@@ -30,6 +34,10 @@ after one warm-up call per round; the table shows the median over rounds):
   static compile per size), where ``default-video`` did not compile, to show what compiling
   would give there (where it did compile, ``compiled`` is ``default-video``). Left out with
   ``--quick`` unless ``--compile``.
+
+Quality (per-style network): every photo of ``../shared/data/styletransfer/content`` (else
+scikit-image's) at 512 and 1024 px through ``--model`` (random weights without it), as saved
+8-bit images: PSNR of the default (a single image) and of bf16 against fp32 eager.
 
 Compiled settings compile on their first call per size; that call is timed apart, and the
 compile time reported is its time less the median call. The speed is megapixels per second;
@@ -53,6 +61,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import platform
 import resource
 import statistics
@@ -115,7 +124,19 @@ def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
     from impasto.style.apply import CompilePolicy, InferenceRunner, _cast_parameters
 
     if name == "default-image":
-        return InferenceRunner(net, device="cpu")
+        return InferenceRunner(net, device="cpu", calibrate_each=True)
+    if name == "int8":
+        from impasto.nets.int8 import Int8TransformerNet
+
+        q: list = []
+
+        def run_int8(x):
+            if not q:
+                q.append(Int8TransformerNet.calibrate(net, [x]))
+            with torch.inference_mode():
+                return q[0](x)
+
+        return run_int8
     if name in ("default-video", "compiled"):
         policy = CompilePolicy(min_calls=1, min_megapixels=0.0) if name == "compiled" else None
         runner = InferenceRunner(net, device="cpu", compile_policy=policy)
@@ -139,6 +160,41 @@ def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
             return m(x.contiguous(memory_format=fmt)).float()
 
     return run
+
+
+def quality(net, model: str | None) -> list[dict]:
+    """PSNR (dB) against fp32 eager of the saved 8-bit outputs: the single-image default and
+    bf16, per photo and size."""
+    from impasto.io import load_image, resize, to_tensor
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "styletransfer" / "content"
+    photos = {p.stem: load_image(p) for p in sorted(data.glob("*.jpg"))}
+    if not photos:
+        from PIL import Image
+        from skimage import data as skdata
+
+        photos = {n: Image.fromarray(getattr(skdata, n)()).convert("RGB")
+                  for n in ("astronaut", "coffee", "chelsea")}
+
+    def eight_bit(y):
+        return y.clamp(0, 1).mul(255).round()
+
+    def psnr(a, b):
+        mse = (eight_bit(a) - eight_bit(b)).pow(2).mean().item()
+        return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+    runs = {s: make_setting(s, net) for s in ("fp32-eager", "bf16", "default-image")}
+    rows = []
+    for size in (512, 1024):
+        for name, img in photos.items():
+            x = to_tensor(resize(img, longest=size))
+            ref = runs["fp32-eager"](x)
+            rows.append({"photo": name, "size": size, "model": model,
+                         "default_psnr": psnr(runs["default-image"](x), ref),
+                         "bf16_psnr": psnr(runs["bf16"](x), ref)})
+            print(f"  quality {name:18s} {size:5d}px default {rows[-1]['default_psnr']:.2f} dB"
+                  f", bf16 {rows[-1]['bf16_psnr']:.2f} dB", file=sys.stderr, flush=True)
+    return rows
 
 
 def time_call(fn, x, repeats: int) -> float:
@@ -336,10 +392,14 @@ def main() -> None:
         settings.append("compiled")
     from impasto.device import cpu_has_fast_bf16
 
+    from impasto.nets.int8 import int8_supported
+
     rows = []
     print("per-style network (TransformerNet)", file=sys.stderr)
-    rows += speed("transformer", transformer(args.model), settings, sizes, rounds, repeats,
-                  args.video_frames)
+    tnet = transformer(args.model)
+    tsettings = settings + (["int8"] if int8_supported("cpu") else [])
+    rows += speed("transformer", tnet, tsettings, sizes, rounds, repeats, args.video_frames)
+    quality_rows = [] if args.quick else quality(tnet, args.model)
     print("AdaIN (VGG19 relu4_1 + decoder)", file=sys.stderr)
     stylizer, vgg = adain_stylizer(args.decoder)
     rows += speed("adain", stylizer, settings, sizes, rounds, repeats, args.video_frames)
@@ -369,6 +429,13 @@ def main() -> None:
               f"{t['video_default_mpix_per_s']:7.3f} ({t['video_default_speedup']:.2f}x) "
               f"{'compile' if t['video_default_compiles'] else 'eager':>7s} {comp:>15s} "
               f"{c:>10s}")
+    if quality_rows:
+        print()
+        print("PSNR (dB) against fp32 eager, saved 8-bit images")
+        print(f"{'photo':18s} {'size':>5s} {'default':>8s} {'bf16':>8s}")
+        for q in quality_rows:
+            print(f"{q['photo']:18s} {q['size']:5d} {q['default_psnr']:8.2f} "
+                  f"{q['bf16_psnr']:8.2f}")
     if mem:
         print()
         print(f"{'net':12s} {'mode':6s} {'size':>6s} {'tile':>6s} {'seconds':>8s} "
@@ -389,6 +456,7 @@ def main() -> None:
         "repeats": repeats,
         "torch": torch.__version__,
         "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "int8": int8_supported("cpu"),
         "machine": platform.processor() or platform.machine(),
         "adain_encoder_weights": vgg,
         "model": args.model,
@@ -397,6 +465,7 @@ def main() -> None:
         "summary": table,
         "speed": rows,
         "memory": mem,
+        "quality": quality_rows,
     }
     path = OUT / "fast_style.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

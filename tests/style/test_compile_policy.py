@@ -264,7 +264,7 @@ def folder_of(path, n=4):
 def test_cli_fallback_when_compile_fails(tmp_path, model_file, monkeypatch, capsys, caplog):
     src = folder_of(tmp_path / "in")
     rc, _, err = cli(capsys, "stylize", src, "--model", model_file, "-o", tmp_path / "off",
-                     "-q", "--device", "cpu", "--compile", "off")
+                     "-q", "--device", "cpu", "--compile", "off", "--precision", "bf16")
     assert rc == 0, err
     fake = FakeCompile(fail="call")
     monkeypatch.setattr(torch, "compile", fake)
@@ -287,7 +287,9 @@ def test_cli_compile_modes(tmp_path, model_file, monkeypatch, capsys, fake_compi
     # does; a single image never compiles under auto.
     monkeypatch.setattr(apply_mod, "DEFAULT_COMPILE_POLICY", EAGER_TO_COMPILE)
     src = folder_of(tmp_path / "in")
-    common = ["--model", model_file, "-q", "--device", "cpu", "--batch-size", "1"]
+    # (bf16: on a CPU with VNNI, auto precision means int8, which is never compiled)
+    common = ["--model", model_file, "-q", "--device", "cpu", "--batch-size", "1",
+              "--precision", "bf16"]
     rc, _, err = cli(capsys, "stylize", src, "-o", tmp_path / "off", *common, "--compile", "off")
     assert rc == 0, err
     assert fake_compile.compiles == []
@@ -330,9 +332,10 @@ def test_cli_export_ignores_compile(tmp_path, model_file, monkeypatch, capsys, f
 def test_real_compile_matches_eager_within_bf16_tolerance():
     pytest.importorskip("torch._inductor")
     frames = torch.rand(3, 3, 32, 40, generator=torch.Generator().manual_seed(2))
-    eager = InferenceRunner(tiny_transformer(), device="cpu", compile="off", tile=0)
+    eager = InferenceRunner(tiny_transformer(), device="cpu", compile="off", tile=0,
+                            precision="bf16")
     r = InferenceRunner(tiny_transformer(), device="cpu", compile="auto", tile=0,
-                        compile_policy=EAGER_TO_COMPILE)
+                        compile_policy=EAGER_TO_COMPILE, precision="bf16")
     assert r.expect({(1, 3, 32, 40): 3}) == {(1, 3, 32, 40)}
     outs = [r(f[None]) for f in frames]
     if r.compile_error:  # no C++ compiler here: the fallback is tested above

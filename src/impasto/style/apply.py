@@ -4,8 +4,9 @@ Any image-to-image network works: a per-style :class:`~impasto.nets.transformer.
 (``FastStyle.net``) or an :class:`~impasto.nets.adain.AdaINStylizer` with its styles fixed.
 
 * :class:`InferenceRunner` runs a network fast on batches ``(N, 3, H, W)`` in ``[0, 1]``:
-  ``torch.inference_mode``, bf16 where the hardware does bf16 fast
-  (:func:`impasto.device.resolve_precision`), channels_last on GPUs, ``torch.compile`` where
+  ``torch.inference_mode``; for a per-style network on a CPU with VNNI, int8
+  (:mod:`impasto.nets.int8`, calibrated on the first input); otherwise bf16 where the hardware
+  does bf16 fast (:func:`impasto.device.resolve_precision`); channels_last on GPUs, ``torch.compile`` where
   the work ahead pays for the compile time (:class:`CompilePolicy`), and tiles
   (:mod:`impasto.style.tiling`) when an image would not fit the memory budget or when asked to.
 * :func:`apply_image`, :func:`apply_folder` (batches of same-size images, one output per
@@ -39,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from impasto._fileutil import one_line, reason
-from impasto.device import resolve_device, resolve_precision
+from impasto.device import PRECISIONS, resolve_device, resolve_precision
 from impasto.errors import InputError
 from impasto.io import (
     DEFAULT_MAX_PIXELS,
@@ -54,6 +55,7 @@ from impasto.style.tiling import DEFAULT_OVERLAP, auto_tile, plan_tiles, run_til
 
 __all__ = [
     "COMPILE_MODES",
+    "INFERENCE_PRECISIONS",
     "OUTPUT_CODECS",
     "VIDEO_SUFFIXES",
     "CompilePolicy",
@@ -84,6 +86,9 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".m
 
 #: ``compile`` settings of :class:`InferenceRunner` (and ``impasto stylize --compile``).
 COMPILE_MODES = ("auto", "on", "off")
+
+#: ``precision`` settings of :class:`InferenceRunner` (and ``impasto stylize --model``).
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
 
 #: An input shape ``(N, C, H, W)`` -> how many calls of that shape are coming.
 Work = dict[tuple[int, ...], int]
@@ -154,9 +159,14 @@ class InferenceRunner:
     """Runs ``net`` (``(N, 3, H, W)`` in ``[0, 1]`` -> same shape) for inference.
 
     Args:
-        device, precision: as elsewhere. With bf16 (``"auto"`` picks it where the hardware
-            computes bf16 fast) the runner keeps a bf16 copy of the network and feeds it bf16
-            inputs: on a CPU this is 5-50% faster than autocast, which casts every weight
+        device, precision: ``auto|fp32|bf16|int8``. ``"auto"``: int8 for a per-style network
+            (:class:`~impasto.nets.transformer.TransformerNet`) on a CPU where
+            :func:`~impasto.nets.int8.int8_supported` (VNNI), else bf16 where the hardware
+            computes bf16 fast, else fp32. int8 (:class:`~impasto.nets.int8.Int8TransformerNet`)
+            is calibrated on the first input the runner sees (:meth:`calibrate` chooses other
+            images, ``calibrate_each=True`` calibrates every call on its own input) and is
+            never compiled, so ``compile="on"`` makes ``"auto"`` pick bf16/fp32. With bf16 the runner keeps a bf16 copy of the network and feeds it
+            bf16 inputs: on a CPU this is 5-50% faster than autocast, which casts every weight
             again at every call (``benchmarks/fast_style.py``). The network's own float32
             statistics (AdaIN) stay float32.
         channels_last: NHWC memory format for the network and its inputs. ``None`` (default):
@@ -198,11 +208,19 @@ class InferenceRunner:
         memory_budget: int | None = None,
         align: int = 8,
         tiled: Callable[[InferenceRunner, Tensor, int], Tensor] | None = None,
+        calibrate_each: bool = False,
     ) -> None:
         self.compile_mode = compile_mode(compile)
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.compile_policy = compile_policy or default_compile_policy(net, self.device)
-        self.dtype = resolve_precision(precision, self.device)
+        #: Whether the network runs in int8 (:mod:`impasto.nets.int8`).
+        self.int8 = _uses_int8(net, precision, self.device, self.compile_mode)
+        self.calibrate_each = calibrate_each
+        #: The int8 network once calibrated (None before the first call).
+        self.quantized: nn.Module | None = None
+        if self.int8:
+            self.compile_mode = "off"
+        self.dtype = torch.float32 if self.int8 else resolve_precision(precision, self.device)
         if isinstance(tile, str) and tile != "auto":
             raise InputError(f"tile must be 'auto', 0 or a size in pixels, not {tile!r}")
         if isinstance(tile, int) and not isinstance(tile, bool) and tile != 0 and tile < 32:
@@ -217,6 +235,9 @@ class InferenceRunner:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         net.eval().requires_grad_(False).to(self.device)
         self.source = net
+        if self.int8:
+            channels_last = False
+            self.channels_last, self.memory_format = False, torch.contiguous_format
         if self.dtype != torch.float32:
             net = _cast_parameters(copy.deepcopy(net), self.dtype)
         if channels_last:
@@ -297,9 +318,24 @@ class InferenceRunner:
         x = x.to(self.device, dtype=self.dtype, non_blocking=True)
         return x.contiguous(memory_format=self.memory_format)
 
+    def calibrate(self, images: Iterable[Tensor]) -> None:
+        """(int8) Calibrates the int8 network on ``images`` (float ``(N, 3, H, W)`` in
+        ``[0, 1]``); later calls use it. Without this, the first call calibrates on its own
+        input. A no-op at other precisions."""
+        if self.int8:
+            from impasto.nets.int8 import Int8TransformerNet
+
+            self.quantized = Int8TransformerNet.calibrate(
+                self.source, [x.to(self.device) for x in images])
+
     def forward(self, x: Tensor) -> Tensor:
-        """The network on a prepared ``x``: compiled where the compile setting says so, eager
-        otherwise (and after a failed compile)."""
+        """The network on a prepared ``x``: int8 where chosen; compiled where the compile
+        setting says so; eager otherwise (and after a failed compile)."""
+        if self.int8:
+            if self.quantized is None or self.calibrate_each:
+                self.calibrate([x])
+            assert self.quantized is not None
+            return self.quantized(x)
         fn = self._fn_for(tuple(x.shape))
         if fn is not None:
             try:
@@ -324,7 +360,9 @@ class InferenceRunner:
         budget = self.memory_budget
         if budget is not None:
             budget //= max(1, n)
-        return auto_tile(self.source, h, w, budget=budget, dtype=self.dtype, align=self.align,
+        # int8 activations take 1 byte; 2 leaves room for the padding copies.
+        dtype = torch.bfloat16 if self.int8 else self.dtype
+        return auto_tile(self.source, h, w, budget=budget, dtype=dtype, align=self.align,
                          overlap=self.overlap)
 
     def tile_for(self, x: Tensor) -> int | None:
@@ -340,6 +378,8 @@ class InferenceRunner:
         tile = self.tile_for(x)
         if tile is None:
             return self.run_whole(x)
+        if self.int8 and (self.quantized is None or self.calibrate_each):
+            self.calibrate([x])  # the whole image, not its first tile
         if self.tiled is not None:
             return self.tiled(self, x, tile)
         if self.compile_mode == "auto":  # one image in many tiles: may pay by itself
@@ -372,6 +412,27 @@ def _compiling() -> Iterator[None]:
             yield
     finally:
         quiet.setLevel(level)
+
+
+def _uses_int8(net: nn.Module, precision: str, device: torch.device, compile: str) -> bool:
+    """Whether ``precision`` means int8 for ``net`` on ``device`` (an error where asked for
+    and impossible). ``auto`` with ``compile="on"`` is not int8: int8 is never compiled."""
+    from impasto.nets.int8 import int8_supported
+    from impasto.nets.transformer import TransformerNet
+
+    if precision not in INFERENCE_PRECISIONS:
+        raise InputError(f"unknown precision '{precision}'; choose from "
+                         f"{', '.join(INFERENCE_PRECISIONS)}")
+    if precision == "int8":
+        if not isinstance(net, TransformerNet):
+            raise InputError("precision int8 is for per-style networks (--model) only; "
+                             "use auto, bf16 or fp32")
+        if not int8_supported(device):
+            raise InputError("precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or "
+                             "AMX) and PyTorch's quantised engine; use auto, bf16 or fp32")
+        return True
+    return (precision == "auto" and compile != "on" and isinstance(net, TransformerNet)
+            and int8_supported(device))
 
 
 def _prefers_channels_last(net: nn.Module, device: torch.device) -> bool:

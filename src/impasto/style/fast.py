@@ -1021,6 +1021,7 @@ class FastStyle:
         self.metadata.setdefault("net", net.config.to_dict())
         self.thumbnail = thumbnail
         self.source = source
+        self._runners: dict[str, Any] = {}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> FastStyle:
@@ -1049,12 +1050,19 @@ class FastStyle:
 
     def stylize_tensor(self, x: Tensor, *, precision: str = "auto") -> Tensor:
         """``(N, 3, H, W)`` float in ``[0, 1]`` -> float32 ``(N, 3, H, W)`` in ``[0, 1]``,
-        on the model's device (bf16 autocast with ``precision="auto"`` where it is fast)."""
-        dtype = resolve_precision(precision, self.device)
-        x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, dtype):
-            y = self.net(x)
-        return y.float().contiguous()
+        on the model's device. ``precision``: ``auto|fp32|bf16|int8`` as in
+        :class:`~impasto.style.apply.InferenceRunner` (``auto``: int8 on a CPU with VNNI, else
+        bf16 where it is fast); int8 is calibrated on each call's own input, so an image's
+        result does not depend on the images before it. Images too large for the memory budget
+        run in tiles."""
+        runner = self._runners.get(precision)
+        if runner is None:
+            from impasto.style.apply import InferenceRunner
+
+            runner = InferenceRunner(self.net, device=self.device, precision=precision,
+                                     compile="off", calibrate_each=True)
+            self._runners[precision] = runner
+        return runner(x.to(self.device, torch.float32))
 
     def __call__(self, image: Any, *, precision: str = "auto") -> Any:
         if isinstance(image, Tensor) and image.is_floating_point():

@@ -79,6 +79,8 @@ def check_gatys_args(args: argparse.Namespace) -> None:
         raise InputError("--export needs a network: --model FILE or --method adain --decoder FILE")
     if args.mask:
         raise InputError("--mask needs --method adain --decoder FILE")
+    if args.precision == "int8":
+        raise InputError("--precision int8 is for per-style networks (--model) only")
     if args.content is None:
         raise InputError("stylize: the content image is required")
     if not args.style:
@@ -133,6 +135,8 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         if args.preserve_color == "histogram":
             raise InputError("--preserve-color histogram needs the style image (AdaIN); a "
                              "per-style network supports 'luminance'")
+    elif args.precision == "int8":
+        raise InputError("--precision int8 is for per-style networks (--model) only")
     else:
         if not styles:
             raise InputError("--method adain needs one or more style images (-s/--style)")
