@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "add_subcommands",
+    "add_training_runtime",
     "finite_number",
     "int_at_least",
     "int_list",
@@ -27,6 +28,25 @@ __all__ = [
     "positive_number",
     "seeds",
 ]
+
+
+def add_training_runtime(p: argparse.ArgumentParser, *, device: str, seed: int,
+                         default: Any) -> argparse._ArgumentGroup:
+    """The "runtime" option group every training command shares: ``--device``,
+    ``--precision``, ``--channels-last``, ``--deterministic`` and ``--seed``, each with
+    ``default`` (a sentinel: unset options keep the config's value, named in the help)."""
+    from impasto.device import DEVICES, PRECISIONS
+
+    r = p.add_argument_group("runtime")
+    r.add_argument("--device", choices=DEVICES, default=default, help=f"(default {device})")
+    r.add_argument("--precision", choices=PRECISIONS, default=default,
+                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=default,
+                   help="NHWC memory format (default on)")
+    r.add_argument("--deterministic", action="store_true", default=default,
+                   help="deterministic algorithms: bit-identical reruns and resumes")
+    r.add_argument("--seed", type=nonneg_int, default=default, help=f"(default {seed})")
+    return r
 
 
 def add_subcommands(p: argparse.ArgumentParser, dest: str, metavar: str = "COMMAND") -> Any:

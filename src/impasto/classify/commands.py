@@ -17,6 +17,7 @@ from typing import Any
 
 from impasto._cliargs import (
     add_subcommands,
+    add_training_runtime,
     finite_number,
     nonneg_int,
     positive_int,
@@ -85,7 +86,6 @@ def _add_train(csub: Any) -> None:
         SCHEDULES,
         ClassifierTrainConfig,
     )
-    from impasto.device import DEVICES, PRECISIONS
     from impasto.nets.classifier import CLASSIFIER_ARCHS
 
     d = ClassifierTrainConfig(data="-")
@@ -153,15 +153,7 @@ def _add_train(csub: Any) -> None:
     length.add_argument("--epochs", type=positive_int, default=S,
                         help=f"(default {DEFAULT_EPOCHS})")
     length.add_argument("--steps", type=positive_int, default=S)
-    r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
-    r.add_argument("--precision", choices=PRECISIONS, default=S,
-                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
-    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
-                   help="NHWC memory format (default on)")
-    r.add_argument("--deterministic", action="store_true", default=S,
-                   help="deterministic algorithms: bit-identical reruns and resumes")
-    r.add_argument("--seed", type=nonneg_int, default=S, help=f"(default {d.seed})")
+    add_training_runtime(p, device=d.device, seed=d.seed, default=S)
     lg = p.add_argument_group("logging")
     lg.add_argument("--log-every", type=nonneg_int, default=S,
                     help=f"steps (default {d.log_every})")

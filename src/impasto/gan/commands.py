@@ -19,6 +19,7 @@ from typing import Any
 
 from impasto._cliargs import (
     add_subcommands,
+    add_training_runtime,
     finite_number,
     int_list,
     nonneg_int,
@@ -119,7 +120,6 @@ _FIELDS = {
 
 
 def _add_train(gsub: Any) -> None:
-    from impasto.device import DEVICES, PRECISIONS
     from impasto.gan.augment import DIFFAUGMENT_POLICIES
     from impasto.gan.config import ARCH_DEFAULTS, DEFAULT_KIMG, TRACKED_METRICS, GanTrainConfig
     from impasto.gan.losses import GAN_LOSS_KINDS
@@ -185,15 +185,7 @@ def _add_train(gsub: Any) -> None:
                    f"{','.join(DIFFAUGMENT_POLICIES)}")
     t.add_argument("--hflip", action="store_true", default=S, help="random horizontal flips")
     t.add_argument("--workers", type=nonneg_int, default=S, help="data loader processes")
-    r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
-    r.add_argument("--precision", choices=PRECISIONS, default=S,
-                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
-    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
-                   help="NHWC memory format (default on)")
-    r.add_argument("--deterministic", action="store_true", default=S,
-                   help="deterministic algorithms: bit-identical reruns and resumes")
-    r.add_argument("--seed", type=nonneg_int, default=S, help=f"(default {d.seed})")
+    add_training_runtime(p, device=d.device, seed=d.seed, default=S)
     g = p.add_argument_group("logging")
     g.add_argument("--log-every", type=nonneg_int, default=S,
                    help=f"steps (default {d.log_every})")

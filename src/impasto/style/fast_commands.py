@@ -16,7 +16,13 @@ import math
 import sys
 from typing import Any
 
-from impasto._cliargs import add_subcommands, int_at_least, nonneg_number, positive_number
+from impasto._cliargs import (
+    add_subcommands,
+    add_training_runtime,
+    int_at_least,
+    nonneg_number,
+    positive_number,
+)
 from impasto._clirun import ProgressBar, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
@@ -88,7 +94,6 @@ _FIELDS = {
 
 
 def _add_train(fsub: Any) -> None:
-    from impasto.device import DEVICES, PRECISIONS
     from impasto.nets.patch_disc import PATCH_NORMS
     from impasto.nets.vgg import VGG19_WEIGHTS
     from impasto.style.fast import ADV_LOSSES, FastStyleConfig
@@ -167,15 +172,7 @@ def _add_train(fsub: Any) -> None:
     t.add_argument("--lr", type=positive_number, default=S,
                    help=f"Adam learning rate (default {d.lr:g})")
     t.add_argument("--workers", type=nonneg, default=S, help="data loader processes")
-    r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=DEVICES, default=S, help=f"(default {d.device})")
-    r.add_argument("--precision", choices=PRECISIONS, default=S,
-                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
-    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
-                   help="NHWC memory format (default on)")
-    r.add_argument("--deterministic", action="store_true", default=S,
-                   help="deterministic algorithms: bit-identical reruns and resumes")
-    r.add_argument("--seed", type=nonneg, default=S, help=f"(default {d.seed})")
+    add_training_runtime(p, device=d.device, seed=d.seed, default=S)
     g = p.add_argument_group("logging")
     g.add_argument("--log-every", type=nonneg, default=S, help=f"steps (default {d.log_every})")
     g.add_argument("--sample-every", type=nonneg, default=S,
