@@ -30,9 +30,9 @@ after one warm-up call per round; the table shows the median over rounds):
   ``apply_video`` does): ``compile="auto"`` compiles where its policy says it pays
   (:class:`~impasto.style.apply.CompilePolicy`: at least 100 megapixels of one shape, and not
   on a CPU for networks without instance normalisation), and runs eagerly elsewhere;
-* ``compiled``: the same with a compile forced for every size (inductor, frozen weights, one
-  static compile per size), where ``default-video`` did not compile, to show what compiling
-  would give there (where it did compile, ``compiled`` is ``default-video``). Left out with
+* ``compiled``: the same in bf16 (fp32 where bf16 is slow; int8 is never compiled) with a
+  compile forced for every size (inductor, frozen weights, one static compile per size), where
+  ``default-video`` did not compile, to show what compiling would give there (where it did compile, ``compiled`` is ``default-video``). Left out with
   ``--quick`` unless ``--compile``.
 
 Quality (per-style network): every photo of ``../shared/data/styletransfer/content`` (else
@@ -139,7 +139,14 @@ def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
         return run_int8
     if name in ("default-video", "compiled"):
         policy = CompilePolicy(min_calls=1, min_megapixels=0.0) if name == "compiled" else None
-        runner = InferenceRunner(net, device="cpu", compile_policy=policy)
+        # compiled: bf16 (or fp32) where auto would pick int8, which is never compiled
+        precision = "auto"
+        if name == "compiled":
+            from impasto.device import resolve_precision
+
+            fast = resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
+            precision = "bf16" if fast else "fp32"
+        runner = InferenceRunner(net, device="cpu", compile_policy=policy, precision=precision)
         runner.expect({(1, 3, s, s): frames for s in sizes})  # a video of `frames` frames
         return runner
     cl = name.endswith("-cl")
