@@ -97,5 +97,5 @@ def test_bounds_keep_the_solution_in_the_box():
     opt = ImageLBFGS(x, bounds=(0.0, 1.0), first_step=0.1)
     for _ in range(30):
         opt.step(closure)
-        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+        assert float(x.detach().min()) >= 0.0 and float(x.detach().max()) <= 1.0
     torch.testing.assert_close(x.detach(), target.clamp(0, 1), atol=1e-4, rtol=0)
