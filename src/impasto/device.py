@@ -74,6 +74,11 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if fast_bf16(device) else torch.float32
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """``"bf16"`` or ``"fp32"``: the name :func:`resolve_precision` takes for ``dtype``."""
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
+
+
 def autocast(device: torch.device, dtype: torch.dtype):
     """A bf16 autocast context on ``device``, or a no-op for float32."""
     if dtype == torch.float32:

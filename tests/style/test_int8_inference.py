@@ -3,6 +3,8 @@ refused), when it calibrates, the Python API (each image calibrates itself) and 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -147,6 +149,8 @@ def test_cli_model_in_int8_writes_the_image(tmp_path, capsys):
         rc = main(["stylize", str(src), "--model", str(path), "-o", str(out), "-q",
                    "--device", "cpu", "--precision", precision])
         assert rc == 0, capsys.readouterr().err
-        outs[precision] = np.asarray(Image.open(out)).astype(int)
+        with Image.open(out) as im:
+            assert json.loads(im.text["settings"])["precision"] == precision
+            outs[precision] = np.asarray(im).astype(int)
     diff = np.abs(outs["int8"] - outs["fp32"])
     assert 0 < diff.max() < 40 and diff.mean() < 2

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from impasto._fileutil import one_line, reason
-from impasto.device import PRECISIONS, resolve_device, resolve_precision
+from impasto.device import PRECISIONS, precision_name, resolve_device, resolve_precision
 from impasto.errors import InputError
 from impasto.io import (
     DEFAULT_MAX_PIXELS,
@@ -249,6 +249,11 @@ class InferenceRunner:
         self.compile_shapes: set[tuple[int, ...]] = set()
         #: Why compiling failed (then the runner runs eagerly), else None.
         self.compile_error: str | None = None
+
+    @property
+    def precision(self) -> str:
+        """The precision the network runs in: ``"int8"``, ``"bf16"`` or ``"fp32"``."""
+        return "int8" if self.int8 else precision_name(self.dtype)
 
     # -- compiling
 

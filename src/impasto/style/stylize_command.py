@@ -198,8 +198,10 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         net = model.net
         label = {"model": Path(args.model).name, "style": model.style_name}
         transform = _fast_transform(model, args)
+        precision = transform.precision  # type: ignore[union-attr]
     else:
         from impasto.io import resize, to_tensor
+        from impasto.device import precision_name, resolve_precision
         from impasto.style.adain import AdaIN, _load_masks
 
         masks = _load_masks(args.mask, max_pixels) if args.mask else None
@@ -210,6 +212,7 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         label = {"decoder": Path(args.decoder).name,
                  "style": json.dumps([Path(s).name for s in styles])}
         net = None
+        precision = precision_name(resolve_precision(args.precision, ada.device))
         if args.export:
             net = ada.stylizer(style_ts, alpha=args.alpha, weights=weights, masks=masks,
                                precision="fp32")
@@ -228,7 +231,8 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         print(report.summary())
         return 0
 
-    settings = {"method": method, "alpha": args.alpha if method == "adain" else None,
+    settings = {"method": method, "precision": precision,
+                "alpha": args.alpha if method == "adain" else None,
                 "preserve_color": args.preserve_color, "size": args.size,
                 "style_blend_weights": list(weights) if weights else None,
                 "mask": [Path(m).name for m in args.mask] if args.mask else None}
@@ -277,4 +281,5 @@ def _fast_transform(model: Any, args: argparse.Namespace):
         return combine_luminance(runner(x), x)
 
     keep_colour.expect = runner.expect  # type: ignore[attr-defined]  (compile="auto")
+    keep_colour.precision = runner.precision  # type: ignore[attr-defined]
     return keep_colour
