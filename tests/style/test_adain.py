@@ -382,3 +382,38 @@ def test_crop_folder_decodes_each_image_once(tmp_path, monkeypatch):
     uncached = adain_mod.CropFolder(tmp_path, image_size=16, load_size=24, seed=0, what="style")
     uncached._resized = None
     assert all(torch.equal(uncached[(1, i)], again[3 + i]) for i in range(3))
+
+
+def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkeypatch):
+    """The first Ctrl-C stops after the current step: a checkpoint, exit status 130, and a
+    --resume that finishes the run."""
+    import os
+    import signal
+
+    from impasto.cli import main
+    from impasto.style import adain_commands
+
+    calls = []
+    real = adain_commands._Bar.__call__
+
+    def interrupt_once(self, info):
+        real(self, info)
+        if not calls:
+            calls.append(info.step)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(adain_commands._Bar, "__call__", interrupt_once)
+    c, s = _folders(tmp_path)
+    out = tmp_path / "dec.pt"
+    argv = ["adain", "train", "--content", str(c), "--styles", str(s), "-o", str(out),
+            "--steps", "4", "--batch-size", "1", "--image-size", "32", "--load-size", "40",
+            "--device", "cpu", "--no-tensorboard", "-q"]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    assert "stopping after this step" in err and "--resume" in err
+    assert not out.exists()
+    assert list((tmp_path / "dec-run").glob("ckpt-*.pt"))
+    rc = main(argv + ["--resume", str(tmp_path / "dec-run")])
+    assert rc == 0, capsys.readouterr().err
+    assert load_decoder(out)[1]["step"] == 4

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 from typing import Any
 
 from impasto._cliargs import add_subcommands, int_at_least, parse_float
+from impasto._clirun import ProgressBar, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -85,29 +85,14 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(func=_run_train)
 
 
-class _Bar:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar = None
+class _Bar(ProgressBar):
+    """The progress callback: a tqdm bar with the step and the two losses."""
 
-    def __call__(self, info) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=info.total_steps, initial=info.start_step, unit="step",
-                            dynamic_ncols=True)
-            return
-        self.bar.update(info.step - self.bar.n)
-        if info.stats:
-            self.bar.set_postfix_str(
-                f"content {info.stats['content']:.4g} style {info.stats['style']:.4g}",
-                refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def postfix(self, info: Any) -> str | None:
+        s = info.stats
+        if not s:
+            return None
+        return f"content {s['content']:.4g} style {s['style']:.4g}"
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -129,20 +114,7 @@ def _run_train(args: argparse.Namespace) -> int:
         log_every=args.log_every, ckpt_every=args.ckpt_every,
         tensorboard=not args.no_tensorboard,
     )
-    stop = {"now": False}
-
-    def handler(signum, frame) -> None:
-        if stop["now"]:
-            raise KeyboardInterrupt
-        stop["now"] = True
-
-    old = signal.signal(signal.SIGINT, handler)
-    bar = _Bar(args.quiet)
-    try:
-        result = train(config, resume=args.resume, progress=bar, abort=lambda: stop["now"])
-    finally:
-        bar.close()
-        signal.signal(signal.SIGINT, old)
+    result = run_training(train, config, args.resume, _Bar(args.quiet), rank0_only=True)
     if result.aborted:
         print(f"impasto: stopped at step {result.step}; continue with --resume {result.run}",
               file=sys.stderr)
