@@ -127,3 +127,13 @@ def test_calibration_errors():
         Int8TransformerNet.calibrate(net(), [])
     with pytest.raises(TypeError, match="TransformerNet"):
         Int8TransformerNet.calibrate(nn.Conv2d(3, 3, 1), [torch.rand(1, 3, 8, 8)])
+
+
+@pytest.mark.parametrize("config", [dict(channels=(8, 16, 32), num_residual=0, kernel_size=3),
+                                    dict(channels=(16, 16, 16), num_residual=3, kernel_size=5)])
+def test_other_architectures_quantise_too(config):
+    model = net(5, **config)
+    x = photo("coffee", 96)
+    q = Int8TransformerNet.calibrate(model, [x])
+    assert len(q.sums) == config["num_residual"]
+    assert psnr(float_out(q, x), float_out(model, x)) > 33
