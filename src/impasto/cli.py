@@ -35,7 +35,8 @@ def _csv(kind: type):
         try:
             items = [kind(t.strip()) for t in text.split(",") if t.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a comma-separated list of {kind.__name__}: {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"not a comma-separated list of {kind.__name__}: {text!r}") from None
         if not items:
             raise argparse.ArgumentTypeError("empty list")
         return tuple(items)

@@ -55,7 +55,6 @@ def test_metrics_of_a_known_case():
     np.testing.assert_array_equal(r.confusion, [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
     np.testing.assert_allclose(r.per_class, [0.5, 1.0, 0.0])
     np.testing.assert_array_equal(r.support, [2, 2, 1])
-    logits = torch.tensor([[2.0, 0, 0], [0, 1, 0], [0, 3, 0], [0, 1, 0.5], [1, 0, 0]])
     expected = -np.mean([
         math.log(math.exp(2) / (math.exp(2) + 2)),
         math.log(1 / (math.e + 2)),

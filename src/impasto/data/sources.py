@@ -19,7 +19,6 @@ import numpy as np
 
 from impasto.errors import InputError
 from impasto._fileutil import reason as _reason
-from impasto.errors import escape_line as _one_line
 from impasto.errors import input_error as _err
 
 __all__ = [

@@ -322,7 +322,7 @@ class PgganSchedule:
         phases = self.phases(resolution)
         total = self.total_images(resolution)
         n = steps = 0
-        for k, p in enumerate(phases):
+        for p in phases:
             end = total if p.length is None else min(total, p.start + p.length)
             if n >= end:
                 continue

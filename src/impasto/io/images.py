@@ -29,7 +29,6 @@ from impasto._fileutil import _umask
 from impasto._fileutil import fsync_dir as _fsync_dir
 from impasto.errors import InputError
 from impasto._fileutil import reason as _reason
-from impasto.errors import escape_line as _one_line
 from impasto.errors import input_error as _error
 
 if TYPE_CHECKING:  # torch is imported lazily: reading and writing files must not need it

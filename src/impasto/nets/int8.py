@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from impasto.device import autocast, resolve_precision
-from impasto.nets.transformer import TransformerNet, _ConvLayer, _Residual, _Upsample
+from impasto.nets.transformer import TransformerNet, _ConvLayer, _Residual
 
 __all__ = ["CALIBRATION_SIDE", "QUANTILE", "Int8TransformerNet", "int8_supported"]
 

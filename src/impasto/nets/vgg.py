@@ -155,7 +155,7 @@ def _load_caffe_quantised(path: Path) -> dict[str, Tensor]:
             try:
                 idx, table, bias = raw[f"{key}_W_q"], raw[f"{key}_W_table"], raw[f"{key}_b"]
             except KeyError as e:
-                raise InputError(f"{path}: not a quantised VGG19 file (missing {e.args[0]})")
+                raise InputError(f"{path}: not a quantised VGG19 file (missing {e.args[0]})") from None
             # Index with a long tensor: a uint8 index would be read as a boolean mask.
             state[f"conv{b}_{c}.weight"] = table.float()[idx.long()]
             state[f"conv{b}_{c}.bias"] = bias.float()
