@@ -19,12 +19,12 @@ after one warm-up call per round; the table shows the median over rounds):
 * ``bf16``: a bf16 copy of the network (what :class:`~impasto.style.apply.InferenceRunner`
   does with ``precision="auto"`` on a CPU with fast bf16);
 * ``bf16-cl``: the same, channels_last;
-* ``int8`` (per-style network only): :class:`~impasto.nets.int8.Int8TransformerNet`, calibrated
-  once on the first input, the network alone;
+* ``int8``: the int8 network (:mod:`impasto.nets.int8`), calibrated once on the first input,
+  the network alone;
 * ``default-image``: ``InferenceRunner(net, calibrate_each=True)`` with its defaults, end to
   end (tiling check, input conversion, clamping), as for a single image: ``compile="auto"``
-  runs it eagerly; where the default is int8 (a per-style network on a CPU with VNNI), every
-  call also calibrates on its own input, as a lone image (CLI) or the Python API does;
+  runs it eagerly; where the default is int8 (on a CPU with VNNI), every call also calibrates
+  on its own input, as a lone image (CLI) or the Python API does;
 * ``default-video``: ``InferenceRunner(net)`` told that a video of ``--video-frames`` frames
   (1000) of this size is coming (int8: calibrated on the first frame, then kept) (:meth:`~impasto.style.apply.InferenceRunner.expect`, as
   ``apply_video`` does): ``compile="auto"`` compiles where its policy says it pays
@@ -35,9 +35,10 @@ after one warm-up call per round; the table shows the median over rounds):
   ``default-video`` did not compile, to show what compiling would give there (where it did compile, ``compiled`` is ``default-video``). Left out with
   ``--quick`` unless ``--compile``.
 
-Quality (per-style network): every photo of ``../shared/data/styletransfer/content`` (else
-scikit-image's) at 512 and 1024 px through ``--model`` (random weights without it), as saved
-8-bit images: PSNR of the default (a single image) and of bf16 against fp32 eager.
+Quality: every photo of ``../shared/data/styletransfer/content`` (else scikit-image's) at 512
+and 1024 px through ``--model`` (random weights without it) and, with ``--decoder``, through
+AdaIN with ``starry_night.jpg``, as saved 8-bit images: PSNR of the default (a single image)
+and of bf16 against fp32 eager.
 
 Compiled settings compile on their first call per size; that call is timed apart, and the
 compile time reported is its time less the median call. The speed is megapixels per second;
@@ -74,6 +75,7 @@ from pathlib import Path
 import torch
 
 OUT = Path(__file__).resolve().parent / "out"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "styletransfer"
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,10 +104,16 @@ def adain_stylizer(decoder: str | None):
         torch.manual_seed(0)
         encoder = VGG19Features(["relu4_1"], weights=None)
         weights = "random"
-    if decoder:
-        from impasto.style.adain import load_decoder
+    if decoder:  # a trained decoder, with the statistics of a real style
+        from impasto.io import load_image, resize, to_tensor
+        from impasto.style.adain import AdaIN, load_decoder
 
         dec, _ = load_decoder(decoder)
+        style = SHARED / "style" / "starry_night.jpg"
+        if style.is_file():
+            ada = AdaIN(dec, encoder, device="cpu", precision="fp32")
+            s = to_tensor(resize(load_image(style), longest=512))
+            return ada.stylizer([s]).eval(), weights
     else:
         torch.manual_seed(0)
         dec = AdaINDecoder()
@@ -126,13 +134,15 @@ def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
     if name == "default-image":
         return InferenceRunner(net, device="cpu", calibrate_each=True)
     if name == "int8":
-        from impasto.nets.int8 import Int8TransformerNet
+        from impasto.nets.int8 import Int8TransformerNet, quantize_adain
+        from impasto.nets.transformer import TransformerNet
 
         q: list = []
 
         def run_int8(x):
             if not q:
-                q.append(Int8TransformerNet.calibrate(net, [x]))
+                q.append(Int8TransformerNet.calibrate(net, [x]) if isinstance(net, TransformerNet)
+                         else quantize_adain(net, [x]))
             with torch.inference_mode():
                 return q[0](x)
 
@@ -169,12 +179,12 @@ def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
     return run
 
 
-def quality(net, model: str | None) -> list[dict]:
+def quality(net, model: str | None, net_name: str = "transformer") -> list[dict]:
     """PSNR (dB) against fp32 eager of the saved 8-bit outputs: the single-image default and
     bf16, per photo and size."""
     from impasto.io import load_image, resize, to_tensor
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "styletransfer" / "content"
+    data = SHARED / "content"
     photos = {p.stem: load_image(p) for p in sorted(data.glob("*.jpg"))}
     if not photos:
         from PIL import Image
@@ -196,10 +206,10 @@ def quality(net, model: str | None) -> list[dict]:
         for name, img in photos.items():
             x = to_tensor(resize(img, longest=size))
             ref = runs["fp32-eager"](x)
-            rows.append({"photo": name, "size": size, "model": model,
+            rows.append({"net": net_name, "photo": name, "size": size, "model": model,
                          "default_psnr": psnr(runs["default-image"](x), ref),
                          "bf16_psnr": psnr(runs["bf16"](x), ref)})
-            print(f"  quality {name:18s} {size:5d}px default {rows[-1]['default_psnr']:.2f} dB"
+            print(f"  quality {net_name} {name:18s} {size:5d}px default {rows[-1]['default_psnr']:.2f} dB"
                   f", bf16 {rows[-1]['bf16_psnr']:.2f} dB", file=sys.stderr, flush=True)
     return rows
 
@@ -409,7 +419,9 @@ def main() -> None:
     quality_rows = [] if args.quick else quality(tnet, args.model)
     print("AdaIN (VGG19 relu4_1 + decoder)", file=sys.stderr)
     stylizer, vgg = adain_stylizer(args.decoder)
-    rows += speed("adain", stylizer, settings, sizes, rounds, repeats, args.video_frames)
+    rows += speed("adain", stylizer, tsettings, sizes, rounds, repeats, args.video_frames)
+    if args.decoder and not args.quick:
+        quality_rows += quality(stylizer, args.decoder, "adain")
     table = summary(rows)
     mem = [] if args.no_memory else memory(
         args, ("transformer", "adain"), 1024 if args.quick else 4096,
@@ -439,9 +451,9 @@ def main() -> None:
     if quality_rows:
         print()
         print("PSNR (dB) against fp32 eager, saved 8-bit images")
-        print(f"{'photo':18s} {'size':>5s} {'default':>8s} {'bf16':>8s}")
+        print(f"{'net':12s} {'photo':18s} {'size':>5s} {'default':>8s} {'bf16':>8s}")
         for q in quality_rows:
-            print(f"{q['photo']:18s} {q['size']:5d} {q['default_psnr']:8.2f} "
+            print(f"{q['net']:12s} {q['photo']:18s} {q['size']:5d} {q['default_psnr']:8.2f} "
                   f"{q['bf16_psnr']:8.2f}")
     if mem:
         print()

@@ -310,8 +310,8 @@ class AdaINStylizer(nn.Module):
 
     def decode(self, f: Tensor, t: Tensor) -> Tensor:
         mix = t if self.alpha == 1.0 else self.alpha * t + (1.0 - self.alpha) * f
-        weight = next(self.decoder.parameters())
-        return self.decoder(mix.to(weight.dtype))
+        weight = next(self.decoder.parameters(), None)  # None: an int8 decoder (float in)
+        return self.decoder(mix if weight is None else mix.to(weight.dtype))
 
     # -- whole images
 

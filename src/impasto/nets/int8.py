@@ -42,7 +42,16 @@ from torch.nn import functional as F
 from impasto.device import autocast, resolve_precision
 from impasto.nets.transformer import TransformerNet, _ConvLayer, _Residual
 
-__all__ = ["CALIBRATION_SIDE", "QUANTILE", "Int8TransformerNet", "int8_supported"]
+__all__ = [
+    "ADAIN_CALIBRATION_SIDE",
+    "CALIBRATION_SIDE",
+    "QUANTILE",
+    "Int8AdaINDecoder",
+    "Int8TransformerNet",
+    "Int8VGGFeatures",
+    "int8_supported",
+    "quantize_adain",
+]
 
 #: Upper quantile of each activation used as the top of its uint8 range (the bottom: 1 - this).
 QUANTILE = 0.9999
@@ -159,6 +168,38 @@ def _reflect_pad_nhwc(x: Tensor, p: int) -> Tensor:
         out.permute(0, 3, 1, 2), x.q_scale(), x.q_zero_point())
 
 
+def _int8_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor | None, out_q: tuple[float, int],
+               *, relu: bool = False, padding: int = 0) -> nn.Module:
+    """An int8 convolution with ``conv``'s shape and ``weight``/``bias`` (symmetric int8 per
+    output channel), its output quantised with ``out_q``; ``relu``: fused ReLU."""
+    w_scale = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / 127.0
+    qw = torch.quantize_per_channel(weight, w_scale.double(), torch.zeros_like(
+        w_scale, dtype=torch.long), 0, torch.qint8)
+    cls = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d
+    q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+            padding=padding)
+    q.set_weight_bias(qw, bias)
+    q.scale, q.zero_point = out_q
+    return q
+
+
+def _quantize_input(x: Tensor, q: tuple[float, int]) -> Tensor:
+    return torch.quantize_per_tensor(x.float().contiguous(memory_format=torch.channels_last),
+                                     q[0], q[1], torch.quint8)
+
+
+def _calibration_view(x: Tensor, side: int) -> Tensor:
+    """``x`` as float ``(N, 3, h, w)`` scaled down to at most ``side`` (antialiased)."""
+    x = (x if x.ndim == 4 else x[None]).float()
+    longest = max(x.shape[-2:])
+    if longest > side:
+        f = side / longest
+        size = [max(1, round(s * f)) for s in x.shape[-2:]]
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0, 1)
+    return x
+
+
 class _QConv(nn.Module):
     """Reflection pad, int8 convolution, then (optionally) int8 instance norm (+ ReLU)."""
 
@@ -173,14 +214,7 @@ class _QConv(nn.Module):
         if scale is not None:  # equalised: (conv(x) - shift) / scale, per channel
             w = w / scale.view(-1, 1, 1, 1)
             b = (b - shift) / scale
-        w_scale = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / 127.0
-        qw = torch.quantize_per_channel(w, w_scale.double(), torch.zeros_like(
-            w_scale, dtype=torch.long), 0, torch.qint8)
-        q = torch.ao.nn.quantized.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                         stride=conv.stride)
-        q.set_weight_bias(qw, b)
-        q.scale, q.zero_point = out_q
-        self.conv = q
+        self.conv = _int8_conv(conv, w, b, out_q)
         self.norm = norm_q is not None
         if self.norm:
             inorm: nn.InstanceNorm2d = layer[2]
@@ -256,14 +290,7 @@ class Int8TransformerNet(nn.Module):
         seen = 0
         try:
             for image in images:
-                x = image if image.ndim == 4 else image[None]
-                x = x.to(device, torch.float32)
-                side = max(x.shape[-2:])
-                if side > CALIBRATION_SIDE:
-                    f = CALIBRATION_SIDE / side
-                    size = [max(1, round(s * f)) for s in x.shape[-2:]]
-                    x = F.interpolate(x, size=size, mode="bilinear", antialias=True,
-                                      align_corners=False).clamp(0, 1)
+                x = _calibration_view(image.to(device), CALIBRATION_SIDE)
                 with autocast(device, dtype):
                     net(x)
                 seen += 1
@@ -301,8 +328,7 @@ class Int8TransformerNet(nn.Module):
         x = x.float()
         if ph > 0 or pw > 0:
             x = F.pad(x, [0, pw, 0, ph], mode="reflect" if ph < h and pw < w else "replicate")
-        q = torch.quantize_per_tensor(x.contiguous(memory_format=torch.channels_last),
-                                      1.0 / 255.0, 0, torch.quint8)
+        q = _quantize_input(x, (1.0 / 255.0, 0))
         L = self.layers
         for i in range(3):
             q = L[f"encoder_{i}"](q)
@@ -318,3 +344,150 @@ class Int8TransformerNet(nn.Module):
         c = self.config
         return (f"int8, channels={c.channels}, num_residual={c.num_residual}, "
                 f"kernel_size={c.kernel_size}")
+
+
+# --------------------------------------------------------------------------------------------
+# AdaIN: the VGG19 encoder and the decoder in int8, the AdaIN step itself in float32
+
+
+#: Calibration images for AdaIN are scaled down to at most this side (relu4_1 is 1/8 of it).
+ADAIN_CALIBRATION_SIDE = 256
+
+
+class Int8VGGFeatures(nn.Module):
+    """An int8 :class:`~impasto.nets.vgg.VGG19Features` whose returned layers are ReLU outputs:
+    the preprocessing in float, then int8 convolutions with fused ReLU and pooling on uint8;
+    returns float32 ``{name: (N, C, h, w)}`` like the float module. Built by
+    :func:`quantize_adain`."""
+
+    def __init__(self, encoder: nn.Module, ranges: dict[str, tuple[float, float]]) -> None:
+        super().__init__()
+        self.layers = list(encoder.layers)
+        self.preprocessing = encoder.preprocessing
+        self.input_q = _qparams(*ranges["input"])
+        self.body = nn.ModuleDict()
+        names = list(encoder.body.keys())
+        for i, (name, m) in enumerate(encoder.body.items()):
+            if isinstance(m, nn.Conv2d):
+                relu = names[i + 1] if i + 1 < len(names) else None
+                if relu is None or not relu.startswith("relu"):
+                    raise ValueError("int8 VGG features need every conv followed by its ReLU")
+                self.body[name] = _int8_conv(
+                    m, m.weight.detach().float(), m.bias.detach().float(),
+                    _qparams(0.0, ranges[relu][1]), relu=True, padding=int(m.padding[0]))
+            elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+                self.body[name] = m
+            elif not isinstance(m, nn.ReLU):
+                raise ValueError(f"int8 VGG features: unexpected layer {name}")
+        for name in self.layers:
+            if not name.startswith("relu"):
+                raise ValueError(f"int8 VGG features return ReLU outputs only, not {name}")
+
+    @_quiet()
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        q = _quantize_input(self.preprocessing(x.float()), self.input_q)
+        out: dict[str, Tensor] = {}
+        wanted = set(self.layers)
+        for name, module in self.body.items():
+            q = module(q)
+            relu = "relu" + name[4:]
+            if name.startswith("conv") and relu in wanted:
+                out[relu] = q.dequantize()
+        return out
+
+
+class Int8AdaINDecoder(nn.Module):
+    """An int8 :class:`~impasto.nets.adain.AdaINDecoder`: float features in (quantised with
+    the calibrated range), reflection padding on uint8 in NHWC, int8 convolutions with fused
+    ReLU, nearest upsampling, and a float32 image out. Built by :func:`quantize_adain`."""
+
+    def __init__(self, decoder: nn.Module, ranges: dict[str, tuple[float, float]]) -> None:
+        super().__init__()
+        self.config = decoder.config
+        self.input_q = _qparams(*ranges["input"])
+        body = list(decoder.body)
+        self.steps: list[tuple[str, int]] = []
+        self.convs = nn.ModuleList()
+        pad = 0
+        for i, m in enumerate(body):
+            if isinstance(m, nn.ReflectionPad2d):
+                pad = int(m.padding[0])
+            elif isinstance(m, nn.Conv2d):
+                relu = i + 1 < len(body) and isinstance(body[i + 1], nn.ReLU)
+                lo, hi = ranges[f"body.{i + 1}" if relu else f"body.{i}"]
+                self.convs.append(_int8_conv(
+                    m, m.weight.detach().float(), m.bias.detach().float(),
+                    _qparams(0.0 if relu else lo, hi), relu=relu))
+                self.steps.append(("conv", pad))
+                pad = 0
+            elif isinstance(m, nn.Upsample):
+                self.steps.append(("up", 0))
+            elif not isinstance(m, nn.ReLU):
+                raise ValueError(f"int8 AdaIN decoder: unexpected layer {type(m).__name__}")
+
+    @_quiet()
+    def forward(self, features: Tensor) -> Tensor:
+        q = _quantize_input(features, self.input_q)
+        convs = iter(self.convs)
+        for kind, pad in self.steps:
+            if kind == "up":
+                q = F.interpolate(q, scale_factor=2, mode="nearest")
+            else:
+                q = next(convs)(_reflect_pad_nhwc(q, pad))
+        return q.dequantize()
+
+
+@torch.no_grad()
+@_quiet()
+def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
+    """An :class:`~impasto.nets.adain.AdaINStylizer` like ``stylizer`` (the same styles,
+    weights, masks and alpha) whose encoder and decoder run in int8, with activation ranges
+    (quantiles ``1 - QUANTILE`` .. ``QUANTILE``) measured by running ``stylizer`` on ``images``
+    (float ``(N, 3, H, W)`` in ``[0, 1]``, scaled down to ``ADAIN_CALIBRATION_SIDE``). The
+    content statistics and the AdaIN step stay float32."""
+    from impasto.nets.adain import AdaINStylizer
+
+    if not isinstance(stylizer, AdaINStylizer):
+        raise TypeError(f"int8 AdaIN needs an AdaINStylizer, not {type(stylizer).__name__}")
+    if not int8_supported("cpu"):
+        raise RuntimeError("int8 inference needs a CPU with VNNI and PyTorch's quantised "
+                           "tensors (x86 engine)")
+    enc, dec = stylizer.encoder, stylizer.decoder
+    enc_ranges: dict[str, _Range] = {}
+    dec_ranges: dict[str, _Range] = {}
+
+    def watch(table: dict[str, _Range], name: str, pre: bool = False) -> object:
+        def hook(_m, args, out=None):
+            table.setdefault(name, _Range()).add(args[0] if pre else out)
+        return hook
+
+    first = next(iter(enc.body.values()))
+    hooks = [first.register_forward_pre_hook(watch(enc_ranges, "input", pre=True)),
+             dec.body[0].register_forward_pre_hook(watch(dec_ranges, "input", pre=True))]
+    for name, m in enc.body.items():
+        if isinstance(m, nn.ReLU):
+            hooks.append(m.register_forward_hook(watch(enc_ranges, name)))
+    for i, m in enumerate(dec.body):
+        if isinstance(m, (nn.ReLU, nn.Conv2d)):
+            hooks.append(m.register_forward_hook(watch(dec_ranges, f"body.{i}")))
+    device = stylizer.style_mean.device
+    dtype = resolve_precision("auto", device)
+    seen = 0
+    try:
+        for image in images:
+            with autocast(device, dtype):
+                stylizer(_calibration_view(image.to(device), ADAIN_CALIBRATION_SIDE))
+            seen += 1
+    finally:
+        for h in hooks:
+            h.remove()
+    if not seen:
+        raise ValueError("int8 calibration needs at least one image")
+    er = {k: (r.lo, r.hi) for k, r in enc_ranges.items()}
+    dr = {k: (r.lo, r.hi) for k, r in dec_ranges.items()}
+    masks = stylizer.masks[0] if stylizer.masks is not None else None
+    return AdaINStylizer(
+        Int8VGGFeatures(enc, er), Int8AdaINDecoder(dec, dr), stylizer.style_mean,
+        stylizer.style_std, weights=stylizer.weights, masks=masks, alpha=stylizer.alpha,
+        layer=stylizer.layer,
+    ).eval()

@@ -481,7 +481,9 @@ def _check_counts(n_styles: int, weights: Sequence[float] | None, masks: Tensor 
 def _tiled_adain(runner: InferenceRunner, x: Tensor, tile: int) -> Tensor:
     """Two passes: the content statistics over all tiles (each tile's core, so every feature
     cell counts once), then the stylised tiles with those statistics, blended."""
-    net = runner.net
+    if runner.int8 and runner.quantized is None:  # (the runner calibrates before tiling)
+        runner.calibrate([x])
+    net = runner.model
     assert isinstance(net, AdaINStylizer)
     H, W = x.shape[-2:]
     overlap = runner.overlap_for(tile)

@@ -160,10 +160,10 @@ class InferenceRunner:
 
     Args:
         device, precision: ``auto|fp32|bf16|int8``. ``"auto"``: int8 for a per-style network
-            (:class:`~impasto.nets.transformer.TransformerNet`) on a CPU where
+            (:class:`~impasto.nets.transformer.TransformerNet`) or AdaIN
+            (:class:`~impasto.nets.adain.AdaINStylizer`) on a CPU where
             :func:`~impasto.nets.int8.int8_supported` (VNNI), else bf16 where the hardware
-            computes bf16 fast, else fp32. int8 (:class:`~impasto.nets.int8.Int8TransformerNet`)
-            is calibrated on the first input the runner sees (:meth:`calibrate` chooses other
+            computes bf16 fast, else fp32. int8 (:mod:`impasto.nets.int8`) is calibrated on the first input the runner sees (:meth:`calibrate` chooses other
             images, ``calibrate_each=True`` calibrates every call on its own input) and is
             never compiled, so ``compile="on"`` makes ``"auto"`` pick bf16/fp32. With bf16 the runner keeps a bf16 copy of the network and feeds it
             bf16 inputs: on a CPU this is 5-50% faster than autocast, which casts every weight
@@ -328,10 +328,19 @@ class InferenceRunner:
         ``[0, 1]``); later calls use it. Without this, the first call calibrates on its own
         input. A no-op at other precisions."""
         if self.int8:
-            from impasto.nets.int8 import Int8TransformerNet
+            from impasto.nets.int8 import Int8TransformerNet, quantize_adain
+            from impasto.nets.transformer import TransformerNet
 
-            self.quantized = Int8TransformerNet.calibrate(
-                self.source, [x.to(self.device) for x in images])
+            images = [x.to(self.device) for x in images]
+            if isinstance(self.source, TransformerNet):
+                self.quantized = Int8TransformerNet.calibrate(self.source, images)
+            else:
+                self.quantized = quantize_adain(self.source, images)
+
+    @property
+    def model(self) -> nn.Module:
+        """The module that runs: the int8 network once calibrated, else :attr:`net`."""
+        return self.quantized if self.int8 and self.quantized is not None else self.net
 
     def forward(self, x: Tensor) -> Tensor:
         """The network on a prepared ``x``: int8 where chosen; compiled where the compile
@@ -423,21 +432,27 @@ def _uses_int8(net: nn.Module, precision: str, device: torch.device, compile: st
     """Whether ``precision`` means int8 for ``net`` on ``device`` (an error where asked for
     and impossible). ``auto`` with ``compile="on"`` is not int8: int8 is never compiled."""
     from impasto.nets.int8 import int8_supported
-    from impasto.nets.transformer import TransformerNet
 
     if precision not in INFERENCE_PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; choose from "
                          f"{', '.join(INFERENCE_PRECISIONS)}")
     if precision == "int8":
-        if not isinstance(net, TransformerNet):
-            raise InputError("precision int8 is for per-style networks (--model) only; "
+        if not _int8_capable(net):
+            raise InputError("precision int8 is for per-style networks and AdaIN only; "
                              "use auto, bf16 or fp32")
         if not int8_supported(device):
             raise InputError("precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or "
                              "AMX) and PyTorch's quantised engine; use auto, bf16 or fp32")
         return True
-    return (precision == "auto" and compile != "on" and isinstance(net, TransformerNet)
+    return (precision == "auto" and compile != "on" and _int8_capable(net)
             and int8_supported(device))
+
+
+def _int8_capable(net: nn.Module) -> bool:
+    from impasto.nets.adain import AdaINStylizer
+    from impasto.nets.transformer import TransformerNet
+
+    return isinstance(net, (TransformerNet, AdaINStylizer))
 
 
 def _prefers_channels_last(net: nn.Module, device: torch.device) -> bool:
