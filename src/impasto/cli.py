@@ -115,8 +115,8 @@ def _add_stylize(sub) -> None:
     r.add_argument("--device", choices=DEVICES, default=d.device)
     r.add_argument("--precision", choices=(*PRECISIONS, "int8"), default=d.precision,
                    help="auto: bf16 where the hardware does bf16 fast, else fp32; with --model "
-                   "on a CPU with VNNI, int8 (calibrated on the first input). int8 is for "
-                   "--model only")
+                   "or --method adain on a CPU with VNNI, int8 (calibrated on the first "
+                   "input). int8 is for the networks only")
     r.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=d.weights,
                    help="VGG19 weight source")
     r.add_argument("--vgg-weights", default=None,

@@ -124,15 +124,12 @@ def test_python_api_results_do_not_depend_on_earlier_images(tmp_path):
     assert 0 < diff.max() < 40 and diff.mean() < 2
 
 
-def test_cli_int8_only_with_a_per_style_model(tmp_path, capsys):
+def test_cli_int8_not_for_gatys(tmp_path, capsys):
     src = tmp_path / "c.png"
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
     out = tmp_path / "o.png"
     one_line_error(capsys, ["stylize", str(src), "-s", str(src), "-o", str(out),
-                            "--precision", "int8"], "--model", out)
-    one_line_error(capsys, ["stylize", str(src), "-s", str(src), "-o", str(out), "--method",
-                            "adain", "--decoder", str(src), "--precision", "int8"],
-                   "--model", out)
+                            "--precision", "int8"], "--model, --method adain", out)
 
 
 @needs_int8
@@ -232,3 +229,30 @@ def test_adain_defaults_to_int8_and_tiles_calibrate_on_the_whole_image(monkeypat
     auto = type(ada)(ada.decoder, ada.encoder, device="cpu")  # precision auto
     out = auto(x, sa)
     assert len(seen) == 2 and psnr(out, ada(x, sa)) > 30
+
+
+@needs_int8
+def test_cli_adain_in_int8_writes_the_image_and_records_it(tmp_path, capsys):
+    from impasto.cli import main
+    from impasto.nets.adain import AdaINDecoder
+    from impasto.style.adain import save_decoder
+
+    torch.manual_seed(0)
+    dec = save_decoder(tmp_path / "dec.pt", AdaINDecoder(),
+                       encoder={"weights": "caffe", "widths": [64, 128, 256, 512],
+                                "layer": "relu4_1"})
+    src, style = tmp_path / "c.png", tmp_path / "s.png"
+    Image.fromarray((image(9)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src)
+    Image.fromarray((image(10)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(style)
+    outs = {}
+    for precision in ("auto", "fp32"):
+        out = tmp_path / f"{precision}.png"
+        rc = main(["stylize", str(src), "--method", "adain", "--decoder", str(dec), "-s",
+                   str(style), "-o", str(out), "-q", "--device", "cpu",
+                   "--precision", precision])
+        assert rc == 0, capsys.readouterr().err
+        with Image.open(out) as im:
+            want = "int8" if precision == "auto" else "fp32"
+            assert json.loads(im.text["settings"])["precision"] == want
+            outs[precision] = np.asarray(im).astype(int)
+    assert np.abs(outs["auto"] - outs["fp32"]).mean() < 3

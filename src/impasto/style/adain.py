@@ -262,7 +262,7 @@ class AdaIN:
             )
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision
-        resolve_precision(precision, self.device)  # validate early
+        self._dtype(precision)  # validate early
         self.decoder = decoder.eval().requires_grad_(False).to(self.device)
         self.encoder = encoder.eval().requires_grad_(False).to(self.device)
         self.metadata = dict(metadata or {})
@@ -298,7 +298,17 @@ class AdaIN:
     # -- building blocks
 
     def _dtype(self, precision: str | None) -> torch.dtype:
-        return resolve_precision(precision or self.precision, self.device)
+        """The float dtype of the float-network work (style statistics): with ``int8``, what
+        ``auto`` would pick (the runner quantises the stylizer)."""
+        name = precision or self.precision
+        if name == "int8":
+            from impasto.nets.int8 import int8_supported
+
+            if not int8_supported(self.device):
+                raise InputError("precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI "
+                                 "or AMX) and PyTorch's quantised engine; use auto, bf16 or fp32")
+            name = "auto"
+        return resolve_precision(name, self.device)
 
     @torch.inference_mode()
     def style_stats(self, styles: Sequence[Tensor], precision: str | None = None
@@ -383,6 +393,11 @@ class AdaIN:
 
         if run is not None:  # folders and videos announce their batches (compile="auto")
             apply.expect = run.expect  # type: ignore[attr-defined]
+            apply.precision = run.precision  # type: ignore[attr-defined]
+        else:
+            probe = self.runner(self.stylizer(styles[:1], precision=precision),
+                                **runner_options)
+            apply.precision = probe.precision  # type: ignore[attr-defined]
         return apply
 
     # -- the call

@@ -80,7 +80,7 @@ def check_gatys_args(args: argparse.Namespace) -> None:
     if args.mask:
         raise InputError("--mask needs --method adain --decoder FILE")
     if args.precision == "int8":
-        raise InputError("--precision int8 is for per-style networks (--model) only")
+        raise InputError("--precision int8 is for the networks (--model, --method adain) only")
     if args.content is None:
         raise InputError("stylize: the content image is required")
     if not args.style:
@@ -135,8 +135,6 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         if args.preserve_color == "histogram":
             raise InputError("--preserve-color histogram needs the style image (AdaIN); a "
                              "per-style network supports 'luminance'")
-    elif args.precision == "int8":
-        raise InputError("--precision int8 is for per-style networks (--model) only")
     else:
         if not styles:
             raise InputError("--method adain needs one or more style images (-s/--style)")
@@ -201,7 +199,6 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         precision = transform.precision  # type: ignore[union-attr]
     else:
         from impasto.io import resize, to_tensor
-        from impasto.device import precision_name, resolve_precision
         from impasto.style.adain import AdaIN, _load_masks
 
         masks = _load_masks(args.mask, max_pixels) if args.mask else None
@@ -212,7 +209,6 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
         label = {"decoder": Path(args.decoder).name,
                  "style": json.dumps([Path(s).name for s in styles])}
         net = None
-        precision = precision_name(resolve_precision(args.precision, ada.device))
         if args.export:
             net = ada.stylizer(style_ts, alpha=args.alpha, weights=weights, masks=masks,
                                precision="fp32")
@@ -223,6 +219,7 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
                 preserve_color=args.preserve_color, precision=args.precision,
                 tile=args.tile, compile=args.compile,
             )
+            precision = transform.precision  # type: ignore[attr-defined]
 
     if args.export:
         from impasto.style.export import export_model
