@@ -43,7 +43,7 @@ from impasto.device import autocast, resolve_precision
 from impasto.nets.transformer import TransformerNet, _ConvLayer, _Residual
 
 __all__ = [
-    "ADAIN_CALIBRATION_SIDE",
+    "ADAIN_QUANTILE",
     "CALIBRATION_SIDE",
     "QUANTILE",
     "Int8AdaINDecoder",
@@ -104,26 +104,31 @@ def _qparams(lo: float, hi: float) -> tuple[float, int]:
     return scale, int(min(255, max(0, round(-lo / scale))))
 
 
-def _quantiles(t: Tensor) -> tuple[float, float]:
+def _quantiles(t: Tensor, quantile: float | None = None) -> tuple[float, float]:
+    quantile = QUANTILE if quantile is None else quantile
     flat = t.detach().float().flatten()
+    if quantile >= 1.0:
+        lo, hi = torch.aminmax(flat)
+        return lo.item(), hi.item()
     if flat.numel() > _SAMPLE:  # a fixed stride, so calibration is deterministic
         flat = flat[:: flat.numel() // _SAMPLE + 1]
     # the nearest ranks: the k-th smallest and largest (topk of a small k: no full sort)
-    k = max(1, min(flat.numel(), round((1.0 - QUANTILE) * flat.numel()) + 1))
+    k = max(1, min(flat.numel(), round((1.0 - quantile) * flat.numel()) + 1))
     lo = flat.topk(k, largest=False, sorted=True).values[-1].item()
     hi = flat.topk(k, sorted=True).values[-1].item()
     return lo, hi
 
 
 class _Range:
-    """The union of the quantile ranges seen."""
+    """The union of the quantile ranges seen (``quantile``: default ``QUANTILE``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quantile: float | None = None) -> None:
+        self.quantile = quantile
         self.lo = float("inf")
         self.hi = float("-inf")
 
     def add(self, t: Tensor) -> None:
-        lo, hi = _quantiles(t)
+        lo, hi = _quantiles(t, self.quantile)
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
 
 
@@ -350,8 +355,10 @@ class Int8TransformerNet(nn.Module):
 # AdaIN: the VGG19 encoder and the decoder in int8, the AdaIN step itself in float32
 
 
-#: Calibration images for AdaIN are scaled down to at most this side (relu4_1 is 1/8 of it).
-ADAIN_CALIBRATION_SIDE = 256
+#: AdaIN's ranges are the full ranges seen: VGG activations are heavy-tailed, and clipping
+#: them moves the content statistics AdaIN normalises with (measured at 512 px on three photos:
+#: 29.6-34.7 dB PSNR to fp32 with the 99.99% quantile, 34.4-37.0 dB with min/max).
+ADAIN_QUANTILE = 1.0
 
 
 class Int8VGGFeatures(nn.Module):
@@ -442,9 +449,9 @@ class Int8AdaINDecoder(nn.Module):
 def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
     """An :class:`~impasto.nets.adain.AdaINStylizer` like ``stylizer`` (the same styles,
     weights, masks and alpha) whose encoder and decoder run in int8, with activation ranges
-    (quantiles ``1 - QUANTILE`` .. ``QUANTILE``) measured by running ``stylizer`` on ``images``
-    (float ``(N, 3, H, W)`` in ``[0, 1]``, scaled down to ``ADAIN_CALIBRATION_SIDE``). The
-    content statistics and the AdaIN step stay float32."""
+    (min/max, ``ADAIN_QUANTILE``) measured by running ``stylizer`` on ``images`` (float
+    ``(N, 3, H, W)`` in ``[0, 1]``, scaled down to ``CALIBRATION_SIDE``). The content
+    statistics and the AdaIN step stay float32."""
     from impasto.nets.adain import AdaINStylizer
 
     if not isinstance(stylizer, AdaINStylizer):
@@ -458,7 +465,7 @@ def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
 
     def watch(table: dict[str, _Range], name: str, pre: bool = False) -> object:
         def hook(_m, args, out=None):
-            table.setdefault(name, _Range()).add(args[0] if pre else out)
+            table.setdefault(name, _Range(ADAIN_QUANTILE)).add(args[0] if pre else out)
         return hook
 
     first = next(iter(enc.body.values()))
@@ -476,7 +483,7 @@ def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
     try:
         for image in images:
             with autocast(device, dtype):
-                stylizer(_calibration_view(image.to(device), ADAIN_CALIBRATION_SIDE))
+                stylizer(_calibration_view(image.to(device), CALIBRATION_SIDE))
             seen += 1
     finally:
         for h in hooks:
