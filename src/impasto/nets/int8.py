@@ -205,6 +205,24 @@ def _calibration_view(x: Tensor, side: int) -> Tensor:
     return x
 
 
+def _run_calibration(net: nn.Module, images: Iterable[Tensor], hooks: list,
+                     device: torch.device) -> None:
+    """Runs ``net`` on each image (scaled down to ``CALIBRATION_SIDE``; bf16 autocast where it
+    is fast: ranges need no more) so that ``hooks`` see the activations, then removes them."""
+    dtype = resolve_precision("auto", device)
+    seen = 0
+    try:
+        for image in images:
+            with autocast(device, dtype):
+                net(_calibration_view(image.to(device), CALIBRATION_SIDE))
+            seen += 1
+    finally:
+        for h in hooks:
+            h.remove()
+    if not seen:
+        raise ValueError("int8 calibration needs at least one image")
+
+
 class _QConv(nn.Module):
     """Reflection pad, int8 convolution, then (optionally) int8 instance norm (+ ReLU)."""
 
@@ -271,7 +289,6 @@ class Int8TransformerNet(nn.Module):
                                "tensors (x86 engine)")
         net = net.eval()
         device = next(net.parameters()).device
-        dtype = resolve_precision("auto", device)  # bf16 where fast: ranges need no more
         stats: dict[str, _ChannelStats | _Range] = {}
         hooks = []
 
@@ -292,18 +309,7 @@ class Int8TransformerNet(nn.Module):
                     hooks.append(m[2].register_forward_hook(watch(name + ".norm", _Range)))
             elif isinstance(m, _Residual):
                 hooks.append(m.register_forward_hook(watch(name + ".sum", _Range)))
-        seen = 0
-        try:
-            for image in images:
-                x = _calibration_view(image.to(device), CALIBRATION_SIDE)
-                with autocast(device, dtype):
-                    net(x)
-                seen += 1
-        finally:
-            for h in hooks:
-                h.remove()
-        if not seen:
-            raise ValueError("int8 calibration needs at least one image")
+        _run_calibration(net, images, hooks, device)
 
         layers = nn.ModuleDict()
         for name, m in net.named_modules():
@@ -477,19 +483,7 @@ def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
     for i, m in enumerate(dec.body):
         if isinstance(m, (nn.ReLU, nn.Conv2d)):
             hooks.append(m.register_forward_hook(watch(dec_ranges, f"body.{i}")))
-    device = stylizer.style_mean.device
-    dtype = resolve_precision("auto", device)
-    seen = 0
-    try:
-        for image in images:
-            with autocast(device, dtype):
-                stylizer(_calibration_view(image.to(device), CALIBRATION_SIDE))
-            seen += 1
-    finally:
-        for h in hooks:
-            h.remove()
-    if not seen:
-        raise ValueError("int8 calibration needs at least one image")
+    _run_calibration(stylizer, images, hooks, stylizer.style_mean.device)
     er = {k: (r.lo, r.hi) for k, r in enc_ranges.items()}
     dr = {k: (r.lo, r.hi) for k, r in dec_ranges.items()}
     masks = stylizer.masks[0] if stylizer.masks is not None else None
