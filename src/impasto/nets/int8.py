@@ -1,9 +1,9 @@
-"""Int8 inference for the feed-forward style network (post-training static quantisation).
+"""Int8 inference for the feed-forward style networks (post-training static quantisation).
 
 On a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX), an int8 convolution does four times the
-multiply-adds of an fp32 one per instruction; on the 2-core AVX512 machine impasto is developed
-on, a :class:`~impasto.nets.transformer.TransformerNet` runs about 3.7x faster in int8 than in
-fp32 (bf16: about 2.2x), see ``benchmarks/fast_style.py``.
+multiply-adds of an fp32 one per instruction. On the 2-core AVX512 machine impasto is developed
+on, a :class:`~impasto.nets.transformer.TransformerNet` runs 4.4-4.7x faster in int8 than in
+fp32 and AdaIN 4.5-5.1x (bf16: 2.2-2.5x); see ``benchmarks/fast_style.py``.
 
 :class:`Int8TransformerNet` is built from a float network and a few calibration images:
 
@@ -14,14 +14,17 @@ fp32 (bf16: about 2.2x), see ``benchmarks/fast_style.py``.
   shifted and scaled to zero mean and unit standard deviation on the calibration images. Instance
   normalisation removes each channel's own mean and scale, so the network computes the same
   function, but one uint8 range then fits all channels (without it, channels with a small spread
-  lose most of their resolution: measured 34.8 against 39.0 dB PSNR to fp32 at 512 px);
+  lose most of their resolution: measured 33.5 against 39.0 dB PSNR to fp32 at 512 px);
 * instance norm + ReLU is one quantised op whose output range starts at 0; reflection padding
   is done on the uint8 values in NHWC, the layout the int8 convolutions read;
 * the input is quantised with scale 1/255, which holds an 8-bit image exactly; the last
   convolution's output is dequantised before the sigmoid.
 
-The result is deterministic and close to fp32: on a trained network, 38-39 dB PSNR between the
-8-bit outputs at 512 px (bf16: about 50 dB). This uses PyTorch's quantised tensors
+:func:`quantize_adain` does the same for AdaIN: the VGG19 encoder and the decoder in int8
+(ReLU fused), the content statistics and the AdaIN step in float32.
+
+The results are deterministic and close to fp32: on trained networks, 31-40 dB PSNR between the
+8-bit outputs at 512 and 1024 px (bf16: 46-51 dB). This uses PyTorch's quantised tensors
 (``torch.ao.nn.quantized``), which PyTorch has announced it will remove in a future release;
 :func:`int8_supported` is then False and callers fall back to bf16 or fp32.
 """
