@@ -69,7 +69,7 @@ from impasto.nets.adain import (
     region_sums,
 )
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19_WEIGHTS, VGG19Features
-from impasto.style.apply import InferenceRunner
+from impasto.style.apply import InferenceRunner, inference_precision
 from impasto.style.color import combine_luminance, luminance_image, match_color
 from impasto.style.tiling import plan_tiles, run_tiled
 from impasto.train import (
@@ -302,11 +302,7 @@ class AdaIN:
         ``auto`` would pick (the runner quantises the stylizer)."""
         name = precision or self.precision
         if name == "int8":
-            from impasto.nets.int8 import int8_supported
-
-            if not int8_supported(self.device):
-                raise InputError("precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI "
-                                 "or AMX) and PyTorch's quantised engine; use auto, bf16 or fp32")
+            inference_precision(AdaINStylizer, name, self.device)  # refuses int8 where it can't
             name = "auto"
         return resolve_precision(name, self.device)
 
@@ -393,11 +389,9 @@ class AdaIN:
 
         if run is not None:  # folders and videos announce their batches (compile="auto")
             apply.expect = run.expect  # type: ignore[attr-defined]
-            apply.precision = run.precision  # type: ignore[attr-defined]
-        else:
-            probe = self.runner(self.stylizer(styles[:1], precision=precision),
-                                **runner_options)
-            apply.precision = probe.precision  # type: ignore[attr-defined]
+        apply.precision = inference_precision(  # type: ignore[attr-defined]
+            AdaINStylizer, precision or self.precision, self.device,
+            runner_options.get("compile", "auto"))
         return apply
 
     # -- the call
@@ -496,9 +490,7 @@ def _check_counts(n_styles: int, weights: Sequence[float] | None, masks: Tensor 
 def _tiled_adain(runner: InferenceRunner, x: Tensor, tile: int) -> Tensor:
     """Two passes: the content statistics over all tiles (each tile's core, so every feature
     cell counts once), then the stylised tiles with those statistics, blended."""
-    if runner.int8 and runner.quantized is None:  # (the runner calibrates before tiling)
-        runner.calibrate([x])
-    net = runner.model
+    net = runner.model  # int8: the runner calibrated on the whole image before tiling
     assert isinstance(net, AdaINStylizer)
     H, W = x.shape[-2:]
     overlap = runner.overlap_for(tile)

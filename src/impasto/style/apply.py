@@ -67,6 +67,7 @@ __all__ = [
     "batch_work",
     "compile_mode",
     "default_compile_policy",
+    "inference_precision",
     "input_kind",
     "probe_video",
 ]
@@ -214,7 +215,7 @@ class InferenceRunner:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.compile_policy = compile_policy or default_compile_policy(net, self.device)
         #: Whether the network runs in int8 (:mod:`impasto.nets.int8`).
-        self.int8 = _uses_int8(net, precision, self.device, self.compile_mode)
+        self.int8 = _uses_int8(type(net), precision, self.device, self.compile_mode)
         self.calibrate_each = calibrate_each
         #: The int8 network once calibrated (None before the first call).
         self.quantized: nn.Module | None = None
@@ -337,6 +338,14 @@ class InferenceRunner:
             else:
                 self.quantized = quantize_adain(self.source, images)
 
+    def _int8_for(self, x: Tensor) -> nn.Module:
+        """The int8 network for ``x``: calibrated on ``x`` at the first call (every call with
+        ``calibrate_each``)."""
+        if self.quantized is None or self.calibrate_each:
+            self.calibrate([x])
+        assert self.quantized is not None
+        return self.quantized
+
     @property
     def model(self) -> nn.Module:
         """The module that runs: the int8 network once calibrated, else :attr:`net`."""
@@ -346,10 +355,7 @@ class InferenceRunner:
         """The network on a prepared ``x``: int8 where chosen; compiled where the compile
         setting says so; eager otherwise (and after a failed compile)."""
         if self.int8:
-            if self.quantized is None or self.calibrate_each:
-                self.calibrate([x])
-            assert self.quantized is not None
-            return self.quantized(x)
+            return self._int8_for(x)(x)
         fn = self._fn_for(tuple(x.shape))
         if fn is not None:
             try:
@@ -392,8 +398,8 @@ class InferenceRunner:
         tile = self.tile_for(x)
         if tile is None:
             return self.run_whole(x)
-        if self.int8 and (self.quantized is None or self.calibrate_each):
-            self.calibrate([x])  # the whole image, not its first tile
+        if self.int8:
+            self._int8_for(x)  # calibrated on the whole image, not its first tile
         if self.tiled is not None:
             return self.tiled(self, x, tile)
         if self.compile_mode == "auto":  # one image in many tiles: may pay by itself
@@ -428,31 +434,42 @@ def _compiling() -> Iterator[None]:
         quiet.setLevel(level)
 
 
-def _uses_int8(net: nn.Module, precision: str, device: torch.device, compile: str) -> bool:
-    """Whether ``precision`` means int8 for ``net`` on ``device`` (an error where asked for
-    and impossible). ``auto`` with ``compile="on"`` is not int8: int8 is never compiled."""
+def inference_precision(kind: type[nn.Module], precision: str, device: torch.device,
+                        compile: bool | str = "auto") -> str:
+    """The precision (``"int8"``, ``"bf16"`` or ``"fp32"``) an :class:`InferenceRunner` of a
+    ``kind`` network runs in with these settings, without building one (same errors)."""
+    if _uses_int8(kind, precision, device, compile_mode(compile)):
+        return "int8"
+    return precision_name(resolve_precision(precision, device))
+
+
+def _uses_int8(kind: type[nn.Module], precision: str, device: torch.device,
+               compile: str) -> bool:
+    """Whether ``precision`` means int8 for a ``kind`` network on ``device`` (an error where
+    asked for and impossible). ``auto`` with ``compile="on"`` is not int8: int8 is never
+    compiled."""
     from impasto.nets.int8 import int8_supported
 
     if precision not in INFERENCE_PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; choose from "
                          f"{', '.join(INFERENCE_PRECISIONS)}")
     if precision == "int8":
-        if not _int8_capable(net):
+        if not _int8_capable(kind):
             raise InputError("precision int8 is for per-style networks and AdaIN only; "
                              "use auto, bf16 or fp32")
         if not int8_supported(device):
             raise InputError("precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or "
                              "AMX) and PyTorch's quantised engine; use auto, bf16 or fp32")
         return True
-    return (precision == "auto" and compile != "on" and _int8_capable(net)
+    return (precision == "auto" and compile != "on" and _int8_capable(kind)
             and int8_supported(device))
 
 
-def _int8_capable(net: nn.Module) -> bool:
+def _int8_capable(kind: type[nn.Module]) -> bool:
     from impasto.nets.adain import AdaINStylizer
     from impasto.nets.transformer import TransformerNet
 
-    return isinstance(net, (TransformerNet, AdaINStylizer))
+    return issubclass(kind, (TransformerNet, AdaINStylizer))
 
 
 def _prefers_channels_last(net: nn.Module, device: torch.device) -> bool:
