@@ -6,6 +6,7 @@ checkpoint. A leaf like :mod:`impasto._cliargs`: torch and tqdm load only when u
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProgressBar", "is_main_rank", "resumed_checkpoint", "run_training", "stop_on_sigint"]
+__all__ = ["LossBar", "ProgressBar", "is_main_rank", "resumed_checkpoint", "run_training", "stop_on_sigint"]
 
 STOP_MESSAGE = ("\nimpasto: stopping after this step and saving a checkpoint "
                 "(Ctrl-C again to quit at once)")
@@ -54,6 +55,20 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class LossBar(ProgressBar):
+    """A bar followed by the content and style losses (and, in adversarial training, the D and
+    G losses) of the step's ``info.stats``: the style-training commands."""
+
+    def postfix(self, info: Any) -> str | None:
+        s = info.stats
+        if not s:
+            return None
+        text = f"content {s.get('content', math.nan):.4g} style {s.get('style', math.nan):.4g}"
+        if "d_loss" in s:
+            text += f" D {s['d_loss']:.3f} G {s.get('g_adv', math.nan):.3f}"
+        return text
 
 
 @contextlib.contextmanager

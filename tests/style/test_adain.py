@@ -394,7 +394,7 @@ def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkey
     from impasto.style import adain_commands
 
     calls = []
-    real = adain_commands._Bar.__call__
+    real = adain_commands.LossBar.__call__
 
     def interrupt_once(self, info):
         real(self, info)
@@ -402,7 +402,7 @@ def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkey
             calls.append(info.step)
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(adain_commands._Bar, "__call__", interrupt_once)
+    monkeypatch.setattr(adain_commands.LossBar, "__call__", interrupt_once)
     c, s = _folders(tmp_path)
     out = tmp_path / "dec.pt"
     argv = ["adain", "train", "--content", str(c), "--styles", str(s), "-o", str(out),

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from impasto._cliargs import add_subcommands, int_at_least, parse_float
-from impasto._clirun import ProgressBar, run_training
+from impasto._clirun import LossBar, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -85,16 +85,6 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(func=_run_train)
 
 
-class _Bar(ProgressBar):
-    """The progress callback: a tqdm bar with the step and the two losses."""
-
-    def postfix(self, info: Any) -> str | None:
-        s = info.stats
-        if not s:
-            return None
-        return f"content {s['content']:.4g} style {s['style']:.4g}"
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -114,7 +104,7 @@ def _run_train(args: argparse.Namespace) -> int:
         log_every=args.log_every, ckpt_every=args.ckpt_every,
         tensorboard=not args.no_tensorboard,
     )
-    result = run_training(train, config, args.resume, _Bar(args.quiet), rank0_only=True)
+    result = run_training(train, config, args.resume, LossBar(args.quiet), rank0_only=True)
     if result.aborted:
         print(f"impasto: stopped at step {result.step}; continue with --resume {result.run}",
               file=sys.stderr)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
@@ -23,7 +22,7 @@ from impasto._cliargs import (
     nonneg_number,
     positive_number,
 )
-from impasto._clirun import ProgressBar, resumed_checkpoint, run_training
+from impasto._clirun import LossBar, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -223,19 +222,6 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     return config, str(ckpt_path)
 
 
-class _Bar(ProgressBar):
-    """The progress callback: a tqdm bar with the step and losses."""
-
-    def postfix(self, info: Any) -> str | None:
-        s = info.stats
-        if not s:
-            return None
-        text = f"content {s.get('content', math.nan):.4g} style {s.get('style', math.nan):.4g}"
-        if "d_loss" in s:
-            text += f" D {s['d_loss']:.3f} G {s.get('g_adv', math.nan):.3f}"
-        return text
-
-
 # The first Ctrl-C asks training to stop after the current step (it saves a checkpoint and the
 # model file); a second one interrupts at once (training still writes the model file from the
 # weights as they are). Under ``torchrun`` only rank 0 prints.
@@ -247,7 +233,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from impasto.style.fast import train_fast_style
 
     config, resume = _train_config(args)
-    result = run_training(train_fast_style, config, resume, _Bar(args.quiet), _STOP_MESSAGE,
+    result = run_training(train_fast_style, config, resume, LossBar(args.quiet), _STOP_MESSAGE,
                           rank0_only=True)
     if not args.quiet and result.rank == 0:
         if result.aborted:
