@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny random VGG for fast unit tests, and the real weights when present;
 and helpers the training tests share (test modules import them: ``from conftest import ...``,
 which works because pytest puts this folder on ``sys.path``; subprocess workers insert it):
-bit-for-bit comparison of checkpoints, several ``gloo`` processes, synthetic images, and one-line
-CLI errors."""
+bit-for-bit comparison of checkpoints, several ``gloo`` processes, synthetic images, one-line
+CLI errors, and the PSNR of images as they would be saved (8-bit)."""
 
 from __future__ import annotations
 
@@ -165,3 +165,11 @@ def one_line_error(capsys: Any, argv: list[str], expect: str, *absent: Path) -> 
     for p in absent:
         assert not p.exists(), f"{p} was left behind"
     return lines[0]
+
+
+def psnr8(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) between two float images in ``[0, 1]`` once clamped and rounded to 8 bits, as a
+    saved file holds them (inf when identical)."""
+    qa, qb = (t.clamp(0, 1).mul(255).round() for t in (a, b))
+    mse = (qa - qb).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * float(np.log10(255 ** 2 / mse))

@@ -19,12 +19,11 @@ import pytest
 import torch
 
 from conftest import assert_same_checkpoints, blobs
+from test_gan_progressive import N_IMAGES, TOTAL_STEPS, config
 from impasto.cli import main
 from impasto.data import open_dataset
 from impasto.errors import InputError
 from impasto.gan.progressive import (
-    PgganSchedule,
-    PgganTrainConfig,
     generator_from_checkpoint,
     train,
 )
@@ -33,8 +32,6 @@ from impasto.train import load_checkpoint, read_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCHEDULE = dict(stable_kimg=0.032, fade_kimg=0.048, batch_sizes=(8, 8, 4))
-TOTAL_STEPS = 34
 TARGET_STABLE = range(27, 35)  # the steps of the 16x16 stable phase
 MEASURED = [28, 32, 34]
 
@@ -42,19 +39,8 @@ MEASURED = [28, 32, 34]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("pgbest") / "blobs.npz"
-    np.savez(path, images=blobs(36))
+    np.savez(path, images=blobs(N_IMAGES))
     return str(path)
-
-
-def config(data: str, run: Path, **kw) -> PgganTrainConfig:
-    schedule = PgganSchedule(**{**SCHEDULE, **kw.pop("schedule", {})})
-    opts = dict(
-        data=data, run=str(run), resolution=16, channels=1, z_dim=16, widths=(16, 16, 8),
-        schedule=schedule, precision="fp32", device="cpu", deterministic=True, seed=3,
-        log_every=1, sample_every=0, ckpt_every=0, keep_last=10, n_samples=4, tensorboard=False,
-    )
-    opts.update(kw)
-    return PgganTrainConfig(**opts)
 
 
 MEASURE = dict(metric="swd", metric_every=4, metric_samples=16)

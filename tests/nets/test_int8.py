@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import psnr8 as psnr
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
@@ -30,15 +31,6 @@ def photo(name: str, side: int) -> torch.Tensor:
 def net(seed: int = 0, **kw) -> TransformerNet:
     torch.manual_seed(seed)
     return TransformerNet(TransformerConfig(**kw)).eval()
-
-
-def eight_bit(y: torch.Tensor) -> torch.Tensor:
-    return y.clamp(0, 1).mul(255).round()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (eight_bit(a) - eight_bit(b)).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def float_out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -5,18 +5,16 @@ tiles, the fallback to eager when compiling fails, and a real compile against ea
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_apply import cli, noise, tiny_transformer
 
 import impasto.style.apply as apply_mod
-from impasto.cli import main
 from impasto.errors import InputError
-from impasto.nets.transformer import TransformerConfig, TransformerNet
 from impasto.style.apply import (
     CompilePolicy,
     InferenceRunner,
@@ -33,16 +31,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: Compiles anything seen twice: lets tiny test workloads reach the compiled path.
 EAGER_TO_COMPILE = CompilePolicy(min_calls=2, min_megapixels=0.0)
-
-
-def tiny_transformer(seed: int = 0) -> TransformerNet:
-    torch.manual_seed(seed)
-    return TransformerNet(TransformerConfig(channels=(4, 8, 8), num_residual=1)).eval()
-
-
-def noise(w: int, h: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
 
 
 class FakeCompile:
@@ -246,12 +234,6 @@ def test_failed_compile_warns_once_and_runs_eagerly(monkeypatch, caplog, where):
 def model_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return save_fast_style(tiny_transformer(1), tmp_path / "fast.pt", {"style": {"name": "x"}})
-
-
-def cli(capsys, *argv):
-    rc = main([os.fspath(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def folder_of(path, n=4):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import one_line_error
+from conftest import psnr8 as psnr
 from PIL import Image
 from torch import nn
 
@@ -188,15 +189,6 @@ def test_int8_adain_is_close_to_fp32_and_keeps_styles_weights_masks_and_alpha():
     f_ref = float_out(st.encoder, x)["relu4_1"]
     f_q = float_out(q.encoder, x)["relu4_1"]
     assert (f_q - f_ref).norm() / f_ref.norm() < 0.06  # measured 0.038
-
-
-def eight_bit(y: torch.Tensor) -> torch.Tensor:
-    return y.clamp(0, 1).mul(255).round()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (eight_bit(a) - eight_bit(b)).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def float_out(model, x):
