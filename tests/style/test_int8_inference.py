@@ -248,3 +248,27 @@ def test_cli_adain_in_int8_writes_the_image_and_records_it(tmp_path, capsys):
             assert json.loads(im.text["settings"])["precision"] == want
             outs[precision] = np.asarray(im).astype(int)
     assert np.abs(outs["auto"] - outs["fp32"]).mean() < 3
+
+
+@needs_int8
+def test_adain_recalibration_reuses_packed_weights_and_matches_a_fresh_one():
+    from impasto.nets.int8 import _PACKED, quantize_adain
+
+    ada, (content, sa, sb) = tiny_adain()
+    st = ada.stylizer([sa])
+    other = torch.nn.functional.interpolate(sb, size=(40, 56), mode="bilinear")
+    first = quantize_adain(st, [other])
+    again = quantize_adain(st, [content])
+    conv = st.encoder.body["conv1_1"]
+    assert conv in _PACKED
+    # the same packed weights, each with the ranges of its own calibration
+    assert again.encoder.body["conv1_1"].packed is first.encoder.body["conv1_1"].packed
+    assert again.encoder.body["conv1_1"].scale != first.encoder.body["conv1_1"].scale
+    _PACKED.clear()
+    fresh = quantize_adain(st, [content])
+    assert torch.equal(float_out(again, content), float_out(fresh, content))
+    # changed weights are packed again
+    with torch.no_grad():
+        conv.weight.mul_(0.5)
+    changed = quantize_adain(st, [content])
+    assert changed.encoder.body["conv1_1"].packed is not fresh.encoder.body["conv1_1"].packed

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -189,6 +190,42 @@ def _int8_conv(conv: nn.Conv2d, weight: Tensor, bias: Tensor | None, out_q: tupl
     q.set_weight_bias(qw, bias)
     q.scale, q.zero_point = out_q
     return q
+
+
+#: Packed int8 weights of float convolutions that are quantised as they are (AdaIN), so that
+#: a new calibration only sets new activation ranges: float conv -> (weight version, relu,
+#: padding, int8 conv). Quantising and packing the weights is most of an AdaIN calibration.
+_PACKED: weakref.WeakKeyDictionary[nn.Conv2d, tuple[tuple[int, int], bool, int, nn.Module]] = (
+    weakref.WeakKeyDictionary())
+
+
+class _PackedConv(nn.Module):
+    """An int8 convolution on shared packed weights (``packed``, a quantised conv module)
+    with its own output range ``out_q`` (what the quantised module's forward does)."""
+
+    def __init__(self, packed: nn.Module, out_q: tuple[float, int], relu: bool) -> None:
+        super().__init__()
+        self.packed = packed
+        self.scale, self.zero_point = out_q
+        self.op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x, self.packed._packed_params, self.scale, self.zero_point)
+
+
+def _int8_conv_of(conv: nn.Conv2d, out_q: tuple[float, int], *, relu: bool,
+                  padding: int = 0) -> nn.Module:
+    """:func:`_int8_conv` of ``conv``'s own weights, quantised and packed once per weight
+    version, with the output range ``out_q``."""
+    version = (conv.weight._version, conv.weight.data_ptr())
+    cached = _PACKED.get(conv)
+    if cached is None or cached[:3] != (version, relu, padding):
+        q = _int8_conv(conv, conv.weight.detach().float(),
+                       None if conv.bias is None else conv.bias.detach().float(), out_q,
+                       relu=relu, padding=padding)
+        cached = (version, relu, padding, q)
+        _PACKED[conv] = cached
+    return _PackedConv(cached[3], out_q, relu)
 
 
 def _quantize_input(x: Tensor, q: tuple[float, int]) -> Tensor:
@@ -388,9 +425,8 @@ class Int8VGGFeatures(nn.Module):
                 relu = names[i + 1] if i + 1 < len(names) else None
                 if relu is None or not relu.startswith("relu"):
                     raise ValueError("int8 VGG features need every conv followed by its ReLU")
-                self.body[name] = _int8_conv(
-                    m, m.weight.detach().float(), m.bias.detach().float(),
-                    _qparams(0.0, ranges[relu][1]), relu=True, padding=int(m.padding[0]))
+                self.body[name] = _int8_conv_of(m, _qparams(0.0, ranges[relu][1]), relu=True,
+                                                padding=int(m.padding[0]))
             elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
                 self.body[name] = m
             elif not isinstance(m, nn.ReLU):
@@ -431,9 +467,8 @@ class Int8AdaINDecoder(nn.Module):
             elif isinstance(m, nn.Conv2d):
                 relu = i + 1 < len(body) and isinstance(body[i + 1], nn.ReLU)
                 lo, hi = ranges[f"body.{i + 1}" if relu else f"body.{i}"]
-                self.convs.append(_int8_conv(
-                    m, m.weight.detach().float(), m.bias.detach().float(),
-                    _qparams(0.0 if relu else lo, hi), relu=relu))
+                self.convs.append(_int8_conv_of(m, _qparams(0.0 if relu else lo, hi),
+                                                relu=relu))
                 self.steps.append(("conv", pad))
                 pad = 0
             elif isinstance(m, nn.Upsample):
