@@ -1,20 +1,25 @@
 """Benchmark: Gatys style transfer, impasto's defaults against the classic baseline.
 
 The baseline is what pastiche and jcjohnson/neural-style do by default: fp32, a single scale,
-1000 L-BFGS iterations. Both runs use the same losses, weights and start (the content image);
-each runs in its own process so that its peak memory (max RSS) is its own. One shared evaluator
-recomputes the content and style losses in fp32 at full resolution on the *saved* 8-bit PNG.
+1000 L-BFGS iterations. A third run, ``single``, spends about the default's time at full size
+only (bf16, one scale), to show what the coarse scales cost and buy in full-size loss. All runs
+use the same losses, weights and start (the content image); each runs in its own process so that
+its peak memory (max RSS) is its own. One shared evaluator recomputes the content and style
+losses in fp32 at full resolution on the *saved* 8-bit PNG, and the baseline's own loss trace
+tells how long it needed to reach each other run's final loss.
 
-    python benchmarks/nst.py                 # both runs, about 40 minutes on 2 cores
-    python benchmarks/nst.py --quick         # 128 px, 40 baseline iterations: a smoke test
+    OMP_NUM_THREADS=1 python benchmarks/nst.py   # about 75 minutes on one core
+    python benchmarks/nst.py --quick             # 128 px, 40 baseline iterations: a smoke test
 
-Prints a table and writes benchmarks/out/nst.json.
+Prints a table and writes benchmarks/out/nst.json and a loss-over-time plot, nst_loss.png.
+
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -41,7 +46,10 @@ def _inputs(size: int):
     return c, s
 
 
-def run_one(name: str, size: int, iterations: int, out_png: Path) -> dict:
+RUNS = ("default", "single", "baseline")
+
+
+def run_one(name: str, size: int, iterations: int, single_iterations: int, out_png: Path) -> dict:
     """Runs one configuration in this process; returns its record."""
     from impasto.io import save_image
     from impasto.style import GatysConfig, GatysStyleTransfer
@@ -49,21 +57,26 @@ def run_one(name: str, size: int, iterations: int, out_png: Path) -> dict:
     content, style = _inputs(size)
     if name == "baseline":
         cfg = GatysConfig(size=size, precision="fp32", scales=1, iterations=iterations)
+    elif name == "single":
+        cfg = GatysConfig(size=size, scales=1, iterations=single_iterations)
     else:
         cfg = GatysConfig(size=size)
     transfer = GatysStyleTransfer(cfg)
-    trace: list[tuple[float, int, float]] = []
+    trace: list[tuple[float, int, float, float]] = []
     t0 = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
 
+    def cpu_now() -> float:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return (ru.ru_utime - ru0.ru_utime) + (ru.ru_stime - ru0.ru_stime)
+
     def cb(info):
         if info.scale == info.n_scales - 1 and (info.iteration % 10 == 0 or info.iteration == 1):
-            trace.append((time.perf_counter() - t0, info.step, info.loss))
+            trace.append((time.perf_counter() - t0, info.step, info.loss, cpu_now()))
 
     image = transfer.run(content, [style], callback=cb)
     seconds = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_seconds = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    cpu_seconds = cpu_now()
     save_image(image, out_png)
     return {
         "name": name,
@@ -76,7 +89,8 @@ def run_one(name: str, size: int, iterations: int, out_png: Path) -> dict:
         "cpu_seconds": cpu_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "output": str(out_png),
-        # Internal loss on the finest scale (fp32 only for the baseline): (seconds, step, loss)
+        # Internal loss on the finest scale (fp32 only for the baseline):
+        # (wall seconds, step, loss, CPU seconds)
         "trace": trace,
     }
 
@@ -107,10 +121,12 @@ def evaluate(png: Path, size: int) -> dict:
     }
 
 
-def time_to_reach(trace: list, target: float) -> float | None:
-    """First time (s) at which a trace's loss is at or below ``target``, interpolated."""
+def time_to_reach(trace: list, target: float, clock: int = 0) -> float | None:
+    """First time (s) at which a trace's loss is at or below ``target``, interpolated.
+    ``clock`` picks the trace's wall (0) or CPU (3) seconds."""
     prev = None
-    for t, _, loss in trace:
+    for point in trace:
+        t, loss = point[clock], point[2]
         if loss <= target:
             if prev is None:
                 return t
@@ -120,30 +136,47 @@ def time_to_reach(trace: list, target: float) -> float | None:
     return None
 
 
+def compare(run: dict, baseline: dict) -> dict:
+    """How ``run`` stands against the baseline: time ratios, and the speed-up at equal loss (the
+    time the baseline's own trace needed to reach ``run``'s final loss, over ``run``'s time)."""
+    out = {
+        "wall_time_ratio": baseline["seconds"] / run["seconds"],
+        "cpu_time_ratio": baseline["cpu_seconds"] / run["cpu_seconds"],
+        "reaches_baseline_loss": run["total_loss"] <= baseline["total_loss"],
+    }
+    for clock, key, total in ((0, "wall", "seconds"), (3, "cpu", "cpu_seconds")):
+        t = time_to_reach(baseline["trace"], run["total_loss"], clock)
+        out[f"baseline_{key}_seconds_to_this_loss"] = t
+        out[f"{key}_speedup_at_equal_loss"] = None if t is None else t / run[total]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--baseline-iterations", type=int, default=1000)
+    ap.add_argument("--single-iterations", type=int, default=180,
+                    help="iterations of the full-size-only bf16 run (about the default's time)")
     ap.add_argument("--quick", action="store_true", help="128 px, 40 baseline iterations")
-    ap.add_argument("--only", choices=("default", "baseline"), default=None)
+    ap.add_argument("--only", choices=RUNS, action="append", default=None)
     ap.add_argument("--json", type=Path, default=OUT / "nst.json")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
-        args.size, args.baseline_iterations = 128, 40
+        args.size, args.baseline_iterations, args.single_iterations = 128, 40, 20
     OUT.mkdir(parents=True, exist_ok=True)
 
     if args._child:
-        rec = run_one(args._child, args.size, args.baseline_iterations,
+        rec = run_one(args._child, args.size, args.baseline_iterations, args.single_iterations,
                       OUT / f"nst_{args._child}_{args.size}.png")
         print("RESULT " + json.dumps(rec))
         return
 
     records = {}
-    names = [args.only] if args.only else ["default", "baseline"]
-    for name in names:
+    for name in args.only or RUNS:
         cmd = [sys.executable, __file__, "--size", str(args.size), "--baseline-iterations",
-               str(args.baseline_iterations), "--_child", name]
+               str(args.baseline_iterations), "--single-iterations",
+               str(args.single_iterations), "--_child", name]
         print(f"running {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
         if proc.returncode != 0:
@@ -163,24 +196,31 @@ def main() -> None:
               f"{r['peak_rss_mb']:>8.0f} {r['content_loss']:>11.4g} {r['style_loss']:>11.4g} "
               f"{r['total_loss']:>11.4g}")
     summary = {}
-    if "default" in records and "baseline" in records:
-        d, b = records["default"], records["baseline"]
-        summary["wall_time_ratio"] = b["seconds"] / d["seconds"]
-        summary["cpu_time_ratio"] = b["cpu_seconds"] / d["cpu_seconds"]
-        summary["default_reaches_baseline_loss"] = d["total_loss"] <= b["total_loss"]
-        # The baseline's own fp32 trace tells when it first reached the default's final loss.
-        t = time_to_reach(b["trace"], d["total_loss"])
-        summary["baseline_seconds_to_default_loss"] = t
-        summary["speedup_at_equal_loss"] = (t / d["seconds"]) if t is not None else None
-        relation = "<=" if summary["default_reaches_baseline_loss"] else ">"
-        print(f"\nbaseline/default wall time: {summary['wall_time_ratio']:.1f}x, CPU time: "
-              f"{summary['cpu_time_ratio']:.1f}x; default final loss {relation} baseline's")
-        if t is not None:
-            print(f"the baseline needed {t:.0f} s to reach the default's final loss: "
-                  f"{summary['speedup_at_equal_loss']:.1f}x slower")
-        else:
-            print("the baseline never reached the default's final loss "
-                  "(its internal loss trace; the target of 10x holds if the wall-time ratio >= 10)")
+    if "baseline" in records:
+        b = records["baseline"]
+        print("\nagainst the baseline (target: its final loss, 10x sooner)")
+        for name, r in records.items():
+            if name == "baseline":
+                continue
+            cmp = summary[name] = compare(r, b)
+            relation = "<=" if cmp["reaches_baseline_loss"] else ">"
+            line = (f"{name:<9} {cmp['wall_time_ratio']:.1f}x less wall time, "
+                    f"{cmp['cpu_time_ratio']:.1f}x less CPU time; final loss {relation} "
+                    f"baseline's; ")
+            if cmp["wall_speedup_at_equal_loss"] is None:
+                line += "the baseline never reached its loss"
+            else:
+                line += (f"the baseline reached its loss after "
+                         f"{cmp['baseline_wall_seconds_to_this_loss']:.0f} s: "
+                         f"{cmp['wall_speedup_at_equal_loss']:.2f}x at equal loss "
+                         f"({cmp['cpu_speedup_at_equal_loss']:.2f}x in CPU time)")
+            print(line)
+        from _plot import line_plot
+
+        series = {name: ([p[0] for p in r["trace"]], [math.log10(p[2]) for p in r["trace"]])
+                  for name, r in records.items()}
+        line_plot(OUT / "nst_loss.png", series, xlabel="wall seconds",
+                  title=f"log10 internal loss at {args.size} px (finest scale)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"size": args.size, "runs": records, "summary": summary},
                                     indent=2))

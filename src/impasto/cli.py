@@ -81,7 +81,7 @@ def _add_stylize(sub) -> None:
     )
     g.add_argument(
         "--iterations", type=_csv(int), default=None,
-        help="iterations per scale, coarse to fine: N or N1,N2,... (default: 300,200,...,100)",
+        help="iterations per scale, coarse to fine: N or N1,N2,... (default: 100,...,100,150)",
     )
     g.add_argument("--max-pixels", type=int, default=None,
                    help="refuse input images larger than this (default about 90 MP)")

@@ -58,7 +58,7 @@ def test_automatic_scales_halve_down_to_about_128px():
     assert GatysConfig(size=2048).scale_sizes() == [128, 256, 512, 1024, 2048]
     assert GatysConfig(size=200).scale_sizes() == [200]
     assert GatysConfig(size=512, scales=2).scale_sizes() == [256, 512]
-    assert GatysConfig(size=512).scale_iterations() == [300, 200, 100]
+    assert GatysConfig(size=512).scale_iterations() == [100, 100, 150]
     assert GatysConfig(size=512, iterations=7).scale_iterations() == [7, 7, 7]
 
 

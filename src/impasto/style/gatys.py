@@ -144,14 +144,20 @@ class GatysConfig:
         return [max(1, round(self.size / 2**k)) for k in reversed(range(n))]
 
     def scale_iterations(self) -> list[int]:
-        """Iterations at each scale. The default spends most steps where they are cheap."""
+        """Iterations at each scale, coarse to fine.
+
+        The default settles the large-scale layout in 100 cheap iterations per coarse scale and
+        spends 150 at full size. The full-size loss depends mostly on full-size detail, which
+        only full-size iterations add: at 512 px this schedule (100, 100, 150) reached a lower
+        full-size loss in less time than the earlier 300, 200, 100 (2.00e6 in 358 s against
+        2.11e6 in 430 s, ``benchmarks/nst.py``), with the same large strokes.
+        """
         sizes = self.scale_sizes()
         its = self.iterations
         if its is None:
             if len(sizes) == 1:
                 return [500 if self.optimizer == "lbfgs" else 1000]
-            # Coarse scales converge the layout cheaply; the finest scale refines detail.
-            return [300] + [200] * (len(sizes) - 2) + [100]
+            return [100] * (len(sizes) - 1) + [150]
         its = [its] if isinstance(its, int) else list(its)
         return its * len(sizes) if len(its) == 1 else its
 
