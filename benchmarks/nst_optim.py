@@ -10,7 +10,7 @@ content ``relu4_2``, style ``relu1_1``..``relu5_1``, weights 5 / 100 / 1e-3) on
 * ``lbfgs-h100``: history 100, as neural-style's L-BFGS keeps (four times the memory: 630 MB of
   history at 512 px);
 * ``lbfgs-pyramid``: L-BFGS whose initial inverse Hessian is a Laplacian-pyramid
-  preconditioner, ``P = I + sum_k w^k U_k D_k`` (``D_k`` averages 2^k x 2^k blocks, ``U_k``
+  preconditioner (``ImageLBFGS(precondition=...)``), ``P = I + sum_k w^k U_k D_k`` (``D_k`` averages 2^k x 2^k blocks, ``U_k``
   repeats them back), so that coarse image structure takes larger steps than pixel noise;
 * ``lbfgs-warm``: the content weight four times higher for the first 30 iterations, then the
   true weight (a continuation that keeps more of the content while the style settles in);
@@ -58,31 +58,6 @@ def pyramid_preconditioner(shape: torch.Size, levels: int = 4, w: float = 2.0):
     return apply
 
 
-def preconditioned_lbfgs(x: Tensor, precondition, **kw):
-    """An :class:`ImageLBFGS` whose two-loop recursion starts from ``gamma * P`` instead of
-    ``gamma * I`` (Nocedal & Wright 2006, section 7.2), with ``gamma = s.y / y.Py``."""
-    from impasto.style.optim import ImageLBFGS
-
-    class _Preconditioned(ImageLBFGS):
-        def _direction(self, g: Tensor) -> Tensor:
-            if not self.s:
-                d = -precondition(g)
-                return d * (self.first_step / d.abs().max().clamp_min(1e-30))
-            q = -g.clone()
-            alphas = []
-            for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
-                a = rho * float(s @ q)
-                q.add_(y, alpha=-a)
-                alphas.append(a)
-            gamma = float(self.s[-1] @ self.y[-1]) / float(self.y[-1] @ precondition(self.y[-1]))
-            q = precondition(q).mul_(gamma)
-            for s, y, rho, a in zip(self.s, self.y, self.rho, reversed(alphas)):
-                q.add_(s, alpha=a - rho * float(y @ q))
-            return q
-
-    return _Preconditioned(x, **kw)
-
-
 VARIANTS = ("lbfgs", "lbfgs-h100", "lbfgs-pyramid", "lbfgs-warm", "adam")
 
 
@@ -103,8 +78,8 @@ def run_variant(name: str, loss_fn, content: Tensor, iterations: int, cfg) -> di
     if name == "adam":
         opt = torch.optim.Adam([image], lr=0.02)
     elif name == "lbfgs-pyramid":
-        opt = preconditioned_lbfgs(image, pyramid_preconditioner(image.shape),
-                                   history=cfg.lbfgs_history, bounds=(0.0, 1.0))
+        opt = ImageLBFGS(image, history=cfg.lbfgs_history, bounds=(0.0, 1.0),
+                         precondition=pyramid_preconditioner(image.shape))
     else:
         history = 100 if name == "lbfgs-h100" else cfg.lbfgs_history
         opt = ImageLBFGS(image, history=history, bounds=(0.0, 1.0))
