@@ -6,7 +6,9 @@ only (bf16, one scale), to show what the coarse scales cost and buy in full-size
 use the same losses, weights and start (the content image); each runs in its own process so that
 its peak memory (max RSS) is its own. One shared evaluator recomputes the content and style
 losses in fp32 at full resolution on the *saved* 8-bit PNG, and the baseline's own loss trace
-tells how long it needed to reach each other run's final loss.
+tells how long it needed to reach each other run's final loss. Last, the baseline's output is
+sent through 1/4 and 1/2 of its size and back, and scored again: what a coarse scale can hand
+over to the full size (``--handover-only`` adds just that to an existing JSON).
 
     OMP_NUM_THREADS=1 python benchmarks/nst.py   # about 75 minutes on one core
     python benchmarks/nst.py --quick             # 128 px, 40 baseline iterations: a smoke test
@@ -96,15 +98,19 @@ def run_one(name: str, size: int, iterations: int, single_iterations: int, out_p
 
 
 @torch.no_grad()
-def evaluate(png: Path, size: int) -> dict:
-    """fp32 content, style and total loss of a saved output, at its full resolution."""
+def evaluate(png: Path | torch.Tensor, size: int) -> dict:
+    """fp32 content, style (also per layer) and total loss of a saved output (a PNG, or an image
+    tensor, which is rounded to 8 bits first), at its full resolution."""
     from impasto.io import load_image, to_tensor
     from impasto.nets import VGG19Features
     from impasto.style import GatysConfig, PerceptualLoss
 
     cfg = GatysConfig(size=size)
     content, style = _inputs(size)
-    out = to_tensor(load_image(png))
+    if isinstance(png, torch.Tensor):
+        out = (png.clamp(0, 1) * 255).round() / 255
+    else:
+        out = to_tensor(load_image(png))
     layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
     loss = PerceptualLoss(
         VGG19Features(layers), cfg.content_layers, cfg.style_layers,
@@ -113,12 +119,41 @@ def evaluate(png: Path, size: int) -> dict:
     loss.set_content(content)
     loss.set_styles([style])
     total, parts = loss(out)
+    feats = loss.encoder(out)
     return {
         "content_loss": float(parts["content"]) * cfg.content_weight,
         "style_loss": float(parts["style"]) * cfg.style_weight,
+        "style_loss_per_layer": {n: float(m(feats[n])) * cfg.style_weight
+                                 for n, m in loss.style.items()},
         "tv_loss": float(parts["tv"]),
         "total_loss": float(total),
     }
+
+
+def handover(png: Path, size: int) -> dict:
+    """What a coarse scale can hand to the full size: the full-size loss of an output after it
+    went through 1/4 and 1/2 of its size (antialiased down, bicubic up), next to the content
+    photo's own (the usual start)."""
+    from impasto.io import load_image, resize_tensor, to_tensor
+
+    image = to_tensor(load_image(png))
+    hw = image.shape[-2:]
+    rows = {"content photo": evaluate(_inputs(size)[0], size), "as saved": evaluate(png, size)}
+    for f in (4, 2):
+        small = resize_tensor(image, (round(hw[0] / f), round(hw[1] / f)))
+        rows[f"through 1/{f} size"] = evaluate(resize_tensor(small, tuple(hw)), size)
+    return rows
+
+
+def print_handover(rows: dict, name: str) -> None:
+    print(f"\nfull-size loss of the {name} output after a trip through a coarser scale")
+    layers = list(next(iter(rows.values()))["style_loss_per_layer"])
+    print(f"{'image':<20} {'content':>10} " + " ".join(f"{n:>10}" for n in layers)
+          + f" {'total':>10}")
+    for label, r in rows.items():
+        print(f"{label:<20} {r['content_loss']:>10.3g} "
+              + " ".join(f"{r['style_loss_per_layer'][n]:>10.3g}" for n in layers)
+              + f" {r['total_loss']:>10.3g}")
 
 
 def time_to_reach(trace: list, target: float, clock: int = 0) -> float | None:
@@ -160,11 +195,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="128 px, 40 baseline iterations")
     ap.add_argument("--only", choices=RUNS, action="append", default=None)
     ap.add_argument("--json", type=Path, default=OUT / "nst.json")
+    ap.add_argument("--handover-only", action="store_true",
+                    help="only add the coarse-scale hand-over losses of the saved baseline "
+                         "output to an existing --json")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
         args.size, args.baseline_iterations, args.single_iterations = 128, 40, 20
     OUT.mkdir(parents=True, exist_ok=True)
+
+    if args.handover_only:
+        data = json.loads(args.json.read_text())
+        data["handover"] = handover(Path(data["runs"]["baseline"]["output"]), data["size"])
+        print_handover(data["handover"], "baseline")
+        args.json.write_text(json.dumps(data, indent=2))
+        print(f"wrote {args.json}")
+        return
 
     if args._child:
         rec = run_one(args._child, args.size, args.baseline_iterations, args.single_iterations,
@@ -195,9 +241,11 @@ def main() -> None:
               f"{str(r['iterations']):<14} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
               f"{r['peak_rss_mb']:>8.0f} {r['content_loss']:>11.4g} {r['style_loss']:>11.4g} "
               f"{r['total_loss']:>11.4g}")
-    summary = {}
+    summary, rows = {}, None
     if "baseline" in records:
         b = records["baseline"]
+        rows = handover(Path(b["output"]), args.size)
+        print_handover(rows, "baseline")
         print("\nagainst the baseline (target: its final loss, 10x sooner)")
         for name, r in records.items():
             if name == "baseline":
@@ -222,8 +270,8 @@ def main() -> None:
         line_plot(OUT / "nst_loss.png", series, xlabel="wall seconds",
                   title=f"log10 internal loss at {args.size} px (finest scale)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"size": args.size, "runs": records, "summary": summary},
-                                    indent=2))
+    args.json.write_text(json.dumps({"size": args.size, "runs": records, "summary": summary,
+                                     "handover": rows}, indent=2))
     print(f"wrote {args.json}")
 
 
