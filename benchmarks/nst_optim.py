@@ -35,9 +35,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
 from nst import OUT, _inputs, time_to_reach
+from torch import Tensor
 
 
 def pyramid_preconditioner(shape: torch.Size, levels: int = 4, w: float = 2.0):
