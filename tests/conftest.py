@@ -2,7 +2,7 @@
 and helpers the training tests share (test modules import them: ``from conftest import ...``,
 which works because pytest puts this folder on ``sys.path``; subprocess workers insert it):
 bit-for-bit comparison of checkpoints, several ``gloo`` processes, synthetic images, one-line
-CLI errors, and the PSNR of images as they would be saved (8-bit)."""
+CLI errors, the PSNR of images as they would be saved (8-bit), and a model's inference output."""
 
 from __future__ import annotations
 
@@ -173,3 +173,9 @@ def psnr8(a: torch.Tensor, b: torch.Tensor) -> float:
     qa, qb = (t.clamp(0, 1).mul(255).round() for t in (a, b))
     mse = (qa - qb).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * float(np.log10(255 ** 2 / mse))
+
+
+def float_out(model: torch.nn.Module, x: torch.Tensor):
+    """``model(x)`` under ``torch.inference_mode``."""
+    with torch.inference_mode():
+        return model(x)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import float_out
 from conftest import psnr8 as psnr
 from PIL import Image
 from torch import nn
@@ -31,11 +32,6 @@ def photo(name: str, side: int) -> torch.Tensor:
 def net(seed: int = 0, **kw) -> TransformerNet:
     torch.manual_seed(seed)
     return TransformerNet(TransformerConfig(**kw)).eval()
-
-
-def float_out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x)
 
 
 def test_int8_is_close_to_fp32_on_photos_and_faster_ops_are_int8():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error
+from conftest import float_out, one_line_error
 from conftest import psnr8 as psnr
 from PIL import Image
 from torch import nn
@@ -189,11 +189,6 @@ def test_int8_adain_is_close_to_fp32_and_keeps_styles_weights_masks_and_alpha():
     f_ref = float_out(st.encoder, x)["relu4_1"]
     f_q = float_out(q.encoder, x)["relu4_1"]
     assert (f_q - f_ref).norm() / f_ref.norm() < 0.06  # measured 0.038
-
-
-def float_out(model, x):
-    with torch.inference_mode():
-        return model(x)
 
 
 @needs_int8

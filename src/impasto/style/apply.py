@@ -164,11 +164,12 @@ class InferenceRunner:
             (:class:`~impasto.nets.transformer.TransformerNet`) or AdaIN
             (:class:`~impasto.nets.adain.AdaINStylizer`) on a CPU where
             :func:`~impasto.nets.int8.int8_supported` (VNNI), else bf16 where the hardware
-            computes bf16 fast, else fp32. int8 (:mod:`impasto.nets.int8`) is calibrated on the first input the runner sees (:meth:`calibrate` chooses other
-            images, ``calibrate_each=True`` calibrates every call on its own input) and is
-            never compiled, so ``compile="on"`` makes ``"auto"`` pick bf16/fp32. With bf16 the runner keeps a bf16 copy of the network and feeds it
-            bf16 inputs: on a CPU this is 5-50% faster than autocast, which casts every weight
-            again at every call (``benchmarks/fast_style.py``). The network's own float32
+            computes bf16 fast, else fp32. int8 (:mod:`impasto.nets.int8`) is calibrated on
+            the first input the runner sees (:meth:`calibrate` chooses other images,
+            ``calibrate_each=True`` calibrates every call on its own input) and is never
+            compiled, so ``compile="on"`` makes ``"auto"`` pick bf16/fp32. With bf16 the
+            runner keeps a bf16 copy of the network and feeds it bf16 inputs: on a CPU this
+            is 5-50% faster than autocast, which casts every weight again at every call (``benchmarks/fast_style.py``). The network's own float32
             statistics (AdaIN) stay float32.
         channels_last: NHWC memory format for the network and its inputs. ``None`` (default):
             on CUDA always; on a CPU only for networks without instance normalisation, whose

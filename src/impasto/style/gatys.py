@@ -149,7 +149,7 @@ class GatysConfig:
         The default settles the large-scale layout in 100 cheap iterations per coarse scale and
         spends 150 at full size. The full-size loss depends mostly on full-size detail, which
         only full-size iterations add: at 512 px this schedule (100, 100, 150) reached a lower
-        full-size loss in less time than the earlier 300, 200, 100 (2.00e6 in 358 s against
+        full-size loss in less time than the earlier 300, 200, 100 (2.00e6 in 356 s against
         2.11e6 in 430 s, ``benchmarks/nst.py``), with the same large strokes.
         """
         sizes = self.scale_sizes()

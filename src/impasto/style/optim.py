@@ -29,6 +29,10 @@ import torch
 from torch import Tensor
 
 
+def _identity(v: Tensor) -> Tensor:
+    return v
+
+
 class ImageLBFGS:
     """L-BFGS over one tensor ``x`` (updated in place).
 
@@ -78,9 +82,9 @@ class ImageLBFGS:
         return float(loss), self.x.grad.detach().reshape(-1).float().clone()
 
     def _direction(self, g: Tensor) -> Tensor:
-        P = self.precondition
+        P = self.precondition or _identity
         if not self.s:
-            d = -g if P is None else -P(g)
+            d = -P(g)
             return d * (self.first_step / d.abs().max().clamp_min(1e-30))
         q = -g.clone()
         alphas = []
@@ -88,9 +92,8 @@ class ImageLBFGS:
             a = rho * float(s @ q)
             q.add_(y, alpha=-a)
             alphas.append(a)
-        y_last = self.y[-1]
-        gamma = float(self.s[-1] @ y_last) / float(y_last @ (y_last if P is None else P(y_last)))
-        q = q.mul_(gamma) if P is None else P(q).mul_(gamma)
+        gamma = float(self.s[-1] @ self.y[-1]) / float(self.y[-1] @ P(self.y[-1]))
+        q = P(q).mul_(gamma)
         for s, y, rho, a in zip(self.s, self.y, self.rho, reversed(alphas)):
             b = rho * float(y @ q)
             q.add_(s, alpha=a - b)
