@@ -97,52 +97,60 @@ def run_one(name: str, size: int, iterations: int, single_iterations: int, out_p
     }
 
 
-@torch.no_grad()
-def evaluate(png: Path | torch.Tensor, size: int) -> dict:
-    """fp32 content, style (also per layer) and total loss of a saved output (a PNG, or an image
-    tensor, which is rounded to 8 bits first), at its full resolution."""
-    from impasto.io import load_image, to_tensor
-    from impasto.nets import VGG19Features
-    from impasto.style import GatysConfig, PerceptualLoss
+class Evaluator:
+    """fp32 content, style (also per layer) and total loss at full resolution, with impasto's
+    default losses; built once (one VGG19, one set of targets) and called on each output: a
+    saved PNG, or an image tensor, which is rounded to 8 bits first."""
 
-    cfg = GatysConfig(size=size)
-    content, style = _inputs(size)
-    if isinstance(png, torch.Tensor):
-        out = (png.clamp(0, 1) * 255).round() / 255
-    else:
-        out = to_tensor(load_image(png))
-    layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
-    loss = PerceptualLoss(
-        VGG19Features(layers), cfg.content_layers, cfg.style_layers,
-        content_weight=cfg.content_weight, style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
-    )
-    loss.set_content(content)
-    loss.set_styles([style])
-    total, parts = loss(out)
-    feats = loss.encoder(out)
-    return {
-        "content_loss": float(parts["content"]) * cfg.content_weight,
-        "style_loss": float(parts["style"]) * cfg.style_weight,
-        "style_loss_per_layer": {n: float(m(feats[n])) * cfg.style_weight
-                                 for n, m in loss.style.items()},
-        "tv_loss": float(parts["tv"]),
-        "total_loss": float(total),
-    }
+    def __init__(self, size: int) -> None:
+        from impasto.nets import VGG19Features
+        from impasto.style import GatysConfig, PerceptualLoss
 
+        self.size = size
+        self.cfg = cfg = GatysConfig(size=size)
+        self.content, style = _inputs(size)
+        layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
+        self.loss = PerceptualLoss(
+            VGG19Features(layers), cfg.content_layers, cfg.style_layers,
+            content_weight=cfg.content_weight, style_weight=cfg.style_weight,
+            tv_weight=cfg.tv_weight,
+        )
+        self.loss.set_content(self.content)
+        self.loss.set_styles([style])
 
-def handover(png: Path, size: int) -> dict:
-    """What a coarse scale can hand to the full size: the full-size loss of an output after it
-    went through 1/4 and 1/2 of its size (antialiased down, bicubic up), next to the content
-    photo's own (the usual start)."""
-    from impasto.io import load_image, resize_tensor, to_tensor
+    @torch.no_grad()
+    def __call__(self, png: Path | torch.Tensor) -> dict:
+        from impasto.io import load_image, to_tensor
 
-    image = to_tensor(load_image(png))
-    hw = image.shape[-2:]
-    rows = {"content photo": evaluate(_inputs(size)[0], size), "as saved": evaluate(png, size)}
-    for f in (4, 2):
-        small = resize_tensor(image, (round(hw[0] / f), round(hw[1] / f)))
-        rows[f"through 1/{f} size"] = evaluate(resize_tensor(small, tuple(hw)), size)
-    return rows
+        if isinstance(png, torch.Tensor):
+            out = (png.clamp(0, 1) * 255).round() / 255
+        else:
+            out = to_tensor(load_image(png))
+        cfg = self.cfg
+        total, parts = self.loss(out)
+        feats = self.loss.encoder(out)
+        return {
+            "content_loss": float(parts["content"]) * cfg.content_weight,
+            "style_loss": float(parts["style"]) * cfg.style_weight,
+            "style_loss_per_layer": {n: float(m(feats[n])) * cfg.style_weight
+                                     for n, m in self.loss.style.items()},
+            "tv_loss": float(parts["tv"]),
+            "total_loss": float(total),
+        }
+
+    def handover(self, png: Path) -> dict:
+        """What a coarse scale can hand to the full size: the full-size loss of an output after
+        it went through 1/4 and 1/2 of its size (antialiased down, bicubic up), next to the
+        content photo's own (the usual start)."""
+        from impasto.io import load_image, resize_tensor, to_tensor
+
+        image = to_tensor(load_image(png))
+        hw = image.shape[-2:]
+        rows = {"content photo": self(self.content), "as saved": self(png)}
+        for f in (4, 2):
+            small = resize_tensor(image, (round(hw[0] / f), round(hw[1] / f)))
+            rows[f"through 1/{f} size"] = self(resize_tensor(small, tuple(hw)))
+        return rows
 
 
 def print_handover(rows: dict, name: str) -> None:
@@ -206,7 +214,8 @@ def main() -> None:
 
     if args.handover_only:
         data = json.loads(args.json.read_text())
-        data["handover"] = handover(Path(data["runs"]["baseline"]["output"]), data["size"])
+        data["handover"] = Evaluator(data["size"]).handover(
+            Path(data["runs"]["baseline"]["output"]))
         print_handover(data["handover"], "baseline")
         args.json.write_text(json.dumps(data, indent=2))
         print(f"wrote {args.json}")
@@ -219,6 +228,7 @@ def main() -> None:
         return
 
     records = {}
+    evaluate = Evaluator(args.size)
     for name in args.only or RUNS:
         cmd = [sys.executable, __file__, "--size", str(args.size), "--baseline-iterations",
                str(args.baseline_iterations), "--single-iterations",
@@ -229,7 +239,7 @@ def main() -> None:
             sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
         rec = json.loads(line[len("RESULT "):])
-        rec.update(evaluate(Path(rec["output"]), args.size))
+        rec.update(evaluate(Path(rec["output"])))
         records[name] = rec
 
     print(f"\nGatys style transfer, tubingen x starry_night, {args.size} px, "
@@ -244,7 +254,7 @@ def main() -> None:
     summary, rows = {}, None
     if "baseline" in records:
         b = records["baseline"]
-        rows = handover(Path(b["output"]), args.size)
+        rows = evaluate.handover(Path(b["output"]))
         print_handover(rows, "baseline")
         print("\nagainst the baseline (target: its final loss, 10x sooner)")
         for name, r in records.items():

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from nst import OUT, _inputs, time_to_reach
+from nst import OUT, Evaluator, time_to_reach
 from torch import Tensor
 
 
@@ -109,12 +109,6 @@ def run_variant(name: str, loss_fn, content: Tensor, iterations: int, cfg) -> di
             "seconds": time.perf_counter() - t0, "image": image.detach().clamp(0, 1)}
 
 
-@torch.no_grad()
-def saved_loss(loss_fn, image: Tensor) -> float:
-    """fp32 loss of the image as an 8-bit file holds it."""
-    return float(loss_fn((image * 255).round() / 255)[0])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
@@ -128,24 +122,14 @@ def main() -> None:
         args.size, args.iterations = 128, 30
     torch.set_num_threads(args.threads)
 
-    from impasto.nets import VGG19Features
-    from impasto.style import GatysConfig, PerceptualLoss
-
-    cfg = GatysConfig(size=args.size)
-    content, style = _inputs(args.size)
-    loss_fn = PerceptualLoss(
-        VGG19Features(list(dict.fromkeys(cfg.content_layers + cfg.style_layers))),
-        cfg.content_layers, cfg.style_layers, content_weight=cfg.content_weight,
-        style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
-    )
-    loss_fn.set_content(content)
-    loss_fn.set_styles([style])
+    evaluate = Evaluator(args.size)  # the loss all variants minimise, and the 8-bit score
+    cfg, loss_fn, content = evaluate.cfg, evaluate.loss, evaluate.content
 
     names = ["lbfgs"] + [n for n in (args.only or VARIANTS) if n != "lbfgs"]
     runs = {}
     for name in names:
         rec = run_variant(name, loss_fn, content, args.iterations, cfg)
-        rec["saved_loss"] = saved_loss(loss_fn, rec.pop("image"))
+        rec["saved_loss"] = evaluate(rec.pop("image"))["total_loss"]
         runs[name] = rec
         print(f"{name}: {rec['trace'][-1][2]:.4g} after {args.iterations} iterations "
               f"({rec['seconds']:.0f} s)", flush=True)
