@@ -108,7 +108,7 @@ class Evaluator:
 
         self.size = size
         self.cfg = cfg = GatysConfig(size=size)
-        self.content, style = _inputs(size)
+        self.content, self.style = _inputs(size)
         layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
         self.loss = PerceptualLoss(
             VGG19Features(layers), cfg.content_layers, cfg.style_layers,
@@ -116,7 +116,7 @@ class Evaluator:
             tv_weight=cfg.tv_weight,
         )
         self.loss.set_content(self.content)
-        self.loss.set_styles([style])
+        self.loss.set_styles([self.style])
 
     @torch.no_grad()
     def __call__(self, png: Path | torch.Tensor) -> dict:
