@@ -11,7 +11,7 @@
   baseline's CPU time over 10, divided by the time of one bf16 evaluation, is the number of
   full-size evaluations a run may spend and still be 10x faster (even if its coarse scales cost
   nothing). The baseline needed its 1000 iterations to reach its final loss; the ratio of the two
-  is how many times more loss decrease per evaluation than L-BFGS an optimiser would need.
+  is how many times fewer evaluations than L-BFGS an optimiser would need for that loss.
 
     OMP_NUM_THREADS=1 python benchmarks/nst_ceiling.py   # about 2 minutes
     python benchmarks/nst_ceiling.py --quick             # 128 px, one round
@@ -127,8 +127,9 @@ def main() -> None:
               f"iterations (final loss {allowed['baseline_final_loss']:.4g}); a tenth of that buys "
               f"{allowed['allowed_bf16_evaluations']:.0f} bf16 evaluations at full size, after "
               f"which the baseline itself stood at {allowed['baseline_loss_after_allowed']:.4g}. "
-              f"An optimiser would need {allowed['efficiency_needed']:.1f}x the loss decrease "
-              "per evaluation of L-BFGS.")
+              f"An optimiser would have to reach the final loss in "
+              f"{allowed['efficiency_needed']:.1f}x fewer evaluations than L-BFGS, with coarse "
+              "scales that cost nothing.")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "size": args.size, "threads": torch.get_num_threads(), "rounds": args.rounds,

@@ -26,7 +26,7 @@ For each variant: the internal loss every 10 iterations, the loss evaluations sp
 the saved 8-bit output, and how many evaluations it needed to reach the reference's final loss
 (fewer = more efficient; the target of #2 would need about 4x fewer on this CPU).
 
-    OMP_NUM_THREADS=1 python benchmarks/nst_optim.py            # 256 px, 300 iterations: ~25 min
+    OMP_NUM_THREADS=1 python benchmarks/nst_optim.py            # 256 px, 300 iterations: ~35 min
     python benchmarks/nst_optim.py --quick                       # 128 px, 30 iterations
 
 Prints a table and writes benchmarks/out/nst_optim.json.
