@@ -65,13 +65,14 @@ def evaluation_seconds(size: int, rounds: int, repeats: int = 3) -> dict[str, fl
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def budget(nst_json: Path, bf16_seconds: float) -> dict | None:
-    """What the 10x target allows, from a finished ``nst.py`` run (None without one)."""
+def budget(nst_json: Path, size: int, bf16_seconds: float) -> dict | None:
+    """What the 10x target allows, from a finished ``nst.py`` run at ``size`` (None without
+    one)."""
     if not nst_json.is_file():
         return None
     data = json.loads(nst_json.read_text())
     base = data.get("runs", {}).get("baseline")
-    if not base:
+    if not base or data["size"] != size:
         return None
     iterations = base["iterations"][-1]
     allowed_cpu = base["cpu_seconds"] / 10
@@ -115,9 +116,7 @@ def main() -> None:
           f"{peak['bf16_gflops']:.0f} GFLOP/s ({peak['bf16_over_fp32']:.2f}x); CPU flags: "
           f"{', '.join(peak['cpu_flags']) or 'none of avx512_bf16/amx'}")
 
-    allowed = budget(args.nst_json, bf16)
-    if allowed is not None and allowed["size"] != args.size:
-        allowed = None
+    allowed = budget(args.nst_json, args.size, bf16)
     if allowed is None:
         print(f"\n(no baseline run at {args.size} px in {args.nst_json}: run benchmarks/nst.py "
               "for the budget the 10x target allows)")

@@ -24,7 +24,8 @@ content ``relu4_2``, style ``relu1_1``..``relu5_1``, weights 5 / 100 / 1e-3) on
 
 For each variant: the internal loss every 10 iterations, the loss evaluations spent, the loss of
 the saved 8-bit output, and how many evaluations it needed to reach the reference's final loss
-(fewer = more efficient; the target of #2 would need about 4x fewer on this CPU).
+(fewer = more efficient; ``nst_ceiling.py`` measures how many fewer the target of #2 would
+need on this CPU: 5.4x at 512 px).
 
     OMP_NUM_THREADS=1 python benchmarks/nst_optim.py            # 256 px, 300 iterations: ~35 min
     python benchmarks/nst_optim.py --quick                       # 128 px, 30 iterations
