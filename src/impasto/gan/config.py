@@ -27,7 +27,13 @@ from impasto.train.config import bad_value as _bad
 from impasto.train.config import check_bool as _bool
 from impasto.train.config import check_int as _int
 from impasto.train.config import check_number as _number
-from impasto.train.config import check_data_and_run, check_runtime_fields
+from impasto.train.config import (
+    LoggingConfig,
+    RuntimeConfig,
+    check_data_and_run,
+    check_logging_fields,
+    check_runtime_fields,
+)
 
 __all__ = ["ARCH_DEFAULTS", "DEFAULT_KIMG", "TRACKED_METRICS", "GanTrainConfig"]
 
@@ -56,11 +62,9 @@ def check_run_fields(cfg: Any) -> None:
     to ``metric_samples`` (runtime, intervals, samples, tracked metric), in that order."""
     _bool("hflip", cfg.hflip)
     check_runtime_fields(cfg)
-    for name in ("log_every", "sample_every", "ckpt_every"):
-        _int(name, getattr(cfg, name), 0)
-    _int("keep_last", cfg.keep_last, 1)
+    check_logging_fields(cfg)
+    _int("sample_every", cfg.sample_every, 0)
     _int("n_samples", cfg.n_samples, 1, 1024)
-    _bool("tensorboard", cfg.tensorboard)
     if cfg.metric not in TRACKED_METRICS:
         raise InputError(
             f"unknown tracked metric {cfg.metric!r}; choose from "
@@ -71,7 +75,7 @@ def check_run_fields(cfg: Any) -> None:
 
 
 @dataclass
-class GanTrainConfig:
+class GanTrainConfig(RuntimeConfig, LoggingConfig):
     """Settings of a GAN training run (see the module doc).
 
     Data and networks:
@@ -147,18 +151,8 @@ class GanTrainConfig:
     ema_rampup: float | None = None
     diffaugment: str = ""
     hflip: bool = False
-    precision: str = "auto"
-    channels_last: bool = True
-    deterministic: bool = False
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    log_every: int = 50
     sample_every: int = 500
-    ckpt_every: int = 1000
-    keep_last: int = 3
     n_samples: int = 64
-    tensorboard: bool = True
     metric: str = ""
     metric_every: int = 0
     metric_samples: int = 512

@@ -38,7 +38,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,26 +56,17 @@ from impasto.nets.gan import GanNetConfig, build_gan, sample_latents
 from impasto.train import (
     EMA,
     Batches,
-    CheckpointManager,
     DistInfo,
     EpochSampler,
-    RunLogger,
-    agree_across_ranks,
     all_reduce_grads,
     broadcast_buffers,
-    check_finite,
     derive_seed,
-    gather_rng_states,
     grad_norm,
-    load_checkpoint,
     loader_workers,
-    resolve_checkpoint,
-    restore,
-    restore_rng_for_rank,
-    save_config,
     training_session,
     wrap_ddp,
 )
+from impasto.train.run import Run
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -256,7 +246,7 @@ def train(
         return _train(config, info, device, resume, progress, abort)
 
 
-def _train(  # noqa: C901  (one loop, told in order)
+def _train(
     config: GanTrainConfig,
     info: DistInfo,
     device: torch.device,
@@ -264,27 +254,11 @@ def _train(  # noqa: C901  (one loop, told in order)
     progress: Callable[[GanProgress], None] | None,
     abort: Callable[[], bool] | None,
 ) -> RunResult:
-    t_start = time.perf_counter()
     rank, world = info.rank, info.world_size
     dtype = resolve_precision(config.precision, device)
-    run = Path(config.run)
-    if run.exists() and not run.is_dir():
-        raise InputError(f"{run}: is a file, not a run folder")
-
-    # -- the run folder and the checkpoint to resume, checked before anything is built -------
-    kind = checkpoint_kind(config.arch)
-    manager = CheckpointManager(
-        run, keep_last=config.keep_last, prefix=CHECKPOINT_PREFIX,
-        best_metric=config.metric or None, mode="min",
-    )
-    ckpt = None
-    if resume is not None:
-        ckpt = load_checkpoint(resolve_checkpoint(resume, prefix=CHECKPOINT_PREFIX), kind=kind)
-    elif manager.checkpoints() or (run / "latest.json").exists():
-        raise InputError(
-            f"{run}: this run folder already holds checkpoints; continue it with "
-            f"--resume {run}, or choose another run folder"
-        )
+    run = Run(config, info, device, kind=checkpoint_kind(config.arch), resume=resume,
+              prefix=CHECKPOINT_PREFIX, best_metric=config.metric or None, mode="min",
+              progress=progress, abort=abort)
 
     # -- data ------------------------------------------------------------------------------
     dataset = open_dataset(
@@ -314,9 +288,8 @@ def _train(  # noqa: C901  (one loop, told in order)
         dataset, config.batch_size, seed=config.seed, num_workers=num_workers, sampler=sampler
     )
     total_steps = config.total_steps(world)
-
-    if ckpt is not None:
-        _check_resume_fits(ckpt, net_config)
+    if run.ckpt is not None:
+        _check_resume_fits(run.ckpt, net_config)
 
     # -- networks, optimisers, random streams -------------------------------------------------
     torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -339,22 +312,17 @@ def _train(  # noqa: C901  (one loop, told in order)
     generators = {"latents": gen_latents, "augment": gen_augment, "loader": loader.generator}
     augment = DiffAugment(config.diffaugment, generator=gen_augment) if config.diffaugment else None
 
-    step, images_seen, epoch, pos = 0, 0, 0, 0
-    if ckpt is not None:
-        restore(ckpt, {"G": G, "D": D, "G_ema": ema}, {"G": opt_g, "D": opt_d}, rng=False)
-        extra = ckpt["extra"]
-        step, images_seen = ckpt["step"], ckpt["images_seen"]
-        epoch, pos = int(extra.get("epoch", 0)), int(extra.get("pos", 0))
-        if not restore_rng_for_rank(ckpt, generators, rank=rank, world_size=world):
-            # saved by another number of processes: fresh streams from the next epoch
-            for g, stream in ((gen_latents, _STREAM_LATENTS), (gen_augment, _STREAM_AUGMENT)):
-                g.manual_seed(derive_seed(config.seed, stream, rank, step))
-            torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank, step))
-            epoch, pos = epoch + (pos > 0), 0
-        if step >= total_steps:
-            log.warning("%s is at step %d; the run is %d steps long: nothing to do",
-                        ckpt["path"], step, total_steps)
-    batches = Batches(loader, sampler, epoch, pos)
+    def reseed(step: int) -> None:  # resumed with another number of processes
+        for g, stream in ((gen_latents, _STREAM_LATENTS), (gen_augment, _STREAM_AUGMENT)):
+            g.manual_seed(derive_seed(config.seed, stream, rank, step))
+        torch.manual_seed(derive_seed(config.seed, _STREAM_TORCH, rank, step))
+
+    classes = list(dataset.classes) if num_classes else []
+    run.track(models={"G": G, "D": D, "G_ema": ema}, optimizers={"G": opt_g, "D": opt_d},
+              generators=generators,
+              extra=lambda: {"net": net_config.to_dict(), "classes": classes})
+    run.restore(reseed=reseed)
+    batches = run.batches = Batches(loader, sampler, run.epoch, run.pos)
 
     # -- distributed wrappers and the loss phases --------------------------------------------
     G_train: nn.Module = G
@@ -372,84 +340,42 @@ def _train(  # noqa: C901  (one loop, told in order)
     d_steps = config.d_steps or 1
     batch_size = config.batch_size
 
-    # -- rank 0: run folder, logs ---------------------------------------------------------------
-    logger: RunLogger | None = None
-    if info.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(config, run / "config.json")
-        logger = RunLogger(
-            run, tensorboard=config.tensorboard, resume_step=step if ckpt is not None else None
-        )
     fixed_z, fixed_y = sample_grid_inputs(config, num_classes)
     fixed_z = fixed_z.to(device)
     fixed_y = fixed_y.to(device) if fixed_y is not None else None
-    last_ckpt: Path | None = Path(ckpt["path"]) if ckpt is not None else None
-
-    def save() -> None:
-        nonlocal last_ckpt
-        extra: dict[str, Any] = {
-            "net": net_config.to_dict(),
-            "classes": list(dataset.classes) if num_classes else [],
-            "epoch": batches.epoch,
-            "pos": batches.pos,
-            "world_size": world,
-            **gather_rng_states(generators, world),  # every rank's, so each resumes its own
-        }
-        if info.is_main:
-            kw = dict(
-                kind=kind,
-                config=config,
-                images_seen=images_seen,
-                models={"G": G, "D": D, "G_ema": ema},
-                optimizers={"G": opt_g, "D": opt_d},
-                extra=extra,
-                generators=generators,
-            )
-            last_ckpt = manager.save(step, **kw)
-            if metric_value is not None and metric_step == step:
-                if manager.save_best(metric_value, step=step, **kw):
-                    log.info("step %d: best %s so far (%.4g)", step, config.metric, metric_value)
 
     def samples() -> None:
-        if logger is None:
+        if run.logger is None:
             return
         with torch.no_grad():
             images = ema.model(fixed_z, fixed_y)
         nrow = max(1, math.ceil(math.sqrt(config.n_samples)))
-        logger.images(step, "samples", images, nrow=nrow, value_range=(-1.0, 1.0), save_png=True)
-
-    def due(every: int) -> bool:
-        return every > 0 and step % every == 0
+        run.logger.images(run.step, "samples", images, nrow=nrow, value_range=(-1.0, 1.0),
+                          save_png=True)
 
     # -- the tracked metric: fixed real images against G_ema's images from fixed latents ---------
-    metric_value: float | None = None
-    metric_step = -1
     metric_real: Tensor | None = None
     if config.metric and info.is_main:
         metric_real = _metric_reference(dataset, config.metric_samples, config.seed)
 
-    def measure() -> None:
-        nonlocal metric_value, metric_step
-        if metric_real is None or logger is None:
-            return
-        metric_value = _tracked_metric(ema.model, metric_real, config, num_classes, device, amp)
-        metric_step = step
-        logger.scalars(step, {f"metric/{config.metric}": metric_value})
+    def measure() -> float | None:
+        if metric_real is None:
+            return None
+        value = _tracked_metric(ema.model, metric_real, config, num_classes, device, amp)
+        run.log({f"metric/{config.metric}": value})
+        return value
 
-    stats: dict[str, float] = {}
-    rate: float | None = None
-    t_log, images_log = time.perf_counter(), images_seen
-    start_step = step
-    aborted = False
-    if progress is not None and info.is_main:
-        progress(GanProgress(step, start_step, total_steps, images_seen, batches.epoch, {}, None))
+    def progress_info(r: Run[GanProgress]) -> GanProgress:
+        return GanProgress(r.step, r.start_step, r.total_steps, r.images_seen, batches.epoch,
+                           dict(r.stats), r.rate)
 
-    try:
-        while step < total_steps:
+    with run.session(total_steps):
+        run.report(progress_info)
+        while run.step < total_steps:
             log_now = config.log_every > 0 and (
-                (step + 1) % config.log_every == 0 or step + 1 == total_steps
+                (run.step + 1) % config.log_every == 0 or run.step + 1 == total_steps
             )
-            norms: dict[str, float] = {}
+            norms: dict[str, Tensor] = {}
             # -- D phase(s)
             for _ in range(d_steps):
                 real, labels = batches.next()
@@ -469,7 +395,6 @@ def _train(  # noqa: C901  (one loop, told in order)
                 if log_now:
                     norms["grad_norm_d"] = grad_norm(D)
                 opt_d.step()
-                images_seen += batch_size * world
             # -- G phase
             z = sample_latents(batch_size, config.z_dim, gen_latents, device=device)
             opt_g.zero_grad(set_to_none=True)
@@ -477,59 +402,34 @@ def _train(  # noqa: C901  (one loop, told in order)
             if log_now:
                 norms["grad_norm_g"] = grad_norm(G)
             opt_g.step()
-            step += 1
 
-            # -- agree across ranks on the losses (for the NaN check and logs) and on abort
-            stop = bool(abort()) if abort is not None else False
-            stats, stop = agree_across_ranks(stats, stop, device, info.is_distributed)
-            check_finite(stats, step, checkpoint=last_ckpt)
-            ema.update(G, images_seen=images_seen)
-
-            # -- rank 0: logs and samples; every rank: checkpoints (they gather RNG states)
-            if logger is not None and log_now:
-                now = time.perf_counter()
-                rate = (images_seen - images_log) / max(now - t_log, 1e-9)
-                t_log, images_log = now, images_seen
-                logger.scalars(step, {
-                    **stats,
-                    **norms,
-                    "lr_g": opt_g.param_groups[0]["lr"],
-                    "lr_d": opt_d.param_groups[0]["lr"],
-                    "images_per_s": rate,
-                    "kimg": images_seen / 1000.0,
-                    "epoch": batches.epoch,
-                })
-            if due(config.sample_every) or step == total_steps:
-                samples()
-            measure_now = bool(config.metric) and (
-                due(config.metric_every) or step == total_steps or stop
-            )
-            if measure_now:
-                measure()  # rank 0 only
-            if due(config.ckpt_every) or step == total_steps or stop or measure_now:
-                save()
-            if progress is not None and info.is_main:
-                progress(GanProgress(
-                    step, start_step, total_steps, images_seen, batches.epoch, dict(stats), rate
-                ))
+            stop = run.end_step(stats, images=batch_size * d_steps * world, scalars=lambda: {
+                **norms, "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"],
+                "kimg": run.images_seen / 1000.0,
+            })
+            ema.update(G, images_seen=run.images_seen)
+            if run.due(config.sample_every):
+                samples()  # rank 0 only
+            value = None
+            if config.metric and (run.due(config.metric_every) or stop):
+                value = measure()  # rank 0 only
+            run.checkpoint(force=stop or bool(config.metric) and (
+                run.due(config.metric_every) or stop), metric=value)
+            run.report(progress_info)
             if stop:
-                aborted = True
                 break
         if info.is_distributed:
             broadcast_buffers(G, D, ema.model)
-    finally:
-        if logger is not None:
-            logger.close()
 
     return RunResult(
-        run=run,
-        step=step,
+        run=run.dir,
+        step=run.step,
         total_steps=total_steps,
-        images_seen=images_seen,
-        aborted=aborted,
-        checkpoint=last_ckpt if info.is_main else None,
-        stats=stats,
-        seconds=time.perf_counter() - t_start,
+        images_seen=run.images_seen,
+        aborted=run.stopped,
+        checkpoint=run.last_checkpoint if info.is_main else None,
+        stats=run.stats,
+        seconds=run.seconds,
         config=config,
         G=G,
         D=D,

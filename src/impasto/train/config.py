@@ -51,10 +51,13 @@ from impasto.errors import InputError
 from impasto._fileutil import reason, write_text_atomic
 
 __all__ = [
+    "LoggingConfig",
+    "RuntimeConfig",
     "bad_value",
     "check_bool",
     "check_data_and_run",
     "check_int",
+    "check_logging_fields",
     "check_number",
     "check_runtime_fields",
     "config_from_dict",
@@ -343,6 +346,52 @@ def check_runtime_fields(cfg: Any) -> None:
     if cfg.device not in DEVICES:
         raise InputError(f"unknown device {cfg.device!r}; choose from {', '.join(DEVICES)}")
     check_int("num_workers", cfg.num_workers, 0, 64)
+
+
+# --------------------------------------------------------------------------------------------
+# the settings every training config shares
+
+
+@dataclasses.dataclass(kw_only=True)
+class RuntimeConfig:
+    """Where and how a run computes; a base of every ``*TrainConfig`` (keyword-only fields).
+
+    precision: ``"auto"`` (bf16 where the hardware is fast at it), ``"fp32"`` or ``"bf16"``.
+    channels_last: NHWC memory format for the networks and their inputs.
+    deterministic: ``torch.use_deterministic_algorithms(True)`` and data loading in the main
+        process; with a fixed ``seed``, reruns and resumes are bit-identical.
+    seed: the one seed every random stream of the run derives from.
+    device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``. num_workers: data loader processes.
+    """
+
+    precision: str = "auto"
+    channels_last: bool = True
+    deterministic: bool = False
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+
+
+@dataclasses.dataclass(kw_only=True)
+class LoggingConfig:
+    """How a run reports and keeps itself; a base of every ``*TrainConfig``.
+
+    log_every, ckpt_every: intervals in optimiser steps (0: only at the end).
+    keep_last: numbered checkpoints kept. tensorboard: also write TensorBoard event files.
+    """
+
+    log_every: int = 50
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    tensorboard: bool = True
+
+
+def check_logging_fields(cfg: Any) -> None:
+    """Check the fields of :class:`LoggingConfig`."""
+    for name in ("log_every", "ckpt_every"):
+        check_int(name, getattr(cfg, name), 0)
+    check_int("keep_last", cfg.keep_last, 1)
+    check_bool("tensorboard", cfg.tensorboard)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ import os
 from collections.abc import Mapping
 
 import torch
+from torch import nn
 
 from impasto.errors import ImpastoError
 
-__all__ = ["NonFiniteLossError", "check_finite"]
+__all__ = ["NonFiniteLossError", "NonFiniteStateError", "check_finite", "check_finite_state"]
 
 
 class NonFiniteLossError(ImpastoError, FloatingPointError):
@@ -79,3 +80,35 @@ def check_finite(
     else:
         number = float(value)
     raise NonFiniteLossError(name, number, int(step), checkpoint)
+
+
+class NonFiniteStateError(NonFiniteLossError):
+    """A network's parameters or buffers hold NaN or infinity although the losses were finite
+    (a batch-norm variance that overflowed, say); ``name`` is ``"<network>.<tensor>"``."""
+
+    def __init__(
+        self, name: str, value: float, step: int, checkpoint: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(name, value, step, checkpoint)
+        kept = f" ({self.checkpoint})" if checkpoint else ""
+        self.args = (f"'{name}' became {_text(value)} at step {step} (the training diverged); "
+                     f"the last good checkpoint{kept} is kept",)
+
+
+def check_finite_state(
+    module: nn.Module, name: str, step: int,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> None:
+    """Raise :class:`NonFiniteStateError` when a parameter or buffer of ``module`` holds NaN or
+    ±inf: one device sync for the whole module."""
+    tensors = [(n, t) for n, t in [*module.named_parameters(), *module.named_buffers()]
+               if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return
+    flags = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors])
+    if bool(flags.all()):
+        return
+    tname, t = tensors[int((~flags).nonzero()[0])]
+    v = t.detach().float()
+    value = math.nan if bool(torch.isnan(v).any()) else float(v[~torch.isfinite(v)].flatten()[0])
+    raise NonFiniteStateError(f"{name}.{tname}", value, int(step), checkpoint)
