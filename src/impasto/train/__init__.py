@@ -3,6 +3,8 @@
 - :mod:`~impasto.train.config`: typed configs (dataclasses) as JSON beside the weights.
 - :mod:`~impasto.train.checkpoint`: atomic, ``weights_only``-loadable checkpoints with the full
   RNG state, a :class:`CheckpointManager` for run folders, and ``--resume`` resolution.
+- :mod:`~impasto.train.modelfile`: one model-file format for every family (``save_model``,
+  ``load_model``; ``.pt`` or safetensors; the previous release's files read too).
 - :mod:`~impasto.train.ema`: exponential moving average of weights.
 - :mod:`~impasto.train.runlog`: ``stats.jsonl`` and TensorBoard logging.
 - :mod:`~impasto.train.guard`: stop on a NaN/inf loss with a clear message.
@@ -57,6 +59,7 @@ from impasto.train.loop import (
     training_session,
     wrap_ddp,
 )
+from impasto.train.modelfile import ModelFile, load_model, save_model
 from impasto.train.runlog import RunLogger, read_stats
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "CheckpointManager",
     "DistInfo",
     "EpochSampler",
+    "ModelFile",
     "NonFiniteLossError",
     "RunLogger",
     "agree_across_ranks",
@@ -89,6 +93,7 @@ __all__ = [
     "is_main",
     "load_checkpoint",
     "load_config",
+    "load_model",
     "loader_workers",
     "read_stats",
     "resolve_checkpoint",
@@ -98,6 +103,7 @@ __all__ = [
     "runtime_flags",
     "save_checkpoint",
     "save_config",
+    "save_model",
     "training_session",
     "unwrap_model",
     "wrap_ddp",
