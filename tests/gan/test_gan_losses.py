@@ -269,6 +269,60 @@ def test_bad_loss_options():
         GanLoss(G, D, r1_gamma=-1)
 
 
+def test_loss_kinds_come_from_the_shared_registry():
+    from impasto.gan import GAN_LOSS_KINDS
+    from impasto.losses.adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
+
+    assert GAN_LOSS_KINDS == ADVERSARIAL_LOSSES.names() == ("nonsaturating", "hinge", "wgan-gp")
+    hinge = ADVERSARIAL_LOSSES.get("hinge")
+    assert hinge.d_loss is d_loss_hinge and hinge.g_loss is g_loss_hinge
+    assert [n for n, a in ADVERSARIAL_LOSSES.items() if a.gradient_penalty] == ["wgan-gp"]
+    # A registered loss is a GanLoss kind without touching GanLoss: least squares (Mao et al.).
+    lsgan = AdversarialLoss(lambda r, f: (r.float() - 1).square().mean() + f.float().square()
+                            .mean(), lambda f: (f.float() - 1).square().mean())
+    ADVERSARIAL_LOSSES.register("lsgan", lsgan)
+    try:
+        D = LinearD([1.0, -2.0])
+        G = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            G.weight.copy_(torch.eye(2))
+        loss = GanLoss(G, D, "lsgan")
+        assert loss.penalties == ()
+        real, z = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[2.0, 1.0]])
+        # D(real) = 1.25, -1.75; D(G(z)) = D(z) = 0.25
+        stats = loss.d_step(real, z=z)
+        assert stats["d_loss"] == pytest.approx((0.25**2 + 2.75**2) / 2 + 0.25**2)
+        assert loss.g_step(z)["g_loss"] == pytest.approx(0.75**2)
+    finally:
+        ADVERSARIAL_LOSSES.unregister("lsgan")
+    assert "lsgan" not in ADVERSARIAL_LOSSES
+
+
+def test_adversarial_losses_sit_below_gan_and_style():
+    """impasto.losses imports only leaf modules; style/ takes the losses from there, never
+    sideways from gan/."""
+    import ast
+    from pathlib import Path
+
+    import impasto
+
+    root = Path(impasto.__file__).parent
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+        return {n for n in out if n.startswith("impasto")}
+
+    for path in (root / "losses").glob("*.py"):
+        assert imports(path) <= {"impasto.errors", "impasto.registry", "impasto.losses.adversarial"}
+    for path in (root / "style").rglob("*.py"):
+        assert not any(n.startswith("impasto.gan") for n in imports(path)), path
+
+
 def test_tiny_gan_learns_the_mean_of_a_gaussian():
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))

@@ -12,6 +12,7 @@ from torch import nn
 
 from impasto.errors import InputError
 from impasto.nets.gan import (
+    GAN_ARCH_REGISTRY,
     GAN_ARCHS,
     DCGANDiscriminator,
     DCGANGenerator,
@@ -84,8 +85,28 @@ def test_unsupported_resolution_and_bad_config_values():
         GanNetConfig.from_dict({"arch": "dcgan", "resolution": 32, "widht": 3})
     with pytest.raises(InputError, match="z_dim must be an integer >= 1"):
         GanNetConfig("dcgan", 32, z_dim=0)
-    assert set(GAN_ARCHS) == {"dcgan", "sngan"}
-    assert GAN_ARCHS["sngan"].resolutions == (32, 64, 128)
+    assert GAN_ARCHS == ("dcgan", "sngan")
+    assert GAN_ARCH_REGISTRY.get("sngan").resolutions == (32, 64, 128)
+
+
+def test_pggan_is_registered_with_its_own_config():
+    from impasto.nets.pggan import PgganDiscriminator, PgganGenerator, PgganNetConfig
+
+    assert GAN_ARCH_REGISTRY.names() == ("dcgan", "sngan", "pggan")
+    spec = GAN_ARCH_REGISTRY.get("pggan")
+    assert spec.progressive and spec.config_type is PgganNetConfig
+    assert spec.resolutions == (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    assert not any(GAN_ARCH_REGISTRY.get(n).progressive for n in GAN_ARCHS)
+    with pytest.raises(InputError, match="'pggan' is configured by PgganNetConfig, not "
+                       "GanNetConfig; GanNetConfig takes dcgan, sngan"):
+        GanNetConfig("pggan", 32)
+    # build_gan takes the config of any registered architecture.
+    config = PgganNetConfig(resolution=8, channels=1, z_dim=8, widths=(8, 4))
+    torch.manual_seed(0)
+    G, D = build_gan(config)
+    assert isinstance(G, PgganGenerator) and isinstance(D, PgganDiscriminator)
+    z = torch.randn(2, 8)
+    assert G(z).shape == (2, 1, 8, 8) and D(G(z)).shape == (2,)
 
 
 def test_wrong_inputs_are_rejected():

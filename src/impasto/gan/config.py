@@ -22,7 +22,7 @@ from impasto.data import check_resolution
 from impasto.errors import InputError
 from impasto.gan.augment import DiffAugment
 from impasto.gan.losses import GAN_LOSS_KINDS
-from impasto.nets.gan import GAN_ARCHS, GanNetConfig
+from impasto.nets.gan import GanNetConfig, gan_arch
 from impasto.train.config import bad_value as _bad
 from impasto.train.config import check_bool as _bool
 from impasto.train.config import check_int as _int
@@ -167,11 +167,8 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig):
     def validate(self) -> None:
         """Raise :class:`InputError` (one line) for the first bad value; does no I/O."""
         check_data_and_run(self)
-        if self.arch not in GAN_ARCHS:
-            raise InputError(
-                f"unknown GAN architecture {self.arch!r}; choose from {', '.join(GAN_ARCHS)}"
-            )
-        check_resolution(self.resolution, GAN_ARCHS[self.arch].resolutions, self.arch)
+        spec = gan_arch(self.arch, GanNetConfig)  # pggan has PgganTrainConfig
+        check_resolution(self.resolution, spec.resolutions, self.arch)
         if isinstance(self.channels, bool) or self.channels not in (1, 3):
             raise _bad("channels", "1 (grey) or 3 (RGB)", self.channels)
         _int("z_dim", self.z_dim, 1)

@@ -1,15 +1,9 @@
-"""GAN losses, gradient penalties, and :class:`GanLoss`, whose explicit named phases
-(``d_step``, ``penalty_step``, ``g_step``) follow the loss-object design of StyleGAN2-ADA.
+"""GAN training's loss object :class:`GanLoss`, whose explicit named phases (``d_step``,
+``penalty_step``, ``g_step``) follow the loss-object design of StyleGAN2-ADA.
 
-Functional losses take raw discriminator logits of any shape (impasto's discriminators return
-``(N,)``) and average over every element. They compute in float32 whatever the logits' dtype,
-so they are safe to call on bf16/fp16 outputs of an autocast region.
-
-* ``nonsaturating``: D ``mean(softplus(-D(x))) + mean(softplus(D(G(z))))``,
-  G ``mean(softplus(-D(G(z))))``.
-* ``hinge``: D ``mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))``, G ``-mean(D(G(z)))``.
-* ``wgan`` (with the gradient penalty: ``wgan-gp``): D ``mean(D(G(z))) - mean(D(x))``,
-  G ``-mean(D(G(z)))``.
+The losses themselves, the penalties and the registry of loss kinds live one layer down, in
+:mod:`impasto.losses.adversarial`, where style training uses them too; they are imported here
+under their old names.
 
 Networks are called as ``D(x)`` / ``G(z)`` when ``y`` is ``None`` and as ``D(x, y)`` /
 ``G(z, y)`` otherwise, so plain single-input modules (toy MLPs) work too.
@@ -24,9 +18,20 @@ from typing import ContextManager
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from impasto.errors import InputError
+from impasto.losses.adversarial import (
+    ADVERSARIAL_LOSSES,
+    call_net,
+    d_loss_hinge,
+    d_loss_nonsaturating,
+    d_loss_wgan,
+    g_loss_hinge,
+    g_loss_nonsaturating,
+    g_loss_wgan,
+    gradient_penalty,
+    r1_penalty,
+)
 from impasto.nets.gan import sample_latents
 
 __all__ = [
@@ -42,96 +47,8 @@ __all__ = [
     "r1_penalty",
 ]
 
-GAN_LOSS_KINDS: tuple[str, ...] = ("nonsaturating", "hinge", "wgan-gp")
-
-
-# --------------------------------------------------------------------------------------------
-# Functional losses
-# --------------------------------------------------------------------------------------------
-
-
-def d_loss_nonsaturating(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Discriminator cross-entropy (Goodfellow et al. 2014) in softplus form:
-    ``mean(softplus(-real)) + mean(softplus(fake))`` = ``-log sigmoid(real) - log(1 - sigmoid(fake))``."""
-    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
-
-
-def g_loss_nonsaturating(fake_logits: Tensor) -> Tensor:
-    """Non-saturating generator loss ``mean(softplus(-fake))`` = ``-log sigmoid(D(G(z)))``."""
-    return F.softplus(-fake_logits.float()).mean()
-
-
-def d_loss_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Hinge discriminator loss (Lim & Ye 2017; Miyato et al. 2018):
-    ``mean(relu(1 - real)) + mean(relu(1 + fake))``."""
-    return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
-
-
-def g_loss_hinge(fake_logits: Tensor) -> Tensor:
-    """Hinge generator loss ``-mean(D(G(z)))``."""
-    return -fake_logits.float().mean()
-
-
-def d_loss_wgan(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Wasserstein critic loss (Arjovsky et al. 2017) ``mean(fake) - mean(real)``; pair it
-    with :func:`gradient_penalty` (WGAN-GP)."""
-    return fake_logits.float().mean() - real_logits.float().mean()
-
-
-def g_loss_wgan(fake_logits: Tensor) -> Tensor:
-    """Wasserstein generator loss ``-mean(D(G(z)))``."""
-    return -fake_logits.float().mean()
-
-
-def _call(net: Callable[..., Tensor], x: Tensor, y: Tensor | None) -> Tensor:
-    return net(x) if y is None else net(x, y)
-
-
-def _input_grad(D: Callable[..., Tensor], x: Tensor, y: Tensor | None) -> Tensor:
-    """d sum(D(x)) / dx with the graph kept, so the penalty can be back-propagated."""
-    out = _call(D, x, y)
-    (grad,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
-    return grad.float().flatten(1)
-
-
-def gradient_penalty(
-    D: Callable[..., Tensor],
-    real: Tensor,
-    fake: Tensor,
-    y: Tensor | None = None,
-    weight: float = 10.0,
-    *,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """WGAN-GP penalty (Gulrajani et al. 2017): ``weight * E (||grad_x D(x_hat)||_2 - 1)^2`` at
-    ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U(0, 1)`` per sample.
-
-    ``real`` and ``fake`` are detached and interpolated in float32; the gradient norm and the
-    penalty are float32. Run it outside any autocast region (as :class:`GanLoss` does) so that
-    D's forward and the double backward are float32 too: the penalty is a difference of nearly
-    equal numbers that bf16 would drown in rounding. ``generator`` seeds ``eps``.
-    """
-    if real.shape != fake.shape:
-        raise InputError(
-            f"real and fake batches differ in shape: {tuple(real.shape)} vs {tuple(fake.shape)}"
-        )
-    real32, fake32 = real.detach().float(), fake.detach().float()
-    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    draw_device = generator.device if generator is not None else real.device
-    eps = torch.rand(shape, generator=generator, device=draw_device).to(real.device)
-    x_hat = (eps * real32 + (1.0 - eps) * fake32).requires_grad_(True)
-    norm = _input_grad(D, x_hat, y).norm(2, dim=1)
-    return weight * (norm - 1.0).square().mean()
-
-
-def r1_penalty(
-    D: Callable[..., Tensor], real: Tensor, y: Tensor | None = None, gamma: float = 10.0
-) -> Tensor:
-    """R1 penalty (Mescheder et al. 2018): ``gamma / 2 * E ||grad_x D(x)||^2`` on real data,
-    in float32 (same advice as :func:`gradient_penalty`: call it outside autocast)."""
-    x = real.detach().float().requires_grad_(True)
-    sq = _input_grad(D, x, y).square().sum(dim=1)
-    return 0.5 * gamma * sq.mean()
+#: The names of :data:`~impasto.losses.adversarial.ADVERSARIAL_LOSSES`: ``GanLoss``'s kinds.
+GAN_LOSS_KINDS: tuple[str, ...] = ADVERSARIAL_LOSSES.names()
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +111,10 @@ class GanLoss:
 
     Args:
         G, D: the networks; called as ``G(z[, y])`` and ``D(x[, y])``.
-        kind: ``"nonsaturating"``, ``"hinge"`` or ``"wgan-gp"``.
-        gp_weight: weight of the WGAN-GP penalty (used only by ``"wgan-gp"``).
+        kind: a name of :data:`~impasto.losses.adversarial.ADVERSARIAL_LOSSES`:
+            ``"nonsaturating"``, ``"hinge"`` or ``"wgan-gp"``.
+        gp_weight: weight of the WGAN-GP penalty (used only by kinds that include it:
+            ``"wgan-gp"``).
         r1_gamma: R1 weight; 0 turns R1 off. Can be combined with any kind.
         augment: optional differentiable augmentation (e.g. :class:`DiffAugment`) applied to
             every image D sees, real and fake alike, in every phase. Penalties take their
@@ -219,8 +138,7 @@ class GanLoss:
         augment: Callable[[Tensor], Tensor] | None = None,
         autocast: Callable[[], ContextManager] | None = None,
     ) -> None:
-        if kind not in GAN_LOSS_KINDS:
-            raise InputError(f"unknown GAN loss {kind!r}; choose from {', '.join(GAN_LOSS_KINDS)}")
+        spec = ADVERSARIAL_LOSSES.get(kind)
         if augment is not None and not callable(augment):
             raise InputError("augment must be callable or None")
         if autocast is not None and not callable(autocast):
@@ -230,12 +148,8 @@ class GanLoss:
         self.r1_gamma = _check_weight("r1_gamma", r1_gamma)
         self.augment = augment
         self.autocast = autocast
-        if kind == "nonsaturating":
-            self._d_loss, self._g_loss = d_loss_nonsaturating, g_loss_nonsaturating
-        elif kind == "hinge":
-            self._d_loss, self._g_loss = d_loss_hinge, g_loss_hinge
-        else:
-            self._d_loss, self._g_loss = d_loss_wgan, g_loss_wgan
+        self._d_loss, self._g_loss = spec.d_loss, spec.g_loss
+        self._gradient_penalty = spec.gradient_penalty
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -246,7 +160,7 @@ class GanLoss:
         """D on augmented images (no autocast of its own)."""
         if self.augment is not None:
             x = self.augment(x)
-        return _call(self.D, x, y)
+        return call_net(self.D, x, y)
 
     def _latents(self, z: Tensor | None, n: int, device: torch.device) -> Tensor:
         if z is not None:
@@ -259,7 +173,7 @@ class GanLoss:
     @property
     def penalties(self) -> tuple[str, ...]:
         """Names of the penalties ``penalty_step`` computes: ``gp`` and/or ``r1``."""
-        out = ("gp",) if self.kind == "wgan-gp" and self.gp_weight > 0 else ()
+        out = ("gp",) if self._gradient_penalty and self.gp_weight > 0 else ()
         return out + (("r1",) if self.r1_gamma > 0 else ())
 
     # -- phases ----------------------------------------------------------------------------
@@ -274,7 +188,7 @@ class GanLoss:
         z = self._latents(z, real.shape[0], real.device)
         with self._ctx():
             with torch.no_grad():
-                fake = _call(self.G, z, y)
+                fake = call_net(self.G, z, y)
             real_logits = self.run_D(real, y)
             fake_logits = self.run_D(fake.detach(), y)
         loss = self._d_loss(real_logits, fake_logits)
@@ -313,7 +227,7 @@ class GanLoss:
         ``g_loss`` and ``g_d_fake`` (mean D(G(z)) seen in this phase)."""
         with _frozen(self.D):
             with self._ctx():
-                fake = _call(self.G, z, y)
+                fake = call_net(self.G, z, y)
                 fake_logits = self.run_D(fake, y)
             loss = self._g_loss(fake_logits)
             loss.backward()

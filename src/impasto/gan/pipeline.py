@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from impasto.device import resolve_device
 from impasto.errors import InputError
-from impasto.nets.gan import GanNetConfig, build_gan, sample_latents
+from impasto.nets.gan import GAN_ARCH_REGISTRY, GanNetConfig, build_gan, sample_latents
 from impasto.train import load_checkpoint, resolve_checkpoint, restore
 
 __all__ = ["GanGenerator", "slerp"]
@@ -129,7 +129,8 @@ class GanGenerator:
         kind = ckpt["kind"]
         if not kind.startswith("gan/"):
             raise InputError(f"{path} is a '{kind}' checkpoint, not a GAN's")
-        if kind == "gan/pggan":
+        arch = kind[len("gan/"):]
+        if arch in GAN_ARCH_REGISTRY and GAN_ARCH_REGISTRY.get(arch).progressive:
             from impasto.gan.progressive import generator_from_checkpoint
 
             G_pg = generator_from_checkpoint(ckpt, ema=ema, resolution=resolution)

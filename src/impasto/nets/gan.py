@@ -28,7 +28,8 @@ Conventions shared by every architecture here:
 * Tensors are reshaped with ``reshape``/``flatten``, never ``view``, so channels_last inputs and
   outputs are fine.
 
-Architectures (:data:`GAN_ARCHS`):
+Architectures (:data:`GAN_ARCH_REGISTRY`; ``pggan``, the progressive GAN, is in
+:mod:`impasto.nets.pggan` and registered here too):
 
 ``dcgan`` (Radford et al. 2015), resolutions 32, 64, 128
     G: ``z`` as a 1x1 map, a 4x4 transposed convolution to 4x4, then stride-2 4x4 transposed
@@ -69,9 +70,18 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from impasto.errors import InputError
 from impasto.nets.layers import ConditionalBatchNorm2d
+from impasto.nets.pggan import MAX_RESOLUTION as PGGAN_MAX_RESOLUTION
+from impasto.nets.pggan import (
+    PgganDiscriminator,
+    PgganGenerator,
+    PgganNetConfig,
+    pggan_resolutions,
+)
+from impasto.registry import Registry
 
 __all__ = [
     "GAN_ARCHS",
+    "GAN_ARCH_REGISTRY",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "GanArch",
@@ -79,6 +89,7 @@ __all__ = [
     "SNGANDiscriminator",
     "SNGANGenerator",
     "build_gan",
+    "gan_arch",
     "sample_latents",
 ]
 
@@ -86,12 +97,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
-
-# Discriminator norms each architecture accepts; the first one is its default.
-_D_NORMS: dict[str, tuple[str, ...]] = {
-    "dcgan": ("batch", "layer", "none"),
-    "sngan": ("none",),
-}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -104,7 +109,7 @@ class GanNetConfig:
     """Everything needed to rebuild a generator/discriminator pair.
 
     Args:
-        arch: a key of :data:`GAN_ARCHS` (``"dcgan"`` or ``"sngan"``).
+        arch: one of :data:`GAN_ARCHS` (``"dcgan"`` or ``"sngan"``).
         resolution: image side in pixels; must be one the architecture supports.
         channels: 1 (grey) or 3 (RGB).
         z_dim: latent size.
@@ -126,11 +131,7 @@ class GanNetConfig:
     d_norm: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.arch, str) or self.arch not in GAN_ARCHS:
-            raise InputError(
-                f"unknown GAN architecture {self.arch!r}; choose from {', '.join(GAN_ARCHS)}"
-            )
-        spec = GAN_ARCHS[self.arch]
+        spec = gan_arch(self.arch, GanNetConfig)
         if type(self.resolution) is not int or self.resolution not in spec.resolutions:
             choices = ", ".join(str(r) for r in spec.resolutions)
             raise InputError(
@@ -142,7 +143,7 @@ class GanNetConfig:
         _check_int("z_dim", self.z_dim, 1)
         _check_int("base_width", self.base_width, 1)
         _check_int("num_classes", self.num_classes, 0)
-        norms = _D_NORMS.get(self.arch, ("none",))
+        norms = spec.d_norms
         if self.d_norm is None:
             object.__setattr__(self, "d_norm", norms[0])
         elif self.d_norm not in norms:
@@ -178,19 +179,44 @@ class GanNetConfig:
 
 
 class GanArch(NamedTuple):
-    """One entry of :data:`GAN_ARCHS`."""
+    """One entry of :data:`GAN_ARCH_REGISTRY`: the two network builders (each takes a
+    ``config_type`` instance), the resolutions the pair supports, the config class, whether
+    the pair grows progressively (trained by :mod:`impasto.gan.progressive`, its checkpoints
+    hold the growing stage), the discriminator norms it accepts (the first is its default)
+    and a one-line description for help texts."""
 
-    build_generator: Callable[[GanNetConfig], nn.Module]
-    build_discriminator: Callable[[GanNetConfig], nn.Module]
+    build_generator: Callable[[Any], nn.Module]
+    build_discriminator: Callable[[Any], nn.Module]
     resolutions: tuple[int, ...]
+    config_type: type = GanNetConfig
+    progressive: bool = False
+    d_norms: tuple[str, ...] = ("none",)
+    description: str = ""
 
 
-def build_gan(config: GanNetConfig | Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
-    """Builds ``(generator, discriminator)`` from a config (or its :meth:`~GanNetConfig.to_dict`
-    form). Both networks keep the config as ``.config``."""
-    if not isinstance(config, GanNetConfig):
+def gan_arch(name: Any, config_type: type | None = None) -> GanArch:
+    """The :data:`GAN_ARCH_REGISTRY` entry of ``name``; :class:`InputError` for an unknown
+    name, or for one whose networks another config class describes than ``config_type``
+    (``GanNetConfig("pggan", ...)``: PGGAN has its own :class:`PgganNetConfig`)."""
+    spec = GAN_ARCH_REGISTRY.get(name)
+    if config_type is not None and spec.config_type is not config_type:
+        raise InputError(
+            f"GAN architecture {name!r} is configured by {spec.config_type.__name__}, not "
+            f"{config_type.__name__}; {config_type.__name__} takes "
+            f"{', '.join(n for n, a in GAN_ARCH_REGISTRY.items() if a.config_type is config_type)}"
+        )
+    return spec
+
+
+def build_gan(
+    config: GanNetConfig | PgganNetConfig | Mapping[str, Any],
+) -> tuple[nn.Module, nn.Module]:
+    """Builds ``(generator, discriminator)`` from the config of any registered architecture
+    (a mapping is read as :meth:`GanNetConfig.from_dict`). Both networks keep the config as
+    ``.config``."""
+    if isinstance(config, Mapping):
         config = GanNetConfig.from_dict(config)
-    spec = GAN_ARCHS[config.arch]
+    spec = gan_arch(config.arch, type(config))
     return spec.build_generator(config), spec.build_discriminator(config)
 
 
@@ -516,7 +542,29 @@ class SNGANDiscriminator(_Discriminator):
         return logit
 
 
-GAN_ARCHS: dict[str, GanArch] = {
-    "dcgan": GanArch(DCGANGenerator, DCGANDiscriminator, (32, 64, 128)),
-    "sngan": GanArch(SNGANGenerator, SNGANDiscriminator, (32, 64, 128)),
-}
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+#: Every GAN architecture: ``dcgan`` and ``sngan`` (this module, :class:`GanNetConfig`) and
+#: ``pggan`` (:mod:`impasto.nets.pggan`, :class:`PgganNetConfig`, grown progressively).
+GAN_ARCH_REGISTRY: Registry[GanArch] = Registry("GAN architecture")
+GAN_ARCH_REGISTRY.register("dcgan", GanArch(
+    DCGANGenerator, DCGANDiscriminator, (32, 64, 128), d_norms=("batch", "layer", "none"),
+    description="DCGAN (Radford et al. 2015)",
+))
+GAN_ARCH_REGISTRY.register("sngan", GanArch(
+    SNGANGenerator, SNGANDiscriminator, (32, 64, 128),
+    description="ResNet with a spectrally normalised discriminator (Miyato et al. 2018)",
+))
+GAN_ARCH_REGISTRY.register("pggan", GanArch(
+    PgganGenerator, PgganDiscriminator, pggan_resolutions(PGGAN_MAX_RESOLUTION),
+    config_type=PgganNetConfig, progressive=True,
+    description="progressive growing (Karras et al. 2018)",
+))
+
+#: The names of the fixed-size architectures (those :class:`GanNetConfig` builds), in
+#: registration order; :data:`GAN_ARCH_REGISTRY` holds ``pggan`` as well.
+GAN_ARCHS: tuple[str, ...] = tuple(
+    n for n, a in GAN_ARCH_REGISTRY.items() if a.config_type is GanNetConfig
+)

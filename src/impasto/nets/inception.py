@@ -24,17 +24,16 @@ with bilinear interpolation (``align_corners=False``, no antialiasing), then sca
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from impasto.errors import InputError, WeightsNotFoundError
+from impasto.errors import InputError
+from impasto.nets.weights import WEIGHT_FILES, Preprocessing, WeightFile, file_sha256
 
 __all__ = [
     "FID_INCEPTION",
@@ -53,35 +52,31 @@ POOL_DIM = 2048
 NUM_CLASSES = 1008
 
 
-@dataclass(frozen=True)
-class InceptionWeights:
-    """Where the FID Inception weight file comes from, how to recognise it, and what input it
-    expects."""
+_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
+_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{_FILENAME}"
+_ENV = "IMPASTO_INCEPTION_WEIGHTS"
 
-    filename: str
-    sha256_prefix: str
-    url: str
-    env_var: str
-    preprocessing: str
-
-    @property
-    def how_to_get(self) -> str:
-        return (
-            f"download {self.filename} from {self.url} (the pytorch-fid release) and pass its "
-            f"path with --weights or the environment variable {self.env_var}"
-        )
-
-
-FID_INCEPTION = InceptionWeights(
-    filename="pt_inception-2015-12-05-6726825d.pth",
-    sha256_prefix="6726825d",
-    url=(
-        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-        "pt_inception-2015-12-05-6726825d.pth"
+#: The reference weights (``6726825d`` is the start of their SHA-256). The network expects RGB
+#: in [0, 1], resized to 299x299 (bilinear, ``align_corners=False``), scaled as ``2x - 1``
+#: (what :attr:`~impasto.nets.weights.WeightFile.preprocessing` writes as ``(x - 0.5) / 0.5``);
+#: :meth:`FIDInceptionV3.prepare` and :meth:`FIDInceptionV3.pool3` apply it.
+FID_INCEPTION: WeightFile = WEIGHT_FILES.register("inception-fid", WeightFile(
+    name="inception-fid",
+    title="FID Inception",
+    filename=_FILENAME,
+    sha256="6726825d",
+    url=_URL,
+    env_var=_ENV,
+    preprocessing=Preprocessing(bgr=False, scale=1.0, mean=(0.5,) * 3, std=(0.5,) * 3),
+    input_size=INPUT_SIZE,
+    how_to_get=(
+        f"download {_FILENAME} from {_URL} (the pytorch-fid release) and pass its path with "
+        f"--weights or the environment variable {_ENV}"
     ),
-    env_var="IMPASTO_INCEPTION_WEIGHTS",
-    preprocessing="RGB [0, 1] -> bilinear resize to 299x299 (align_corners=False) -> 2x - 1",
-)
+))
+#: The descriptor type of :data:`FID_INCEPTION`, under its name from before every network's
+#: weight files shared :class:`~impasto.nets.weights.WeightFile`.
+InceptionWeights = WeightFile
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,25 +324,9 @@ class FIDInceptionV3(nn.Module):
 
 def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """The FID Inception weight file: ``path``, else ``$IMPASTO_INCEPTION_WEIGHTS``. Raises
-    :class:`WeightsNotFoundError` (saying where to get it) when neither names a file."""
-    spec = FID_INCEPTION
-    if path is None or str(path) == "":
-        path = os.environ.get(spec.env_var) or None
-    if path is None:
-        raise WeightsNotFoundError(f"no FID Inception weight file given; {spec.how_to_get}")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise WeightsNotFoundError(f"FID Inception weight file not found: {p}; {spec.how_to_get}")
-    return p
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    :class:`~impasto.errors.WeightsNotFoundError` (saying where to get it) when neither names
+    a file."""
+    return FID_INCEPTION.locate(path)
 
 
 def _listed(keys: list[str], limit: int = 3) -> str:
@@ -408,7 +387,7 @@ def load_fid_inception(
     """
     p = resolve_inception_weights(path)
     digest = file_sha256(p)
-    if not digest.startswith(FID_INCEPTION.sha256_prefix):
+    if not FID_INCEPTION.matches(digest):
         log.warning(
             "%s: SHA-256 %s... is not that of %s; scores may not compare with published ones",
             p, digest[:8], FID_INCEPTION.filename,

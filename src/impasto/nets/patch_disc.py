@@ -9,7 +9,7 @@ With the default three stride-2 layers each logit sees a 70x70 pixel patch.
 
 The network takes RGB crops ``(N, 3, H, W)`` in ``[0, 1]`` (any size >= its receptive field
 is sensible; smaller inputs still run) and returns raw logits ``(N, 1, h, w)``; the GAN losses
-of :mod:`impasto.gan.losses` average over every element.
+of :mod:`impasto.losses.adversarial` average over every element.
 """
 
 from __future__ import annotations

@@ -194,6 +194,11 @@ class PgganNetConfig:
         object.__setattr__(self, "widths", widths)
 
     @property
+    def arch(self) -> str:
+        """``"pggan"``: its name in :data:`impasto.nets.gan.GAN_ARCH_REGISTRY`."""
+        return "pggan"
+
+    @property
     def resolutions(self) -> tuple[int, ...]:
         """``(4, 8, ..., resolution)``."""
         return pggan_resolutions(self.resolution)

