@@ -27,8 +27,8 @@ from conftest import assert_same, run_ranks, tiny_vgg
 from impasto.cli import main
 from impasto.nets.transformer import TransformerNet
 from impasto.style import fast as fast_module
-from impasto.style.fast import FastStyleConfig, _EpochSampler, load_fast_style, train_fast_style
-from impasto.train import load_checkpoint, read_stats
+from impasto.style.fast import FastStyleConfig, load_fast_style, train_fast_style
+from impasto.train import EpochSampler, load_checkpoint, read_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -217,8 +217,8 @@ def test_only_rank_0_writes(ddp_runs):
 
 
 def test_shards_are_disjoint_and_one_process_keeps_the_whole_order():
-    whole = _EpochSampler(9, seed=5)
-    shards = [_EpochSampler(9, seed=5, world_size=2, rank=r) for r in (0, 1)]
+    whole = EpochSampler(9, seed=5, order="derived")
+    shards = [EpochSampler(9, seed=5, world_size=2, rank=r, order="derived") for r in (0, 1)]
     for epoch in (0, 3):
         for s in (whole, *shards):
             s.set_epoch(epoch)
@@ -230,7 +230,7 @@ def test_shards_are_disjoint_and_one_process_keeps_the_whole_order():
     shards[1].skip_next(3)
     assert list(shards[1]) == b[3:]
     with pytest.raises(fast_module.InputError, match="fewer than the 3 training processes"):
-        _EpochSampler(2, seed=0, world_size=3, rank=0)
+        EpochSampler(2, seed=0, world_size=3, rank=0, order="derived")
 
 
 # --------------------------------------------------------------------------------------------

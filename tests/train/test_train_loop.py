@@ -76,6 +76,20 @@ def test_derived_order_shards_and_skips():
         EpochSampler(10, 5, order="sum")
 
 
+def test_fill_repeats_a_small_epoch_and_too_few_items_are_refused():
+    # 3 style images, 2 processes taking 4 each: three permutations from one generator
+    g = torch.Generator().manual_seed(derive_seed(5, 1))
+    perms = [i for _ in range(3) for i in torch.randperm(3, generator=g).tolist()]
+    shards = [EpochSampler(3, 5, world_size=2, rank=r, order="derived", fill=8) for r in (0, 1)]
+    for s in shards:
+        s.set_epoch(1)
+    assert [len(s) for s in shards] == [4, 4]
+    assert [list(s) for s in shards] == [perms[0:8:2], perms[1:8:2]]
+    assert len(EpochSampler(10, 5, fill=8)) == 10  # enough already: one permutation
+    with pytest.raises(InputError, match="2 usable photos, fewer than the 3 training processes"):
+        EpochSampler(2, 0, world_size=3, items="photos")
+
+
 class _Items(torch.utils.data.Dataset):
     def __init__(self, n: int, pairs: bool) -> None:
         self.n, self.pairs = n, pairs

@@ -1,4 +1,5 @@
-"""Training data for the GANs: image folders, zips, MNIST IDX files, numpy arrays, caches.
+"""Training data: for the GANs and classifiers, image folders, zips, MNIST IDX files, numpy
+arrays, caches; for the style networks, random crops of a folder (:class:`CropFolder`).
 
 Use :func:`open_dataset` (picks the reader by path) and :func:`make_loader`. Every dataset yields
 ``(image, label)``: ``image`` float32 ``(C, R, R)`` in ``[-1, 1]`` (GAN convention: pixel value
@@ -10,6 +11,7 @@ left out, reported in one ``logging`` warning on the ``impasto.data`` logger).
 without decoding. Image files are decoded only through :mod:`impasto.io`.
 """
 
+from impasto.data.crops import CropFolder
 from impasto.data.datasets import (
     CACHE_VERSION,
     ArrayDataset,
@@ -30,6 +32,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ArrayDataset",
     "CachedDataset",
+    "CropFolder",
     "EpochLoader",
     "GanDataset",
     "ImageFolderDataset",

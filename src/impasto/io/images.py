@@ -43,6 +43,7 @@ __all__ = [
     "load_image",
     "read_png_metadata",
     "resize",
+    "resize_shorter",
     "resize_tensor",
     "save_image",
     "scaled_size",
@@ -484,6 +485,21 @@ def resize(
     # PIL's filters widen their support when shrinking, so this is antialiased; reducing_gap
     # first box-reduces very large shrinks by an integer factor, which is faster and as good.
     return img.resize(size, resample=resample, reducing_gap=3.0)
+
+
+def resize_shorter(img: Image.Image, side: int, *, resample: str = "lanczos") -> Image.Image:
+    """Resize a PIL image so that its shorter side is ``side``, aspect kept (the training crops
+    of the style networks). ``"lanczos"``: antialiased, the longer side rounded up (so neither
+    side is below ``side``); ``"bilinear"``: PIL's bilinear, both sides rounded to the nearest
+    pixel (as AdaIN's reference code prepares its data)."""
+    w, h = img.size
+    if resample == "lanczos":
+        return resize(img, longest=math.ceil(max(w, h) * side / min(w, h)))
+    if resample != "bilinear":
+        raise ValueError(f"resample must be 'lanczos' or 'bilinear', not {resample!r}")
+    scale = side / min(w, h)
+    return img.resize((max(side, round(w * scale)), max(side, round(h * scale))),
+                      Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
 def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

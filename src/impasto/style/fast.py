@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -50,11 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from impasto import __version__
-from impasto.data import make_loader
-from impasto.data.sources import list_folder, readable_images
+from impasto.data import CropFolder, make_loader
 from impasto.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from impasto.errors import InputError, escape_line
 from impasto.io import load_image, resize, to_pil, to_tensor
@@ -295,104 +292,8 @@ class FastStyleConfig:
 # data
 
 
-class ContentCrops(Dataset):
-    """Random square crops of the photos in a folder (recursively), for style training.
-
-    Item ``i`` is float32 ``(3, size, size)`` in ``[0, 1]``: photo ``i`` resized (antialiased)
-    so that its shorter side is ``size``, cropped at a random place and, with ``hflip``,
-    mirrored half the time. The crop depends only on ``(seed, epoch, i)`` (see
-    :meth:`set_epoch`), so runs and resumes repeat exactly, whatever the number of loader
-    workers. Files whose header cannot be read are left out with one warning; an empty or
-    unreadable folder is an :class:`InputError`. ``cache`` keeps the resized photos in memory
-    (default: when there are at most 1,000).
-    """
-
-    def __init__(self, root: str | os.PathLike[str], size: int, *, seed: int = 0,
-                 hflip: bool = True, cache: bool | None = None) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            what = "not a folder" if self.root.exists() else "no such folder"
-            raise InputError(escape_line(f"{self.root}: {what} (the content photos)"))
-        names = list_folder(self.root)
-        if not names:
-            raise InputError(escape_line(f"{self.root}: no images in this folder"))
-        good, bad = readable_images(self.root, names)
-        if not good:
-            raise InputError(escape_line(
-                f"{self.root}: no readable images: all {len(names)} image files are unreadable"
-            ))
-        if bad:
-            log.warning("skipped %d unreadable image files in %s: %s", len(bad), self.root,
-                        ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
-        self.names = good
-        self.skipped = bad
-        self.size = int(size)
-        self.seed = int(seed)
-        self.hflip = bool(hflip)
-        self.epoch = 0
-        self.cache = len(good) <= 1000 if cache is None else bool(cache)
-        self._cached: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def photo(self, i: int) -> np.ndarray:
-        """Photo ``i`` as uint8 ``(H, W, 3)`` with its shorter side ``size``."""
-        if i in self._cached:
-            return self._cached[i]
-        img = load_image(self.root / self.names[i])
-        w, h = img.size
-        longest = math.ceil(max(w, h) * self.size / min(w, h))
-        arr = np.asarray(resize(img, longest=longest))
-        if self.cache:
-            self._cached[i] = arr
-        return arr
-
-    def _crop(self, arr: np.ndarray, top: int, left: int, flip: bool) -> Tensor:
-        s = self.size
-        patch = arr[top : top + s, left : left + s]
-        if flip:
-            patch = patch[:, ::-1]
-        t = torch.from_numpy(np.array(patch, dtype=np.uint8))  # a writable copy
-        return t.permute(2, 0, 1).float().div_(255.0)
-
-    def __getitem__(self, i: int) -> Tensor:
-        for k in range(len(self.names)):
-            j = (i + k) % len(self.names)
-            try:
-                arr = self.photo(j)
-            except InputError as e:  # broken past its header: use the next photo instead
-                log.warning("skipping %s", e)
-                continue
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            top = int(rng.integers(0, arr.shape[0] - self.size + 1))
-            left = int(rng.integers(0, arr.shape[1] - self.size + 1))
-            flip = self.hflip and bool(rng.random() < 0.5)
-            return self._crop(arr, top, left, flip)
-        raise InputError(escape_line(f"{self.root}: none of the images can be decoded"))
-
-    def center(self, i: int) -> Tensor:
-        """The centre crop of photo ``i`` (for the fixed sample grid)."""
-        arr = self.photo(i % len(self.names))
-        return self._crop(arr, (arr.shape[0] - self.size) // 2, (arr.shape[1] - self.size) // 2,
-                          False)
-
-
-class _EpochSampler(EpochSampler):
-    """The content photos' :class:`~impasto.train.EpochSampler`: each epoch a shuffle seeded
-    with ``derive_seed(seed, epoch)`` (the ``"derived"`` order), shared out among the
-    processes; fewer photos than processes is an :class:`InputError`."""
-
-    def __init__(self, n: int, seed: int, *, world_size: int = 1, rank: int = 0) -> None:
-        if n < world_size:
-            raise InputError(
-                f"the content folder has {n} usable photos, fewer than the {world_size} "
-                "training processes; add photos or start fewer processes"
-            )
-        super().__init__(n, seed, world_size=world_size, rank=rank, order="derived")
+#: The content photos' dataset (the data layer's :class:`~impasto.data.CropFolder`).
+ContentCrops = CropFolder
 
 
 # --------------------------------------------------------------------------------------------
@@ -698,7 +599,8 @@ def _train(  # noqa: C901  (one loop, told in order)
         ))
 
     # -- data ------------------------------------------------------------------------------------
-    dataset = ContentCrops(config.content, config.size, seed=config.seed, hflip=config.hflip)
+    dataset = CropFolder(config.content, config.size, seed=config.seed, hflip=config.hflip,
+                         what="content photos")
     style_pil = load_image(config.style)
     style_img = resize(style_pil, longest=config.style_size)
     style = to_tensor(style_img).to(device)
@@ -708,8 +610,8 @@ def _train(  # noqa: C901  (one loop, told in order)
             f"{config.style_size} ({style_img.width}x{style_img.height}); lower --adv-crop"
         )
     num_workers = loader_workers(config.num_workers, config.deterministic)
-    sampler = _EpochSampler(len(dataset), derive_seed(config.seed, _STREAM_DATA),
-                            world_size=world, rank=rank)
+    sampler = EpochSampler(len(dataset), derive_seed(config.seed, _STREAM_DATA), world_size=world,
+                           rank=rank, order="derived", items="content photos")
     loader = make_loader(dataset, config.batch_size, seed=config.seed, num_workers=num_workers,
                          sampler=sampler)
 

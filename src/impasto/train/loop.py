@@ -165,18 +165,29 @@ class EpochSampler(Sampler[int]):
     ``seed + e``, which gives exactly the indices of torch's
     :class:`~torch.utils.data.distributed.DistributedSampler` (``shuffle=True``,
     ``drop_last=True``; the GAN and classifier loops); ``"derived"``, with
-    ``derive_seed(seed, e)`` (the per-style networks). Each loop keeps its own, so that its
+    ``derive_seed(seed, e)`` (the style networks). Each loop keeps its own, so that its
     existing checkpoints resume to the same data order.
+
+    ``fill``: an epoch of fewer than ``fill`` indices (a small folder of style images) is the
+    permutation followed by further permutations from the same generator, up to the first
+    length at least ``fill`` (a multiple of ``n``). Too few indices for every process to get
+    one is an :class:`InputError` (``items`` names them in the message).
     """
 
     def __init__(self, data: Sized | int, seed: int, *, world_size: int = 1, rank: int = 0,
-                 order: str = "distributed") -> None:
+                 order: str = "distributed", fill: int = 0, items: str = "images") -> None:
         if order not in EPOCH_ORDERS:
             raise ValueError(f"unknown epoch order {order!r}; choose from {EPOCH_ORDERS}")
         self.n = data if isinstance(data, int) else len(data)
         self.seed, self.order = int(seed), order
         self.world_size, self.rank = int(world_size), int(rank)
         self.epoch, self._skip = 0, 0
+        self.repeats = max(1, -(-int(fill) // self.n)) if self.n else 1
+        if self.n * self.repeats < self.world_size:
+            raise InputError(
+                f"there are {self.n} usable {items}, fewer than the {self.world_size} training "
+                f"processes; add {items} or start fewer processes"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -190,12 +201,13 @@ class EpochSampler(Sampler[int]):
         epoch_seed = (self.seed + self.epoch if self.order == "distributed"
                       else derive_seed(self.seed, self.epoch))
         g = torch.Generator().manual_seed(epoch_seed)
-        order = torch.randperm(self.n, generator=g).tolist()
+        order = [i for _ in range(self.repeats)
+                 for i in torch.randperm(self.n, generator=g).tolist()]
         mine = order[self.rank : len(self) * self.world_size : self.world_size]
         return iter(mine[skip:])
 
     def __len__(self) -> int:
-        return self.n // self.world_size
+        return self.n * self.repeats // self.world_size
 
 
 class Batches:
