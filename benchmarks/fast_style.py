@@ -16,7 +16,7 @@ after one warm-up call per round; the table shows the median over rounds):
 * ``fp32-eager``: the baseline, float32, NCHW, ``torch.inference_mode``;
 * ``fp32-cl``: float32, channels_last;
 * ``bf16-autocast``: ``torch.autocast(bfloat16)`` on the float32 network;
-* ``bf16``: a bf16 copy of the network (what :class:`~impasto.style.apply.InferenceRunner`
+* ``bf16``: a bf16 copy of the network (what :class:`~impasto.infer.runner.InferenceRunner`
   does with ``precision="auto"`` on a CPU with fast bf16);
 * ``bf16-cl``: the same, channels_last;
 * ``int8``: the int8 network (:mod:`impasto.nets.int8`), calibrated once on the first input,
@@ -26,9 +26,9 @@ after one warm-up call per round; the table shows the median over rounds):
   runs it eagerly; where the default is int8 (on a CPU with VNNI), every call also calibrates
   on its own input, as a lone image (CLI) or the Python API does;
 * ``default-video``: ``InferenceRunner(net)`` told that a video of ``--video-frames`` frames
-  (1000) of this size is coming (int8: calibrated on the first frame, then kept) (:meth:`~impasto.style.apply.InferenceRunner.expect`, as
+  (1000) of this size is coming (int8: calibrated on the first frame, then kept) (:meth:`~impasto.infer.runner.InferenceRunner.expect`, as
   ``apply_video`` does): ``compile="auto"`` compiles where its policy says it pays
-  (:class:`~impasto.style.apply.CompilePolicy`: at least 100 megapixels of one shape, and not
+  (:class:`~impasto.infer.compile_policy.CompilePolicy`: at least 100 megapixels of one shape, and not
   on a CPU for networks without instance normalisation), and runs eagerly elsewhere;
 * ``compiled``: the same in bf16 (fp32 where bf16 is slow; int8 is never compiled) with a
   compile forced for every size (inductor, frozen weights, one static compile per size), where
@@ -129,7 +129,8 @@ def adain_stylizer(decoder: str | None):
 
 def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
     """A callable x -> y for ``name`` (see the module doc)."""
-    from impasto.style.apply import CompilePolicy, InferenceRunner, _cast_parameters
+    from impasto.infer.compile_policy import CompilePolicy
+    from impasto.infer.runner import InferenceRunner, _cast_parameters
 
     if name == "default-image":
         return InferenceRunner(net, device="cpu", calibrate_each=True)
@@ -305,7 +306,7 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def memory_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    from impasto.style.apply import InferenceRunner
+    from impasto.infer.runner import InferenceRunner
 
     tile = "auto" if args.child_tile == -1 else args.child_tile
     if args.memory_child == "transformer":

@@ -179,3 +179,39 @@ def float_out(model: torch.nn.Module, x: torch.Tensor):
     """``model(x)`` under ``torch.inference_mode``."""
     with torch.inference_mode():
         return model(x)
+
+
+# --------------------------------------------------------------------------------------------
+# feed-forward inference (tests/infer, tests/style)
+
+
+def tiny_transformer(seed: int = 0):
+    """A seeded per-style network with 4-8 channels and one residual block, in eval mode."""
+    from impasto.nets.transformer import TransformerConfig, TransformerNet
+
+    torch.manual_seed(seed)
+    return TransformerNet(TransformerConfig(channels=(4, 8, 8), num_residual=1)).eval()
+
+
+def noise_image(w: int, h: int, seed: int):
+    """A ``w`` x ``h`` RGB PIL image of seeded uniform noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def smooth_image(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
+    """Seeded smooth noise ``(1, 3, h, w)`` in ``[0, 1]``: closer to a photo than white noise."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8, generator=g),
+                                           size=(h, w), mode="bilinear", align_corners=False)
+
+
+def run_cli(capsys: Any, *argv: Any) -> tuple[int, str, str]:
+    """``impasto argv`` in-process (paths allowed): ``(status, stdout, stderr)``."""
+    from impasto.cli import main
+
+    rc = main([os.fspath(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err

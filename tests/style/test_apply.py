@@ -10,30 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import noise_image as noise
+from conftest import run_cli as cli
+from conftest import tiny_transformer
 from PIL import Image
 
-from impasto.cli import main
 from impasto.errors import InputError
+from impasto.infer.runner import InferenceRunner
+from impasto.io.video import probe_video
 from impasto.nets.adain import AdaINDecoder
-from impasto.nets.transformer import TransformerConfig, TransformerNet
 from impasto.style.adain import save_decoder
-from impasto.style.apply import InferenceRunner, apply_folder, apply_video, probe_video
+from impasto.style.apply import apply_folder, apply_video
 from impasto.style.fast import save_fast_style
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 iio = pytest.importorskip("imageio.v2")
-
-
-def tiny_transformer(seed: int = 0) -> TransformerNet:
-    torch.manual_seed(seed)
-    return TransformerNet(TransformerConfig(channels=(4, 8, 8), num_residual=1)).eval()
-
-
-def noise(w: int, h: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
 
 
 def write_video(path: Path, frames: int = 10, fps: float = 12, size=(48, 32), audio=None):
@@ -170,12 +163,6 @@ def files(tmp_path, monkeypatch):
     Image.fromarray(255 - mask).save(tmp_path / "right.png")
     f["left"], f["right"] = tmp_path / "left.png", tmp_path / "right.png"
     return f
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([os.fspath(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def fails(capsys, argv, words, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 The only part of impasto that touches PIL and image files. Tensors are float32 ``(1, 3, H, W)``
 in ``[0, 1]``; bad input files raise :class:`impasto.errors.InputError` with one line naming them.
+Video files (ffmpeg): :mod:`impasto.io.video`.
 """
 
 from impasto.io import images as _images

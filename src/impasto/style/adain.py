@@ -55,6 +55,9 @@ from torch import Tensor, nn
 
 from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
+from impasto.infer.precision import inference_precision
+from impasto.infer.runner import InferenceRunner
+from impasto.infer.tiling import plan_tiles, run_tiled
 from impasto.io import DEFAULT_MAX_PIXELS, load_image, resize, to_pil, to_tensor
 from impasto.nets.adain import (
     ENCODER_LAYERS,
@@ -69,9 +72,7 @@ from impasto.nets.adain import (
     region_sums,
 )
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19_WEIGHTS, VGG19Features
-from impasto.style.apply import InferenceRunner, inference_precision
 from impasto.style.color import combine_luminance, luminance_image, match_color
-from impasto.style.tiling import plan_tiles, run_tiled
 from impasto.train import (
     CheckpointManager,
     DistInfo,

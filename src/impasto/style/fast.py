@@ -959,7 +959,7 @@ class FastStyle:
         run in tiles."""
         runner = self._runners.get(precision)
         if runner is None:
-            from impasto.style.apply import InferenceRunner
+            from impasto.infer.runner import InferenceRunner
 
             runner = InferenceRunner(self.net, device=self.device, precision=precision,
                                      compile="off", calibrate_each=True)

@@ -111,14 +111,8 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
     """Runs ``impasto stylize`` with ``--model`` or ``--method adain``; returns 0."""
     from impasto import __version__
     from impasto.io import DEFAULT_MAX_PIXELS, check_output_path, load_image
-    from impasto.style.apply import (
-        OUTPUT_CODECS,
-        apply_folder,
-        apply_image,
-        apply_video,
-        input_kind,
-        probe_video,
-    )
+    from impasto.io.video import OUTPUT_CODECS, probe_video
+    from impasto.style.apply import apply_folder, apply_image, apply_video, input_kind
 
     method = _method(args)
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
@@ -159,7 +153,7 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
     if args.export:
         if args.output is None:
             raise InputError(f"--export {args.export} needs -o FILE")
-        from impasto.style.export import _check_suffix
+        from impasto.infer.export import _check_suffix
 
         out = Path(args.output)
         _check_suffix(out, args.export)
@@ -222,7 +216,7 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
             precision = transform.precision  # type: ignore[attr-defined]
 
     if args.export:
-        from impasto.style.export import export_model
+        from impasto.infer.export import export_model
 
         report = export_model(net, out, args.export)
         print(report.summary())
@@ -265,7 +259,7 @@ def check_output_dir(path: Path) -> None:
 
 
 def _fast_transform(model: Any, args: argparse.Namespace):
-    from impasto.style.apply import InferenceRunner
+    from impasto.infer.runner import InferenceRunner
     from impasto.style.color import combine_luminance
 
     runner = InferenceRunner(model.net, device=model.device, precision=args.precision,

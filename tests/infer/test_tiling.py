@@ -1,4 +1,4 @@
-"""Tiled inference (impasto.style.tiling and the runners that use it)."""
+"""Tiled inference (impasto.infer.tiling and the runner that uses it)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import torch
 from torch import nn
 
 from impasto.errors import InputError
-from impasto.style.apply import InferenceRunner
-from impasto.style.tiling import _axis, auto_tile, bytes_per_pixel, plan_tiles, run_tiled
-from test_adain import images, pipeline
+from impasto.infer.runner import InferenceRunner
+from impasto.infer.tiling import (
+    _axis,
+    auto_tile,
+    bytes_per_pixel,
+    plan_tiles,
+    run_tiled,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,28 +87,6 @@ def test_runner_tiles_automatically_when_over_the_memory_budget():
     assert never.tile_for(x) is None
     assert (small(x) - big(x)).abs().max() < 1e-5
     assert auto_tile(net, 4096, 4096, budget=int(bpp * 512 * 512)) <= 512
-
-
-def test_adain_tiles_with_whole_image_statistics():
-    ada = pipeline()
-    content, a, b = images()
-    content = torch.nn.functional.interpolate(content, size=(200, 264), mode="bilinear")
-    whole = ada(content, a, tile=0)
-    tiled = ada(content, a, tile=192)
-    assert tiled.shape == whole.shape
-    # the content statistics are the whole image's: much closer than tiles normalised on
-    # their own (the generic tiling of the same module)
-    naive = InferenceRunner(ada.stylizer([a]), device="cpu", precision="fp32", tile=192,
-                            overlap=128)(content)
-    err, err_naive = (tiled - whole).abs().mean(), (naive - whole).abs().mean()
-    assert err < 2e-3 and err < err_naive / 4
-    masks = torch.zeros(2, 200, 264)
-    masks[0, :, :120] = 1
-    masks[1, :, 120:] = 1
-    whole_m = ada(content, [a, b], masks=masks, tile=0)
-    tiled_m = ada(content, [a, b], masks=masks, tile=192)
-    assert (tiled_m - whole_m).abs().mean() < 2e-3
-    assert (whole_m - whole).abs().mean() > 1e-2
 
 
 @pytest.mark.parametrize("tile, overlap", [(16, 4), (64, 40), (64, -1)])

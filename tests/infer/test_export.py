@@ -1,4 +1,4 @@
-"""Export to TorchScript and ONNX (impasto.style.export): the exported models match eager."""
+"""Export to TorchScript and ONNX (impasto.infer.export): the exported models match eager."""
 
 from __future__ import annotations
 
@@ -8,22 +8,16 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_transformer
 
 from impasto.cli import main
 from impasto.errors import InputError
-from impasto.nets.transformer import TransformerConfig, TransformerNet
-from impasto.style.export import export_model, pad_multiple
-from test_adain import images, pipeline
+from impasto.infer.export import export_model, pad_multiple
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning"),  # deprecated, still supported
 ]
-
-
-def tiny_transformer(seed: int = 0) -> TransformerNet:
-    torch.manual_seed(seed)
-    return TransformerNet(TransformerConfig(channels=(4, 8, 8), num_residual=1)).eval()
 
 
 def eager(net, x):
@@ -41,37 +35,6 @@ def test_torchscript_matches_eager_at_any_size(tmp_path):
     with torch.no_grad():
         assert (loaded(x) - eager(net, x)).abs().max() < 1e-5
     assert pad_multiple(net) == 4
-
-
-def test_torchscript_adain_stylizer_matches_eager(tmp_path):
-    ada = pipeline()
-    content, a, b = images()
-    st = ada.stylizer([a, b], weights=[1, 2], alpha=0.8)
-    report = export_model(st, tmp_path / "adain.pt", "torchscript", size=(48, 40))
-    assert report.max_abs_diff < 1e-5
-    loaded = torch.jit.load(str(tmp_path / "adain.pt"))
-    with torch.no_grad():
-        assert (loaded(content) - st(content)).abs().max() < 1e-5
-    # the exported module is the same stylisation the pipeline produces
-    assert (eager(st, content) - ada(content, [a, b], weights=[1, 2], alpha=0.8)).abs().max() < 1e-5
-
-
-def test_onnx_adain_stylizer_matches_eager_in_onnxruntime(tmp_path):
-    import onnxruntime as ort
-
-    ada = pipeline()
-    content, a, _ = images()
-    st = ada.stylizer([a], alpha=0.6)
-    # the legacy exporter is quick; the CLI test below runs the default (dynamo) one
-    report = export_model(st, tmp_path / "adain.onnx", "onnx", size=(48, 40),
-                          onnx_exporter="legacy")
-    assert report.runtime.startswith("onnxruntime")
-    assert report.max_abs_diff < 1e-4
-    sess = ort.InferenceSession(str(tmp_path / "adain.onnx"), providers=["CPUExecutionProvider"])
-    x = torch.rand(2, 3, 37, 70)
-    y = sess.run(None, {"image": x.numpy()})[0]
-    assert y.shape == (2, 3, 37, 70)
-    assert np.abs(y - eager(st, x).numpy()).max() < 1e-4
 
 
 def test_cli_exports_a_model_to_onnx_and_prints_the_difference(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""When inference compiles (impasto.style.apply: ``compile="auto"|"on"|"off"``,
+"""When inference compiles (impasto.infer: ``compile="auto"|"on"|"off"``,
 ``impasto stylize --compile``): the policy's decisions, the announcements of folders, videos and
 tiles, the fallback to eager when compiling fails, and a real compile against eager."""
 
@@ -10,22 +10,23 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import noise_image as noise
+from conftest import run_cli as cli
+from conftest import tiny_transformer
 from PIL import Image
-from test_apply import cli, noise, tiny_transformer
 
-import impasto.style.apply as apply_mod
+import impasto.infer.compile_policy as policy_mod
 from impasto.errors import InputError
-from impasto.style.apply import (
+from impasto.infer.compile_policy import (
     CompilePolicy,
-    InferenceRunner,
-    apply_folder,
-    apply_video,
     batch_work,
     compile_mode,
     default_compile_policy,
 )
+from impasto.infer.runner import InferenceRunner
+from impasto.infer.tiling import plan_tiles
+from impasto.style.apply import apply_folder, apply_video
 from impasto.style.fast import save_fast_style
-from impasto.style.tiling import plan_tiles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -267,7 +268,7 @@ def test_cli_fallback_when_compile_fails(tmp_path, model_file, monkeypatch, caps
 def test_cli_compile_modes(tmp_path, model_file, monkeypatch, capsys, fake_compile):
     # With a policy that compiles anything seen twice, auto compiles a folder and off never
     # does; a single image never compiles under auto.
-    monkeypatch.setattr(apply_mod, "DEFAULT_COMPILE_POLICY", EAGER_TO_COMPILE)
+    monkeypatch.setattr(policy_mod, "DEFAULT_COMPILE_POLICY", EAGER_TO_COMPILE)
     src = folder_of(tmp_path / "in")
     # (bf16: on a CPU with VNNI, auto precision means int8, which is never compiled)
     common = ["--model", model_file, "-q", "--device", "cpu", "--batch-size", "1",
@@ -296,7 +297,7 @@ def test_cli_compile_modes(tmp_path, model_file, monkeypatch, capsys, fake_compi
 
 
 def test_cli_export_ignores_compile(tmp_path, model_file, monkeypatch, capsys, fake_compile):
-    monkeypatch.setattr(apply_mod, "DEFAULT_COMPILE_POLICY", EAGER_TO_COMPILE)
+    monkeypatch.setattr(policy_mod, "DEFAULT_COMPILE_POLICY", EAGER_TO_COMPILE)
     for mode in ("auto", "on"):
         out = tmp_path / f"net-{mode}.pt"
         rc, stdout, err = cli(capsys, "stylize", "--model", model_file, "--export",
