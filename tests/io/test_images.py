@@ -747,3 +747,20 @@ def test_unwritable_folder_by_mode(tmp_path):
         assert os.listdir(ro) == []
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_file_names_of_any_encoding_go_into_the_metadata(tmp_path, suffix):
+    # A Latin-1 file name on a UTF-8 system: Python holds the byte 0xE9 as a lone surrogate,
+    # which PNG text chunks and JPEG comments cannot encode as such (#13: it crashed).
+    name = os.fsdecode(bytes(tmp_path) + b"/caf\xe9" + suffix.encode())
+    out = iio.save_image(torch.rand(3, 8, 8), name, metadata={"content": name, "list": [name]})
+    assert out.exists() and os.fsencode(out).endswith(b"caf\xe9" + suffix.encode())
+    if suffix == ".png":
+        meta = iio.read_png_metadata(out)
+        assert meta["content"].endswith("caf\\xe9.png")
+        assert json.loads(meta["list"]) == [meta["content"]]
+    else:
+        with Image.open(out) as img:
+            comment = json.loads(img.info["comment"].decode("utf-8"))
+        assert comment["content"].endswith("caf\\xe9.jpg")

@@ -635,6 +635,8 @@ def save_image(
         image = _to_rgb(image)
 
     params: dict[str, Any] = {}
+    if metadata:
+        metadata = _text_safe(metadata)
     if fmt == "PNG":
         if metadata:
             info = PngImagePlugin.PngInfo()
@@ -680,6 +682,24 @@ def save_image(
         raise
     _fsync_dir(folder)
     return target
+
+
+def _text_safe(value: Any) -> Any:
+    """``value`` with every string made encodable as UTF-8: a file name of another encoding
+    (held by Python as lone surrogates) keeps its bytes as ``\\xNN`` escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, Mapping):
+        return {_text_safe(str(k)): _text_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_safe(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return _text_safe(os.fspath(value))
+    return value
 
 
 def read_png_metadata(
