@@ -14,7 +14,7 @@ from impasto.train import NonFiniteLossError, check_finite
 def test_nan_tensor_names_loss_and_step():
     with pytest.raises(NonFiniteLossError) as e:
         check_finite({"g_loss": torch.tensor(0.3), "d_loss": torch.tensor(float("nan"))}, 120)
-    assert str(e.value) == "loss 'd_loss' became nan at step 120; the last good checkpoint is kept"
+    assert str(e.value) == "loss 'd_loss' became nan at step 120; no checkpoint had been written yet"
     assert (e.value.name, e.value.step) == ("d_loss", 120) and math.isnan(e.value.value)
     assert isinstance(e.value, ImpastoError) and not isinstance(e.value, InputError)
 

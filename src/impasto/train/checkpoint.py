@@ -6,7 +6,7 @@ A checkpoint is what :func:`torch.save` writes for a dict of::
     config          dict of JSON data              step         int    images_seen   int
     models          {name: module.state_dict()}    optimizers   {name: optimizer.state_dict()}
     rng             capture_rng_state() or None    extra        dict of plain data
-    torch_version   str
+    torch_version   str                            digest       {"sha256": hex} (from v0.2)
 
 Everything in it is a tensor, str, int, float, bool, None, list, tuple or dict, so it loads with
 ``torch.load(..., weights_only=True)``: no pickled Python objects are ever executed on loading
@@ -22,12 +22,19 @@ Resuming::
 Problems with the file (missing, a folder, truncated or corrupt, not an impasto checkpoint, a
 newer format, another kind, weights that do not fit the model) raise
 :class:`~impasto.errors.InputError` with one line naming the file.
+
+Integrity: torch's zip reader does not verify the archive's CRCs, so a damaged file can load
+with wrong numbers. :func:`save_checkpoint` stores a SHA-256 of every tensor's bytes
+(:func:`tensor_digest`) and :func:`load_checkpoint` recomputes it; a mismatch is refused.
+Loading also refuses a checkpoint whose weights, buffers or optimiser states hold NaN or
+infinity (older files without a digest get this check too).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -35,7 +42,7 @@ import os
 import pickle
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +64,9 @@ __all__ = [
     "resolve_checkpoint",
     "restore",
     "restore_rng_state",
+    "remove_stale_temporaries",
     "save_checkpoint",
+    "tensor_digest",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,63 @@ FORMAT_VERSION = 1
 
 _REQUIRED = {"kind": str, "step": int, "images_seen": int, "models": dict, "optimizers": dict}
 _PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+# --------------------------------------------------------------------------------------------
+# integrity
+
+
+def _tensors(obj: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts, lists and tuples, with its key path, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, Mapping):
+        for key in sorted(obj, key=str):
+            yield from _tensors(obj[key], f"{path}/{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{path}/{i}")
+
+
+def tensor_digest(obj: Any) -> str:
+    """SHA-256 (hex) of every tensor in ``obj`` (nested dicts/lists): key path, dtype, shape
+    and bytes. Equal for a payload before saving and after loading."""
+    h = hashlib.sha256()
+    for path, t in _tensors(obj):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{path}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _first_non_finite(obj: Any) -> str | None:
+    """The key path of the first floating tensor in ``obj`` holding NaN or inf, else None."""
+    for path, t in _tensors(obj):
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            return path.lstrip("/")
+    return None
+
+
+# Files that atomic_open leaves when a process is killed mid-write: ``.<name>.<random>.tmp``.
+_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left in ``folder`` (only
+    impasto's own pattern ``.<name>.<random>.tmp``, only in that folder); returns them."""
+    removed = []
+    d = Path(folder)
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        if _TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError as e:
+                log.warning("cannot delete stale temporary file %s: %s", p, reason(e))
+    return removed
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,6 +327,9 @@ def save_checkpoint(
     }
     for key in ("config", "models", "optimizers", "rng", "extra"):
         _check_plain(payload[key], key)
+    payload["digest"] = {"sha256": tensor_digest(
+        {k: payload[k] for k in ("models", "optimizers", "rng", "extra")}
+    )}
 
     target = Path(path)
     try:
@@ -341,6 +410,7 @@ def load_checkpoint(
         value = ckpt.get(key)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise InputError(f"{p}: incomplete impasto checkpoint (no valid '{key}')")
+    _verify(ckpt, p)
     if kind is not None and ckpt["kind"] != kind:
         raise InputError(f"{p} is a '{ckpt['kind']}' checkpoint, not '{kind}'")
     ckpt.setdefault("config", {})
@@ -350,6 +420,24 @@ def load_checkpoint(
         ckpt["extra"] = {}
     ckpt["path"] = str(p)
     return ckpt
+
+
+def _verify(ckpt: Mapping[str, Any], p: Path) -> None:
+    """Refuse a checkpoint whose tensors do not match its digest or are not finite."""
+    digest = ckpt.get("digest")
+    if isinstance(digest, Mapping) and "sha256" in digest:
+        parts = {k: ckpt.get(k) for k in ("models", "optimizers", "rng", "extra")}
+        if tensor_digest(parts) != digest["sha256"]:
+            raise InputError(
+                f"{p}: damaged checkpoint (its contents do not match the checksum written with "
+                "it); use an earlier checkpoint"
+            )
+    bad = _first_non_finite({"models": ckpt.get("models"), "optimizers": ckpt.get("optimizers")})
+    if bad is not None:
+        raise InputError(
+            f"{p}: the checkpoint holds NaN or infinite values ({bad}); the training had "
+            "diverged when it was written: use an earlier checkpoint"
+        )
 
 
 def _short(exc: BaseException) -> str:
@@ -596,6 +684,7 @@ class CheckpointManager:
         """:func:`save_checkpoint` to ``{prefix}-<step>.pt`` (``kw``: kind, config, images_seen,
         models, optimizers, extra, rng, generators), update ``latest.json``, prune old files."""
         path = save_checkpoint(self.path_for(step), step=step, **kw)
+        remove_stale_temporaries(self.folder)
         write_text_atomic(
             self.folder / "latest.json", json.dumps({"file": path.name, "step": int(step)}) + "\n"
         )

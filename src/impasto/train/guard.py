@@ -35,7 +35,7 @@ class NonFiniteLossError(ImpastoError, FloatingPointError):
         kept = (
             f"the last good checkpoint ({self.checkpoint}) is kept"
             if checkpoint
-            else "the last good checkpoint is kept"
+            else "no checkpoint had been written yet"
         )
         super().__init__(f"loss '{name}' became {_text(value)} at step {step}; {kept}")
 
@@ -90,9 +90,10 @@ class NonFiniteStateError(NonFiniteLossError):
         self, name: str, value: float, step: int, checkpoint: str | os.PathLike[str] | None = None
     ) -> None:
         super().__init__(name, value, step, checkpoint)
-        kept = f" ({self.checkpoint})" if checkpoint else ""
+        kept = (f"the last good checkpoint ({self.checkpoint}) is kept" if checkpoint
+                else "no checkpoint had been written yet")
         self.args = (f"'{name}' became {_text(value)} at step {step} (the training diverged); "
-                     f"the last good checkpoint{kept} is kept",)
+                     f"{kept}",)
 
 
 def check_finite_state(

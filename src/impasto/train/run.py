@@ -50,6 +50,7 @@ from impasto.errors import InputError, escape_line
 from impasto.train.checkpoint import (
     CheckpointManager,
     load_checkpoint,
+    remove_stale_temporaries,
     resolve_checkpoint,
     restore,
 )
@@ -116,6 +117,8 @@ class Run(Generic[P]):
                     f"{ckpt['path']} is a '{ckpt['kind']}' checkpoint, not '{kind}'"
                 ))
             self.ckpt = ckpt
+            if info.is_main:  # what a write killed half-way left behind
+                remove_stale_temporaries(self.dir)
         elif self.manager.checkpoints() or (self.dir / "latest.json").exists():
             raise InputError(escape_line(
                 f"{self.dir}: this run folder already holds checkpoints; continue it with "

@@ -16,6 +16,7 @@ interrupted run (and tells TensorBoard to do the same), so the curves do not dou
 from __future__ import annotations
 
 import json
+import math
 import logging
 import numbers
 import os
@@ -200,13 +201,19 @@ def _number(key: str, value: Any) -> int | float:
 
 
 def _dumps(row: Mapping[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False, allow_nan=True)
+    """One JSON line; NaN and infinities (which JSON cannot hold) become the strings "nan",
+    "inf" and "-inf", so every line stays valid JSON for any reader."""
+    plain = {k: (v if not isinstance(v, float) or math.isfinite(v)
+                 else "nan" if math.isnan(v) else "inf" if v > 0 else "-inf")
+             for k, v in row.items()}
+    return json.dumps(plain, ensure_ascii=False, allow_nan=False)
 
 
 def read_stats(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of a ``stats.jsonl`` file (or of the one in a run folder), in order.
 
-    A last line cut short by a crash is skipped; any other line that is not a JSON object
+    ``"nan"``, ``"inf"`` and ``"-inf"`` are read back as floats. A last line cut short by a
+    crash is skipped; any other line that is not a JSON object
     raises :class:`InputError` naming the file and line. A missing file is an InputError too.
     """
     p = Path(path)
@@ -231,5 +238,10 @@ def read_stats(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if i == len(lines):  # no newline after it: a write cut short
                 continue
             raise InputError(f"{p}: line {i} is not a JSON object")
-        rows.append(row)
+        rows.append({k: _NON_FINITE.get(v, v) if isinstance(v, str) else v
+                     for k, v in row.items()})
     return rows
+
+
+#: How :func:`_dumps` writes the numbers JSON cannot hold, read back by :func:`read_stats`.
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
