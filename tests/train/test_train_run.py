@@ -139,3 +139,17 @@ def test_legacy_kind_resumes(tmp_path):
                     generators={"g": torch.Generator()})
     resumed, seen = toy_run(tmp_path / "b", [1.0] * 5, resume=old)
     assert seen[0] == 3 and resumed.step == 5
+
+
+def test_a_non_finite_metric_stops_before_its_checkpoint(tmp_path):
+    cfg = ToyConfig(run=str(tmp_path / "run"), steps=3, tensorboard=False)
+    net = nn.Linear(2, 2)
+    run = Run(cfg, ONE, CPU, kind="toy/net", best_metric="val_loss")
+    run.track(models={"net": net}, optimizers={})
+    with run.session(cfg.steps):
+        run.end_step({"loss": 1.0})
+        assert run.save(metric=0.5) is not None
+        run.end_step({"loss": 1.0})
+        with pytest.raises(NonFiniteLossError, match="'val_loss' became nan at step 2"):
+            run.save(metric=math.nan)
+    assert len(list((tmp_path / "run").glob("ckpt-*.pt"))) == 1

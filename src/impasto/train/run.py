@@ -368,6 +368,9 @@ class Run(Generic[P]):
             keys, vec = self._pending
             self._pending = None
             self.stats, _ = self._read(keys, vec, False)
+        if metric is not None and not math.isfinite(float(metric)):
+            name = self.manager.best_metric or "metric"
+            raise NonFiniteLossError(name, float(metric), self.step, self.last_checkpoint)
         for name, model in self._models.items():
             module = getattr(model, "model", model)  # an EMA holds its module
             if isinstance(module, nn.Module):
