@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from impasto.style.adain import (
     train,
 )
 from impasto.style.color import rgb_to_yiq
-from impasto.train import load_checkpoint, read_stats, save_checkpoint
+from impasto.train import read_stats, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -208,9 +207,11 @@ def test_save_load_run_identical(tmp_path):
     path = save_decoder(tmp_path / "dec.pt", ada.decoder,
                         encoder={"weights": None, "widths": list(TINY), "layer": "relu4_1"},
                         styles=["a.png"])
-    ckpt = load_checkpoint(path)
-    assert ckpt["kind"] == DECODER_KIND and ckpt["extra"]["decoder_format"] == 1
-    assert json.loads(json.dumps(ckpt["config"]))["decoder"]["widths"] == list(TINY)
+    from impasto.train import load_model
+
+    model = load_model(path)
+    assert model.kind == DECODER_KIND == "adain/decoder" and model.format_version == 1
+    assert model.config["decoder"]["widths"] == list(TINY)
     loaded = AdaIN.load(path, encoder=encoder(), device="cpu", precision="fp32")
     content, a, b = images()
     assert torch.equal(loaded(content, [a, b], weights=[2, 1]),

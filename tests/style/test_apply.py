@@ -213,7 +213,7 @@ def test_cli_adain_with_masks_and_weights(files, capsys):
 def test_cli_model_file_of_another_kind(files, capsys):
     d = files["dir"]
     fails(capsys, ["stylize", files["content"], "--model", files["decoder"], "-o", d / "o.png"],
-          ["decoder.pt", "adain-decoder"], d / "o.png")
+          ["decoder.pt", "adain/decoder"], d / "o.png")
     fails(capsys, ["stylize", files["content"], "--method", "adain", "--decoder", files["model"],
                    "-s", files["style1"], "-o", d / "o.png"], ["fast.pt", "fast-style"],
           d / "o.png")

@@ -292,7 +292,7 @@ def test_load_refuses_other_files(tmp_path, trained):
     with pytest.raises(InputError, match="training checkpoint"):
         FastStyle.load(ckpt)
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(InputError, match="not a checkpoint"):
+    with pytest.raises(InputError, match="not an impasto model file"):
         FastStyle.load(tmp_path / "junk.pt")
     with pytest.raises(InputError, match="not found"):
         FastStyle.load(tmp_path / "missing.pt")
@@ -405,7 +405,7 @@ def test_cli_refuses_model_of_another_kind(env, capsys, tmp_path, trained):
                    "training checkpoint")
     # --resume with a model file (or another kind) instead of a training checkpoint
     one_line_error(capsys, ["fast-style", "train", "--resume", str(trained.plain.output)],
-                   "is a 'fast-style' file, not a fast-style training checkpoint")
+                   "is a 'fast-style/transformer' model file, not a training checkpoint")
     one_line_error(capsys, ["fast-style", "train", "--resume", str(gan)], "'gan/dcgan'")
 
 

@@ -259,3 +259,43 @@ def test_old_classifier_checkpoints_read_as_classifiers():
         assert_matches(model.eval()(x), EXPECTED["classifier"]["ckpt3_logits"], "logits")
     msg = assert_error(LEGACY / "classifier_run" / "ckpt-000000003.pt", "not 'gan'", kind="gan")
     assert "an old 'classifier/lenet' file" in msg
+
+
+# --------------------------------------------------------------------------------------------
+# the style families write this format
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_style_model_files_are_written_in_this_format(tmp_path, suffix):
+    from impasto.nets.adain import AdaINDecoder, AdaINDecoderConfig
+    from impasto.nets.transformer import TransformerConfig, TransformerNet
+    from impasto.style.adain import load_decoder, save_decoder
+    from impasto.style.fast import load_fast_style, save_fast_style
+
+    torch.manual_seed(0)
+    net_ = TransformerNet(TransformerConfig(channels=(4, 4, 4), num_residual=1))
+    thumb = torch.randint(0, 256, (3, 8, 10), dtype=torch.uint8)
+    path = save_fast_style(net_, tmp_path / f"fast{suffix}", {"style": {"name": "s"}, "steps": 2},
+                           thumbnail=thumb)
+    m = load_model(path, kind="fast-style/transformer")
+    assert m.legacy is None and not m.training_checkpoint
+    assert m.config == {"channels": [4, 4, 4], "num_residual": 1, "kernel_size": 9}
+    assert m.extra["metadata"]["style"] == {"name": "s"}
+    assert torch.equal(m.extra["thumbnail"], thumb)
+    loaded, meta, t = load_fast_style(path)
+    assert_same(loaded.state_dict(), net_.state_dict())
+    assert torch.equal(t, thumb)
+    assert (meta["kind"], meta["format_version"], meta["net"], meta["steps"]) == (
+        "fast-style/transformer", 1, m.config, 2)
+
+    dec = AdaINDecoder(AdaINDecoderConfig((4, 8, 8, 8)))
+    enc = {"weights": None, "widths": [4, 8, 8, 8], "layer": "relu4_1"}
+    path = save_decoder(tmp_path / f"dec{suffix}", dec, encoder=enc, step=7, styles=["a.png"])
+    m = load_model(path, kind="adain")
+    assert (m.kind, m.config["encoder"], m.extra["step"]) == ("adain/decoder", enc, 7)
+    loaded, info = load_decoder(path)
+    assert_same(loaded.state_dict(), dec.state_dict())
+    assert (info["step"], info["styles"], info["encoder"]) == (7, ["a.png"], enc)
+    if suffix == ".pt":
+        raw = torch.load(path, weights_only=True)
+        assert (raw["format"], raw["kind"]) == (FORMAT, "adain/decoder")

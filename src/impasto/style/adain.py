@@ -24,9 +24,10 @@ encoder is not), the losses and the abort decision are averaged over the process
 alone logs and writes the checkpoints (holding every rank's random streams) and the decoder
 file. ``deterministic`` turns on deterministic algorithms (and loads data in the main process).
 
-A decoder file is an impasto checkpoint of kind ``"adain-decoder"`` (format version
-:data:`DECODER_FORMAT`): the decoder's state dict plus JSON metadata (its architecture, the
-encoder it was trained with, the training settings). :class:`AdaIN` loads it.
+A decoder file is an impasto model file (:mod:`impasto.train.modelfile`) of kind
+``"adain/decoder"``: the decoder's state dict, its architecture and the encoder it was trained
+with as ``config``, the training settings, styles and step in ``extra``. :class:`AdaIN` loads
+it (and the decoder files of the release before, kind ``"adain-decoder"``).
 
 Inference (:class:`AdaIN`)::
 
@@ -88,7 +89,6 @@ from impasto.train import (
     resolve_checkpoint,
     restore,
     restore_rng_for_rank,
-    save_checkpoint,
     save_config,
     training_session,
     wrap_ddp,
@@ -111,9 +111,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DECODER_KIND = "adain-decoder"
+DECODER_KIND = "adain/decoder"  # (files of the release before it said "adain-decoder")
 CHECKPOINT_KIND = "adain/train"
-#: Version of the decoder file's metadata layout (inside the checkpoint format).
+#: Version of the decoder file's layout (:data:`impasto.train.modelfile.FORMAT_VERSION`).
 DECODER_FORMAT = 1
 COLOR_MODES = ("none", "luminance", "histogram")
 _STREAM_CONTENT, _STREAM_STYLE = 11, 12
@@ -137,61 +137,46 @@ def save_decoder(
 ) -> Path:
     """Write a decoder file (see the module doc). ``encoder``: ``{"weights": "caffe" | ... |
     None, "widths": [...], "layer": "relu4_1"}``."""
-    meta = {
-        "decoder": decoder.config.to_dict(),
-        "encoder": dict(encoder),
-        "training": dict(training or {}),
-    }
-    return save_checkpoint(
-        path, kind=DECODER_KIND, config=meta, step=step, images_seen=images_seen,
-        models={"decoder": decoder}, optimizers={}, rng=False,
-        extra={"decoder_format": DECODER_FORMAT, "styles": list(styles)},
+    from impasto.train import unwrap_model
+    from impasto.train.modelfile import save_model
+
+    decoder = unwrap_model(decoder)
+    return save_model(
+        path, kind=DECODER_KIND,
+        config={"decoder": decoder.config.to_dict(), "encoder": dict(encoder)},
+        state_dict=decoder.state_dict(),
+        extra={"training": dict(training or {}), "styles": list(styles), "step": int(step),
+               "images_seen": int(images_seen)},
     )
 
 
 def load_decoder(path: str | os.PathLike[str]) -> tuple[AdaINDecoder, dict[str, Any]]:
-    """Rebuild the decoder of a decoder file; returns it (eval mode, CPU) and the file's
-    metadata. A file of another kind (a per-style model, a GAN or training checkpoint) raises
-    :class:`InputError` naming it."""
+    """Rebuild the decoder of a decoder file (this format or the previous release's); returns
+    it (eval mode, CPU) and the file's metadata (``decoder``, ``encoder``, ``training``,
+    ``path``, ``step``, ``styles``). A file of another kind (a per-style model, a GAN or
+    training checkpoint) raises :class:`InputError` naming it."""
+    from impasto.train.modelfile import WrongKindError, load_model
+
     p = Path(path)
-    ckpt = _load_any(p)
-    kind = ckpt.get("kind")
-    if kind != DECODER_KIND:
-        hint = ""
-        if kind == CHECKPOINT_KIND:
-            hint = " (a training checkpoint: use the decoder file the run wrote at the end)"
-        raise InputError(f"{p}: not an AdaIN decoder file (it is a '{kind}' file){hint}")
-    version = (ckpt.get("extra") or {}).get("decoder_format")
-    if not isinstance(version, int) or version > DECODER_FORMAT:
-        raise InputError(f"{p}: AdaIN decoder format {version!r} is not one this impasto reads "
-                         f"(up to {DECODER_FORMAT})")
-    meta = ckpt.get("config") or {}
     try:
-        config = AdaINDecoderConfig.from_dict(meta.get("decoder") or {})
+        model = load_model(p, kind=DECODER_KIND)
+    except WrongKindError as e:
+        raise InputError(f"{p}: not an AdaIN decoder file (it is a '{e.legacy or e.kind}' "
+                         "file)") from None
+    if model.training_checkpoint:
+        raise InputError(f"{p}: not an AdaIN decoder file (it is a '{model.legacy}' file) (a "
+                         "training checkpoint: use the decoder file the run wrote at the end)")
+    try:
+        config = AdaINDecoderConfig.from_dict(model.config.get("decoder") or {})
     except InputError as e:
         raise InputError(f"{p}: {e}") from None
     decoder = AdaINDecoder(config)
-    restore(ckpt, {"decoder": decoder}, rng=False)
+    restore({"path": str(p), "models": {"decoder": model.state_dict}}, {"decoder": decoder},
+            rng=False)
     decoder.eval().requires_grad_(False)
-    info = {**meta, "path": str(p), "step": ckpt["step"],
-            "styles": (ckpt.get("extra") or {}).get("styles", [])}
+    info = {**model.config, "training": model.extra.get("training") or {}, "path": str(p),
+            "step": model.extra.get("step", 0), "styles": model.extra.get("styles", [])}
     return decoder, info
-
-
-def _load_any(p: Path) -> dict[str, Any]:
-    """An impasto checkpoint of any kind (or any model file with a ``kind`` key)."""
-    try:
-        return load_checkpoint(p)
-    except InputError as e:
-        # A model file of another layout that still says what it is.
-        if p.is_file() and "incomplete impasto checkpoint" in str(e):
-            try:
-                raw = torch.load(p, map_location="cpu", weights_only=True)
-            except Exception:  # noqa: BLE001
-                raise e from None
-            if isinstance(raw, dict) and isinstance(raw.get("kind"), str):
-                return raw
-        raise
 
 
 # --------------------------------------------------------------------------------------------

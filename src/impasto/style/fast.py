@@ -14,9 +14,10 @@ matrices divided by ``C*H*W``, mean squared errors, everything accumulated in fl
 training step is two explicit phases of :class:`FastStyleLoss`: D's (``d_step``, on crops of the
 detached output) then T's (``g_step``, with D frozen), each followed by its optimiser step.
 
-The result is a *model file*: a state dict plus JSON metadata (architecture config, training
-settings, style name and a 64 px thumbnail, format version, kind ``"fast-style"``), written
-atomically. :class:`FastStyle` loads it with no other input and stylises images::
+The result is a *model file* (:mod:`impasto.train.modelfile`, kind
+``"fast-style/transformer"``): a state dict plus JSON metadata (architecture config, training
+settings, style name and a 64 px thumbnail), written atomically. :class:`FastStyle` loads it
+with no other input and stylises images::
 
     model = FastStyle.load("starry.pt")
     out = model("photo.jpg")                   # PIL image in, PIL image out
@@ -83,7 +84,6 @@ from impasto.train import (
     resolve_checkpoint,
     restore,
     restore_rng_for_rank,
-    save_checkpoint,
     save_config,
     training_session,
     wrap_ddp,
@@ -109,10 +109,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``kind`` of a model file and of a training checkpoint.
-MODEL_KIND = "fast-style"
+#: ``kind`` of a model file (:mod:`impasto.train.modelfile`; files of the release before it
+#: said ``"fast-style"``) and of a training checkpoint.
+MODEL_KIND = "fast-style/transformer"
 TRAIN_KIND = "fast-style-train"
-#: Version of the model file layout (inside the impasto checkpoint format).
+#: Version of the model file layout (:data:`impasto.train.modelfile.FORMAT_VERSION`).
 MODEL_FORMAT_VERSION = 1
 CHECKPOINT_PREFIX = "ckpt"
 THUMBNAIL_SIZE = 64
@@ -808,29 +809,29 @@ def save_fast_style(
 ) -> Path:
     """Write a model file for ``net`` atomically; returns its path.
 
-    The file is an impasto checkpoint (``torch.load(..., weights_only=True)``) of kind
-    ``"fast-style"``: ``models["net"]`` is the state dict, ``config`` the architecture
-    (:class:`TransformerConfig`), ``extra["metadata"]`` a JSON string of ``metadata`` plus the
-    architecture, the model format version and the impasto version, and ``extra["thumbnail"]``
-    a uint8 ``(3, h, w)`` picture of the style (at most 64 px; from ``thumbnail``, any image
-    :func:`impasto.io.load_image` reads, or ``metadata["thumbnail"]``'s tensor; may be absent).
+    The file is an impasto model file (:func:`impasto.train.save_model`; ``.pt`` or, by the
+    name, ``.safetensors``) of kind ``"fast-style/transformer"``: ``config`` is the
+    architecture (:class:`TransformerConfig`), ``state_dict`` the float32 weights,
+    ``extra["metadata"]`` the JSON data of ``metadata`` plus the impasto version, and
+    ``extra["thumbnail"]`` a uint8 ``(3, h, w)`` picture of the style (at most 64 px; from
+    ``thumbnail``, any image :func:`impasto.io.load_image` reads, or ``metadata["thumbnail"]``'s
+    tensor; may be absent).
     """
+    from impasto.train.modelfile import save_model
+
     if not isinstance(net, TransformerNet):
         raise TypeError(f"save_fast_style expects a TransformerNet, not {type(net).__name__}")
     meta = dict(metadata or {})
     thumb = meta.pop("thumbnail", None) if thumbnail is None else thumbnail
     meta.pop("thumbnail", None)
-    meta.update(
-        kind=MODEL_KIND,
-        format_version=MODEL_FORMAT_VERSION,
-        net=net.config.to_dict(),
-        impasto=__version__,
-    )
+    for key in ("kind", "format_version", "net", "impasto"):  # the file's own, set below
+        meta.pop(key, None)
+    meta["impasto"] = __version__
     try:
         text = json.dumps(meta, ensure_ascii=False, allow_nan=True, default=str)
     except (TypeError, ValueError) as e:
         raise TypeError(f"metadata must be JSON data: {e}") from None
-    extra: dict[str, Any] = {"metadata": text}
+    extra: dict[str, Any] = {"metadata": json.loads(text)}
     if thumb is not None:
         if isinstance(thumb, Tensor) and thumb.dtype == torch.uint8 and thumb.ndim == 3 \
                 and max(thumb.shape[-2:]) <= THUMBNAIL_SIZE:
@@ -839,60 +840,44 @@ def save_fast_style(
             extra["thumbnail"] = _thumbnail(thumb)
     state = {k: v.detach().to("cpu", torch.float32).contiguous()
              if v.is_floating_point() else v.detach().cpu() for k, v in net.state_dict().items()}
-    holder = _StateHolder(state)
-    steps = meta.get("steps")
-    steps = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else 0
-    return save_checkpoint(
-        path, kind=MODEL_KIND, config=net.config.to_dict(), step=steps,
-        images_seen=0, models={"net": holder}, optimizers={}, extra=extra, rng=False,
-    )
-
-
-class _StateHolder:
-    """Hands ``save_checkpoint`` a ready state dict (float32, CPU, contiguous)."""
-
-    def __init__(self, state: dict[str, Tensor]) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self._state
+    return save_model(path, kind=MODEL_KIND, config=net.config.to_dict(), state_dict=state,
+                      extra=extra)
 
 
 def load_fast_style(path: str | os.PathLike[str]) -> tuple[TransformerNet, dict[str, Any],
                                                             Tensor | None]:
     """Read a model file: ``(net on CPU in eval mode, metadata, thumbnail uint8 or None)``.
 
-    Raises :class:`InputError` with one line naming the file for a missing, truncated or
-    corrupt file, a file that is not a fast-style model (another kind, e.g. a GAN checkpoint
-    or a training checkpoint), a newer format or weights that do not fit."""
+    Reads model files of :func:`impasto.train.load_model`'s format and those of the release
+    before it. ``metadata`` holds the file's ``kind``, ``format_version``, ``net`` (the
+    architecture) and what was saved with it. Raises :class:`InputError` with one line naming
+    the file for a missing, truncated or corrupt file, a file that is not a fast-style model
+    (another kind, e.g. a GAN checkpoint or a training checkpoint), a newer format or weights
+    that do not fit."""
+    from impasto.train.modelfile import WrongKindError, load_model
+
     p = Path(path)
-    ckpt = load_checkpoint(p)
-    kind = ckpt["kind"]
-    if kind != MODEL_KIND:
-        hint = ""
-        if kind == TRAIN_KIND:
-            hint = " (a training checkpoint; training writes the model file with -o at its end)"
-        raise InputError(escape_line(
-            f"{p}: is a '{kind}' file, not a fast-style model{hint}"
-        ))
-    extra = ckpt["extra"]
+    hint = " (a training checkpoint; training writes the model file with -o at its end)"
     try:
-        meta = json.loads(extra.get("metadata") or "{}")
-    except (TypeError, ValueError):
-        raise InputError(escape_line(f"{p}: the fast-style model's metadata is not JSON")) from None
-    if not isinstance(meta, dict):
-        raise InputError(escape_line(f"{p}: the fast-style model's metadata is not an object"))
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+        model = load_model(p, kind="fast-style")
+    except WrongKindError as e:
         raise InputError(escape_line(
-            f"{p}: fast-style model format {version!r} is newer than this impasto reads "
-            f"(up to {MODEL_FORMAT_VERSION}); upgrade impasto"
-        ))
-    net_config = config_from_dict(TransformerConfig, meta.get("net") or ckpt["config"],
-                                  source=str(p))
+            f"{p}: is a '{e.legacy or e.kind}' file, not a fast-style model"
+        )) from None
+    if model.training_checkpoint:
+        raise InputError(escape_line(f"{p}: is a '{model.legacy}' file, not a fast-style "
+                                     f"model{hint}"))
+    saved = model.extra.get("metadata")
+    if not isinstance(saved, dict):
+        raise InputError(escape_line(f"{p}: the fast-style model's metadata is not an object"))
+    meta = {k: v for k, v in saved.items() if k != "impasto"}
+    meta.update(kind=MODEL_KIND, format_version=model.format_version, net=model.config)
+    if "impasto" in saved:
+        meta["impasto"] = saved["impasto"]
+    net_config = config_from_dict(TransformerConfig, model.config, source=str(p))
     net = TransformerNet(net_config)
-    restore(ckpt, {"net": net}, rng=False)
-    thumb = extra.get("thumbnail")
+    restore({"path": str(p), "models": {"net": model.state_dict}}, {"net": net}, rng=False)
+    thumb = model.extra.get("thumbnail")
     if not (isinstance(thumb, Tensor) and thumb.dtype == torch.uint8 and thumb.ndim == 3):
         thumb = None
     return net.eval(), meta, thumb

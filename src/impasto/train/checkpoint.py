@@ -390,6 +390,8 @@ def load_checkpoint(
     except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, zipfile, struct, ...)
         raise InputError(f"{p}: truncated or corrupt checkpoint ({_short(e)})") from None
 
+    if isinstance(ckpt, dict) and ckpt.get("format") == "impasto-model":  # train.modelfile
+        raise InputError(f"{p} is a '{ckpt.get('kind')}' model file, not a training checkpoint")
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         bare = (
             isinstance(ckpt, dict)

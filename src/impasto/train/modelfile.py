@@ -56,7 +56,15 @@ from impasto.train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
 from impasto.train.checkpoint import _check_plain
 from impasto.train.config import config_to_dict
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "load_model", "model_kind", "save_model"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFile",
+    "WrongKindError",
+    "load_model",
+    "model_kind",
+    "save_model",
+]
 
 #: The ``format`` tag of a model file.
 FORMAT = "impasto-model"
@@ -90,11 +98,22 @@ def model_kind(kind: str) -> str | None:
     return f"{_OLD_FAMILIES.get(family, family)}/{arch}"
 
 
+class WrongKindError(InputError):
+    """:func:`load_model` found a model of another kind than asked for: ``kind`` is its kind
+    (as a model file), ``legacy`` the old kind it was stored under (or None), ``wanted`` the
+    kind asked for. Front ends catch it to word their own refusal."""
+
+    def __init__(self, message: str, *, kind: str, legacy: str | None, wanted: str) -> None:
+        super().__init__(message)
+        self.kind, self.legacy, self.wanted = kind, legacy, wanted
+
+
 @dataclasses.dataclass
 class ModelFile:
     """A model file's content (see the module doc). ``path``: where it was read from (None
     for one built in memory); ``legacy``: the kind of the older file it was converted from,
-    None for a file of this format."""
+    None for a file of this format; ``training_checkpoint``: it was read out of a training
+    checkpoint (a front end may refuse those where it always has)."""
 
     kind: str
     config: dict[str, Any]
@@ -103,6 +122,7 @@ class ModelFile:
     format_version: int = FORMAT_VERSION
     path: Path | None = None
     legacy: str | None = None
+    training_checkpoint: bool = False
 
     @property
     def family(self) -> str:
@@ -223,18 +243,21 @@ def load_model(
     if not head:
         raise InputError(f"{p}: empty file, not a model file")
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
-        model = _from_dict(_torch_load(p, map_location), p)
-    elif len(head) == 9 and head[8:9] == b"{":  # a safetensors header: u64 length, JSON
-        model = _read_safetensors(p, map_location)
-    else:
-        raise InputError(f"{p}: not an impasto model file (neither a torch.save nor a "
-                         "safetensors file)")
-    if kind is not None:
-        wanted = kind if "/" in kind else f"{kind}/"
-        if not (model.kind == kind or ("/" not in kind and model.kind.startswith(wanted))):
-            what = f" (an old '{model.legacy}' file)" if model.legacy else ""
-            raise InputError(f"{p} is a '{model.kind}' model{what}, not '{kind}'")
-    return model
+        return _from_dict(_torch_load(p, map_location), p, kind)
+    if len(head) == 9 and head[8:9] == b"{":  # a safetensors header: u64 length, JSON
+        return _read_safetensors(p, map_location, kind)
+    raise InputError(f"{p}: not an impasto model file (neither a torch.save nor a "
+                     "safetensors file)")
+
+
+def _check_kind(p: Path, found: str, legacy: str | None, wanted: str | None) -> None:
+    """Refuse a model of kind ``found`` (stored as ``legacy``) where ``wanted`` is asked."""
+    if wanted is None or found == wanted or ("/" not in wanted and
+                                             found.startswith(f"{wanted}/")):
+        return
+    what = f" (an old '{legacy}' file)" if legacy and legacy != found else ""
+    raise WrongKindError(f"{p} is a '{found}' model{what}, not '{wanted}'", kind=found,
+                         legacy=legacy, wanted=wanted)
 
 
 def _torch_load(p: Path, map_location: Any) -> Any:
@@ -268,9 +291,11 @@ def _version(value: Any, p: Path, what: str, newest: int) -> int:
 
 
 def _checked(p: Path, kind: Any, config: Any, state: Any, extra: Any, version: int,
-             legacy: str | None = None) -> ModelFile:
+             wanted: str | None, legacy: str | None = None,
+             training_checkpoint: bool = False) -> ModelFile:
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise InputError(f"{p}: not a valid model file (kind {kind!r})")
+    _check_kind(p, kind, legacy, wanted)
     if not isinstance(config, dict):
         raise InputError(f"{p}: not a valid model file (no config)")
     if not isinstance(state, Mapping) or not all(
@@ -281,23 +306,24 @@ def _checked(p: Path, kind: Any, config: Any, state: Any, extra: Any, version: i
     if not isinstance(extra, dict):
         raise InputError(f"{p}: not a valid model file (extra is not a dict)")
     return ModelFile(kind=kind, config=config, state_dict=dict(state), extra=extra,
-                     format_version=version, path=p, legacy=legacy)
+                     format_version=version, path=p, legacy=legacy,
+                     training_checkpoint=training_checkpoint)
 
 
-def _from_dict(obj: Any, p: Path) -> ModelFile:
+def _from_dict(obj: Any, p: Path, wanted: str | None) -> ModelFile:
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         version = _version(obj.get("format_version"), p, "model file format", FORMAT_VERSION)
         return _checked(p, obj.get("kind"), obj.get("config"), obj.get("state_dict"),
-                        obj.get("extra"), version)
+                        obj.get("extra"), version, wanted)
     if isinstance(obj, dict) and "format_version" in obj and isinstance(obj.get("kind"), str):
         _version(obj["format_version"], p, "checkpoint format", CHECKPOINT_FORMAT_VERSION)
-        return _from_checkpoint(obj, p)
+        return _from_checkpoint(obj, p, wanted)
     bare = isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())
     hint = "; it looks like a bare state_dict" if bare else ""
     raise InputError(f"{p}: not an impasto model file (no format tag{hint})")
 
 
-def _read_safetensors(p: Path, map_location: Any) -> ModelFile:
+def _read_safetensors(p: Path, map_location: Any, wanted: str | None) -> ModelFile:
     try:
         from safetensors import safe_open
     except ImportError:  # pragma: no cover - a dependency
@@ -335,23 +361,24 @@ def _read_safetensors(p: Path, map_location: Any) -> ModelFile:
     except ValueError:
         raise InputError(f"{p}: not a valid model file (its metadata is not JSON)") from None
     state = {k[len("state_dict/"):]: v for k, v in tensors.items() if k.startswith("state_dict/")}
-    return _checked(p, meta.get("kind"), config, state, extra, version)
+    return _checked(p, meta.get("kind"), config, state, extra, version, wanted)
 
 
 # --------------------------------------------------------------------------------------------
 # the files of the release before this format
 
 
-def _from_checkpoint(ckpt: dict[str, Any], p: Path) -> ModelFile:
+def _from_checkpoint(ckpt: dict[str, Any], p: Path, wanted: str | None) -> ModelFile:
     """The model held by an impasto checkpoint or an old model file (see the module doc)."""
     old = ckpt["kind"]
     new = model_kind(old)
+    _check_kind(p, new or old, old, wanted)  # before looking inside a file of another kind
     convert = _CONVERTERS.get(new.split("/", 1)[0]) if new else None
     models, extra = ckpt.get("models"), ckpt.get("extra") or {}
     if convert is None or not isinstance(models, dict) or not isinstance(extra, dict):
         raise InputError(f"{p}: a '{old}' checkpoint holds no model this impasto can read")
     try:
-        config, state, more = convert(ckpt, models, extra, p)
+        config, state, more, is_checkpoint = convert(ckpt, models, extra, p)
     except InputError:
         raise
     except (KeyError, TypeError, AttributeError, ValueError):
@@ -360,7 +387,8 @@ def _from_checkpoint(ckpt: dict[str, Any], p: Path) -> ModelFile:
     for key in ("step", "images_seen"):
         if isinstance(ckpt.get(key), int):
             more.setdefault(key, ckpt[key])
-    return _checked(p, new, config, state, more, FORMAT_VERSION, legacy=old)
+    return _checked(p, new, config, state, more, FORMAT_VERSION, wanted, legacy=old,
+                    training_checkpoint=is_checkpoint)
 
 
 def _fast_style(ckpt, models, extra, p):
@@ -386,7 +414,7 @@ def _fast_style(ckpt, models, extra, p):
         name = extra.get("style_name")
         more = {"metadata": {"style": {"name": name} if name else None,
                              "training": ckpt.get("config") or {}}}
-    return dict(config), models["net"], more
+    return dict(config), models["net"], more, "metadata" not in extra
 
 
 def _adain(ckpt, models, extra, p):
@@ -401,7 +429,7 @@ def _adain(ckpt, models, extra, p):
     else:  # a training checkpoint
         config = {"decoder": dict(extra["decoder"]), "encoder": dict(extra["encoder"])}
         more = {"training": ckpt.get("config") or {}, "styles": []}
-    return config, models["decoder"], more
+    return config, models["decoder"], more, "decoder_format" not in extra
 
 
 def _gan(ckpt, models, extra, p):
@@ -416,7 +444,7 @@ def _gan(ckpt, models, extra, p):
         more["stage"] = dict(extra["stage"])
         schedule = (ckpt.get("config") or {}).get("schedule") or {}
         more["start_resolution"] = int(schedule.get("start_resolution", 4))
-    return dict(extra["net"]), state, more
+    return dict(extra["net"]), state, more, True
 
 
 def _classify(ckpt, models, extra, p):
@@ -424,7 +452,7 @@ def _classify(ckpt, models, extra, p):
     for key in ("classes", "val"):
         if extra.get(key) is not None:
             more[key] = extra[key]
-    return dict(extra["net"]), models["model"], more
+    return dict(extra["net"]), models["model"], more, True
 
 
 _CONVERTERS = {"fast-style": _fast_style, "adain": _adain, "gan": _gan, "classify": _classify}
