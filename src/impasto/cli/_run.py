@@ -1,6 +1,6 @@
-"""Private run-time helpers shared by the training commands (``gan train``, ``classify train``,
-``fast-style train``): the progress bar, Ctrl-C handling, and continuing a run from its
-checkpoint. A leaf like :mod:`impasto._cliargs`: torch and tqdm load only when used.
+"""Run-time helpers shared by the training commands (``gan train``, ``classify train``,
+``fast-style train``, ``adain train``): the progress bar, Ctrl-C handling, and continuing a run
+from its checkpoint. Torch and tqdm load only when used.
 """
 
 from __future__ import annotations

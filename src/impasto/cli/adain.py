@@ -14,8 +14,8 @@ import math
 import sys
 from typing import Any
 
-from impasto._cliargs import add_subcommands, int_at_least, parse_float
-from impasto._clirun import LossBar, run_training
+from impasto.cli._args import add_subcommands, int_at_least, parse_float
+from impasto.cli._run import LossBar, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]

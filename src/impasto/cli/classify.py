@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from impasto._cliargs import (
+from impasto.cli._args import (
     add_subcommands,
     add_training_runtime,
     finite_number,
@@ -23,7 +23,7 @@ from impasto._cliargs import (
     positive_int,
     positive_number,
 )
-from impasto._clirun import ProgressBar, is_main_rank, resumed_checkpoint, run_training
+from impasto.cli._run import ProgressBar, is_main_rank, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]

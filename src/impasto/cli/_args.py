@@ -1,4 +1,4 @@
-"""Private argparse helpers shared by the command modules (a leaf, like errors and _fileutil).
+"""Argparse helpers shared by the command modules (imports no torch).
 
 Each ``type=`` here parses one option's text or raises :class:`argparse.ArgumentTypeError`
 with a one-line reason; the ``impasto`` parser (:class:`impasto.cli._Parser`) prints it as

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from impasto._cliargs import (
+from impasto.cli._args import (
     add_subcommands,
     add_training_runtime,
     finite_number,
@@ -27,7 +27,7 @@ from impasto._cliargs import (
     positive_number,
     seeds,
 )
-from impasto._clirun import ProgressBar, is_main_rank, resumed_checkpoint, run_training
+from impasto.cli._run import ProgressBar, is_main_rank, resumed_checkpoint, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]

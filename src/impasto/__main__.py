@@ -1,0 +1,7 @@
+"""``python -m impasto``: the ``impasto`` command."""
+
+import sys
+
+from impasto.cli import main
+
+sys.exit(main())

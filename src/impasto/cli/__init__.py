@@ -1,0 +1,84 @@
+"""The ``impasto`` command line: a thin layer that parses, builds a config and calls the library.
+
+``main(argv)`` is testable in-process and returns the exit status. A user's mistake (a bad file,
+a bad option) prints one line on stderr and returns 2; it never shows a traceback.
+
+Building the parser imports no torch (a test guards it): ``impasto --help``, ``--version``,
+``COMMAND --help`` and argument errors answer at once; each command imports the library when it
+runs. One module per command: :mod:`~impasto.cli.stylize`, :mod:`~impasto.cli.gan`,
+:mod:`~impasto.cli.metrics`, :mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`,
+:mod:`~impasto.cli.adain`; :mod:`~impasto.cli._args` holds the shared options and argument
+types, :mod:`~impasto.cli._run` the progress bars and Ctrl-C handling of the training commands.
+The library never imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from impasto import __version__
+from impasto.cli import adain, classify, fast_style, gan, metrics, stylize
+from impasto.errors import InputError
+
+__all__ = ["build_parser", "main"]
+
+
+class UsageError(InputError):
+    """A bad command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``impasto`` parser with every command (imports no torch)."""
+    parser = _Parser(prog="impasto", description="Neural style transfer and GANs on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in (stylize, gan, metrics, classify, fast_style, adain):
+        command.add_parser(sub)
+    return parser
+
+
+def _diverged(exc: BaseException) -> bool:
+    """Whether ``exc`` is the training guard's NaN/inf stop. The guard's module is looked up
+    only if something imported it: a command that never trained cannot have raised it, and
+    ``main`` stays free of torch until a command runs."""
+    guard = sys.modules.get("impasto.train.guard")
+    return guard is not None and isinstance(exc, guard.NonFiniteLossError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (0 ok, 1 training diverged, 2 bad input,
+    130 interrupted)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return args.func(args)
+    except InputError as e:
+        msg = " ".join(str(e).split())
+        print(msg if msg.startswith("impasto") else f"impasto: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("impasto: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _diverged(e):
+            raise
+        print(f"impasto: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1

