@@ -68,7 +68,7 @@ def test_ranks_agree_and_validation_is_summed_over_shards(ddp_run):
     assert_same(r0["opt"], r1["opt"], "opt")
     assert r0["stats"] == r1["stats"] and r0["val"] == r1["val"]
     assert r0["step"] == 4 and r1["checkpoint"] is None
-    ckpt = load_checkpoint(r0["checkpoint"], kind="classifier/lenet")
+    ckpt = load_checkpoint(r0["checkpoint"], kind="classify/lenet")
     assert ckpt["images_seen"] == 4 * 8 * 2
     assert ckpt["extra"]["world_size"] == 2 and len(ckpt["extra"]["rng_per_rank"]) == 2
     model = load_classifier(ddp_run / "run", which="latest")

@@ -98,7 +98,7 @@ def test_run_folder_holds_config_logs_and_checkpoints(digits_run):
     assert [r["step"] for r in vals] == [k * per_epoch for k in range(1, 11)]  # every epoch
     best = json.loads((run / "best.json").read_text())
     assert best["value"] == max(r["val_acc"] for r in vals) == result.best_val_acc
-    best_ckpt = load_checkpoint(run / "best.pt", kind="classifier/lenet")
+    best_ckpt = load_checkpoint(run / "best.pt", kind="classify/lenet")
     assert best_ckpt["step"] == best["step"]
     assert best_ckpt["extra"]["val"]["val_acc"] == best["value"]
     # the learning rate followed the one-cycle schedule
@@ -217,7 +217,7 @@ def test_resume_refuses_other_settings_and_other_checkpoints(data, tmp_path):
         train(tiny(data["small"], run, batch_size=8, steps=4, width=8), resume=run)
     with pytest.raises(InputError, match="trained on the classes 0, 1, 2, 3, not 0, 1, 2, 3, 4"):
         train(tiny(data["train"], run, batch_size=8, steps=4, width=4), resume=run)
-    with pytest.raises(InputError, match="kind 'classifier/lenet'|classifier/resnet"):
+    with pytest.raises(InputError, match="a .classify/lenet. checkpoint, not .classify/resnet."):
         train(tiny(data["small"], run, arch="resnet", steps=4), resume=run)
     gan = tmp_path / "gan.pt"
     save_checkpoint(gan, kind="gan/dcgan", config={}, step=1, images_seen=1, models={},

@@ -59,7 +59,7 @@ def test_train_writes_a_run(env):
                      "config.json", "latest.json", "stats.jsonl"]
     config = json.loads((env.run / "config.json").read_text())
     assert (config["image_size"], config["width"], config["batch_size"]) == (8, 4, 16)
-    assert load_checkpoint(env.run / "ckpt-000000006.pt")["kind"] == "classifier/lenet"
+    assert load_checkpoint(env.run / "ckpt-000000006.pt")["kind"] == "classify/lenet"
 
 
 def test_resume_continues_with_the_saved_settings(env, tmp_path):

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from impasto.classify.config import checkpoint_arch
 from impasto.device import DEVICES, resolve_device
 from impasto.errors import InputError
 from impasto.nets.classifier import ClassifierNetConfig, build_classifier
@@ -91,7 +92,7 @@ def load_classifier(
     file = _checkpoint_file(path, which)
     ckpt = load_checkpoint(file)
     kind = ckpt["kind"]
-    if not kind.startswith("classifier/"):
+    if checkpoint_arch(kind) is None:
         raise InputError(f"{file} is a '{kind}' checkpoint, not a classifier's")
     net = (ckpt.get("extra") or {}).get("net")
     if not isinstance(net, dict):
@@ -100,7 +101,7 @@ def load_classifier(
         config = ClassifierNetConfig.from_dict(net)
     except InputError as e:
         raise InputError(f"{file}: {e}") from None
-    if kind != f"classifier/{config.arch}":
+    if checkpoint_arch(kind) != config.arch:
         raise InputError(f"{file}: a '{kind}' checkpoint holding a {config.arch} network")
     model = build_classifier(config)
     restore(ckpt, {"model": model}, rng=False)
@@ -320,7 +321,7 @@ def evaluate(
 
     from torch.utils.data import DataLoader
 
-    from impasto.classify.training import _Relabel, class_mapping
+    from impasto.classify.data import Relabel, class_mapping
     from impasto.data import open_dataset
 
     ds = open_dataset(data, resolution=int(model.image_size), channels=int(model.in_channels),
@@ -330,7 +331,7 @@ def evaluate(
             f"{data}: the images have no labels (use one sub-folder per class, IDX labels or "
             "labels in the array file); for unlabelled images use predict"
         )
-    mapped = _Relabel(ds, class_mapping(str(data), ds.classes, model.class_names))
+    mapped = Relabel(ds, class_mapping(str(data), ds.classes, model.class_names))
     loader = DataLoader(mapped, batch_size=batch_size, shuffle=False)
     ref = _model_param(model)
     logits, ys = [], []

@@ -219,7 +219,7 @@ def _add_predict(csub: Any) -> None:
 def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The run's ClassifierTrainConfig (defaults, or the resumed run's settings, overridden by
     the options given) and the resume path."""
-    from impasto.classify.training import ClassifierTrainConfig, checkpoint_kind
+    from impasto.classify.training import ClassifierTrainConfig, checkpoint_arch, checkpoint_kind
     from impasto.train import config_from_dict
 
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
@@ -233,10 +233,10 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
             raise InputError("classify train: give the run folder with --out RUN")
         return ClassifierTrainConfig(**given), None
     ckpt_path, ckpt, base = resumed_checkpoint(resume)
-    if not ckpt["kind"].startswith("classifier/"):
+    if checkpoint_arch(ckpt["kind"]) is None:
         raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not a classifier's")
     arch = given.get("arch", base.get("arch"))
-    if checkpoint_kind(str(arch)) != ckpt["kind"]:
+    if checkpoint_arch(ckpt["kind"]) != arch:
         raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not "
                          f"'{checkpoint_kind(str(arch))}'")
     if "epochs" in given or "steps" in given:
