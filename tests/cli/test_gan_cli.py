@@ -162,7 +162,7 @@ def test_a_nan_is_exit_status_1_and_one_line(env, tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert rc == 1
     assert err.strip().splitlines() == [
-        "impasto: error: loss 'd_loss' became inf at step 1; the last good checkpoint is kept"
+        "impasto: error: loss 'd_loss' became inf at step 1; no checkpoint had been written yet"
     ]
     assert not list((tmp_path / "run").glob("ckpt-*.pt"))
 
