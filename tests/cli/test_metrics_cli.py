@@ -47,10 +47,14 @@ class PixelStats(FeatureExtractor):
 
 @pytest.fixture(autouse=True)
 def toy_extractors(monkeypatch):
-    for name, logits in (("pixelstats", True), ("pixelstats2", True), ("nologits", False)):
-        monkeypatch.setitem(EXTRACTORS, name, ExtractorInfo(
+    toys = (("pixelstats", True), ("pixelstats2", True), ("nologits", False))
+    for name, logits in toys:
+        EXTRACTORS.register(name, ExtractorInfo(
             lambda arg, w, d, name=name, logits=logits: PixelStats(name, logits), "toy"))
     monkeypatch.delenv(FID_INCEPTION.env_var, raising=False)
+    yield
+    for name, _ in toys:
+        EXTRACTORS.unregister(name)
 
 
 def _images(n: int, colour, seed: int, size: int = 32) -> np.ndarray:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from impasto.errors import InputError
 from impasto.metrics.fid import FeatureStats
+from impasto.registry import Registry
 
 __all__ = [
     "EXTRACTORS",
@@ -246,7 +247,7 @@ def _build_classifier(arg: str | None, weights: str | None, device: torch.device
         from impasto.classify import load_classifier, prepare_images
     except ImportError as e:
         raise InputError(f"the classifier extractor needs impasto.classify ({e})") from None
-    from impasto.nets.inception import file_sha256
+    from impasto.nets.weights import file_sha256
 
     model = load_classifier(path, device=device)
     file = Path(getattr(model, "source", "") or path)  # a run folder's best.pt or latest
@@ -255,33 +256,34 @@ def _build_classifier(arg: str | None, weights: str | None, device: torch.device
     return ClassifierExtractor(model, prepare_images, path, device, file_sha256(file))
 
 
-EXTRACTORS: dict[str, ExtractorInfo] = {
-    "inception": ExtractorInfo(
-        _build_inception,
-        "FID Inception-v3 pool3 (2048-d) + logits; needs pt_inception-2015-12-05-6726825d.pth",
-    ),
-    "vgg19": ExtractorInfo(
-        _build_vgg19,
-        f"ImageNet VGG19 {VGG19_LAYER} spatial mean (512-d) at SIZE px (default "
-        f"{VGG19_DEFAULT_SIZE}); offline; no logits",
-        arg="SIZE",
-    ),
-    "classifier": ExtractorInfo(
-        _build_classifier,
-        "penultimate features + logits of an `impasto classify` checkpoint",
-        arg="PATH",
-        arg_required=True,
-    ),
-}
+#: The feature extractors by name (``impasto metrics --extractor``).
+EXTRACTORS: Registry[ExtractorInfo] = Registry("feature extractor")
+EXTRACTORS.register("inception", ExtractorInfo(
+    _build_inception,
+    "FID Inception-v3 pool3 (2048-d) + logits; needs pt_inception-2015-12-05-6726825d.pth",
+))
+EXTRACTORS.register("vgg19", ExtractorInfo(
+    _build_vgg19,
+    f"ImageNet VGG19 {VGG19_LAYER} spatial mean (512-d) at SIZE px (default "
+    f"{VGG19_DEFAULT_SIZE}); offline; no logits",
+    arg="SIZE",
+))
+EXTRACTORS.register("classifier", ExtractorInfo(
+    _build_classifier,
+    "penultimate features + logits of an `impasto classify` checkpoint",
+    arg="PATH",
+    arg_required=True,
+))
 
 
 def parse_extractor_name(spec: str) -> tuple[str, str | None]:
     """``"vgg19:64"`` -> ``("vgg19", "64")``; checks the name and its argument's presence."""
     name, sep, arg = str(spec).partition(":")
-    info = EXTRACTORS.get(name)
-    if info is None:
+    if name not in EXTRACTORS:
+        # The choices as they are spelled: inception, vgg19[:SIZE], classifier:PATH.
         choices = ", ".join(i.usage(n) for n, i in EXTRACTORS.items())
         raise InputError(f"unknown feature extractor {spec!r}; choose from {choices}")
+    info = EXTRACTORS.get(name)
     if sep and info.arg is None:
         raise InputError(f"extractor {name!r} takes no ':' argument, got {spec!r}")
     if info.arg_required and not arg:
@@ -298,7 +300,7 @@ def build_extractor(
     Raises :class:`InputError` for an unknown name or a missing/wrong weight file."""
     name, arg = parse_extractor_name(spec)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    return EXTRACTORS[name].build(arg, None if weights is None else os.fspath(weights), dev)
+    return EXTRACTORS.get(name).build(arg, None if weights is None else os.fspath(weights), dev)
 
 
 # --------------------------------------------------------------------------------------------

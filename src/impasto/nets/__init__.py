@@ -1,5 +1,10 @@
-"""Neural network modules only: feature extractors, generators, discriminators, classifiers."""
+"""Neural network modules only: feature extractors, generators, discriminators, classifiers.
 
+:data:`WEIGHT_FILES` describes every pretrained weight file (VGG19 and the FID Inception
+register theirs on import, which this package does).
+"""
+
+from impasto.nets.inception import FID_INCEPTION
 from impasto.nets.vgg import (
     VGG19_LAYER_NAMES,
     VGG19_WEIGHTS,
@@ -8,12 +13,16 @@ from impasto.nets.vgg import (
     load_vgg19_weights,
     resolve_weights_path,
 )
+from impasto.nets.weights import WEIGHT_FILES, WeightFile
 
 __all__ = [
+    "FID_INCEPTION",
     "VGG19_LAYER_NAMES",
     "VGG19_WEIGHTS",
+    "WEIGHT_FILES",
     "Preprocessing",
     "VGG19Features",
+    "WeightFile",
     "load_vgg19_weights",
     "resolve_weights_path",
 ]

@@ -55,6 +55,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from impasto.errors import InputError
+from impasto.registry import Registry
 
 __all__ = [
     "CLASSIFIER_ARCHS",
@@ -104,7 +105,7 @@ class ClassifierNetConfig:
     """Everything needed to rebuild a classifier (see the module doc).
 
     Args:
-        arch: a key of :data:`CLASSIFIER_ARCHS` (``"lenet"`` or ``"resnet"``).
+        arch: a name in :data:`CLASSIFIER_ARCHS` (``"lenet"`` or ``"resnet"``).
         in_channels: 1 (grey) or 3 (RGB).
         image_size: the side of the square input images.
         num_classes: number of classes (>= 2).
@@ -131,12 +132,7 @@ class ClassifierNetConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.arch, str) or self.arch not in CLASSIFIER_ARCHS:
-            raise InputError(
-                f"unknown classifier architecture {self.arch!r}; "
-                f"choose from {', '.join(CLASSIFIER_ARCHS)}"
-            )
-        spec = CLASSIFIER_ARCHS[self.arch]
+        spec = CLASSIFIER_ARCHS.get(self.arch)
         if isinstance(self.in_channels, bool) or self.in_channels not in (1, 3):
             raise InputError(f"in_channels must be 1 (grey) or 3 (RGB), not {self.in_channels!r}")
         _check_int("image_size", self.image_size, spec.min_size)
@@ -355,17 +351,17 @@ class ResNetClassifier(_Classifier):
 # registry
 
 
-CLASSIFIER_ARCHS: dict[str, ClassifierArch] = {
-    "lenet": ClassifierArch(
-        LeNet5, "LeNet-5 style: two 5x5 conv + BN + max-pool, two FC layers (small grey images)",
-        channels=1, image_size=28, width=32, blocks=0, hflip=False, min_size=8,
-    ),
-    "resnet": ClassifierArch(
-        ResNetClassifier, "CIFAR-style ResNet: 3 stages of basic blocks, global pooling "
-        "(colour images)",
-        channels=3, image_size=32, width=32, blocks=2, hflip=True, min_size=8,
-    ),
-}
+#: Every classifier architecture, by name (``classify train --arch``).
+CLASSIFIER_ARCHS: Registry[ClassifierArch] = Registry("classifier architecture")
+CLASSIFIER_ARCHS.register("lenet", ClassifierArch(
+    LeNet5, "LeNet-5 style: two 5x5 conv + BN + max-pool, two FC layers (small grey images)",
+    channels=1, image_size=28, width=32, blocks=0, hflip=False, min_size=8,
+))
+CLASSIFIER_ARCHS.register("resnet", ClassifierArch(
+    ResNetClassifier, "CIFAR-style ResNet: 3 stages of basic blocks, global pooling "
+    "(colour images)",
+    channels=3, image_size=32, width=32, blocks=2, hflip=True, min_size=8,
+))
 
 
 def build_classifier(config: ClassifierNetConfig | Mapping[str, Any]) -> nn.Module:
@@ -373,5 +369,5 @@ def build_classifier(config: ClassifierNetConfig | Mapping[str, Any]) -> nn.Modu
     initialised (seed torch's RNG first for reproducible weights)."""
     if not isinstance(config, ClassifierNetConfig):
         config = ClassifierNetConfig.from_dict(config)
-    return CLASSIFIER_ARCHS[config.arch].build(config)
+    return CLASSIFIER_ARCHS.get(config.arch).build(config)
 

@@ -73,7 +73,7 @@ from impasto.nets.adain import (
     region_sums,
 )
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19_WEIGHTS, VGG19Features
-from impasto.style.color import combine_luminance, luminance_image, match_color
+from impasto.style.color import COLOR_MODES, combine_luminance, luminance_image, match_color
 from impasto.train import (
     CheckpointManager,
     DistInfo,
@@ -115,7 +115,6 @@ DECODER_KIND = "adain/decoder"  # (files of the release before it said "adain-de
 CHECKPOINT_KIND = "adain/train"
 #: Version of the decoder file's layout (:data:`impasto.train.modelfile.FORMAT_VERSION`).
 DECODER_FORMAT = 1
-COLOR_MODES = ("none", "luminance", "histogram")
 _STREAM_CONTENT, _STREAM_STYLE = 11, 12
 #: The global torch stream of ranks > 0 (rank 0 keeps the single-process one).
 _STREAM_TORCH = 13

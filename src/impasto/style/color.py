@@ -9,6 +9,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from impasto.registry import Registry
+
+#: The colour modes (``--preserve-color``) by name, each with a one-line description; the
+#: Gatys and AdaIN pipelines carry them out.
+COLOR_MODE_REGISTRY: Registry[str] = Registry("colour mode")
+COLOR_MODE_REGISTRY.register("none", "the stylised image takes the style's colours")
+COLOR_MODE_REGISTRY.register(
+    "luminance", "transfer on luminance only; the content keeps its colours (Gatys et al. 2017)"
+)
+COLOR_MODE_REGISTRY.register(
+    "histogram", "recolour the style to the content's colour statistics first "
+    "(Gatys et al. 2017)"
+)
+#: The colour mode names, in order (``"none"``, the default, first).
+COLOR_MODES: tuple[str, ...] = COLOR_MODE_REGISTRY.names()
+
 # NTSC YIQ: Y is the luminance, I and Q carry the chroma.
 _RGB_TO_YIQ = torch.tensor(
     [

@@ -22,13 +22,12 @@ from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
 from impasto.io import resize_tensor
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19Features
-from impasto.style.color import combine_luminance, luminance_image, match_color
+from impasto.style.color import COLOR_MODES, combine_luminance, luminance_image, match_color
 from impasto.style.losses import PerceptualLoss
 from impasto.style.optim import ImageLBFGS
 
 log = logging.getLogger(__name__)
 
-COLOR_MODES = ("none", "luminance", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
 
