@@ -147,12 +147,13 @@ def make_setting(name: str, net: torch.nn.Module, sizes=(), frames: int = 1000):
         return run_int8
     if name in ("default-video", "compiled"):
         policy = CompilePolicy(min_calls=1, min_megapixels=0.0) if name == "compiled" else None
-        # compiled: bf16 (or fp32) where auto would pick int8, which is never compiled
+        # compiled: what auto picks for a compiled network (bf16 or fp32 where it would
+        # pick int8, which is never compiled)
         precision = "auto"
         if name == "compiled":
-            from impasto.device import precision_name, resolve_precision
+            from impasto.infer.precision import decide_precision
 
-            precision = precision_name(resolve_precision("auto", torch.device("cpu")))
+            precision = decide_precision("auto", torch.device("cpu"), type(net), compile="on")
         runner = InferenceRunner(net, device="cpu", compile_policy=policy, precision=precision)
         runner.expect({(1, 3, s, s): frames for s in sizes})  # a video of `frames` frames
         return runner

@@ -131,10 +131,10 @@ def test_adain_defaults_to_int8_and_tiles_calibrate_on_the_whole_image(monkeypat
     seen = []
     real = int8_mod.quantize_adain
 
-    def spy(stylizer, images):
+    def spy(stylizer, images, **kw):
         images = list(images)
         seen.append([tuple(x.shape) for x in images])
-        return real(stylizer, images)
+        return real(stylizer, images, **kw)
 
     monkeypatch.setattr(int8_mod, "quantize_adain", spy)
     x = torch.nn.functional.interpolate(content, size=(96, 128), mode="bilinear")
@@ -161,8 +161,9 @@ def test_cli_adain_in_int8_writes_the_image_and_records_it(tmp_path, capsys):
                        encoder={"weights": "caffe", "widths": [64, 128, 256, 512],
                                 "layer": "relu4_1"})
     src, style = tmp_path / "c.png", tmp_path / "s.png"
-    Image.fromarray((smooth_image(9)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src)
-    Image.fromarray((smooth_image(10)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(style)
+    for path, seed in ((src, 9), (style, 10)):
+        arr = smooth_image(seed)[0].permute(1, 2, 0).numpy() * 255
+        Image.fromarray(arr.astype(np.uint8)).save(path)
     outs = {}
     for precision in ("auto", "fp32"):
         out = tmp_path / f"{precision}.png"
@@ -199,3 +200,35 @@ def test_adain_recalibration_reuses_packed_weights_and_matches_a_fresh_one():
         conv.weight.mul_(0.5)
     changed = quantize_adain(st, [content])
     assert changed.encoder.body["conv1_1"].packed is not fresh.encoder.body["conv1_1"].packed
+
+
+# --------------------------------------------------------------------------------------------
+# the precision: decided once per pipeline call
+
+
+def test_adain_decides_the_precision_once_per_call(monkeypatch):
+    import impasto.infer.runner as runner_mod
+    import impasto.style.adain as adain_mod
+
+    ada = pipeline(precision="bf16")
+    content, a, b = images()
+    calls = []
+    real = adain_mod.decide_precision
+
+    def counting(*args, **kw):
+        calls.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(adain_mod, "decide_precision", counting)
+    monkeypatch.setattr(runner_mod, "decide_precision", counting)
+    # histogram colour: new statistics and a new runner for every batch, one decision
+    apply = ada.transform([a, b], preserve_color="histogram", tile=0)
+    for _ in range(3):
+        y = apply(content)
+    assert calls == ["bf16"] and apply.precision == "bf16" and y.dtype == torch.float32
+    ada(content, [a, b], tile=0)
+    assert calls == ["bf16", "bf16"]
+    # the statistics and the network run in that precision: bf16, not fp32
+    ref = pipeline(precision="fp32")(content, [a, b], tile=0)
+    diff = (ada(content, [a, b], tile=0) - ref).abs().max()
+    assert 0 < diff < 0.05

@@ -53,7 +53,8 @@ def _csv(kind: type):
 
 def add_parser(sub: Any) -> None:
     """Add ``stylize`` to the subparsers ``sub`` of the ``impasto`` parser."""
-    from impasto.device import DEVICES, PRECISIONS
+    from impasto.device import DEVICES
+    from impasto.infer.precision import INFERENCE_PRECISIONS
     from impasto.nets.vgg import VGG19_WEIGHTS
     from impasto.style.gatys import COLOR_MODES, OPTIMIZERS, GatysConfig
 
@@ -121,7 +122,7 @@ def add_parser(sub: Any) -> None:
                    help="also save the image every N iterations (OUTPUT_iterNNNNN.png)")
     r = p.add_argument_group("runtime")
     r.add_argument("--device", choices=DEVICES, default=d.device)
-    r.add_argument("--precision", choices=(*PRECISIONS, "int8"), default=d.precision,
+    r.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=d.precision,
                    help="auto: bf16 where the hardware does bf16 fast, else fp32; with --model "
                    "or --method adain on a CPU with VNNI, int8 (calibrated on the first "
                    "input). int8 is for the networks only")

@@ -29,7 +29,6 @@ __all__ = [
     "INFERENCE_PRECISIONS",
     "InferencePrecision",
     "decide_precision",
-    "inference_precision",
     "int8_capable",
 ]
 
@@ -98,8 +97,3 @@ def decide_precision(request: str, device: torch.device, kind: type[nn.Module] |
         return InferencePrecision(request, "int8", torch.float32, work)
     return InferencePrecision(request, precision_name(work), work, work)
 
-
-def inference_precision(kind: type[nn.Module], precision: str, device: torch.device,
-                        compile: bool | str = "auto") -> str:
-    """The name of :func:`decide_precision`'s choice (``"int8"``, ``"bf16"`` or ``"fp32"``)."""
-    return decide_precision(precision, device, kind, compile=compile).name

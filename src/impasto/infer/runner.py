@@ -69,8 +69,8 @@ class InferenceRunner:
             (``compile_policy``; the folder and video loops of :mod:`impasto.style.apply`
             announce their batches), and for tiles when one call cuts an image into enough
             tiles of one size; a lone call is run eagerly. ``"on"`` / ``True``: always;
-            ``"off"`` / ``False``: never. If compiling fails (no C++ compiler, an inductor error) the runner logs one
-            warning and runs eagerly from then on.
+            ``"off"`` / ``False``: never. If compiling fails (no C++ compiler, an inductor
+            error) the runner logs one warning and runs eagerly from then on.
         compile_policy: when ``"auto"`` compiles
             (:class:`~impasto.infer.compile_policy.CompilePolicy`; default:
             :func:`~impasto.infer.compile_policy.default_compile_policy`).
@@ -229,10 +229,11 @@ class InferenceRunner:
             from impasto.nets.transformer import TransformerNet
 
             images = [x.to(self.device) for x in images]
+            dtype = self.choice.work_dtype
             if isinstance(self.source, TransformerNet):
-                self.quantized = Int8TransformerNet.calibrate(self.source, images)
+                self.quantized = Int8TransformerNet.calibrate(self.source, images, dtype=dtype)
             else:
-                self.quantized = quantize_adain(self.source, images)
+                self.quantized = quantize_adain(self.source, images, dtype=dtype)
 
     def _int8_for(self, x: Tensor) -> nn.Module:
         """The int8 network for ``x``: calibrated on ``x`` at the first call (every call with

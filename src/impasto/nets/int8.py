@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from impasto.device import autocast, resolve_precision
+from impasto.device import autocast
 from impasto.nets.transformer import TransformerNet, _ConvLayer, _Residual
 
 __all__ = [
@@ -246,10 +246,9 @@ def _calibration_view(x: Tensor, side: int) -> Tensor:
 
 
 def _run_calibration(net: nn.Module, images: Iterable[Tensor], hooks: list,
-                     device: torch.device) -> None:
-    """Runs ``net`` on each image (scaled down to ``CALIBRATION_SIDE``; bf16 autocast where it
-    is fast: ranges need no more) so that ``hooks`` see the activations, then removes them."""
-    dtype = resolve_precision("auto", device)
+                     device: torch.device, dtype: torch.dtype) -> None:
+    """Runs ``net`` on each image (scaled down to ``CALIBRATION_SIDE``; under ``dtype``
+    autocast) so that ``hooks`` see the activations, then removes them."""
     seen = 0
     try:
         for image in images:
@@ -317,10 +316,12 @@ class Int8TransformerNet(nn.Module):
     @torch.no_grad()
     @_quiet()
     def calibrate(cls, net: TransformerNet, images: Iterable[Tensor], *,
-                  equalize: bool = True) -> Int8TransformerNet:
+                  equalize: bool = True, dtype: torch.dtype = torch.float32
+                  ) -> Int8TransformerNet:
         """Quantise ``net`` with activation ranges measured on ``images`` (float tensors
         ``(N, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``; scaled down to at most
-        ``CALIBRATION_SIDE``). The float network is run once per image, in fp32, and is not
+        ``CALIBRATION_SIDE``). The float network is run once per image, under ``dtype``
+        autocast (the runner passes bf16 where it is fast: ranges need no more), and is not
         modified. ``equalize=False`` skips the equalisation (for comparison only)."""
         if not isinstance(net, TransformerNet):
             raise TypeError(f"int8 needs a TransformerNet, not {type(net).__name__}")
@@ -349,7 +350,7 @@ class Int8TransformerNet(nn.Module):
                     hooks.append(m[2].register_forward_hook(watch(name + ".norm", _Range)))
             elif isinstance(m, _Residual):
                 hooks.append(m.register_forward_hook(watch(name + ".sum", _Range)))
-        _run_calibration(net, images, hooks, device)
+        _run_calibration(net, images, hooks, device, dtype)
 
         layers = nn.ModuleDict()
         for name, m in net.named_modules():
@@ -490,12 +491,13 @@ class Int8AdaINDecoder(nn.Module):
 
 @torch.no_grad()
 @_quiet()
-def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
+def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor], *,
+                   dtype: torch.dtype = torch.float32) -> nn.Module:
     """An :class:`~impasto.nets.adain.AdaINStylizer` like ``stylizer`` (the same styles,
     weights, masks and alpha) whose encoder and decoder run in int8, with activation ranges
     (min/max, ``ADAIN_QUANTILE``) measured by running ``stylizer`` on ``images`` (float
-    ``(N, 3, H, W)`` in ``[0, 1]``, scaled down to ``CALIBRATION_SIDE``). The content
-    statistics and the AdaIN step stay float32."""
+    ``(N, 3, H, W)`` in ``[0, 1]``, scaled down to ``CALIBRATION_SIDE``) under ``dtype``
+    autocast. The content statistics and the AdaIN step stay float32."""
     from impasto.nets.adain import AdaINStylizer
 
     if not isinstance(stylizer, AdaINStylizer):
@@ -521,7 +523,7 @@ def quantize_adain(stylizer: nn.Module, images: Iterable[Tensor]) -> nn.Module:
     for i, m in enumerate(dec.body):
         if isinstance(m, (nn.ReLU, nn.Conv2d)):
             hooks.append(m.register_forward_hook(watch(dec_ranges, f"body.{i}")))
-    _run_calibration(stylizer, images, hooks, stylizer.style_mean.device)
+    _run_calibration(stylizer, images, hooks, stylizer.style_mean.device, dtype)
     er = {k: (r.lo, r.hi) for k, r in enc_ranges.items()}
     dr = {k: (r.lo, r.hi) for k, r in dec_ranges.items()}
     masks = stylizer.masks[0] if stylizer.masks is not None else None

@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
-from impasto.infer.precision import inference_precision
+from impasto.infer.precision import InferencePrecision, decide_precision
 from impasto.infer.runner import InferenceRunner
 from impasto.infer.tiling import plan_tiles, run_tiled
 from impasto.io import DEFAULT_MAX_PIXELS, load_image, resize, to_pil, to_tensor
@@ -247,7 +247,7 @@ class AdaIN:
             )
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision
-        self._dtype(precision)  # validate early
+        self._precision(precision)  # validate early
         self.decoder = decoder.eval().requires_grad_(False).to(self.device)
         self.encoder = encoder.eval().requires_grad_(False).to(self.device)
         self.metadata = dict(metadata or {})
@@ -282,21 +282,24 @@ class AdaIN:
 
     # -- building blocks
 
-    def _dtype(self, precision: str | None) -> torch.dtype:
-        """The float dtype of the float-network work (style statistics): with ``int8``, what
-        ``auto`` would pick (the runner quantises the stylizer)."""
-        name = precision or self.precision
-        if name == "int8":
-            inference_precision(AdaINStylizer, name, self.device)  # refuses int8 where it can't
-            name = "auto"
-        return resolve_precision(name, self.device)
+    def _precision(self, precision: str | InferencePrecision | None,
+                   compile: bool | str = "auto") -> InferencePrecision:
+        """The precision of one call (``None``: the pipeline's own), decided once by
+        :func:`~impasto.infer.precision.decide_precision` and handed to the style statistics
+        and the runner alike; a decided one is kept."""
+        if isinstance(precision, InferencePrecision):
+            return precision
+        return decide_precision(precision or self.precision, self.device, AdaINStylizer,
+                                compile=compile)
 
     @torch.inference_mode()
-    def style_stats(self, styles: Sequence[Tensor], precision: str | None = None
+    def style_stats(self, styles: Sequence[Tensor],
+                    precision: str | InferencePrecision | None = None
                     ) -> tuple[Tensor, Tensor]:
-        """``relu4_1`` mean and std ``(K, C)`` of style images (each ``(1, 3, H, W)``)."""
+        """``relu4_1`` mean and std ``(K, C)`` of style images (each ``(1, 3, H, W)``), in the
+        float precision of the work beside the network (with int8: what ``auto`` picks)."""
         means, stds = [], []
-        dtype = self._dtype(precision)
+        dtype = self._precision(precision).work_dtype
         for s in styles:
             x, _, _ = _pad_to(s.to(self.device, torch.float32), STRIDE)
             with autocast(self.device, dtype):
@@ -313,7 +316,7 @@ class AdaIN:
         alpha: float = 1.0,
         weights: Sequence[float] | None = None,
         masks: Tensor | None = None,
-        precision: str | None = None,
+        precision: str | InferencePrecision | None = None,
     ) -> AdaINStylizer:
         """An image-to-image module with these styles fixed (for batches, folders, video,
         tiling and export). ``styles``: tensors ``(1, 3, H, W)`` in ``[0, 1]``."""
@@ -322,14 +325,15 @@ class AdaIN:
         return AdaINStylizer(self.encoder, self.decoder, mean, std, weights=weights,
                              masks=masks, alpha=_alpha(alpha)).to(self.device)
 
-    def runner(self, stylizer: AdaINStylizer, *, precision: str | None = None,
+    def runner(self, stylizer: AdaINStylizer, *,
+               precision: str | InferencePrecision | None = None,
                tile: int | str | None = None, overlap: int = 128, compile: bool | str = "auto",
                channels_last: bool | None = None, memory_budget: int | None = None
                ) -> InferenceRunner:
-        """An :class:`~impasto.style.apply.InferenceRunner` for ``stylizer`` whose tiling
+        """An :class:`~impasto.infer.runner.InferenceRunner` for ``stylizer`` whose tiling
         computes the content statistics over the whole image first (two passes)."""
         return InferenceRunner(
-            stylizer, device=self.device, precision=precision or self.precision,
+            stylizer, device=self.device, precision=self._precision(precision, compile),
             channels_last=channels_last, compile=compile, tile=tile, overlap=overlap,
             memory_budget=memory_budget, align=STRIDE, tiled=_tiled_adain,
         )
@@ -350,7 +354,9 @@ class AdaIN:
         batch's colours first (the style statistics are then recomputed per batch)."""
         _check_color(preserve_color)
         _check_counts(len(styles), weights, masks)
-        precision = runner_options.get("precision")
+        precision = self._precision(runner_options.get("precision"),
+                                    runner_options.get("compile", "auto"))
+        runner_options = {**runner_options, "precision": precision}
         if preserve_color == "luminance":
             styles = [luminance_image(s) for s in styles]
         if preserve_color != "histogram":
@@ -374,9 +380,7 @@ class AdaIN:
 
         if run is not None:  # folders and videos announce their batches (compile="auto")
             apply.expect = run.expect  # type: ignore[attr-defined]
-        apply.precision = inference_precision(  # type: ignore[attr-defined]
-            AdaINStylizer, precision or self.precision, self.device,
-            runner_options.get("compile", "auto"))
+        apply.precision = precision.name  # type: ignore[attr-defined]
         return apply
 
     # -- the call
@@ -393,7 +397,7 @@ class AdaIN:
         size: int | None = None,
         style_size: int | None = 512,
         tile: int | str | None = None,
-        precision: str | None = None,
+        precision: str | InferencePrecision | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> Image.Image | Tensor:
         """Stylise ``content`` with one style image or a list of them.
@@ -407,7 +411,7 @@ class AdaIN:
             preserve_color: ``"none"``, ``"luminance"`` or ``"histogram"`` (Gatys et al. 2017).
             size: resize the content to this longest side first (None: keep).
             style_size: shrink style images to this longest side (None: keep).
-            tile: see :class:`~impasto.style.apply.InferenceRunner`.
+            tile: see :class:`~impasto.infer.runner.InferenceRunner`.
 
         Images may be paths, PIL images, arrays or tensors. A tensor content ``(1, 3, H, W)`` in
         ``[0, 1]`` gives a tensor; anything else gives an RGB PIL image.
@@ -434,8 +438,9 @@ class AdaIN:
             inp = x
         else:
             inp = x
+        choice = self._precision(precision)
         run = self.runner(self.stylizer(styles, alpha=alpha, weights=weights, masks=m,
-                                        precision=precision), precision=precision, tile=tile)
+                                        precision=choice), precision=choice, tile=tile)
         y = run(inp)
         if preserve_color == "luminance":
             y = combine_luminance(y, x)

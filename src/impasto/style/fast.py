@@ -938,7 +938,7 @@ class FastStyle:
     def stylize_tensor(self, x: Tensor, *, precision: str = "auto") -> Tensor:
         """``(N, 3, H, W)`` float in ``[0, 1]`` -> float32 ``(N, 3, H, W)`` in ``[0, 1]``,
         on the model's device. ``precision``: ``auto|fp32|bf16|int8`` as in
-        :class:`~impasto.style.apply.InferenceRunner` (``auto``: int8 on a CPU with VNNI, else
+        :class:`~impasto.infer.runner.InferenceRunner` (``auto``: int8 on a CPU with VNNI, else
         bf16 where it is fast); int8 is calibrated on each call's own input, so an image's
         result does not depend on the images before it. Images too large for the memory budget
         run in tiles."""
