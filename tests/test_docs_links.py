@@ -77,3 +77,74 @@ def test_a_broken_link_is_found(tmp_path):
                     "```\n[fenced](nowhere.md)\n```\n", encoding="utf-8")
     assert links(page) == ["#title", "missing.md"]
     assert anchors(page) == {"title"}
+
+
+def python_imports(text: str) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every ``from M import a, b`` in the ```python blocks of ``text``."""
+    out = []
+    for block in re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
+        block = re.sub(r"\(([^)]*)\)", lambda m: m.group(1).replace("\n", " "), block)
+        for m in re.finditer(r"^from ([\w.]+) import ([^\n#]+)", block, flags=re.M):
+            names = [n.strip().split(" as ")[0] for n in m.group(2).split(",") if n.strip()]
+            out.append((m.group(1), names))
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_imports_in_the_docs_resolve(page):
+    """The names the docs' Python examples import exist (the code moves; the docs follow)."""
+    import importlib
+
+    missing = []
+    for module, names in python_imports(page.read_text(encoding="utf-8")):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            missing.append(f"{module} ({e})")
+            continue
+        missing += [f"{module}.{n}" for n in names if not hasattr(mod, n)]
+    assert not missing, f"{page.relative_to(ROOT)}: " + ", ".join(missing)
+
+
+def test_python_imports_are_found():
+    text = "```python\nfrom a.b import (c,\n    d)\nfrom e import f as g  # x\n```\n"
+    assert python_imports(text) == [("a.b", ["c", "d"]), ("e", ["f"])]
+
+
+def shell_commands(text: str) -> list[list[str]]:
+    """The ``impasto`` argument lists of the ```sh blocks of ``text`` (``impasto ...`` and
+    ``... -m impasto.cli ...`` lines, continuations joined, comments dropped)."""
+    import shlex
+
+    out = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            toks = shlex.split(line, comments=True)
+            if "impasto.cli" in toks:
+                out.append(toks[toks.index("impasto.cli") + 1 :])
+            elif toks[:1] == ["impasto"]:
+                out.append(toks[1:])
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_documented_commands_parse(page):
+    """Every ``impasto`` command in the docs' shell examples is accepted by the current parser
+    (parsed only, not run)."""
+    from impasto.cli import build_parser
+    from impasto.errors import InputError
+
+    bad = []
+    for argv in shell_commands(page.read_text(encoding="utf-8")):
+        try:
+            build_parser().parse_args(argv)
+        except (InputError, SystemExit) as e:
+            bad.append(f"impasto {' '.join(argv)}: {e}")
+    assert not bad, f"{page.relative_to(ROOT)}:\n" + "\n".join(bad)
+
+
+def test_all_commands_are_checked():
+    n = sum(len(shell_commands(p.read_text(encoding="utf-8"))) for p in PAGES)
+    assert n > 50
+    assert shell_commands("```sh\nimpasto gan sample runs/x -n 4  # c\n```\n") == [
+        ["gan", "sample", "runs/x", "-n", "4"]]
