@@ -12,8 +12,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaIN", "FastStyle", "GatysConfig", "GatysStyleTransfer", "InputError", "stylize",
-    "__version__",
+    "AdaIN", "Classifier", "FastStyle", "GatysConfig", "GatysStyleTransfer", "InputError",
+    "stylize", "__version__",
 ]
 
 
@@ -35,6 +35,10 @@ def __getattr__(name: str):
         from impasto.style.fast import FastStyle
 
         return FastStyle
+    if name == "Classifier":
+        from impasto.classify.pipeline import Classifier
+
+        return Classifier
     if name == "InputError":
         from impasto.errors import InputError
 

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from impasto.errors import InputError
-from impasto.train import CheckpointManager, RunLogger, load_checkpoint, read_stats, save_checkpoint
+from impasto.train import (
+    CheckpointManager,
+    RunLogger,
+    load_checkpoint,
+    load_model,
+    read_stats,
+    save_checkpoint,
+)
 from impasto.train.checkpoint import remove_stale_temporaries, tensor_digest
 
 
@@ -44,6 +51,8 @@ def test_damaged_tensor_bytes_are_refused(tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(InputError, match="damaged checkpoint"):
         load_checkpoint(p)
+    with pytest.raises(InputError, match="damaged checkpoint"):  # read as a model file too
+        load_model(p)
 
 
 def test_non_finite_weights_are_refused_even_without_a_digest(tmp_path):
@@ -59,6 +68,8 @@ def test_non_finite_weights_are_refused_even_without_a_digest(tmp_path):
     torch.save(ckpt, tmp_path / "old.pt")
     with pytest.raises(InputError, match="NaN or infinite"):
         load_checkpoint(tmp_path / "old.pt")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        load_model(tmp_path / "old.pt")
 
 
 def test_stale_temporaries_are_removed_on_save_and_only_ours(tmp_path):

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from impasto.errors import InputError
@@ -116,6 +117,10 @@ class ClassifierTrainConfig(RuntimeConfig, LoggingConfig):
     evaluations). eval_every: steps between evaluations, each with a checkpoint (None: every
     epoch; 0: only at the end). ckpt_every: more checkpoints between evaluations (default 0:
     none). keep_last: numbered checkpoints kept.
+
+    output: a model file (:func:`impasto.classify.export_model`) written on rank 0 when the run
+        ends or is aborted: the network of ``best.pt`` (best validation accuracy), else the last
+        checkpoint's; None: none (the run folder has the checkpoints).
     """
 
     data: str = ""
@@ -145,6 +150,7 @@ class ClassifierTrainConfig(RuntimeConfig, LoggingConfig):
     eval_every: int | None = None
     # LoggingConfig's default is 1000; here checkpoints come with the evaluations.
     ckpt_every: int = dataclasses.field(default=0, kw_only=True)
+    output: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -199,6 +205,12 @@ class ClassifierTrainConfig(RuntimeConfig, LoggingConfig):
         check_logging_fields(self)
         if self.eval_every is not None:
             _int("eval_every", self.eval_every, 0)
+        if self.output is not None:
+            if not isinstance(self.output, str) or not self.output:
+                raise _bad("output", "a model file name", self.output)
+            if Path(self.output).absolute() == Path(self.run).absolute():
+                raise InputError(f"the run folder and the model file are the same path "
+                                 f"({self.output}); give the model file another name")
 
     def resolved(self) -> ClassifierTrainConfig:
         """A copy with every ``None`` default filled in (what ``config.json`` records)."""

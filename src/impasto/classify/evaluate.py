@@ -1,7 +1,8 @@
 """Using a trained classifier: load it, feed it images, measure it, predict with it.
 
-* :func:`load_classifier` rebuilds a network from a checkpoint alone (a file, or a run folder:
-  its ``best.pt``, else its latest checkpoint).
+* :func:`load_classifier` rebuilds a network from a model file or a checkpoint alone (a file,
+  or a run folder: its ``best.pt``, else its latest checkpoint); :func:`read_classifier` reads
+  such a file without building the network.
 * :func:`prepare_images` converts any float batch ``(N, C, H, W)`` in ``[0, 1]`` to what the
   model takes (channels, square, size); :func:`load_images` reads image files the way the
   training data were read.
@@ -26,11 +27,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from impasto.classify.config import checkpoint_arch
+from impasto.classify.config import FAMILY
 from impasto.device import DEVICES, resolve_device
 from impasto.errors import InputError
 from impasto.nets.classifier import ClassifierNetConfig, build_classifier
-from impasto.train import load_checkpoint, resolve_checkpoint, restore
+from impasto.train import (
+    ModelFile,
+    load_checkpoint,
+    load_model,
+    resolve_checkpoint,
+    restore,
+)
+from impasto.train.modelfile import WrongKindError
 
 __all__ = [
     "EvalResult",
@@ -42,10 +50,12 @@ __all__ = [
     "format_report",
     "load_classifier",
     "load_images",
+    "network_from",
     "plot_confusion",
     "predict_logits",
     "predict_topk",
     "prepare_images",
+    "read_classifier",
 ]
 
 _CHUNK = 256  # images per forward pass
@@ -73,39 +83,69 @@ def _checkpoint_file(path: str | os.PathLike[str], which: str) -> Path:
     return resolve_checkpoint(p)
 
 
+def read_classifier(path: str | os.PathLike[str], *, which: str = "best") -> ModelFile:
+    """The classifier held by ``path``, as a :class:`~impasto.train.ModelFile` (kind
+    ``"classify/<arch>"``; its ``config`` a :class:`ClassifierNetConfig` dict, ``path`` the file
+    read): a model file, a training checkpoint (of this release or the one before), or a run
+    folder: its ``best.pt`` when ``which="best"`` and it exists, else its latest checkpoint.
+
+    Raises :class:`InputError` (one line naming the file) for a missing, truncated or corrupt
+    file, a checkpoint or model of another kind (a GAN's, say) and a network config that does
+    not match the kind. Whether the weights fit is checked when they are loaded.
+    """
+    if which not in ("best", "latest"):
+        raise InputError(f"which must be 'best' or 'latest', not {which!r}")
+    file = _checkpoint_file(path, which)
+    try:
+        model = load_model(file, kind=FAMILY)
+    except WrongKindError as e:
+        what = "checkpoint" if e.legacy else "model file"
+        raise InputError(f"{file} is a '{e.legacy or e.kind}' {what}, not a classifier's") from None
+    except InputError as e:
+        # Not a model file or a checkpoint with a classifier in it. Most files given here are
+        # checkpoints: for one that is no checkpoint either, the checkpoint reader's words.
+        try:
+            load_checkpoint(file)
+        except InputError as not_checkpoint:
+            if "model file" not in str(not_checkpoint):
+                raise not_checkpoint from None
+        raise e from None
+    what = "checkpoint" if model.training_checkpoint else "model file"
+    try:
+        config = ClassifierNetConfig.from_dict(model.config)
+    except InputError as e:
+        raise InputError(f"{file}: {e}") from None
+    if model.arch != config.arch:
+        raise InputError(f"{file}: a '{model.legacy or model.kind}' {what} holding a "
+                         f"{config.arch} network")
+    return model
+
+
 def load_classifier(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu", which: str = "best"
 ) -> nn.Module:
     """A classifier trained with :func:`impasto.classify.train`, in eval mode, on ``device``.
 
-    ``path``: a checkpoint file, or a run folder: its ``best.pt`` (best validation accuracy)
-    when ``which="best"`` and it exists, else its latest checkpoint. The network is rebuilt from
-    the network config stored in the checkpoint; nothing else is needed. The module has
-    ``forward(x)`` (logits), ``features(x)`` (penultimate), ``in_channels``, ``image_size``,
-    ``num_classes``, ``class_names``, ``feature_dim``, ``config`` and ``source`` (the file).
+    ``path``: a model file (:func:`impasto.classify.export_model`), a checkpoint file, or a run
+    folder: its ``best.pt`` (best validation accuracy) when ``which="best"`` and it exists, else
+    its latest checkpoint. The network is rebuilt from the network config stored in the file;
+    nothing else is needed. The module has ``forward(x)`` (logits), ``features(x)``
+    (penultimate), ``in_channels``, ``image_size``, ``num_classes``, ``class_names``,
+    ``feature_dim``, ``config`` and ``source`` (the file).
 
-    Raises :class:`InputError` (one line naming the file) for a missing, truncated or corrupt
-    file, a checkpoint of another kind (a GAN's, say) and weights that do not fit.
+    Raises :class:`InputError` (one line naming the file) for the files
+    :func:`read_classifier` refuses and weights that do not fit.
     """
-    if which not in ("best", "latest"):
-        raise InputError(f"which must be 'best' or 'latest', not {which!r}")
-    file = _checkpoint_file(path, which)
-    ckpt = load_checkpoint(file)
-    kind = ckpt["kind"]
-    if checkpoint_arch(kind) is None:
-        raise InputError(f"{file} is a '{kind}' checkpoint, not a classifier's")
-    net = (ckpt.get("extra") or {}).get("net")
-    if not isinstance(net, dict):
-        raise InputError(f"{file}: not a classifier checkpoint (no network config)")
-    try:
-        config = ClassifierNetConfig.from_dict(net)
-    except InputError as e:
-        raise InputError(f"{file}: {e}") from None
-    if checkpoint_arch(kind) != config.arch:
-        raise InputError(f"{file}: a '{kind}' checkpoint holding a {config.arch} network")
-    model = build_classifier(config)
-    restore(ckpt, {"model": model}, rng=False)
-    model.source = str(file)
+    return network_from(read_classifier(path, which=which), device=device)
+
+
+def network_from(file: ModelFile, *, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of a classifier read by :func:`read_classifier`, as
+    :func:`load_classifier` returns it; :class:`InputError` when the weights do not fit."""
+    model = build_classifier(ClassifierNetConfig.from_dict(file.config))
+    restore({"path": str(file.path), "models": {"model": file.state_dict}}, {"model": model},
+            rng=False)
+    model.source = str(file.path)
     return model.to(_device(device)).eval().requires_grad_(False)
 
 
@@ -173,10 +213,11 @@ def collect_image_paths(items: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def load_images(model: nn.Module, paths: Sequence[str | os.PathLike[str]]) -> Tensor:
-    """Image files as ``(N, in_channels, S, S)`` float in ``[0, 1]``, read like training data
-    (8-bit RGB, centre square, antialiased resize, grey by luma; :func:`impasto.data.prepare`).
-    An unreadable file raises :class:`InputError` naming it."""
+def load_images(model: nn.Module, paths: Sequence[Any]) -> Tensor:
+    """Image files (or PIL images, anything :func:`impasto.io.load_image` reads) as
+    ``(N, in_channels, S, S)`` float in ``[0, 1]``, read like training data (8-bit RGB, centre
+    square, antialiased resize, grey by luma; :func:`impasto.data.prepare`). An unreadable file
+    raises :class:`InputError` naming it."""
     from impasto.data import prepare
     from impasto.io import load_image
 

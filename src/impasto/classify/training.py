@@ -67,6 +67,7 @@ from impasto.classify.data import (
     open_train_val,
     stratified_split,
 )
+from impasto.classify.pipeline import export_model
 from impasto.data import make_loader
 from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
@@ -150,6 +151,7 @@ class ClassifierRunResult:
     net_config: ClassifierNetConfig
     model: nn.Module = field(repr=False)
     optimizer: torch.optim.Optimizer = field(repr=False)
+    output: Path | None = None  # the model file written (config.output; rank 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +279,9 @@ def _train(
         best_metric="val_acc", mode="max", progress=progress, abort=abort,
     )
 
+    if config.output and Path(config.output).is_dir():
+        raise InputError(f"{config.output}: is a folder; give a file name for the model file")
+
     # -- data: the training set, the validation set or split -----------------------------------
     data = open_train_val(config, derive_seed(config.seed, _STREAM_SPLIT))
     classes = data.classes
@@ -372,6 +377,7 @@ def _train(
         if info.is_distributed:
             broadcast_buffers(model)
 
+    output = export_model(run.dir, config.output) if config.output and info.is_main else None
     model.eval()
     best = run.manager.best_value if info.is_main else None
     return ClassifierRunResult(
@@ -389,4 +395,5 @@ def _train(
         net_config=net_config,
         model=model,
         optimizer=opt,
+        output=output,
     )

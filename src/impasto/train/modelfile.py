@@ -33,6 +33,10 @@ GAN checkpoint (``gan/<arch>``, pggan too)   ``gan/<arch>``               ``G_em
 classifier checkpoint (``classifier/<a>``)   ``classify/<a>``             ``models["model"]``
 ==========================================  ===========================  =======================
 
+Training checkpoints of this release (``classify/<a>`` and the other kinds above) are read the
+same way; a checkpoint's digest and finite values are checked as
+:func:`~impasto.train.load_checkpoint` checks them.
+
 Every problem with a file (missing, a folder, not a model file, truncated or corrupt, another
 kind, a newer format) raises :class:`~impasto.errors.InputError` with one line naming it.
 """
@@ -53,7 +57,7 @@ import torch
 from impasto._fileutil import atomic_open, one_line, reason
 from impasto.errors import InputError
 from impasto.train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
-from impasto.train.checkpoint import _check_plain
+from impasto.train.checkpoint import _check_plain, _verify
 from impasto.train.config import config_to_dict
 
 __all__ = [
@@ -373,6 +377,7 @@ def _from_checkpoint(ckpt: dict[str, Any], p: Path, wanted: str | None) -> Model
     old = ckpt["kind"]
     new = model_kind(old)
     _check_kind(p, new or old, old, wanted)  # before looking inside a file of another kind
+    _verify(ckpt, p)  # its digest and finite weights, as load_checkpoint checks them
     convert = _CONVERTERS.get(new.split("/", 1)[0]) if new else None
     models, extra = ckpt.get("models"), ckpt.get("extra") or {}
     if convert is None or not isinstance(models, dict) or not isinstance(extra, dict):
