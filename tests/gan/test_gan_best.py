@@ -54,7 +54,7 @@ def test_best_checkpoint_holds_the_lowest_swd(digits, tmp_path):
 
 def test_the_logged_value_is_the_swd_of_the_saved_generator(digits, tmp_path):
     """Recompute the metric from best.pt's G_ema by hand: the same number."""
-    from impasto.gan.training import _metric_reference, _tracked_metric
+    from impasto.gan.common import metric_reference, tracked_metric
     from impasto.data import open_dataset
     from impasto.nets.gan import build_gan
 
@@ -68,9 +68,9 @@ def test_the_logged_value_is_the_swd_of_the_saved_generator(digits, tmp_path):
     G, _ = build_gan(cfg.net_config())
     G.load_state_dict(ckpt["models"]["G_ema"]["model"])
     data = open_dataset(digits, resolution=32, channels=1)
-    real = _metric_reference(data, 32, 0)
+    real = metric_reference(data, 32, 0)
     assert real.dtype == torch.uint8 and real.shape == (32, 1, 32, 32)
-    again = _tracked_metric(G.eval(), real, cfg, 0, torch.device("cpu"), None)
+    again = tracked_metric(G.eval(), real, cfg, 0, torch.device("cpu"), None)
     assert again == pytest.approx(logged[0], rel=1e-6)
 
 

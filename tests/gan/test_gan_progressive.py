@@ -260,16 +260,16 @@ def test_resume_mid_fade_in_bf16_channels_last(data, tmp_path):
 
 def test_the_comparison_notices_a_wrong_alpha(straight, data, tmp_path, monkeypatch):
     # Control: a resumed run whose fade is off by one step of alpha is caught.
-    from impasto.gan import progressive
+    from impasto.gan.progressive import training
 
     result, _ = straight
     train(config(data, tmp_path / "run", schedule=dict(total_kimg=0.056)))  # 7 steps
-    real = progressive._stage_at
+    real = training.stage_at
 
     def late(phases, images_seen):
         return real(phases, max(0, images_seen - 8))
 
-    monkeypatch.setattr(progressive, "_stage_at", late)
+    monkeypatch.setattr(training, "stage_at", late)
     resumed = train(config(data, tmp_path / "run"), resume=tmp_path / "run")
     with pytest.raises(AssertionError, match="tensors differ"):
         assert_same(load_checkpoint(result.checkpoint)["models"],

@@ -27,7 +27,7 @@ from impasto.gan.progressive import (
     generator_from_checkpoint,
     train,
 )
-from impasto.gan.training import _metric_reference, _tracked_metric
+from impasto.gan.common import metric_reference, tracked_metric
 from impasto.train import load_checkpoint, read_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -98,14 +98,14 @@ def test_the_logged_value_is_the_swd_of_the_saved_generator(measured, data):
     ckpt = load_checkpoint(measured.run / "best.pt", kind="gan/pggan")
     G = generator_from_checkpoint(ckpt)
     assert G.stage == (16, None)
-    real = _metric_reference(open_dataset(data, resolution=16, channels=1), 16, cfg.seed)
+    real = metric_reference(open_dataset(data, resolution=16, channels=1), 16, cfg.seed)
     assert real.dtype == torch.uint8 and real.shape == (16, 1, 16, 16)
-    again = _tracked_metric(G, real, cfg, 0, torch.device("cpu"), None)
+    again = tracked_metric(G, real, cfg, 0, torch.device("cpu"), None)
     assert again == pytest.approx(json.loads((measured.run / "best.json").read_text())["value"],
                                   rel=1e-6)
     # another generator (the raw G instead of its average) gives another value
     raw = generator_from_checkpoint(ckpt, ema=False)
-    assert _tracked_metric(raw, real, cfg, 0, torch.device("cpu"), None) != pytest.approx(again)
+    assert tracked_metric(raw, real, cfg, 0, torch.device("cpu"), None) != pytest.approx(again)
 
 
 def test_measuring_does_not_change_the_training(measured, data, tmp_path):

@@ -54,8 +54,10 @@ def toy_run(tmp_path, losses, *, read_every=1, resume=None, abort_at=None, ckpt_
             opt.step()
             if bn_inf_at == run.step + 1:
                 net[1].running_var.fill_(math.inf)
+            logging_next = run.logging_next
             stop = run.end_step({"loss": torch.tensor(losses[run.step])}, images=4,
                                 scalars=lambda: {"lr": 0.1})
+            assert run.logging_now == logging_next
             run.checkpoint(force=stop)
             run.report(lambda r: r.step)
             if stop:

@@ -19,7 +19,7 @@ from impasto.gan.losses import (
     r1_penalty,
 )
 from impasto.gan.pipeline import GanGenerator, slerp
-from impasto.gan.training import GanProgress, RunResult, train
+from impasto.gan.training import GanProgress, GanRunResult, RunResult, train
 
 __all__ = [
     "DIFFAUGMENT_POLICIES",
@@ -28,6 +28,7 @@ __all__ = [
     "GanGenerator",
     "GanLoss",
     "GanProgress",
+    "GanRunResult",
     "GanTrainConfig",
     "RunResult",
     "d_loss_hinge",

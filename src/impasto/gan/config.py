@@ -35,7 +35,16 @@ from impasto.train.config import (
     check_runtime_fields,
 )
 
-__all__ = ["ARCH_DEFAULTS", "DEFAULT_KIMG", "TRACKED_METRICS", "GanTrainConfig"]
+__all__ = [
+    "ARCH_DEFAULTS",
+    "DEFAULT_KIMG",
+    "GanCommonConfig",
+    "TRACKED_METRICS",
+    "GanTrainConfig",
+    "check_adam_fields",
+    "check_ema_fields",
+    "check_run_fields",
+]
 
 #: Length of a run when neither ``kimg`` nor ``steps`` is given: thousands of real images shown
 #: to the discriminator.
@@ -74,8 +83,44 @@ def check_run_fields(cfg: Any) -> None:
     _int("metric_samples", cfg.metric_samples, 16, 100_000)
 
 
+def check_adam_fields(cfg: Any, *, optional: bool = False) -> None:
+    """Check ``lr_g``, ``lr_d`` (positive) and ``betas`` (two numbers below 1); ``optional``:
+    None is fine too (the architecture's default)."""
+    for name in ("lr_g", "lr_d"):
+        if getattr(cfg, name) is not None or not optional:
+            _number(name, getattr(cfg, name), positive=True)
+    if cfg.betas is None and optional:
+        return
+    if not isinstance(cfg.betas, tuple) or len(cfg.betas) != 2:
+        raise _bad("betas", "two numbers (beta1, beta2)", cfg.betas)
+    for i, b in enumerate(cfg.betas):
+        _number(f"betas[{i}]", b, below=1.0)
+
+
+def check_ema_fields(cfg: Any) -> None:
+    """Check ``ema_beta`` (below 1) and ``ema_rampup`` (kimg >= 0, or None)."""
+    _number("ema_beta", cfg.ema_beta, below=1.0)
+    if cfg.ema_rampup is not None:
+        _number("ema_rampup", cfg.ema_rampup)
+
+
+@dataclass(kw_only=True)
+class GanCommonConfig:
+    """The settings every GAN config has besides runtime and logging (checked, with those, by
+    :func:`check_run_fields`): ``hflip``, the sample grid (``sample_every``, ``n_samples``) and
+    the tracked metric (``metric``, ``metric_every``, ``metric_samples``); see
+    :class:`GanTrainConfig`."""
+
+    hflip: bool = False
+    sample_every: int = 500
+    n_samples: int = 64
+    metric: str = ""
+    metric_every: int = 0
+    metric_samples: int = 512
+
+
 @dataclass
-class GanTrainConfig(RuntimeConfig, LoggingConfig):
+class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
     """Settings of a GAN training run (see the module doc).
 
     Data and networks:
@@ -150,12 +195,6 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig):
     ema_beta: float = 0.999
     ema_rampup: float | None = None
     diffaugment: str = ""
-    hflip: bool = False
-    sample_every: int = 500
-    n_samples: int = 64
-    metric: str = ""
-    metric_every: int = 0
-    metric_samples: int = 512
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -183,14 +222,7 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig):
         _number("r1_gamma", self.r1_gamma)
         if self.d_steps is not None:
             _int("d_steps", self.d_steps, 1, 100)
-        for name in ("lr_g", "lr_d"):
-            if getattr(self, name) is not None:
-                _number(name, getattr(self, name), positive=True)
-        if self.betas is not None:
-            if not isinstance(self.betas, tuple) or len(self.betas) != 2:
-                raise _bad("betas", "two numbers (beta1, beta2)", self.betas)
-            for i, b in enumerate(self.betas):
-                _number(f"betas[{i}]", b, below=1.0)
+        check_adam_fields(self, optional=True)
         _int("batch_size", self.batch_size, 1)
         if self.kimg is not None and self.steps is not None:
             raise InputError("give the length of the run as kimg or as steps, not both")
@@ -198,9 +230,7 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig):
             _number("kimg", self.kimg, positive=True)
         if self.steps is not None:
             _int("steps", self.steps, 1)
-        _number("ema_beta", self.ema_beta, below=1.0)
-        if self.ema_rampup is not None:
-            _number("ema_rampup", self.ema_rampup)
+        check_ema_fields(self)
         if not isinstance(self.diffaugment, str):
             raise _bad(
                 "diffaugment", "a policy string such as 'color,translation'", self.diffaugment

@@ -243,8 +243,17 @@ class Run(Generic[P]):
     @property
     def logging_now(self) -> bool:
         """Whether this step's losses are logged (every ``log_every`` steps and the last)."""
+        return self._logs(self.step)
+
+    @property
+    def logging_next(self) -> bool:
+        """Whether the next step's losses will be logged: for what a step computes only to
+        log it (gradient norms, say) before :meth:`end_step`."""
+        return self._logs(self.step + 1)
+
+    def _logs(self, step: int) -> bool:
         every = int(self.config.log_every)
-        return every > 0 and (self.step % every == 0 or self.step >= self.total_steps)
+        return every > 0 and (step % every == 0 or step >= self.total_steps)
 
     # -- the end of a step -----------------------------------------------------------------------
 
