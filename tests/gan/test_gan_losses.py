@@ -134,14 +134,23 @@ def test_r1_penalty_by_hand():
 # ------------------------------------------------------------------------------------------
 
 
+def floats(stats: dict) -> dict:
+    """A phase's statistics as numbers, after checking they are what the loop can keep without
+    a read: detached 0-d float32 tensors on the networks' device (here the CPU)."""
+    for name, v in stats.items():
+        assert isinstance(v, torch.Tensor), name
+        assert v.dim() == 0 and v.dtype == torch.float32 and not v.requires_grad, name
+    return {name: float(v) for name, v in stats.items()}
+
+
 def test_d_step_backprops_into_d_only_and_reports_its_numbers():
     G, D = tiny_gan("dcgan", num_classes=3)
     loss = GanLoss(G, D, "hinge")
     real = torch.rand(4, 3, 32, 32) * 2 - 1
     y, z = torch.tensor([0, 1, 2, 0]), torch.randn(4, Z)
-    stats = loss.d_step(real, y, z)
+    stats = floats(loss.d_step(real, y, z))
     assert set(stats) == {"d_loss", "d_real", "d_fake"}
-    assert all(isinstance(v, float) and math.isfinite(v) for v in stats.values())
+    assert all(math.isfinite(v) for v in stats.values())
     assert all(g is None for g in grads(G))
     assert all(g is not None for g in grads(D))
     assert sum(g.abs().sum().item() for g in grads(D)) > 0
@@ -167,7 +176,7 @@ def test_g_step_backprops_into_g_only_and_restores_flags():
     frozen.requires_grad_(False)  # a user's own choice must survive the phase
     loss = GanLoss(G, D, "nonsaturating")
     y = torch.tensor([1, 0])
-    stats = loss.g_step(torch.randn(2, Z), y)
+    stats = floats(loss.g_step(torch.randn(2, Z), y))
     assert set(stats) == {"g_loss", "g_d_fake"}
     assert all(math.isfinite(v) for v in stats.values())
     assert all(g is None for g in grads(D))
@@ -187,20 +196,21 @@ def test_penalty_step_adds_the_expected_gradient():
     assert GanLoss(G, D, "hinge").penalty_step(real, fake) == {}
     assert D.w.grad is None
 
-    stats = GanLoss(G, D, "nonsaturating", r1_gamma=4.0).penalty_step(real)
+    stats = floats(GanLoss(G, D, "nonsaturating", r1_gamma=4.0).penalty_step(real))
     assert stats == {"r1": pytest.approx(4.0 / 2 * 9)}
     torch.testing.assert_close(D.w.grad, 4.0 * D.w.detach())
     assert D.b.grad is None or D.b.grad.item() == 0.0
 
     D.zero_grad(set_to_none=True)
-    stats = GanLoss(G, D, "wgan-gp", gp_weight=10.0).penalty_step(real, fake)
+    stats = floats(GanLoss(G, D, "wgan-gp", gp_weight=10.0).penalty_step(real, fake))
     assert stats == {"gp": 40.0}
     torch.testing.assert_close(D.w.grad, 10.0 * 2 * (3 - 1) * D.w.detach() / 3)
 
     # Both at once add up, and add to gradients already there.
     D.zero_grad(set_to_none=True)
     D.w.grad = torch.ones(4)
-    stats = GanLoss(G, D, "wgan-gp", gp_weight=10.0, r1_gamma=4.0).penalty_step(real, fake)
+    both = GanLoss(G, D, "wgan-gp", gp_weight=10.0, r1_gamma=4.0)
+    stats = floats(both.penalty_step(real, fake))
     assert set(stats) == {"gp", "r1"}
     torch.testing.assert_close(D.w.grad, 1 + (40 / 3 + 4.0) * D.w.detach())
     assert all(p.grad is None for p in G.parameters())
@@ -248,15 +258,15 @@ def test_autocast_wraps_forwards_but_not_penalties():
     real, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, Z)
     loss32 = GanLoss(G, D, "nonsaturating", r1_gamma=1.0)
     loss16 = GanLoss(G, D, "nonsaturating", r1_gamma=1.0, autocast=bf16)
-    ref = loss32.d_step(real, z=z)
+    ref = floats(loss32.d_step(real, z=z))
     D.zero_grad(set_to_none=True)
-    low = loss16.d_step(real, z=z)
+    low = floats(loss16.d_step(real, z=z))
     assert len(entered) == 1
     assert low["d_loss"] == pytest.approx(ref["d_loss"], abs=0.05)
     assert all(p.grad.dtype == torch.float32 for p in D.parameters())
     # penalties run in float32 without autocast: identical to the float32 loss object
     D.zero_grad(set_to_none=True)
-    assert loss16.penalty_step(real) == loss32.penalty_step(real)
+    assert floats(loss16.penalty_step(real)) == floats(loss32.penalty_step(real))
     assert len(entered) == 1
     assert math.isfinite(loss16.g_step(z)["g_loss"]) and len(entered) == 2
 

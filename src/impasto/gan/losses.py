@@ -83,7 +83,9 @@ def _check_weight(name: str, value: float) -> float:
 
 class GanLoss:
     """GAN objective split into explicit phases, each of which runs its forward passes,
-    computes its loss, calls ``backward()`` and returns a ``dict`` of float statistics.
+    computes its loss, calls ``backward()`` and returns a ``dict`` of statistics: detached 0-d
+    tensors on the networks' device, read by the caller when it needs them (reading every step
+    would stall a GPU).
 
     Optimizer stepping stays **outside**: the training loop zeroes the gradients, calls a phase
     (or several, whose gradients add up), and steps the optimizer::
@@ -179,7 +181,7 @@ class GanLoss:
     # -- phases ----------------------------------------------------------------------------
 
     def d_step(self, real: Tensor, y: Tensor | None = None, z: Tensor | None = None
-               ) -> dict[str, float]:
+               ) -> dict[str, Tensor]:
         """D's main loss on ``real`` vs ``G(z, y)`` (G run without gradients); backward.
 
         ``z=None`` samples standard normal latents of size ``G.z_dim``. Returns ``d_loss``,
@@ -193,13 +195,11 @@ class GanLoss:
             fake_logits = self.run_D(fake.detach(), y)
         loss = self._d_loss(real_logits, fake_logits)
         loss.backward()
-        stats = torch.stack(
-            [loss.detach(), real_logits.detach().float().mean(), fake_logits.detach().float().mean()]
-        ).tolist()
-        return dict(zip(("d_loss", "d_real", "d_fake"), stats))
+        return {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
+                "d_fake": fake_logits.detach().float().mean()}
 
     def penalty_step(self, real: Tensor, fake: Tensor | None = None, y: Tensor | None = None
-                     ) -> dict[str, float]:
+                     ) -> dict[str, Tensor]:
         """The regulariser phase, in float32 without autocast: the WGAN-GP penalty (kind
         ``"wgan-gp"``, needs ``fake``; it is detached) and/or R1 on ``real`` (``r1_gamma > 0``).
         Backward, then returns ``{"gp": ...}`` / ``{"r1": ...}``; ``{}`` when neither is on.
@@ -208,7 +208,7 @@ class GanLoss:
         if not names:
             return {}
         total: Tensor | None = None
-        values: list[Tensor] = []
+        values: dict[str, Tensor] = {}
         for name in names:
             if name == "gp":
                 if fake is None:
@@ -216,13 +216,13 @@ class GanLoss:
                 term = gradient_penalty(self.run_D, real, fake, y, self.gp_weight)
             else:
                 term = r1_penalty(self.run_D, real, y, self.r1_gamma)
-            values.append(term.detach())
+            values[name] = term.detach()
             total = term if total is None else total + term
         assert total is not None
         total.backward()
-        return dict(zip(names, torch.stack(values).tolist()))
+        return values
 
-    def g_step(self, z: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def g_step(self, z: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """G's loss on ``D(G(z, y), y)`` with D's parameters frozen; backward. Returns
         ``g_loss`` and ``g_d_fake`` (mean D(G(z)) seen in this phase)."""
         with _frozen(self.D):
@@ -231,5 +231,4 @@ class GanLoss:
                 fake_logits = self.run_D(fake, y)
             loss = self._g_loss(fake_logits)
             loss.backward()
-        stats = torch.stack([loss.detach(), fake_logits.detach().float().mean()]).tolist()
-        return dict(zip(("g_loss", "g_d_fake"), stats))
+        return {"g_loss": loss.detach(), "g_d_fake": fake_logits.detach().float().mean()}
