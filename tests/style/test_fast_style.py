@@ -16,16 +16,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same, assert_same_checkpoints, one_line_error, tiny_vgg
 from PIL import Image
 
 import impasto
-from conftest import assert_same, assert_same_checkpoints, one_line_error, tiny_vgg
 from impasto.cli import main
+from impasto.data import CropFolder
 from impasto.errors import InputError
+from impasto.io import to_pil
 from impasto.nets.patch_disc import PatchDiscriminator
 from impasto.nets.transformer import TransformerNet
 from impasto.style import PerceptualLoss
-from impasto.style import fast as fast_module
 from impasto.style.fast import (
     MODEL_KIND,
     ContentCrops,
@@ -36,7 +37,8 @@ from impasto.style.fast import (
     save_fast_style,
     train_fast_style,
 )
-from impasto.train import load_checkpoint, save_checkpoint
+from impasto.style.fast import training as fast_training
+from impasto.train import EMA, load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -209,7 +211,7 @@ def test_run_folder_holds_logs_checkpoint_and_samples(trained):
     assert [r["step"] for r in rows] == list(range(1, 21))
     assert {"content", "style", "d_loss", "g_adv", "images_per_s"} <= set(rows[-1])
     assert json.loads((run / "config.json").read_text())["adversarial_weight"] == 0.5
-    ckpt = load_checkpoint(run / "ckpt-000000020.pt", kind="fast-style-train")
+    ckpt = load_checkpoint(run / "ckpt-000000020.pt", kind="fast-style/transformer")
     assert set(ckpt["models"]) == {"net", "D"} and set(ckpt["optimizers"]) == {"net", "D"}
     assert list((run / "images").glob("samples-*.png"))
 
@@ -283,9 +285,77 @@ def test_save_fast_style_api_and_bf16(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left nothing behind
 
 
+def test_model_file_is_the_common_format_and_exports_from_a_run(trained, tmp_path):
+    from impasto.style.fast import export_model
+    from impasto.train import load_model
+
+    res, cfg = trained.plain, trained.cfg
+    m = load_model(res.output)
+    assert (m.kind, m.legacy, m.format_version) == ("fast-style/transformer", None, 1)
+    assert m.config == {"channels": [4, 8, 8], "num_residual": 1, "kernel_size": 9}
+    assert m.extra["metadata"]["steps"] == 20 and m.extra["thumbnail"].shape == (3, 48, 64)
+    # export from the run folder (its latest checkpoint): the same network and metadata
+    out = export_model(cfg.run, tmp_path / "exported.safetensors")
+    exported = FastStyle.from_file(out, device="cpu")
+    assert_same(exported.net.state_dict(), res.net.state_dict(), "exported net")
+    meta = exported.metadata
+    assert meta["style"] == {"name": "style.png"} and meta["steps"] == 20
+    assert meta["training"]["steps"] == 20 and meta["content"] == cfg.content
+    assert torch.equal(exported.thumbnail, FastStyle.from_file(res.output).thumbnail)
+    # a model file of the previous release exports too (re-written in this format)
+    legacy = Path(__file__).parents[1] / "fixtures" / "legacy"
+    again = export_model(legacy / "fast_style.pt", tmp_path / "legacy.pt")
+    assert load_model(again).legacy is None
+    assert FastStyle.from_file(again).style_name == "style.png"
+    with pytest.raises(InputError, match="not a fast-style checkpoint"):
+        export_model(gan_checkpoint(tmp_path / "gan.pt"), tmp_path / "x.pt")
+
+
+def test_pipeline_output_and_old_names(trained):
+    from impasto.style import fast
+
+    model = FastStyle.from_file(trained.plain.output, device="cpu")
+    pil = Image.fromarray(photo(2, 30, 41))
+    as_tensor = model(pil, precision="fp32", output="tensor", seed=3)
+    assert as_tensor.shape == (1, 3, 30, 41) and as_tensor.dtype == torch.float32
+    assert np.array_equal(np.asarray(model(pil, precision="fp32")),
+                          np.asarray(to_pil(as_tensor)))
+    pair = model(as_tensor.expand(2, -1, -1, -1), precision="fp32", output="pil")
+    assert isinstance(pair, list) and len(pair) == 2 and pair[0].size == (41, 30)
+    with pytest.raises(InputError, match="output must be one of pil, tensor"):
+        model(pil, output="png")
+    assert fast.train_fast_style is fast.train and fast.FastStyleConfig is fast.FastStyleTrainConfig
+    assert fast.FastStyleResult is fast.FastStyleRunResult and fast.ContentCrops is CropFolder
+    assert FastStyle.load(trained.plain.output).source == str(trained.plain.output)
+
+
+def test_loss_phases_return_device_tensors(trained):
+    from impasto.style.fast import FastStyleLoss
+
+    cfg = trained.cfg_adv
+    perceptual = PerceptualLoss(tiny_vgg(LAYERS), cfg.content_layers, cfg.style_layers)
+    style = torch.rand(1, 3, 40, 40)
+    perceptual.set_styles([style])
+    D = PatchDiscriminator(cfg.disc_config())
+    loss = FastStyleLoss(perceptual, D, style=style, adversarial_weight=0.5, crop=16)
+    x = torch.rand(2, 3, 32, 32)
+    fake = initial_net(cfg)(x)
+    stats = loss.d_step(fake) | loss.g_step(x, fake)
+    assert list(stats) == ["d_loss", "d_real", "d_fake", "loss", "content", "style", "tv", "g_adv"]
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad
+               for v in stats.values())
+    assert float(stats["loss"]) > float(stats["content"]) > 0  # the total holds the parts
+
+
+def gan_checkpoint(path: Path) -> Path:
+    """A GAN training checkpoint (a generator average and its network config)."""
+    return save_checkpoint(path, kind="gan/dcgan", config={}, step=1, images_seen=1,
+                           models={"G_ema": EMA(torch.nn.Linear(2, 2))}, optimizers={},
+                           extra={"net": {"arch": "dcgan"}})
+
+
 def test_load_refuses_other_files(tmp_path, trained):
-    gan = save_checkpoint(tmp_path / "gan.pt", kind="gan/dcgan", config={}, step=1,
-                          images_seen=1, models={"G": torch.nn.Linear(2, 2)}, optimizers={})
+    gan = gan_checkpoint(tmp_path / "gan.pt")
     with pytest.raises(InputError, match="'gan/dcgan' file, not a fast-style model"):
         FastStyle.load(gan)
     ckpt = Path(trained.cfg.run) / "ckpt-000000020.pt"
@@ -368,7 +438,7 @@ def test_config_checks(env):
 @pytest.fixture()
 def tiny_cli_vgg(monkeypatch):
     """The CLI builds VGG19Features itself: give it the tiny one."""
-    monkeypatch.setattr(fast_module, "VGG19Features",
+    monkeypatch.setattr(fast_training, "VGG19Features",
                         lambda layers, **kw: tiny_vgg(tuple(layers)))
 
 
@@ -397,8 +467,7 @@ def test_cli_train_and_info(env, tiny_cli_vgg, capsys, tmp_path):
 
 
 def test_cli_refuses_model_of_another_kind(env, capsys, tmp_path, trained):
-    gan = save_checkpoint(tmp_path / "gan.pt", kind="gan/dcgan", config={}, step=1,
-                          images_seen=1, models={"G": torch.nn.Linear(2, 2)}, optimizers={})
+    gan = gan_checkpoint(tmp_path / "gan.pt")
     one_line_error(capsys, ["fast-style", "info", str(gan)],
                    "is a 'gan/dcgan' file, not a fast-style model")
     one_line_error(capsys, ["fast-style", "info", str(Path(trained.cfg.run) / "ckpt-000000020.pt")],

@@ -21,13 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same, run_ranks, tiny_vgg
 from PIL import Image
 
-from conftest import assert_same, run_ranks, tiny_vgg
 from impasto.cli import main
+from impasto.errors import InputError
 from impasto.nets.transformer import TransformerNet
-from impasto.style import fast as fast_module
-from impasto.style.fast import FastStyleConfig, load_fast_style, train_fast_style
+from impasto.style.fast import (
+    FastStyleConfig,
+    FastStyleLoss,
+    load_fast_style,
+    train_fast_style,
+)
+from impasto.style.fast import training as fast_training
 from impasto.train import EpochSampler, load_checkpoint, read_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -169,7 +175,7 @@ def test_ranks_end_with_identical_trained_networks(ddp_runs, case):
     net, meta, _ = load_fast_style(r0["output"])
     assert_same(net.state_dict(), r0["net"], "model file")
     assert meta["steps"] == cases[case]["steps"] and meta["aborted"] is False
-    ckpt = load_checkpoint(r0["checkpoint"], kind="fast-style-train")
+    ckpt = load_checkpoint(r0["checkpoint"], kind="fast-style/transformer")
     assert_same(ckpt["models"]["net"], r0["net"], "ckpt.net")
     assert ckpt["extra"]["world_size"] == 2 and len(ckpt["extra"]["rng_per_rank"]) == 2
     assert ckpt["images_seen"] == cases[case]["steps"] * 2 * 2  # batch 2 on each of 2 ranks
@@ -229,7 +235,7 @@ def test_shards_are_disjoint_and_one_process_keeps_the_whole_order():
         assert a + b != order and sorted(a + b) == sorted(order[:8])  # the 9th is left out
     shards[1].skip_next(3)
     assert list(shards[1]) == b[3:]
-    with pytest.raises(fast_module.InputError, match="fewer than the 3 training processes"):
+    with pytest.raises(InputError, match="fewer than the 3 training processes"):
         EpochSampler(2, seed=0, world_size=3, rank=0, order="derived")
 
 
@@ -273,9 +279,9 @@ def test_keyboard_interrupt_writes_model_file(single):
 
 def test_cli_first_ctrl_c_writes_checkpoint_and_model_file(single, monkeypatch, capsys):
     root, opts = single
-    monkeypatch.setattr(fast_module, "VGG19Features", lambda layers, **kw: tiny_vgg(tuple(layers)))
+    monkeypatch.setattr(fast_training, "VGG19Features", lambda layers, **kw: tiny_vgg(tuple(layers)))
     calls = []
-    original = fast_module.FastStyleLoss.g_step
+    original = FastStyleLoss.g_step
 
     def g_step(self, content, fake):
         calls.append(1)
@@ -283,7 +289,7 @@ def test_cli_first_ctrl_c_writes_checkpoint_and_model_file(single, monkeypatch, 
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, content, fake)
 
-    monkeypatch.setattr(fast_module.FastStyleLoss, "g_step", g_step)
+    monkeypatch.setattr(FastStyleLoss, "g_step", g_step)
     handler = signal.getsignal(signal.SIGINT)
     out = root / "cli.pt"
     rc = main(["fast-style", "train", str(root / "photos"), "-s", str(root / "style.png"),

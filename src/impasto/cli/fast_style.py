@@ -1,5 +1,5 @@
 """``impasto fast-style train|info``: thin argparse handlers over
-:func:`impasto.style.fast.train_fast_style` and :class:`impasto.style.fast.FastStyle`,
+:func:`impasto.style.fast.train` and :class:`impasto.style.fast.FastStyle`,
 registered by :mod:`impasto.cli`.
 
 Every option is checked before any work: a bad value, file or checkpoint is one line on stderr
@@ -73,7 +73,7 @@ def add_parser(sub: Any) -> None:
     _add_info(fsub)
 
 
-# Options that map to FastStyleConfig fields (dest -> field). Their argparse default is
+# Options that map to FastStyleTrainConfig fields (dest -> field). Their argparse default is
 # SUPPRESS, so only the options given override the defaults or, with --resume, the saved run.
 _FIELDS = {
     "content": "content", "style": "style", "output": "output", "run": "run",
@@ -95,9 +95,9 @@ _FIELDS = {
 def _add_train(fsub: Any) -> None:
     from impasto.nets.patch_disc import PATCH_NORMS
     from impasto.nets.vgg import VGG19_WEIGHTS
-    from impasto.style.fast import ADV_LOSSES, FastStyleConfig
+    from impasto.style.fast import ADV_LOSSES, FastStyleTrainConfig
 
-    d = FastStyleConfig()
+    d = FastStyleTrainConfig()
     S = argparse.SUPPRESS
     pos = int_at_least(1)
     nonneg = int_at_least(0)
@@ -198,9 +198,14 @@ def _add_info(fsub: Any) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """The run's FastStyleConfig (defaults, or the resumed run's settings, overridden by the
+    """The run's FastStyleTrainConfig (defaults, or the resumed run's settings, overridden by the
     options given) and the checkpoint to resume."""
-    from impasto.style.fast import CHECKPOINT_PREFIX, TRAIN_KIND, FastStyleConfig
+    from impasto.style.fast import (
+        CHECKPOINT_PREFIX,
+        LEGACY_TRAIN_KIND,
+        TRAIN_KIND,
+        FastStyleTrainConfig,
+    )
     from impasto.train import config_from_dict
 
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
@@ -209,15 +214,15 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
                                         ("-o/--output", "output")) if key not in given]
         if missing:
             raise InputError(f"fast-style train: give {', '.join(missing)} (or --resume RUN)")
-        config = FastStyleConfig(**given)
+        config = FastStyleTrainConfig(**given)
         config.validate()
         return config, None
     ckpt_path, ckpt, base = resumed_checkpoint(args.resume, prefix=CHECKPOINT_PREFIX)
-    if ckpt["kind"] != TRAIN_KIND:
+    if ckpt["kind"] not in (TRAIN_KIND, LEGACY_TRAIN_KIND):
         raise InputError(
             f"{ckpt_path} is a '{ckpt['kind']}' file, not a fast-style training checkpoint"
         )
-    config = config_from_dict(FastStyleConfig, {**base, **given}, source=str(ckpt_path))
+    config = config_from_dict(FastStyleTrainConfig, {**base, **given}, source=str(ckpt_path))
     config.validate()
     return config, str(ckpt_path)
 
@@ -230,10 +235,10 @@ _STOP_MESSAGE = ("\nimpasto: stopping after this step, saving a checkpoint and t
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from impasto.style.fast import train_fast_style
+    from impasto.style.fast import train
 
     config, resume = _train_config(args)
-    result = run_training(train_fast_style, config, resume, LossBar(args.quiet), _STOP_MESSAGE,
+    result = run_training(train, config, resume, LossBar(args.quiet), _STOP_MESSAGE,
                           rank0_only=True)
     if not args.quiet and result.rank == 0:
         if result.aborted:

@@ -28,8 +28,8 @@ __all__ = [
 
 # Feed-forward per-style networks (impasto.style.fast), loaded lazily: they pull in the
 # training machinery, which `import impasto.style` alone does not need.
-_FAST = ("FastStyle", "FastStyleConfig", "FastStyleLoss", "load_fast_style", "save_fast_style",
-         "train_fast_style")
+_FAST = ("FastStyle", "FastStyleConfig", "FastStyleLoss", "FastStyleTrainConfig",
+         "load_fast_style", "save_fast_style", "train_fast_style")
 __all__ += list(_FAST)
 
 
