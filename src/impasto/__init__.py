@@ -12,8 +12,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaIN", "Classifier", "FastStyle", "GatysConfig", "GatysStyleTransfer", "InputError",
-    "stylize", "__version__",
+    "AdaIN", "Classifier", "FastStyle", "GanGenerator", "GatysConfig", "GatysStyleTransfer",
+    "InputError", "stylize", "__version__",
 ]
 
 
@@ -39,6 +39,10 @@ def __getattr__(name: str):
         from impasto.classify.pipeline import Classifier
 
         return Classifier
+    if name == "GanGenerator":
+        from impasto.gan.pipeline import GanGenerator
+
+        return GanGenerator
     if name == "InputError":
         from impasto.errors import InputError
 

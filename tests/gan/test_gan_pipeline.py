@@ -1,8 +1,11 @@
-"""GanGenerator: loading from a run folder or a checkpoint, seeds, truncation, classes, slerp."""
+"""GanGenerator: loading from a run folder, a checkpoint or a model file (export_model, and the
+one a run writes at its end), seeds, truncation, classes, PIL output, slerp."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +41,7 @@ def run(tmp_path_factory):
         base_width=8, batch_size=8, steps=30, precision="fp32", device="cpu", deterministic=True,
         log_every=0, sample_every=0, ckpt_every=15, n_samples=4, tensorboard=False, lr_g=1e-3,
         ema_rampup=0.02,  # so that the EMA weights follow G in so short a run
+        output=str(root / "squares-gan.pt"),
     )
     result = train(cfg)
     return result
@@ -63,6 +67,59 @@ def test_load_from_run_folder_and_from_file(run):
     for k, v in run.G.state_dict().items():
         assert torch.equal(raw[k], v), k
     assert not torch.equal(raw["to_image.weight"], ema["to_image.weight"])
+
+
+def test_model_files_round_trip(run, tmp_path):
+    import impasto
+    from impasto.gan import export_model
+    from impasto.train import load_model, save_model
+
+    assert impasto.GanGenerator is GanGenerator
+    ref = GanGenerator.from_file(run.run)  # device "auto": the CPU here
+    assert ref.device == torch.device("cpu")
+    want = ref(6, seed=3, class_="2")
+    # the model file the run wrote at its end, and exported ones in both formats
+    files = [run.output] + [export_model(run.run, tmp_path / n) for n in ("g.pt", "g.safetensors")]
+    assert run.output == Path(run.config.output) and files[0].exists()
+    for path in files:
+        m = load_model(path)
+        assert (m.kind, m.legacy, m.extra["classes"], m.extra["step"]) == (
+            "gan/dcgan", None, ["0", "1", "2"], 30)
+        gen = GanGenerator.from_file(path, "cpu")
+        assert gen.classes == ["0", "1", "2"] and gen.source == str(path)
+        assert torch.equal(gen(6, seed=3, class_="2"), want)
+    # a model file holds the moving average only; another family's model is refused
+    with pytest.raises(InputError, match="a model file holds only the generator's moving"):
+        GanGenerator.from_file(files[1], ema=False)
+    other = save_model(tmp_path / "c.pt", kind="classify/lenet", config={}, state_dict={})
+    with pytest.raises(InputError, match="is a 'classify/lenet' model file, not a GAN's"):
+        GanGenerator.from_file(other)
+    with pytest.raises(InputError, match="renders only at 32x32"):
+        GanGenerator.from_file(files[2], resolution=16)
+
+
+def test_model_file_setting_is_checked_before_training(run, tmp_path):
+    with pytest.raises(InputError, match="the run folder and the model file are the same path"):
+        GanTrainConfig(data="x", run=str(tmp_path / "r"), output=str(tmp_path / "r"))
+    cfg = dataclasses.replace(run.config, run=str(tmp_path / "r"), output=str(tmp_path))
+    with pytest.raises(InputError, match="is a folder; give a file name for the model file"):
+        train(cfg)
+    assert not (tmp_path / "r").exists()
+
+
+def test_pil_output_and_latents_given_first(run):
+    gen = GanGenerator.load(run.run)
+    z = gen.latents(3, seed=4)
+    images = gen(z)
+    assert torch.equal(images, gen(3, seed=4)) and torch.equal(images, gen(latents=z))
+    pictures = gen(3, seed=4, output="pil")
+    assert len(pictures) == 3 and pictures[0].mode == "RGB" and pictures[0].size == (32, 32)
+    u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert all(np.array_equal(np.asarray(p), a) for p, a in zip(pictures, u8))
+    with pytest.raises(InputError, match="output must be one of tensor, pil, not 'png'"):
+        gen(1, output="png")
+    with pytest.raises(InputError, match="give the latents once"):
+        gen(z, latents=z)
 
 
 def test_seeds_are_reproducible(run):

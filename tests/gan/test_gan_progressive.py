@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from conftest import assert_same, assert_same_checkpoints, blobs, one_line_error, run_ranks
 from impasto.cli import main
 from impasto.errors import InputError
-from impasto.gan import GanGenerator
+from impasto.gan import GanGenerator, export_model
 from impasto.gan.progressive import (
     PgganSchedule,
     PgganTrainConfig,
@@ -215,12 +215,18 @@ def test_tiny_run_grows_from_4_to_16(straight, data, tmp_path):
 
 def test_without_the_reset_adam_counts_every_step(data, tmp_path):
     result = train(config(data, tmp_path / "run", reset_optimizers=False,
-                          schedule=dict(total_kimg=0.1)))
+                          schedule=dict(total_kimg=0.1), output=str(tmp_path / "pg.pt")))
     adam = load_checkpoint(result.checkpoint)["optimizers"]["D"]["state"]
     # D's last block trained at every step (13), the 4x4 fromRGB until the fade ended (4 + 6),
     # the 8x8 layers from the fade's first step on (6 + 3)
     steps = sorted({int(v["step"]) for v in adam.values()})
     assert result.step == 13 and steps == [9, 10, 13]
+    # the model file written at the end renders as the run's last checkpoint does
+    assert result.output == tmp_path / "pg.pt"
+    for r in (4, 8):
+        torch.testing.assert_close(GanGenerator.from_file(result.output, resolution=r)(3, seed=1),
+                                   GanGenerator.load(result.run, resolution=r)(3, seed=1),
+                                   rtol=0, atol=0)
 
 
 def split_run(data, run: Path, at: int, **kw):
@@ -314,6 +320,18 @@ def test_generator_renders_at_every_reached_resolution(straight, tmp_path):
     # an older checkpoint renders at its own stage: mid-fade, with its alpha
     faded = generator_from_checkpoint(load_checkpoint(result.run / "ckpt-000000010.pt"))
     assert faded.stage == (8, pytest.approx(40 / 48))
+    # ... and so does its model file, which reaches the same resolutions
+    model = export_model(result.run / "ckpt-000000010.pt", tmp_path / "mid.safetensors")
+    mid = GanGenerator.from_file(model)
+    assert mid.G.stage == faded.stage and mid.resolution == 8
+    assert torch.equal(mid(2, seed=4), GanGenerator.load(result.run / "ckpt-000000010.pt")(
+        2, seed=4))
+    with pytest.raises(InputError, match="has not trained at resolution 16; it has reached 4, 8"):
+        GanGenerator.from_file(model, resolution=16)
+    grey = mid(2, seed=4, output="pil")
+    assert [(p.mode, p.size) for p in grey] == [("L", (8, 8))] * 2
+    assert np.array_equal(np.asarray(grey[1]),
+                          (mid(2, seed=4)[1, 0] * 255).round().to(torch.uint8).numpy())
     with pytest.raises(InputError, match="has not trained at resolution 16; it has reached 4, 8"):
         GanGenerator.load(result.run / "ckpt-000000010.pt", resolution=16)
     with pytest.raises(InputError, match="has not trained at resolution 32"):

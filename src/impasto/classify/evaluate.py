@@ -31,14 +31,8 @@ from impasto.classify.config import FAMILY
 from impasto.device import DEVICES, resolve_device
 from impasto.errors import InputError
 from impasto.nets.classifier import ClassifierNetConfig, build_classifier
-from impasto.train import (
-    ModelFile,
-    load_checkpoint,
-    load_model,
-    resolve_checkpoint,
-    restore,
-)
-from impasto.train.modelfile import WrongKindError
+from impasto.train import ModelFile, resolve_checkpoint, restore
+from impasto.train.modelfile import read_model
 
 __all__ = [
     "EvalResult",
@@ -96,20 +90,7 @@ def read_classifier(path: str | os.PathLike[str], *, which: str = "best") -> Mod
     if which not in ("best", "latest"):
         raise InputError(f"which must be 'best' or 'latest', not {which!r}")
     file = _checkpoint_file(path, which)
-    try:
-        model = load_model(file, kind=FAMILY)
-    except WrongKindError as e:
-        what = "checkpoint" if e.legacy else "model file"
-        raise InputError(f"{file} is a '{e.legacy or e.kind}' {what}, not a classifier's") from None
-    except InputError as e:
-        # Not a model file or a checkpoint with a classifier in it. Most files given here are
-        # checkpoints: for one that is no checkpoint either, the checkpoint reader's words.
-        try:
-            load_checkpoint(file)
-        except InputError as not_checkpoint:
-            if "model file" not in str(not_checkpoint):
-                raise not_checkpoint from None
-        raise e from None
+    model = read_model(file, FAMILY, "a classifier's")
     what = "checkpoint" if model.training_checkpoint else "model file"
     try:
         config = ClassifierNetConfig.from_dict(model.config)

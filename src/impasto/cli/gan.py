@@ -212,8 +212,8 @@ def _add_train(gsub: Any) -> None:
 def _add_common_sampling(p: argparse.ArgumentParser) -> None:
     from impasto.device import DEVICES
 
-    p.add_argument("source", metavar="RUN|CKPT", help="a run folder (its latest checkpoint) or a "
-                   "checkpoint file")
+    p.add_argument("source", metavar="RUN|CKPT|MODEL", help="a run folder (its latest "
+                   "checkpoint), a checkpoint file or a model file (impasto.gan.export_model)")
     p.add_argument("--truncation", type=positive_number, default=None,
                    help="truncation trick: resample latent entries beyond +-T (e.g. 0.7)")
     p.add_argument("--class", dest="class_", default=None, metavar="C",
@@ -334,8 +334,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> Any:
     from impasto.gan.pipeline import GanGenerator
 
-    gen = GanGenerator.load(args.source, ema=args.ema, device=args.device,
-                            resolution=args.resolution)
+    gen = GanGenerator.from_file(args.source, args.device, ema=args.ema,
+                                 resolution=args.resolution)
     if args.class_ is not None:
         gen.class_index(args.class_)  # checks it now: unconditional model, unknown class
     return gen

@@ -1,5 +1,6 @@
 """GAN training pieces: losses and penalties, the phased :class:`GanLoss`, DiffAugment, the
-training loop (:class:`GanTrainConfig`, :func:`train`) and sampling (:class:`GanGenerator`).
+training loop (:class:`GanTrainConfig`, :func:`train`), sampling (:class:`GanGenerator`) and model
+files (:func:`export_model`).
 
 Networks live in :mod:`impasto.nets.gan`; this package may import them, never the reverse.
 """
@@ -18,6 +19,7 @@ from impasto.gan.losses import (
     gradient_penalty,
     r1_penalty,
 )
+from impasto.gan.model import export_model, read_generator
 from impasto.gan.pipeline import GanGenerator, slerp
 from impasto.gan.training import GanProgress, GanRunResult, RunResult, train
 
@@ -34,11 +36,13 @@ __all__ = [
     "d_loss_hinge",
     "d_loss_nonsaturating",
     "d_loss_wgan",
+    "export_model",
     "g_loss_hinge",
     "g_loss_nonsaturating",
     "g_loss_wgan",
     "gradient_penalty",
     "r1_penalty",
+    "read_generator",
     "slerp",
     "train",
 ]

@@ -1,7 +1,8 @@
 """What the two GAN training loops share (:mod:`impasto.gan.training` and
 :mod:`impasto.gan.progressive`): the numbers of their random streams, the networks' placement
 and weight average, the three loss objects of a step under DDP, the fixed sample grid, the
-tracked metric, and the check that a checkpoint to resume fits the run's networks.
+tracked metric, the check that a checkpoint to resume fits the run's networks, and the model
+file written at the end.
 
 The stream numbers are part of the checkpoint format: a run resumed by a later release draws
 the same numbers only while they stay as they are.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 
 from impasto.data import make_loader, open_dataset
 from impasto.errors import InputError
+from impasto.gan.model import export_model
 from impasto.nets.gan import sample_latents
 from impasto.train import EMA, DistInfo, EpochSampler, derive_seed, loader_workers, wrap_ddp
 from impasto.train.run import Run
@@ -34,11 +37,12 @@ __all__ = [
     "MetricTracker",
     "check_resume_fits",
     "checkpoint_kind",
-    "generator_weights",
     "log_sample_grid",
+    "write_model_file",
     "loss_phases",
     "metric_reference",
     "place_networks",
+    "refuse_output_folder",
     "random_streams",
     "sample_grid_inputs",
     "tracked_metric",
@@ -93,22 +97,19 @@ def check_resume_fits(
         )
 
 
-def generator_weights(ckpt: Mapping[str, Any], *, ema: bool = True) -> Mapping[str, Any]:
-    """The state dict of a GAN training checkpoint's generator: the moving average's
-    (``G_ema``) or, with ``ema=False``, the raw trained one (``G``); :class:`InputError`
-    when it holds neither."""
-    src = ckpt.get("path", "checkpoint")
-    name = "G_ema" if ema else "G"
-    saved = (ckpt.get("models") or {}).get(name)
-    if saved is None:
-        raise InputError(f"{src}: no '{name}' weights in the checkpoint")
-    if not ema:
-        return saved
-    # The EMA's state holds the averaged model's state dict under "model".
-    state = saved.get("model") if isinstance(saved, Mapping) else None
-    if state is None:
-        raise InputError(f"{src}: the 'G_ema' entry is not an EMA state")
-    return state
+def refuse_output_folder(config: Any) -> None:
+    """:class:`InputError` when the model file to write at the end (``config.output``) is an
+    existing folder: before anything is written."""
+    if config.output and Path(config.output).is_dir():
+        raise InputError(f"{config.output}: is a folder; give a file name for the model file")
+
+
+def write_model_file(run: Run[Any], config: Any) -> Path | None:
+    """At the end of a run, on rank 0: the model file ``config.output`` (if any) from the
+    run's last checkpoint (:func:`~impasto.gan.export_model`); its path, else None."""
+    if not config.output or not run.info.is_main:
+        return None
+    return export_model(run.dir, config.output)
 
 
 class _DataSettings(Protocol):

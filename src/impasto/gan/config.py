@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from impasto.data import check_resolution
@@ -68,7 +69,7 @@ _WGAN_GP_DEFAULTS = (1e-4, (0.0, 0.9), 5)
 
 def check_run_fields(cfg: Any) -> None:
     """Check the fields :class:`GanTrainConfig` and the PGGAN's config share, from ``hflip``
-    to ``metric_samples`` (runtime, intervals, samples, tracked metric), in that order."""
+    to ``output`` (runtime, intervals, samples, tracked metric, model file), in that order."""
     _bool("hflip", cfg.hflip)
     check_runtime_fields(cfg)
     check_logging_fields(cfg)
@@ -81,6 +82,12 @@ def check_run_fields(cfg: Any) -> None:
         )
     _int("metric_every", cfg.metric_every, 0)
     _int("metric_samples", cfg.metric_samples, 16, 100_000)
+    if cfg.output is not None:
+        if not isinstance(cfg.output, str) or not cfg.output:
+            raise _bad("output", "a model file name", cfg.output)
+        if Path(cfg.output).absolute() == Path(cfg.run).absolute():
+            raise InputError(f"the run folder and the model file are the same path "
+                             f"({cfg.output}); give the model file another name")
 
 
 def check_adam_fields(cfg: Any, *, optional: bool = False) -> None:
@@ -108,8 +115,8 @@ def check_ema_fields(cfg: Any) -> None:
 class GanCommonConfig:
     """The settings every GAN config has besides runtime and logging (checked, with those, by
     :func:`check_run_fields`): ``hflip``, the sample grid (``sample_every``, ``n_samples``) and
-    the tracked metric (``metric``, ``metric_every``, ``metric_samples``); see
-    :class:`GanTrainConfig`."""
+    the tracked metric (``metric``, ``metric_every``, ``metric_samples``) and the model file
+    written at the end (``output``); see :class:`GanTrainConfig`."""
 
     hflip: bool = False
     sample_every: int = 500
@@ -117,6 +124,7 @@ class GanCommonConfig:
     metric: str = ""
     metric_every: int = 0
     metric_samples: int = 512
+    output: str | None = None
 
 
 @dataclass
@@ -171,6 +179,9 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
             logged as ``metric/<name>`` every ``metric_every`` steps and when the run ends or
             is aborted (0: only then), and ``best.pt`` keeps the checkpoint with the lowest
             value so far.
+        output: a model file (:func:`impasto.gan.export_model`: G_ema, its network config
+            and classes) written on rank 0 from the last checkpoint when the run ends or is
+            aborted; None: none (the run folder has the checkpoints).
     """
 
     data: str = ""

@@ -3,11 +3,13 @@ other front end share, and :func:`slerp`.
 
 ::
 
-    gen = GanGenerator.load("runs/cifar")            # the run's latest checkpoint, EMA weights
+    gen = GanGenerator.from_file("runs/cifar")       # a run folder, checkpoint or model file
     images = gen(16, seed=1, truncation=0.7)         # (16, C, H, W) in [0, 1]
+    pictures = gen(4, seed=1, output="pil")          # four PIL images
     frames = gen.interpolate([1, 2, 3], frames=60)   # (60, C, H, W), slerp from seed to seed
+    export_model("runs/cifar", "cifar-gan.pt")       # G_ema alone, in the one model-file format
 
-The generator is rebuilt from the checkpoint alone (its stored network config); nothing of the
+The generator is rebuilt from the file alone (its stored network config); nothing of the
 training code or data is needed. Latents follow one convention everywhere: ``seed`` seeds a
 CPU :class:`torch.Generator` from which :func:`~impasto.nets.gan.sample_latents` draws, so the
 same seed gives the same images on every device, and ``gen(1, seed=s)`` shows the image that
@@ -26,10 +28,14 @@ from torch import Tensor, nn
 
 from impasto.device import resolve_device
 from impasto.errors import InputError
-from impasto.nets.gan import GAN_ARCH_REGISTRY, GanNetConfig, build_gan, sample_latents
-from impasto.train import load_checkpoint, resolve_checkpoint, restore
+from impasto.gan.model import build_generator, read_generator
+from impasto.nets.gan import sample_latents
+from impasto.train import ModelFile
 
-__all__ = ["GanGenerator", "slerp"]
+__all__ = ["OUTPUTS", "GanGenerator", "slerp"]
+
+#: What :meth:`GanGenerator.__call__` returns: a tensor of images, or a list of PIL images.
+OUTPUTS = ("tensor", "pil")
 
 _CHUNK = 64  # images per forward pass
 
@@ -80,8 +86,9 @@ def _seed(value: Any, what: str = "seed") -> int:
 class GanGenerator:
     """A trained generator, ready to sample (see the module doc).
 
-    Build it with :meth:`load`, or from a module: ``GanGenerator(G, classes=[...])``.
-    ``G`` is put in eval mode (batch norm uses its running statistics).
+    Build it with :meth:`from_file`, or from a module: ``GanGenerator(G, classes=[...])``
+    (moved to ``device``, ``"auto"`` by default). ``G`` is put in eval mode (batch norm uses
+    its running statistics).
     """
 
     def __init__(
@@ -89,7 +96,7 @@ class GanGenerator:
         G: nn.Module,
         *,
         classes: Sequence[str] | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         source: str = "<module>",
     ) -> None:
         self.device = torch.device(device) if not isinstance(device, str) else (
@@ -107,60 +114,51 @@ class GanGenerator:
         self.source = source
 
     @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "auto",
+        *,
+        ema: bool = True,
+        resolution: int | None = None,
+    ) -> GanGenerator:
+        """The generator of a GAN model file (:func:`~impasto.gan.export_model`), a training
+        checkpoint (of this release or the one before) or a run folder (its latest
+        checkpoint), on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+
+        ``ema``: the moving-average weights (what samples should use) or, if False, the raw
+        trained ones (checkpoints only). ``resolution``: for a progressive GAN (``gan/pggan``),
+        any resolution it has reached (default: the stage it reached; see
+        :func:`impasto.gan.progressive.pggan_generator`); other GANs render only at their own.
+        Raises :class:`InputError` (one line naming the file) for a missing, truncated or
+        corrupt file and for one that holds no GAN.
+        """
+        return cls.from_model(read_generator(path, ema=ema), device, resolution=resolution)
+
+    @classmethod
+    def from_model(
+        cls, model: ModelFile, device: str | torch.device = "auto", *,
+        resolution: int | None = None,
+    ) -> GanGenerator:
+        """The generator of a GAN :class:`~impasto.train.ModelFile` (see
+        :func:`impasto.gan.model.read_generator`), as :meth:`from_file`."""
+        G = build_generator(model, resolution)
+        classes = model.extra.get("classes")
+        return cls(G, classes=classes if isinstance(classes, list) else None, device=device,
+                   source=str(model.path) if model.path is not None else "<model>")
+
+    @classmethod
     def load(
         cls,
         path_or_run_folder: str | os.PathLike[str],
         *,
         ema: bool = True,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         resolution: int | None = None,
     ) -> GanGenerator:
-        """The generator of a GAN checkpoint (a file, or a run folder: its latest checkpoint).
-
-        ``ema``: the moving-average weights (what samples should use) or, if False, the raw
-        trained ones. ``resolution``: for a progressive GAN (``gan/pggan``), any resolution
-        it has reached (default: its current stage; see
-        :func:`impasto.gan.progressive.generator_from_checkpoint`); other GANs render only at
-        their own. Raises :class:`InputError` for a missing, truncated or corrupt file and
-        for a checkpoint that is not a GAN's.
-        """
-        path = resolve_checkpoint(path_or_run_folder)
-        ckpt = load_checkpoint(path)
-        kind = ckpt["kind"]
-        if not kind.startswith("gan/"):
-            raise InputError(f"{path} is a '{kind}' checkpoint, not a GAN's")
-        arch = kind[len("gan/"):]
-        if arch in GAN_ARCH_REGISTRY and GAN_ARCH_REGISTRY.get(arch).progressive:
-            from impasto.gan.progressive import generator_from_checkpoint
-
-            G_pg = generator_from_checkpoint(ckpt, ema=ema, resolution=resolution)
-            return cls(G_pg, device=device, source=str(path))
-        extra = ckpt.get("extra") or {}
-        net = extra.get("net")
-        if not isinstance(net, dict):
-            raise InputError(f"{path}: not a GAN training checkpoint (no network config)")
-        config = GanNetConfig.from_dict(net)
-        if f"gan/{config.arch}" != kind:
-            raise InputError(f"{path}: a '{kind}' checkpoint holding a {config.arch} network")
-        if resolution is not None and resolution != config.resolution:
-            raise InputError(
-                f"{path}: a {config.arch} generator renders only at {config.resolution}x"
-                f"{config.resolution}; --resolution applies to progressive GANs (pggan)"
-            )
-        G, _ = build_gan(config)
-        name = "G_ema" if ema else "G"
-        saved = ckpt["models"].get(name)
-        if saved is None:
-            raise InputError(f"{path}: no '{name}' weights in the checkpoint")
-        if ema:
-            # The EMA's state holds the averaged model's state dict under "model".
-            state = saved.get("model") if isinstance(saved, dict) else None
-            ckpt = {**ckpt, "models": {"G": state}}
-            if state is None:
-                raise InputError(f"{path}: the 'G_ema' entry is not an EMA state")
-        restore(ckpt, {"G": G}, rng=False)
-        classes = extra.get("classes") if isinstance(extra.get("classes"), list) else None
-        return cls(G, classes=classes, device=device, source=str(path))
+        """The older spelling of :meth:`from_file`, whose device default is ``"cpu"`` (kept
+        for one release)."""
+        return cls.from_file(path_or_run_folder, device, ema=ema, resolution=resolution)
 
     # ----------------------------------------------------------------------------------------
 
@@ -237,21 +235,29 @@ class GanGenerator:
 
     def __call__(
         self,
-        n: int | None = None,
+        n: int | Tensor | None = None,
         *,
         seed: int | None = None,
         latents: Tensor | None = None,
         truncation: float | None = None,
         class_: int | str | Sequence[int | str] | None = None,
-    ) -> Tensor:
-        """``n`` images ``(n, C, H, W)`` in ``[0, 1]`` (float32, CPU).
+        output: str = "tensor",
+    ) -> Any:
+        """``n`` images: ``(n, C, H, W)`` in ``[0, 1]`` (float32, CPU), or with
+        ``output="pil"`` a list of ``n`` PIL images (RGB, or grey ``L`` for one channel).
 
         From ``seed`` (the same seed gives the same images; None draws a random one) or from
-        given ``latents`` ``(N, z_dim)``. ``truncation``: resample latent entries beyond
-        ``[-t, t]`` (Brock et al. 2019); smaller is cleaner but less varied. ``class_``: one
-        class (index or name) for all images, or one per image; on a conditional model
-        without it, the images go through the classes in turn.
+        given latents ``(N, z_dim)``: ``gen(z)`` or ``gen(latents=z)``. ``truncation``:
+        resample latent entries beyond ``[-t, t]`` (Brock et al. 2019); smaller is cleaner but
+        less varied. ``class_``: one class (index or name) for all images, or one per image; on
+        a conditional model without it, the images go through the classes in turn.
         """
+        if output not in OUTPUTS:
+            raise InputError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        if isinstance(n, Tensor):
+            if latents is not None:
+                raise InputError("give the latents once: gen(z) or gen(latents=z)")
+            n, latents = None, n
         if latents is not None:
             if truncation is not None:
                 raise InputError("truncation applies to sampled latents, not to given ones")
@@ -262,7 +268,13 @@ class GanGenerator:
                 raise InputError(f"n={n} but {z.shape[0]} latents given")
         else:
             z = self.latents(1 if n is None else n, seed, truncation)
-        return self.generate(z, self._labels(z.shape[0], class_))
+        images = self.generate(z, self._labels(z.shape[0], class_))
+        if output == "tensor":
+            return images
+        from impasto.io import to_pil
+
+        return [to_pil(x.expand(3, -1, -1)).convert("L") if x.shape[0] == 1 else to_pil(x)
+                for x in images]
 
     def interpolation_latents(
         self,

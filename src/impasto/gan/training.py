@@ -58,8 +58,10 @@ from impasto.gan.common import (
     loss_phases,
     place_networks,
     random_streams,
+    refuse_output_folder,
     sample_grid_inputs,
     training_data,
+    write_model_file,
 )
 from impasto.gan.config import GanTrainConfig
 from impasto.gan.losses import GanLoss
@@ -111,6 +113,7 @@ class GanRunResult:
     images_seen: int
     aborted: bool
     checkpoint: Path | None  # the last checkpoint written (rank 0; None elsewhere)
+    output: Path | None  # the model file written (config.output; rank 0)
     stats: dict[str, float]
     seconds: float
     config: GanTrainConfig
@@ -172,6 +175,7 @@ def _train(
     run = Run(config, info, device, kind=checkpoint_kind(config.arch), resume=resume,
               prefix=CHECKPOINT_PREFIX, best_metric=config.metric or None, mode="min",
               progress=progress, abort=abort)
+    refuse_output_folder(config)
 
     # -- data ------------------------------------------------------------------------------
     dataset, sampler, make_loader = training_data(config, info)
@@ -278,6 +282,7 @@ def _train(
         if info.is_distributed:
             broadcast_buffers(G, D, ema.model)
 
+    output = write_model_file(run, config)
     return GanRunResult(
         run=run.dir,
         step=run.step,
@@ -285,6 +290,7 @@ def _train(
         images_seen=run.images_seen,
         aborted=run.stopped,
         checkpoint=run.last_checkpoint if info.is_main else None,
+        output=output,
         stats=run.stats,
         seconds=run.seconds,
         config=config,

@@ -202,7 +202,7 @@ class GeneratorSet(ImageSet):
                  device: str = "cpu", truncation: float | None = None) -> None:
         from impasto.gan.pipeline import GanGenerator
 
-        self.gen = GanGenerator.load(path, device=device)
+        self.gen = GanGenerator.from_file(path, device)
         self.path = path
         self.label = str(path)
         self.n = DEFAULT_GENERATOR_SAMPLES if n is None else int(n)

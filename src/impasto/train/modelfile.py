@@ -57,7 +57,7 @@ import torch
 from impasto._fileutil import atomic_open, one_line, reason
 from impasto.errors import InputError
 from impasto.train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
-from impasto.train.checkpoint import _check_plain, _verify
+from impasto.train.checkpoint import _check_plain, _verify, load_checkpoint
 from impasto.train.config import config_to_dict
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "WrongKindError",
     "load_model",
     "model_kind",
+    "read_model",
     "save_model",
 ]
 
@@ -252,6 +253,28 @@ def load_model(
         return _read_safetensors(p, map_location, kind)
     raise InputError(f"{p}: not an impasto model file (neither a torch.save nor a "
                      "safetensors file)")
+
+
+def read_model(path: str | os.PathLike[str], family: str, noun: str) -> ModelFile:
+    """:func:`load_model` for a front end that takes model files and training checkpoints
+    alike: the model of ``family`` (``"gan"``, ``"classify"``) in the file ``path``, with the
+    refusals worded for what the file is. A file of another kind: ``"<path> is a '<kind>'
+    checkpoint, not <noun>"`` (or ``model file``; ``noun`` e.g. ``"a GAN's"``); a file that
+    is no model file: the checkpoint reader's words (most files given are checkpoints), unless
+    it is no checkpoint either for the reason that it is a model file (then the model
+    reader's)."""
+    try:
+        return load_model(path, kind=family)
+    except WrongKindError as e:
+        what = "checkpoint" if e.legacy else "model file"
+        raise InputError(f"{path} is a '{e.legacy or e.kind}' {what}, not {noun}") from None
+    except InputError as e:
+        try:
+            load_checkpoint(path)
+        except InputError as not_checkpoint:
+            if "model file" not in str(not_checkpoint):
+                raise not_checkpoint from None
+        raise e from None
 
 
 def _check_kind(p: Path, found: str, legacy: str | None, wanted: str | None) -> None:

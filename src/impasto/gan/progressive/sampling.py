@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from impasto.errors import InputError
-from impasto.gan.common import checkpoint_kind, generator_weights
+from impasto.gan.common import checkpoint_kind
+from impasto.gan.model import generator_weights
 from impasto.nets.pggan import PgganGenerator, PgganNetConfig, build_pggan, pggan_resolutions
 from impasto.train import restore
 

@@ -36,8 +36,10 @@ from impasto.gan.common import (
     loss_phases,
     place_networks,
     random_streams,
+    refuse_output_folder,
     sample_grid_inputs,
     training_data,
+    write_model_file,
 )
 from impasto.gan.progressive.config import PgganTrainConfig
 from impasto.gan.progressive.loss import PgganLoss, prepare_reals
@@ -121,6 +123,7 @@ def _train(
     run = Run(config, info, device, kind=CHECKPOINT_KIND, resume=resume,
               prefix=CHECKPOINT_PREFIX, best_metric=config.metric or None, mode="min",
               progress=progress, abort=abort)
+    refuse_output_folder(config)
     net_config = config.net_config()
     if run.ckpt is not None:
         check_resume_fits(run.ckpt, net_config, what="progressive GAN", needs=("stage",))
@@ -258,9 +261,11 @@ def _train(
         net.set_stage(last.resolution, last.net_alpha)  # type: ignore[operator]
     G.requires_grad_(True)
     D.requires_grad_(True)
+    output = write_model_file(run, config)
     return PgganRunResult(
         run=run.dir, step=run.step, total_steps=total_steps, images_seen=run.images_seen,
         aborted=run.stopped, checkpoint=run.last_checkpoint if info.is_main else None,
+        output=output,
         stats=run.stats, seconds=run.seconds, config=config, stage=last,
         G=G, D=D, G_ema=ema.model, opt_g=opt_g, opt_d=opt_d,
     )
