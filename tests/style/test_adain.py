@@ -16,12 +16,13 @@ from impasto.style.adain import (
     DECODER_KIND,
     AdaIN,
     AdaINTrainConfig,
+    export_model,
     load_decoder,
     save_decoder,
     train,
 )
 from impasto.style.color import rgb_to_yiq
-from impasto.train import read_stats, save_checkpoint
+from impasto.train import load_checkpoint, read_stats, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -184,6 +185,28 @@ def test_pil_and_paths_in_pil_out(tmp_path):
     assert np.asarray(out).std() > 0  # an image, not a constant
 
 
+def test_from_file_and_the_output_and_seed_arguments(tmp_path):
+    ada = pipeline(seed=3)
+    path = save_decoder(tmp_path / "dec.pt", ada.decoder,
+                        encoder={"weights": None, "widths": list(TINY), "layer": "relu4_1"})
+    assert AdaIN.load == AdaIN.from_file
+    loaded = AdaIN.from_file(path, "cpu", encoder=encoder(), precision="fp32")
+    assert loaded.device == torch.device("cpu")
+    content, style, _ = images()
+    want = ada(content, style)
+    assert torch.equal(loaded(content, style, seed=5), want)  # the seed changes nothing
+    pil = loaded(content, style, output="pil")
+    assert isinstance(pil, Image.Image) and pil.size == (60, 44)
+    from impasto.io import to_pil, to_tensor
+
+    assert np.array_equal(np.asarray(pil), np.asarray(to_pil(want)))
+    tensor = loaded(to_pil(content), style, output="tensor")
+    assert tensor.shape == (1, 3, 44, 60)
+    torch.testing.assert_close(tensor, ada(to_tensor(to_pil(content)), style), atol=0, rtol=0)
+    with pytest.raises(InputError, match="output must be one of pil, tensor"):
+        loaded(content, style, output="png")
+
+
 @pytest.mark.parametrize("kw, word", [
     (dict(weights=[1.0]), "blend weights"),
     (dict(masks=torch.ones(1, 8, 8)), "masks"),
@@ -308,8 +331,36 @@ def test_resume_continues_exactly(tmp_path):
     assert second.step == 6
     for a, b in zip(second.decoder.state_dict().values(), straight.decoder.state_dict().values()):
         assert torch.equal(a, b)
+    # the losses of every step, read once at the end, are those of the straight run
+    assert len(straight.history) == 6 and first.history + second.history == straight.history
+    assert straight.history[-1] == straight.stats
+    ckpt = load_checkpoint(second.checkpoint, kind="adain/decoder")
+    assert ckpt["step"] == 6 and ckpt["extra"]["styles"] == ["s0.jpg", "s1.jpg"]
     with pytest.raises(InputError, match="already holds checkpoints"):
         train(_config(tmp_path, "split", 8), encoder=encoder())
+
+
+def test_export_model_writes_the_decoder_file_of_an_aborted_run(tmp_path):
+    result = train(_config(tmp_path, "run", 6), encoder=encoder(), abort=lambda: True)
+    assert result.aborted and result.step == 1 and result.output is None
+    with pytest.raises(InputError, match="training checkpoint.*export_model"):
+        load_decoder(result.checkpoint)
+    path = export_model(tmp_path / "run", tmp_path / "dec.safetensors")
+    decoder, meta = load_decoder(path)
+    for a, b in zip(decoder.state_dict().values(), result.decoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (meta["step"], meta["images_seen"], meta["styles"]) == (1, 2, ["s0.jpg", "s1.jpg"])
+    assert meta["encoder"] == {"weights": None, "widths": list(TINY), "layer": "relu4_1"}
+    assert meta["training"]["batch_size"] == 2
+    # a decoder file exports to itself; a folder as the output and other kinds are refused
+    again = export_model(path, tmp_path / "again.pt")
+    assert load_decoder(again)[1]["step"] == 1
+    with pytest.raises(InputError, match="is a folder"):
+        export_model(tmp_path / "run", tmp_path)
+    gan = save_checkpoint(tmp_path / "gan.pt", kind="gan/dcgan", config={}, step=0,
+                          images_seen=0, models={}, optimizers={})
+    with pytest.raises(InputError, match="not an AdaIN decoder file"):
+        export_model(gan, tmp_path / "x.pt")
 
 
 @pytest.mark.parametrize("kw, word", [
@@ -324,13 +375,17 @@ def test_bad_training_settings(tmp_path, kw, word):
     assert not (tmp_path / "bad").exists()
 
 
-def test_empty_style_folder(tmp_path):
+def test_empty_or_unreadable_style_folder(tmp_path):
     config = _config(tmp_path, "run", 2)
     empty = tmp_path / "empty"
     empty.mkdir()
     config.styles = str(empty)
-    with pytest.raises(InputError, match="no readable style images"):
+    with pytest.raises(InputError, match=r"empty: no images in this folder \(the style images\)"):
         train(config, encoder=encoder())
+    (empty / "x.png").write_bytes(b"junk")
+    with pytest.raises(InputError, match=r"no readable images.*\(the style images\)"):
+        train(config, encoder=encoder())
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_adain_train_writes_a_decoder_the_stylize_command_uses(tmp_path, capsys):
@@ -363,26 +418,6 @@ def test_cli_adain_train_bad_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "none" in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "d.pt").exists() and not (tmp_path / "d-run").exists()
-
-
-def test_crop_folder_decodes_each_image_once(tmp_path, monkeypatch):
-    import impasto.style.adain as adain_mod
-
-    rng = np.random.default_rng(0)
-    for k in range(3):
-        pixels = rng.integers(0, 256, (40 + 4 * k, 50, 3), np.uint8)
-        Image.fromarray(pixels).save(tmp_path / f"{k}.png")
-    data = adain_mod.CropFolder(tmp_path, image_size=16, load_size=24, seed=0, what="style")
-    calls = []
-    real = adain_mod.load_image
-    monkeypatch.setattr(adain_mod, "load_image", lambda *a, **k: calls.append(1) or real(*a, **k))
-    first = [data[(0, i)] for i in range(3)]
-    again = [data[(0, i)] for i in range(3)] + [data[(1, i)] for i in range(3)]
-    assert len(calls) == 3
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    uncached = adain_mod.CropFolder(tmp_path, image_size=16, load_size=24, seed=0, what="style")
-    uncached._resized = None
-    assert all(torch.equal(uncached[(1, i)], again[3 + i]) for i in range(3))
 
 
 def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkeypatch):

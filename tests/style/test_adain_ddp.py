@@ -37,7 +37,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv[3])  # the tests folder, for conftest.tiny_vgg
     from conftest import tiny_vgg
     from impasto.nets.adain import ENCODER_LAYERS
-    from impasto.style import adain as adain_module
+    from impasto.style.adain import training as adain_module
     from impasto.style.adain import AdaINTrainConfig, train
     from impasto.train import cleanup, init_distributed
 

@@ -208,7 +208,7 @@ def test_adain_recalibration_reuses_packed_weights_and_matches_a_fresh_one():
 
 def test_adain_decides_the_precision_once_per_call(monkeypatch):
     import impasto.infer.runner as runner_mod
-    import impasto.style.adain as adain_mod
+    import impasto.style.adain.pipeline as adain_mod
 
     ada = pipeline(precision="bf16")
     content, a, b = images()

@@ -456,7 +456,7 @@ def _adain(ckpt, models, extra, p):
         more = {"training": meta.get("training") or {}, "styles": list(extra.get("styles", []))}
     else:  # a training checkpoint
         config = {"decoder": dict(extra["decoder"]), "encoder": dict(extra["encoder"])}
-        more = {"training": ckpt.get("config") or {}, "styles": []}
+        more = {"training": ckpt.get("config") or {}, "styles": list(extra.get("styles") or [])}
     return config, models["decoder"], more, "decoder_format" not in extra
 
 
