@@ -46,7 +46,7 @@ def env(tmp_path_factory) -> SimpleNamespace:
     (root / "notes.txt").write_text("not an image")
     np.savez(root / "unlabelled.npz", images=images)
     run = root / "run"
-    rc = main(["classify", "train", str(root / "digits.npz"), "--out", str(run), "--steps", "6",
+    rc = main(["classify", "train", str(root / "digits.npz"), "--run", str(run), "--steps", "6",
                "--eval-every", "3", *TINY])
     assert rc == 0
     return SimpleNamespace(root=root, run=run, folder=folder, loose=loose, labels=labels,
@@ -131,20 +131,22 @@ def test_bad_inputs_exit_2_with_one_line(env, tmp_path, capsys):
     blob = (run / "ckpt-000000006.pt").read_bytes()
     cut.write_bytes(blob[: len(blob) // 3])
     cases = [
-        (["classify", "train", str(root / "empty"), "-o", out, *TINY], "no images in this folder"),
-        (["classify", "train", str(root / "loose"), "-o", out, *TINY], "have no labels"),
-        (["classify", "train", str(root / "unlabelled.npz"), "-o", out, *TINY], "no labels"),
-        (["classify", "train", str(root / "missing"), "-o", out, *TINY], "no such file or folder"),
-        (["classify", "train", str(root / "digits.npz"), *TINY], "give the run folder with --out"),
-        (["classify", "train", str(root / "digits.npz"), "-o", str(run), *TINY],
+        (["classify", "train", str(root / "empty"), "--run", out, *TINY],
+         "no images in this folder"),
+        (["classify", "train", str(root / "loose"), "--run", out, *TINY], "have no labels"),
+        (["classify", "train", str(root / "unlabelled.npz"), "--run", out, *TINY], "no labels"),
+        (["classify", "train", str(root / "missing"), "--run", out, *TINY],
+         "no such file or folder"),
+        (["classify", "train", str(root / "digits.npz"), *TINY], "give the run folder with --run"),
+        (["classify", "train", str(root / "digits.npz"), "--run", str(run), *TINY],
          "already holds checkpoints"),
-        (["classify", "train", str(root / "digits.npz"), "-o", out, "--val-split", "1.5"],
+        (["classify", "train", str(root / "digits.npz"), "--run", out, "--val-split", "1.5"],
          "must be from 0 to below 1"),
-        (["classify", "train", str(root / "digits.npz"), "-o", out, "--arch", "vgg"],
+        (["classify", "train", str(root / "digits.npz"), "--run", out, "--arch", "vgg"],
          "invalid choice: 'vgg'"),
-        (["classify", "train", str(root / "digits.npz"), "-o", out, "--image-size", "4"],
+        (["classify", "train", str(root / "digits.npz"), "--run", out, "--image-size", "4"],
          "image_size must be a whole number >= 8"),
-        (["classify", "train", str(root / "digits.npz"), "-o", out, "--batch-size", "500"],
+        (["classify", "train", str(root / "digits.npz"), "--run", out, "--batch-size", "500"],
          "fewer than the batch size 500"),
         (["classify", "train", "--resume", str(gan)], "not a classifier's"),
         (["classify", "train", "--resume", str(tmp_path / "nothing")], "no such checkpoint"),

@@ -43,7 +43,7 @@ def env(tmp_path_factory) -> SimpleNamespace:
     (root / "texts" / "readme.txt").write_text("no images here")
     np.savez(root / "unlabelled.npz", images=rng.integers(0, 256, (16, 32, 32, 3), np.uint8))
     run = root / "run"
-    rc = main(["gan", "train", str(images), "--out", str(run), "--steps", "4", "--ckpt-every",
+    rc = main(["gan", "train", str(images), "--run", str(run), "--steps", "4", "--ckpt-every",
                "2", *TINY])
     assert rc == 0
     ckpt = run / "ckpt-000000004.pt"
@@ -157,7 +157,7 @@ def test_a_nan_is_exit_status_1_and_one_line(env, tmp_path, capsys, monkeypatch)
         return stats
 
     monkeypatch.setattr(GanLoss, "d_step", d_step)
-    rc = main(["gan", "train", str(env.images), "--out", str(tmp_path / "run"), "--steps", "3",
+    rc = main(["gan", "train", str(env.images), "--run", str(tmp_path / "run"), "--steps", "3",
                *TINY])
     err = capsys.readouterr().err
     assert rc == 1
@@ -201,15 +201,15 @@ BAD_TRAIN = [
 def test_bad_train_input(env, tmp_path, capsys, argv, expect):
     out = tmp_path / "out"
     args = [a.format(**vars(env)) for a in argv]
-    one_line_error(capsys, ["gan", "train", *args, "--out", str(out), "--steps", "2"], expect, out)
+    one_line_error(capsys, ["gan", "train", *args, "--run", str(out), "--steps", "2"], expect, out)
 
 
 def test_train_needs_out_and_refuses_a_used_run_folder(env, capsys):
-    one_line_error(capsys, ["gan", "train", str(env.images)], "give the run folder with --out")
-    one_line_error(capsys, ["gan", "train", "--out", str(env.root / "x")], "give the training DATA",
+    one_line_error(capsys, ["gan", "train", str(env.images)], "give the run folder with --run")
+    one_line_error(capsys, ["gan", "train", "--run", str(env.root / "x")], "give the training DATA",
                    env.root / "x")
     before = sorted(p.name for p in env.run.iterdir())
-    one_line_error(capsys, ["gan", "train", str(env.images), "--out", str(env.run)],
+    one_line_error(capsys, ["gan", "train", str(env.images), "--run", str(env.run)],
                    "already holds checkpoints; continue it with --resume")
     assert sorted(p.name for p in env.run.iterdir()) == before
 

@@ -84,7 +84,7 @@ def test_unknown_metric_is_refused(digits, tmp_path):
     from impasto.cli import main
 
     run = tmp_path / "r"
-    assert main(["gan", "train", digits, "-o", str(run), "--metric", "fid"]) == 2
+    assert main(["gan", "train", digits, "--run", str(run), "--metric", "fid"]) == 2
     assert not run.exists()
 
 

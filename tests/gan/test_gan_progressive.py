@@ -365,21 +365,21 @@ def test_generator_renders_at_every_reached_resolution(straight, tmp_path):
 ])
 def test_bad_schedule_settings_are_one_line_exit_2(capsys, data, tmp_path, options, expect):
     run = tmp_path / "run"
-    argv = ["gan", "train", data, "-o", str(run), "--arch", "pggan", "--resolution", "16",
+    argv = ["gan", "train", data, "--run", str(run), "--arch", "pggan", "--resolution", "16",
             "--channels", "1", "-q", *options]
     one_line_error(capsys, argv, expect, run)
 
 
 def test_pggan_options_are_refused_for_other_archs(capsys, data, tmp_path):
     run = tmp_path / "run"
-    one_line_error(capsys, ["gan", "train", data, "-o", str(run), "--arch", "dcgan",
+    one_line_error(capsys, ["gan", "train", data, "--run", str(run), "--arch", "dcgan",
                             "--fade-kimg", "3"], "--fade-kimg applies to --arch pggan only", run)
 
 
 def test_cli_trains_and_resumes_a_pggan_run(data, tmp_path):
     run = tmp_path / "run"
     base = ["--precision", "fp32", "--device", "cpu", "--no-tensorboard", "-q"]
-    assert main(["gan", "train", data, "-o", str(run), "--arch", "pggan", "--resolution", "8",
+    assert main(["gan", "train", data, "--run", str(run), "--arch", "pggan", "--resolution", "8",
                  "--channels", "1", "--z-dim", "8", "--widths", "8,8", "--stable-kimg", "0.016",
                  "--fade-kimg", "0.016", "--batch-size", "8", "--mbstd-group", "2", *base]) == 0
     cfg = json.loads((run / "config.json").read_text())

@@ -168,7 +168,7 @@ CLI = ["--arch", "pggan", "--resolution", "16", "--channels", "1", "--z-dim", "8
 def test_cli_accepts_the_metric_options_for_pggan(data, tmp_path):
     # 2 steps per phase: 4 stable, 8 fade, 8 stable, 16 fade, 16 stable (steps 9 and 10)
     run = tmp_path / "run"
-    assert main(["gan", "train", data, "-o", str(run), *CLI, "--metric", "swd",
+    assert main(["gan", "train", data, "--run", str(run), *CLI, "--metric", "swd",
                  "--metric-every", "1", "--metric-samples", "16"]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert (cfg["metric"], cfg["metric_every"], cfg["metric_samples"]) == ("swd", 1, 16)
@@ -191,7 +191,7 @@ def test_cli_accepts_the_metric_options_for_pggan(data, tmp_path):
 ])
 def test_bad_metric_settings_exit_2(capsys, data, tmp_path, options, expect):
     run = tmp_path / "run"
-    rc = main(["gan", "train", data, "-o", str(run), *CLI, *options])
+    rc = main(["gan", "train", data, "--run", str(run), *CLI, *options])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err

@@ -1,4 +1,6 @@
-"""Argparse helpers shared by the command modules (imports no torch).
+"""Argparse helpers shared by the command modules (imports no torch): the shared options
+(:func:`add_runtime_options`), the settings of a config from the parsed options
+(:func:`given_settings`), the default run folder (:func:`default_run`) and argument types.
 
 Each ``type=`` here parses one option's text or raises :class:`argparse.ArgumentTypeError`
 with a one-line reason; the ``impasto`` parser (:class:`impasto.cli._Parser`) prints it as
@@ -9,15 +11,22 @@ with a one-line reason; the ``impasto`` parser (:class:`impasto.cli._Parser`) pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from impasto.cli import _choices
+
 __all__ = [
+    "NOT_SETTINGS",
+    "add_runtime_options",
     "add_subcommands",
-    "add_training_runtime",
+    "default_run",
     "finite_number",
+    "given_settings",
     "int_at_least",
     "int_list",
     "nonneg_int",
@@ -30,23 +39,84 @@ __all__ = [
 ]
 
 
-def add_training_runtime(p: argparse.ArgumentParser, *, device: str, seed: int,
-                         default: Any) -> argparse._ArgumentGroup:
-    """The "runtime" option group every training command shares: ``--device``,
-    ``--precision``, ``--channels-last``, ``--deterministic`` and ``--seed``, each with
-    ``default`` (a sentinel: unset options keep the config's value, named in the help)."""
-    from impasto.device import DEVICES, PRECISIONS
+#: Namespace attributes that set no config field: argparse's bookkeeping and the options each
+#: command reads itself.
+NOT_SETTINGS = frozenset({
+    "func", "command", "verbose", "quiet", "resume",
+    "gan_command", "classify_command", "fast_command", "adain_command",
+})
 
+
+def given_settings(args: argparse.Namespace, cls: type, *,
+                   exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings ``args`` gives for the dataclass ``cls``, by field name: an option's dest
+    is the name of the field it sets. Options whose default is ``argparse.SUPPRESS`` appear
+    only when given, so the config's defaults (or a resumed run's settings) fill the rest.
+
+    Every attribute of ``args`` but :data:`NOT_SETTINGS` and ``exclude`` must name a field of
+    ``cls``: an option left behind by a renamed field is a ``TypeError``, not a silently
+    ignored value."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    skip = NOT_SETTINGS | set(exclude)
+    given = {k: v for k, v in vars(args).items() if k not in skip}
+    stray = sorted(set(given) - names)
+    if stray:
+        raise TypeError(f"option(s) {', '.join(stray)} set no field of {cls.__name__}")
+    return given
+
+
+def add_runtime_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
+                        ) -> argparse._ArgumentGroup:
+    """The options of the runtime and logging settings every training config shares
+    (:class:`~impasto.train.config.RuntimeConfig`, :class:`~impasto.train.config.LoggingConfig`):
+    one per field that ``defaults`` (the config's defaults, from :mod:`impasto.cli._choices`)
+    holds, each with dest = the field and default ``SUPPRESS``, its default named in the help;
+    and ``-q/--quiet``. Returns the "logging" group for the command's own logging options."""
+    d, S = defaults, argparse.SUPPRESS
     r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=DEVICES, default=default, help=f"(default {device})")
-    r.add_argument("--precision", choices=PRECISIONS, default=default,
-                   help="auto: bf16 autocast where the hardware is fast at it (default auto)")
-    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=default,
-                   help="NHWC memory format (default on)")
-    r.add_argument("--deterministic", action="store_true", default=default,
-                   help="deterministic algorithms: bit-identical reruns and resumes")
-    r.add_argument("--seed", type=nonneg_int, default=default, help=f"(default {seed})")
-    return r
+    if "device" in d:
+        r.add_argument("--device", choices=_choices.DEVICES, default=S,
+                       help=f"(default {d['device']})")
+    if "precision" in d:
+        r.add_argument("--precision", choices=_choices.PRECISIONS, default=S,
+                       help="auto: bf16 autocast where the hardware is fast at it "
+                       f"(default {d['precision']})")
+    if "channels_last" in d:
+        r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
+                       help=f"NHWC memory format (default {'on' if d['channels_last'] else 'off'})")
+    if "deterministic" in d:
+        r.add_argument("--deterministic", action="store_true", default=S,
+                       help="deterministic algorithms and data loading in the main process: "
+                       "bit-identical reruns and resumes")
+    if "seed" in d:
+        r.add_argument("--seed", type=nonneg_int, default=S, help=f"(default {d['seed']})")
+    if "num_workers" in d:
+        r.add_argument("--workers", dest="num_workers", type=nonneg_int, default=S,
+                       help=f"data loader processes (default {d['num_workers']})")
+    g = p.add_argument_group("logging")
+    if "log_every" in d:
+        g.add_argument("--log-every", type=nonneg_int, default=S,
+                       help=f"steps (default {d['log_every']})")
+    if "ckpt_every" in d:
+        g.add_argument("--ckpt-every", type=nonneg_int, default=S,
+                       help=f"steps between checkpoints (default {d['ckpt_every']})")
+    if "keep_last" in d:
+        g.add_argument("--keep-last", type=positive_int, default=S,
+                       help=f"checkpoints kept (default {d['keep_last']})")
+    if "tensorboard" in d:
+        g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S,
+                       help="no TensorBoard event files")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return g
+
+
+def default_run(output: str) -> str:
+    """The run folder of the model file ``output`` when none is given: ``<stem>.run`` beside
+    it, or the ``<stem>-run`` that ``adain train`` named it before when only that exists (so
+    runs started then continue)."""
+    out = Path(output)
+    new, old = out.with_suffix(".run"), out.with_name(f"{out.stem}-run")
+    return str(old if old.is_dir() and not new.exists() else new)
 
 
 def add_subcommands(p: argparse.ArgumentParser, dest: str, metavar: str = "COMMAND") -> Any:

@@ -11,11 +11,14 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LossBar", "ProgressBar", "is_main_rank", "resumed_checkpoint", "run_training", "stop_on_sigint"]
+__all__ = [
+    "LossBar", "ProgressBar", "add_run_options", "is_main_rank", "resumed_checkpoint",
+    "resumed_config", "run_folder", "run_training", "stop_on_sigint",
+]
 
 STOP_MESSAGE = ("\nimpasto: stopping after this step and saving a checkpoint "
                 "(Ctrl-C again to quit at once)")
@@ -108,6 +111,47 @@ def run_training(train: Callable[..., Any], config: Any, resume: str | None, bar
             bar.close()
 
 
+def add_run_options(p: Any) -> None:
+    """``--run RUN`` and ``-o MODEL.pt`` of ``gan train`` and ``classify train`` (default
+    ``SUPPRESS``; see :func:`run_folder`)."""
+    import argparse
+
+    p.add_argument("--run", default=argparse.SUPPRESS, metavar="RUN",
+                   help="the run folder (with --resume: the resumed one; default MODEL.run)")
+    p.add_argument("-o", "--output", "--out", dest="output", default=argparse.SUPPRESS,
+                   metavar="MODEL.pt",
+                   help="the model file wanted (names the run folder MODEL.run unless --run is "
+                   "given). Deprecated: -o/--out RUN naming the run folder (a folder, or a name "
+                   "without .pt), as before; use --run RUN")
+
+
+def run_folder(args: Any, command: str) -> str | None:
+    """Settles ``--run`` and ``-o`` of ``command`` (``"gan train"``, ``"classify train"``):
+    ``-o MODEL.pt`` is the model file wanted, returned, and names the run folder
+    ``MODEL.run`` unless ``--run`` (or ``--resume``) gives one; the old spelling ``-o RUN``
+    (an existing folder, or a name without ``.pt``) names the run folder, with a one-line
+    deprecation note on stderr. Sets ``args.run`` where a run folder follows; removes
+    ``args.output``."""
+    from impasto.cli._args import default_run
+    from impasto.errors import InputError
+
+    output = vars(args).pop("output", None)
+    if output is None:
+        return None
+    if Path(output).is_dir() or Path(output).suffix.lower() != ".pt":
+        if hasattr(args, "run"):
+            raise InputError(f"{command}: give the run folder once, with --run (-o {output} "
+                             "names it too, in the deprecated spelling)")
+        if is_main_rank():
+            print(f"impasto: warning: '{command} -o RUN' is deprecated (-o will name the model "
+                  f"file); use --run {output}", file=sys.stderr)
+        args.run = output
+        return None
+    if not hasattr(args, "run") and args.resume is None:
+        args.run = default_run(output)
+    return output
+
+
 def resumed_checkpoint(resume: str, *, prefix: str = "ckpt",
                        kind: str | None = None) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """The checkpoint that ``--resume RESUME`` means (see :func:`impasto.train.resolve_checkpoint`
@@ -121,3 +165,22 @@ def resumed_checkpoint(resume: str, *, prefix: str = "ckpt",
     base = dict(ckpt.get("config") or {})
     base["run"] = str(Path(resume) if Path(resume).is_dir() else ckpt_path.parent)
     return ckpt_path, ckpt, base
+
+
+def resumed_config(cls: type, given: Mapping[str, Any], resume: str, *, prefix: str = "ckpt",
+                   check_kind: Callable[[Path, str, dict[str, Any]], None],
+                   resets: Mapping[str, Sequence[str]] | None = None) -> tuple[Any, str]:
+    """The config ``cls`` of ``--resume RESUME``: the run's saved settings (see
+    :func:`resumed_checkpoint`) overridden by the options ``given``, and the checkpoint's
+    path. ``check_kind(path, kind, settings)`` refuses a checkpoint of another kind;
+    ``resets`` maps an option to the saved settings it drops when given (a new length
+    replaces the old; a new optimiser takes its own defaults)."""
+    from impasto.train import config_from_dict
+
+    ckpt_path, ckpt, base = resumed_checkpoint(resume, prefix=prefix)
+    check_kind(ckpt_path, ckpt["kind"], {**base, **given})
+    for option, dropped in (resets or {}).items():
+        if option in given:
+            for key in dropped:
+                base.pop(key, None)
+    return config_from_dict(cls, {**base, **given}, source=str(ckpt_path)), str(ckpt_path)

@@ -12,9 +12,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
-from impasto.cli._args import add_subcommands, int_at_least, parse_float
+from impasto.cli import _choices
+from impasto.cli._args import (
+    add_runtime_options,
+    add_subcommands,
+    default_run,
+    given_settings,
+    int_at_least,
+    parse_float,
+)
 from impasto.cli._run import LossBar, run_training
 from impasto.errors import InputError
 
@@ -30,11 +39,8 @@ def _float(text: str) -> float:
 
 def add_parser(sub: Any) -> None:
     """Add ``adain`` with its ``train`` sub-command to the ``impasto`` subparsers."""
-    from impasto.device import DEVICES, PRECISIONS
-    from impasto.nets.vgg import VGG19_WEIGHTS
-    from impasto.style.adain import AdaINTrainConfig
-
-    d = AdaINTrainConfig(content="", styles="")
+    d = _choices.ADAIN_TRAIN
+    S = argparse.SUPPRESS
     p = sub.add_parser(
         "adain",
         help="train AdaIN decoders for arbitrary style transfer (Huang & Belongie 2017)",
@@ -47,63 +53,46 @@ def add_parser(sub: Any) -> None:
         description="Train the AdaIN decoder: VGG19 to relu4_1 (frozen) encodes content and "
         "style crops, AdaIN mixes them, the decoder learns to paint the result (content loss "
         "against the AdaIN target, mean/std style loss on relu1_1..relu4_1).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     t.add_argument("--content", required=True, help="folder of content photos (e.g. MS-COCO)")
     t.add_argument("--styles", required=True, help="folder of style images (e.g. WikiArt)")
     t.add_argument("-o", "--output", required=True, help="the decoder file written at the end")
-    t.add_argument("--run", default=None,
-                   help="run folder for checkpoints and logs (default: OUTPUT without its "
-                   "suffix + '-run')")
+    t.add_argument("--run", default=S,
+                   help="run folder for checkpoints and logs (default: OUTPUT with the suffix "
+                   ".run; an existing OUTPUT-run of an earlier release is continued)")
     t.add_argument("--resume", default=None, metavar="RUN",
                    help="continue a run folder or checkpoint where it stopped")
-    t.add_argument("--steps", type=int_at_least(1), default=d.steps)
-    t.add_argument("--batch-size", type=int_at_least(1), default=d.batch_size)
-    t.add_argument("--image-size", type=int_at_least(32), default=d.image_size,
-                   help="side of the random crops")
-    t.add_argument("--load-size", type=int_at_least(32), default=d.load_size,
-                   help="images are resized to this shorter side before cropping")
-    t.add_argument("--content-weight", type=_float, default=d.content_weight)
-    t.add_argument("--style-weight", type=_float, default=d.style_weight)
-    t.add_argument("--lr", type=_float, default=d.lr)
-    t.add_argument("--lr-decay", type=_float, default=d.lr_decay,
-                   help="learning rate = lr / (1 + lr_decay * step)")
-    t.add_argument("--seed", type=int_at_least(0), default=d.seed)
-    t.add_argument("--device", choices=DEVICES, default=d.device)
-    t.add_argument("--precision", choices=PRECISIONS, default=d.precision)
-    t.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=d.vgg)
-    t.add_argument("--vgg-weights", default=None, help="path of the VGG19 weight file")
-    t.add_argument("--workers", type=int_at_least(0), default=d.num_workers,
-                   help="data loading processes")
-    t.add_argument("--deterministic", action="store_true",
-                   help="deterministic algorithms: bit-identical reruns and resumes (data "
-                   "loaded in the main process)")
-    t.add_argument("--log-every", type=int_at_least(0), default=d.log_every)
-    t.add_argument("--ckpt-every", type=int_at_least(0), default=d.ckpt_every)
-    t.add_argument("--no-tensorboard", action="store_true")
-    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--steps", type=int_at_least(1), default=S, help=f"(default {d['steps']})")
+    t.add_argument("--batch-size", type=int_at_least(1), default=S,
+                   help=f"(default {d['batch_size']})")
+    t.add_argument("--image-size", type=int_at_least(32), default=S,
+                   help=f"side of the random crops (default {d['image_size']})")
+    t.add_argument("--load-size", type=int_at_least(32), default=S,
+                   help="images are resized to this shorter side before cropping (default "
+                   f"{d['load_size']})")
+    t.add_argument("--content-weight", type=_float, default=S,
+                   help=f"(default {d['content_weight']:g})")
+    t.add_argument("--style-weight", type=_float, default=S,
+                   help=f"(default {d['style_weight']:g})")
+    t.add_argument("--lr", type=_float, default=S, help=f"(default {d['lr']:g})")
+    t.add_argument("--lr-decay", type=_float, default=S,
+                   help=f"learning rate = lr / (1 + lr_decay * step) (default {d['lr_decay']:g})")
+    t.add_argument("--vgg", choices=_choices.VGG19_WEIGHTS, default=S,
+                   help=f"VGG19 weight source (default {d['vgg']})")
+    t.add_argument("--vgg-weights", default=S, help="path of the VGG19 weight file")
+    add_runtime_options(t, d)
     t.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from impasto.style.adain import AdaINTrainConfig, train
 
     out = Path(args.output)
     if out.suffix == "":
         raise InputError(f"{out}: give the decoder file a name such as decoder.pt")
-    run = args.run or str(out.with_name(f"{out.stem}-run"))
-    config = AdaINTrainConfig(
-        content=args.content, styles=args.styles, run=run, output=str(out), steps=args.steps,
-        batch_size=args.batch_size, image_size=args.image_size, load_size=args.load_size,
-        content_weight=args.content_weight, style_weight=args.style_weight, lr=args.lr,
-        lr_decay=args.lr_decay, vgg=args.vgg, vgg_weights=args.vgg_weights, seed=args.seed,
-        device=args.device, precision=args.precision, deterministic=args.deterministic,
-        num_workers=args.workers,
-        log_every=args.log_every, ckpt_every=args.ckpt_every,
-        tensorboard=not args.no_tensorboard,
-    )
+    if not hasattr(args, "run"):
+        args.run = default_run(args.output)
+    config = AdaINTrainConfig(**given_settings(args, AdaINTrainConfig))
     result = run_training(train, config, args.resume, LossBar(args.quiet), rank0_only=True)
     if result.aborted:
         print(f"impasto: stopped at step {result.step}; continue with --resume {result.run}",

@@ -15,20 +15,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from impasto.cli import _choices
 from impasto.cli._args import (
+    add_runtime_options,
     add_subcommands,
-    add_training_runtime,
     finite_number,
+    given_settings,
     nonneg_int,
     positive_int,
     positive_number,
 )
-from impasto.cli._run import ProgressBar, is_main_rank, resumed_checkpoint, run_training
+from impasto.cli._run import (
+    ProgressBar,
+    add_run_options,
+    is_main_rank,
+    resumed_config,
+    run_folder,
+    run_training,
+)
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
 
-_HELP_FMT = argparse.RawDescriptionHelpFormatter
+S = argparse.SUPPRESS
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,46 +70,20 @@ def add_parser(sub: Any) -> None:
     _add_predict(csub)
 
 
-# Options of `classify train` that map to ClassifierTrainConfig fields (dest -> field). Their
-# argparse default is SUPPRESS, so only the options given override the defaults or, with
-# --resume, the resumed run's settings.
-_FIELDS = {
-    "out": "run", "labels": "labels", "val_data": "val_data", "val_labels": "val_labels",
-    "val_split": "val_split", "arch": "arch", "image_size": "image_size",
-    "channels": "channels", "width": "width", "blocks": "blocks", "dropout": "dropout",
-    "crop_pad": "crop_pad", "hflip": "hflip", "optimizer": "optimizer", "lr": "lr",
-    "momentum": "momentum", "weight_decay": "weight_decay", "schedule": "schedule",
-    "warmup": "warmup", "label_smoothing": "label_smoothing", "batch_size": "batch_size",
-    "epochs": "epochs", "steps": "steps", "precision": "precision",
-    "channels_last": "channels_last", "deterministic": "deterministic", "seed": "seed",
-    "device": "device", "workers": "num_workers", "log_every": "log_every",
-    "eval_every": "eval_every", "keep_last": "keep_last", "tensorboard": "tensorboard",
-}
-
-
 def _add_train(csub: Any) -> None:
-    from impasto.classify.training import (
-        DEFAULT_EPOCHS,
-        OPTIMIZER_DEFAULTS,
-        OPTIMIZERS,
-        SCHEDULES,
-        ClassifierTrainConfig,
-    )
-    from impasto.nets.classifier import CLASSIFIER_ARCHS
-
-    d = ClassifierTrainConfig(data="-")
-    S = argparse.SUPPRESS
+    d = _choices.CLASSIFY_TRAIN
     archs = "; ".join(
-        f"{name}: {a.channels} channel(s), {a.image_size}px, width {a.width}"
-        + (f", {a.blocks} blocks/stage" if a.blocks else "") + (", flips" if a.hflip else "")
-        for name, a in CLASSIFIER_ARCHS.items()
+        f"{name}: {a['channels']} channel(s), {a['image_size']}px, width {a['width']}"
+        + (f", {a['blocks']} blocks/stage" if a["blocks"] else "")
+        + (", flips" if a["hflip"] else "")
+        for name, a in _choices.CLASSIFIER_ARCHS.items()
     )
     opts = "; ".join(f"{o}: lr {lr:g}, weight decay {wd:g}" for o, (lr, wd) in
-                     OPTIMIZER_DEFAULTS.items())
+                     _choices.CLASSIFY_OPTIMIZER_DEFAULTS.items())
     p = csub.add_parser(
         "train",
         help="train a classifier",
-        formatter_class=_HELP_FMT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Train a classifier; writes config.json, stats.jsonl, TensorBoard events, "
             "checkpoints and best.pt (best validation accuracy) to the run folder.\n"
@@ -108,11 +91,11 @@ def _add_train(csub: Any) -> None:
             "Multi-process: torchrun --nproc_per_node=N -m impasto.cli classify train ..."
         ),
     )
-    p.add_argument("data", nargs="?", default=None,
+    p.add_argument("data", nargs="?", default=S,
                    help="labelled training images: a folder with one sub-folder per class, an "
                    "IDX images file, .npz (images, labels), .npy (+ --labels), .zip or .pt cache "
                    "(optional with --resume)")
-    p.add_argument("-o", "--out", default=S, help="the run folder (with --resume: the resumed one)")
+    add_run_options(p)
     p.add_argument("--resume", default=None, metavar="RUN|CKPT",
                    help="continue a run exactly where it stopped (its settings are kept; options "
                    "given here override them)")
@@ -122,53 +105,47 @@ def _add_train(csub: Any) -> None:
     g.add_argument("--val-labels", default=S, metavar="FILE", help="labels of --val-data")
     g.add_argument("--val-split", type=_share, default=S,
                    help=f"share of each class held out for validation without --val-data "
-                   f"(default {d.val_split:g}; 0: none)")
-    g.add_argument("--workers", type=nonneg_int, default=S, help="data loader processes")
+                   f"(default {d['val_split']:g}; 0: none)")
     n = p.add_argument_group("network")
-    n.add_argument("--arch", choices=tuple(CLASSIFIER_ARCHS), default=S,
-                   help=f"(default {d.arch})")
+    n.add_argument("--arch", choices=tuple(_choices.CLASSIFIER_ARCHS), default=S,
+                   help=f"(default {d['arch']})")
     n.add_argument("--image-size", type=positive_int, default=S,
                    help="image side (default: per --arch)")
     n.add_argument("--channels", type=int, choices=(1, 3), default=S,
                    help="1 grey, 3 RGB (default: per --arch)")
     n.add_argument("--width", type=positive_int, default=S, help="first layer's channels")
     n.add_argument("--blocks", type=positive_int, default=S, help="resnet blocks per stage")
-    n.add_argument("--dropout", type=_share, default=S, help="before the last layer (default 0)")
+    n.add_argument("--dropout", type=_share, default=S,
+                   help=f"before the last layer (default {d['dropout']:g})")
     a = p.add_argument_group("augmentation")
     a.add_argument("--crop-pad", type=nonneg_int, default=S,
                    help="random crops after padding by this many pixels (default: size/8; 0 off)")
     a.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=S,
                    help="random horizontal flips (default: off for lenet, on for resnet)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help=f"(default {d.optimizer})")
+    o.add_argument("--optimizer", choices=_choices.CLASSIFY_OPTIMIZERS, default=S,
+                   help=f"(default {d['optimizer']})")
     o.add_argument("--lr", type=positive_number, default=S, help="peak learning rate")
-    o.add_argument("--momentum", type=_share, default=S, help=f"(default {d.momentum:g})")
+    o.add_argument("--momentum", type=_share, default=S, help=f"(default {d['momentum']:g})")
     o.add_argument("--weight-decay", type=finite_number, default=S)
-    o.add_argument("--schedule", choices=SCHEDULES, default=S, help=f"(default {d.schedule})")
+    o.add_argument("--schedule", choices=_choices.CLASSIFY_SCHEDULES, default=S,
+                   help=f"(default {d['schedule']})")
     o.add_argument("--warmup", type=_share, default=S, help="warm-up share of the run")
-    o.add_argument("--label-smoothing", type=_share, default=S, help="(default 0)")
+    o.add_argument("--label-smoothing", type=_share, default=S,
+                   help=f"(default {d['label_smoothing']:g})")
     o.add_argument("--batch-size", type=positive_int, default=S,
-                   help=f"per process (default {d.batch_size})")
+                   help=f"per process (default {d['batch_size']})")
     length = o.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_int, default=S,
-                        help=f"(default {DEFAULT_EPOCHS})")
+                        help=f"(default {_choices.CLASSIFY_DEFAULT_EPOCHS})")
     length.add_argument("--steps", type=positive_int, default=S)
-    add_training_runtime(p, device=d.device, seed=d.seed, default=S)
-    lg = p.add_argument_group("logging")
-    lg.add_argument("--log-every", type=nonneg_int, default=S,
-                    help=f"steps (default {d.log_every})")
+    lg = add_runtime_options(p, d)
     lg.add_argument("--eval-every", type=nonneg_int, default=S,
                     help="steps between evaluations and checkpoints (default: every epoch)")
-    lg.add_argument("--keep-last", type=positive_int, default=S,
-                    help=f"checkpoints kept (default {d.keep_last})")
-    lg.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
-    lg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
 
 
 def _add_eval(csub: Any) -> None:
-    from impasto.device import DEVICES
-
     p = csub.add_parser(
         "eval",
         help="accuracy, per-class accuracy and confusion matrix on labelled images",
@@ -186,14 +163,12 @@ def _add_eval(csub: Any) -> None:
     p.add_argument("--latest", action="store_true",
                    help="with a run folder, use its latest checkpoint instead of best.pt")
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=_choices.DEVICES, default="cpu")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the accuracy line")
     p.set_defaults(func=_run_eval)
 
 
 def _add_predict(csub: Any) -> None:
-    from impasto.device import DEVICES
-
     p = csub.add_parser(
         "predict",
         help="the most probable classes of images",
@@ -208,7 +183,7 @@ def _add_predict(csub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--latest", action="store_true",
                    help="with a run folder, use its latest checkpoint instead of best.pt")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=_choices.DEVICES, default="cpu")
     p.set_defaults(func=_run_predict)
 
 
@@ -218,37 +193,30 @@ def _add_predict(csub: Any) -> None:
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The run's ClassifierTrainConfig (defaults, or the resumed run's settings, overridden by
-    the options given) and the resume path."""
-    from impasto.classify.training import ClassifierTrainConfig, checkpoint_arch, checkpoint_kind
-    from impasto.train import config_from_dict
+    the options given) and the checkpoint to resume."""
+    from impasto.classify.config import ClassifierTrainConfig, checkpoint_arch, checkpoint_kind
 
-    given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
-    if args.data is not None:
-        given["data"] = args.data
-    resume = args.resume
-    if resume is None:
-        if args.data is None:
+    given = given_settings(args, ClassifierTrainConfig)
+    if args.resume is None:
+        if "data" not in given:
             raise InputError("classify train: give the training DATA (or --resume RUN)")
         if "run" not in given:
-            raise InputError("classify train: give the run folder with --out RUN")
+            raise InputError("classify train: give the run folder with --run RUN")
         return ClassifierTrainConfig(**given), None
-    ckpt_path, ckpt, base = resumed_checkpoint(resume)
-    if checkpoint_arch(ckpt["kind"]) is None:
-        raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not a classifier's")
-    arch = given.get("arch", base.get("arch"))
-    if checkpoint_arch(ckpt["kind"]) != arch:
-        raise InputError(f"{ckpt_path} is a '{ckpt['kind']}' checkpoint, not "
-                         f"'{checkpoint_kind(str(arch))}'")
-    if "epochs" in given or "steps" in given:
-        base.pop("epochs", None)
-        base.pop("steps", None)
-    if "optimizer" in given:  # let the new optimiser pick its own defaults
-        base.pop("lr", None)
-        base.pop("weight_decay", None)
-    if "schedule" in given:
-        base.pop("warmup", None)
-    config = config_from_dict(ClassifierTrainConfig, {**base, **given}, source=str(ckpt_path))
-    return config, str(ckpt_path)
+
+    def check_kind(ckpt_path: Any, kind: str, settings: dict[str, Any]) -> None:
+        if checkpoint_arch(kind) is None:
+            raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not a classifier's")
+        arch = settings.get("arch")
+        if checkpoint_arch(kind) != arch:
+            raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not "
+                             f"'{checkpoint_kind(str(arch))}'")
+
+    # A new length replaces the old one; a new optimiser or schedule takes its own defaults.
+    resets = {"epochs": ("epochs", "steps"), "steps": ("epochs", "steps"),
+              "optimizer": ("lr", "weight_decay"), "schedule": ("warmup",)}
+    return resumed_config(ClassifierTrainConfig, given, args.resume, check_kind=check_kind,
+                          resets=resets)
 
 
 class _Bar(ProgressBar):
@@ -273,7 +241,11 @@ class _Bar(ProgressBar):
 def _run_train(args: argparse.Namespace) -> int:
     from impasto.classify.training import train
 
+    model_file = run_folder(args, "classify train")
     config, resume = _train_config(args)
+    if model_file is not None and is_main_rank():
+        print(f"impasto: note: classify train does not write model files in this version; "
+              f"-o {model_file} names the run folder only", file=sys.stderr)
     main_rank = is_main_rank()
     result = run_training(train, config, resume, _Bar(args.quiet or not main_rank))
     if main_rank and not args.quiet:

