@@ -91,7 +91,8 @@ def add_runtime_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]
     if "seed" in d:
         r.add_argument("--seed", type=nonneg_int, default=S, help=f"(default {d['seed']})")
     if "num_workers" in d:
-        r.add_argument("--workers", dest="num_workers", type=nonneg_int, default=S,
+        r.add_argument("--workers", dest="num_workers", metavar="WORKERS", type=nonneg_int,
+                       default=S,
                        help=f"data loader processes (default {d['num_workers']})")
     g = p.add_argument_group("logging")
     if "log_every" in d:

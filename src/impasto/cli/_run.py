@@ -125,20 +125,20 @@ def add_run_options(p: Any) -> None:
                    "without .pt), as before; use --run RUN")
 
 
-def run_folder(args: Any, command: str) -> str | None:
+def run_folder(args: Any, command: str) -> None:
     """Settles ``--run`` and ``-o`` of ``command`` (``"gan train"``, ``"classify train"``):
-    ``-o MODEL.pt`` is the model file wanted, returned, and names the run folder
+    ``-o MODEL.pt`` stays in ``args.output`` (the model file wanted) and names the run folder
     ``MODEL.run`` unless ``--run`` (or ``--resume``) gives one; the old spelling ``-o RUN``
     (an existing folder, or a name without ``.pt``) names the run folder, with a one-line
-    deprecation note on stderr. Sets ``args.run`` where a run folder follows; removes
-    ``args.output``."""
+    deprecation note on stderr, and leaves no ``args.output``."""
     from impasto.cli._args import default_run
     from impasto.errors import InputError
 
-    output = vars(args).pop("output", None)
+    output = getattr(args, "output", None)
     if output is None:
-        return None
+        return
     if Path(output).is_dir() or Path(output).suffix.lower() != ".pt":
+        del args.output
         if hasattr(args, "run"):
             raise InputError(f"{command}: give the run folder once, with --run (-o {output} "
                              "names it too, in the deprecated spelling)")
@@ -146,10 +146,8 @@ def run_folder(args: Any, command: str) -> str | None:
             print(f"impasto: warning: '{command} -o RUN' is deprecated (-o will name the model "
                   f"file); use --run {output}", file=sys.stderr)
         args.run = output
-        return None
-    if not hasattr(args, "run") and args.resume is None:
+    elif not hasattr(args, "run") and args.resume is None:
         args.run = default_run(output)
-    return output
 
 
 def resumed_checkpoint(resume: str, *, prefix: str = "ckpt",

@@ -241,11 +241,8 @@ class _Bar(ProgressBar):
 def _run_train(args: argparse.Namespace) -> int:
     from impasto.classify.training import train
 
-    model_file = run_folder(args, "classify train")
+    run_folder(args, "classify train")
     config, resume = _train_config(args)
-    if model_file is not None and is_main_rank():
-        print(f"impasto: note: classify train does not write model files in this version; "
-              f"-o {model_file} names the run folder only", file=sys.stderr)
     main_rank = is_main_rank()
     result = run_training(train, config, resume, _Bar(args.quiet or not main_rank))
     if main_rank and not args.quiet:
@@ -258,6 +255,8 @@ def _run_train(args: argparse.Namespace) -> int:
                     f"({result.best_checkpoint})")
             print(f"trained {result.step} steps; checkpoint {result.checkpoint}{best}",
                   file=sys.stderr)
+        if getattr(result, "output", None) is not None:
+            print(f"wrote {result.output}", file=sys.stderr)
     return 130 if result.aborted else 0
 
 

@@ -123,7 +123,8 @@ def _add_train(fsub: Any) -> None:
     a = p.add_argument_group("adversarial loss (Li & Wand 2016)")
     a.add_argument("--adversarial-weight", type=nonneg_number, default=S,
                    help="weight of the patch discriminator's loss (default 0: off)")
-    a.add_argument("--adv-loss", choices=_choices.FAST_STYLE_ADV_LOSSES, default=S, help=f"(default {d.adv_loss})")
+    a.add_argument("--adv-loss", choices=_choices.FAST_STYLE_ADV_LOSSES, default=S,
+                   help=f"(default {d.adv_loss})")
     a.add_argument("--adv-crop", type=int_at_least(16), default=S,
                    help=f"side of the crops the discriminator sees (default {d.adv_crop})")
     a.add_argument("--lr-d", type=positive_number, default=S,
@@ -131,7 +132,8 @@ def _add_train(fsub: Any) -> None:
     a.add_argument("--disc-width", type=pos, default=S, help=f"(default {d.disc_width})")
     a.add_argument("--disc-layers", type=pos, default=S,
                    help=f"stride-2 layers (default {d.disc_layers}: 70 px patches)")
-    a.add_argument("--disc-norm", choices=_choices.PATCH_NORMS, default=S, help=f"(default {d.disc_norm})")
+    a.add_argument("--disc-norm", choices=_choices.PATCH_NORMS, default=S,
+                   help=f"(default {d.disc_norm})")
     t = p.add_argument_group("network, data and optimiser")
     t.add_argument("--size", type=int_at_least(16), default=S,
                    help=f"side of the training crops (default {d.size})")

@@ -116,7 +116,8 @@ def add_train(gsub: Any) -> None:
     g = add_runtime_options(p, d)
     g.add_argument("--sample-every", type=nonneg_int, default=S,
                    help=f"steps (default {d['sample_every']})")
-    g.add_argument("--samples", dest="n_samples", type=positive_int, default=S,
+    g.add_argument("--samples", dest="n_samples", metavar="SAMPLES", type=positive_int,
+                   default=S,
                    help=f"images in the sample grid (default {d['n_samples']})")
     g.add_argument("--metric", choices=[m for m in _choices.GAN_TRACKED_METRICS if m], default=S,
                    help="track this metric of G_ema (lower is better) and keep best.pt")
@@ -189,13 +190,15 @@ class _Bar(ProgressBar):
 
 
 def _note_model_file(model_file: str | None) -> None:
+    """``-o MODEL.pt``: the GAN configs have no model file yet; say so rather than ignore it."""
     if model_file is not None and is_main_rank():
         print(f"impasto: note: gan train does not write model files in this version; "
               f"-o {model_file} names the run folder only", file=sys.stderr)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    model_file = run_folder(args, "gan train")
+    run_folder(args, "gan train")
+    model_file = vars(args).pop("output", None)
     if _wants_pggan(args):
         return _run_train_pggan(args, model_file)
     from impasto.gan.training import train
@@ -259,7 +262,8 @@ def _add_pggan_options(p: argparse.ArgumentParser) -> None:
                    help="the default widths' numerator (default 8192)")
     g.add_argument("--fmap-max", type=positive_int, default=S,
                    help="the default widths' cap (default 512)")
-    g.add_argument("--mbstd-group", dest="mbstd_group_size", type=nonneg_int, default=S,
+    g.add_argument("--mbstd-group", dest="mbstd_group_size", metavar="MBSTD_GROUP",
+                   type=nonneg_int, default=S,
                    help="minibatch-stddev group size (default 4; 0 off)")
     g.add_argument("--drift-weight", type=finite_number, default=S, help="(default 0.001)")
     g.add_argument("--reset-optimizers", action=argparse.BooleanOptionalAction, default=S,

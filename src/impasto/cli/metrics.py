@@ -62,9 +62,10 @@ def add_parser(sub: Any) -> None:
     d = SimpleNamespace(**_choices.METRIC_OPTIONS)
     m.add_argument("--kid-subsets", type=int_at_least(1), default=d.kid_subsets)
     m.add_argument("--kid-subset-size", type=int_at_least(2), default=d.kid_subset_size)
-    m.add_argument("--splits", dest="is_splits", type=int_at_least(1), default=d.is_splits,
+    m.add_argument("--splits", dest="is_splits", metavar="SPLITS", type=int_at_least(1),
+                   default=d.is_splits,
                    help="IS splits")
-    m.add_argument("--k", dest="pr_k", type=int_at_least(1), default=d.pr_k,
+    m.add_argument("--k", dest="pr_k", metavar="K", type=int_at_least(1), default=d.pr_k,
                    help="neighbours of precision/recall")
     m.add_argument("--fid-eps", type=finite_number, default=d.fid_eps,
                    help="added to the covariance diagonals if sqrtm(S1 S2) is singular")

