@@ -127,7 +127,7 @@ def test_one_machine_command_trains_what_the_two_machine_command_trains(commands
         assert training_args(one) == training_args(two)
     (resume,) = commands["resume"]
     assert resume[: resume.index("-m")] == one[: one.index("-m")]  # the same launcher
-    assert resume[resume.index("--resume") + 1] == one[one.index("--run") + 1]
+    assert resume[resume.index("--resume") + 1] == one[one.index("--run-dir") + 1]
 
 
 def test_documented_commands_train_resume_exactly(commands, tmp_path):

@@ -111,13 +111,19 @@ def run_training(train: Callable[..., Any], config: Any, resume: str | None, bar
             bar.close()
 
 
+#: Why every ``--run`` has the alias ``--run-dir``.
+RUN_DIR_NOTE = ("Under torchrun write --run-dir: torchrun's own parser (Python < 3.12) takes "
+                "--run for an abbreviation of its --run-path")
+
+
 def add_run_options(p: Any) -> None:
     """``--run RUN`` and ``-o MODEL.pt`` of ``gan train`` and ``classify train`` (default
     ``SUPPRESS``; see :func:`run_folder`)."""
     import argparse
 
-    p.add_argument("--run", default=argparse.SUPPRESS, metavar="RUN",
-                   help="the run folder (with --resume: the resumed one; default MODEL.run)")
+    p.add_argument("--run", "--run-dir", dest="run", default=argparse.SUPPRESS, metavar="RUN",
+                   help="the run folder (with --resume: the resumed one; default MODEL.run). "
+                   f"{RUN_DIR_NOTE}")
     p.add_argument("-o", "--output", "--out", dest="output", default=argparse.SUPPRESS,
                    metavar="MODEL.pt",
                    help="the model file wanted (names the run folder MODEL.run unless --run is "

@@ -24,7 +24,7 @@ from impasto.cli._args import (
     int_at_least,
     parse_float,
 )
-from impasto.cli._run import LossBar, run_training
+from impasto.cli._run import RUN_DIR_NOTE, LossBar, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -57,9 +57,10 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--content", required=True, help="folder of content photos (e.g. MS-COCO)")
     t.add_argument("--styles", required=True, help="folder of style images (e.g. WikiArt)")
     t.add_argument("-o", "--output", required=True, help="the decoder file written at the end")
-    t.add_argument("--run", default=S,
+    t.add_argument("--run", "--run-dir", dest="run", default=S, metavar="RUN",
                    help="run folder for checkpoints and logs (default: OUTPUT with the suffix "
-                   ".run; an existing OUTPUT-run of an earlier release is continued)")
+                   f".run; an existing OUTPUT-run of an earlier release is continued). "
+                   f"{RUN_DIR_NOTE}")
     t.add_argument("--resume", default=None, metavar="RUN",
                    help="continue a run folder or checkpoint where it stopped")
     t.add_argument("--steps", type=int_at_least(1), default=S, help=f"(default {d['steps']})")

@@ -24,7 +24,7 @@ from impasto.cli._args import (
     nonneg_number,
     positive_number,
 )
-from impasto.cli._run import LossBar, resumed_config, run_training
+from impasto.cli._run import RUN_DIR_NOTE, LossBar, resumed_config, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -99,8 +99,9 @@ def _add_train(fsub: Any) -> None:
                    help="folder of content photos, searched recursively (optional with --resume)")
     p.add_argument("-s", "--style", default=S, help="the style image")
     p.add_argument("-o", "--output", default=S, metavar="MODEL.pt", help="the model file to write")
-    p.add_argument("--run", default=S, metavar="RUN",
-                   help="run folder (default: the model file's name with the suffix .run)")
+    p.add_argument("--run", "--run-dir", dest="run", default=S, metavar="RUN",
+                   help="run folder (default: the model file's name with the suffix .run). "
+                   f"{RUN_DIR_NOTE}")
     p.add_argument("--resume", default=None, metavar="RUN|CKPT",
                    help="continue a run exactly where it stopped (its settings are kept; "
                    "options given here override them)")
