@@ -398,7 +398,7 @@ def test_cli_adain_train_writes_a_decoder_the_stylize_command_uses(tmp_path, cap
                "--steps", "2", "--batch-size", "1", "--image-size", "32", "--load-size", "40",
                "--device", "cpu", "--no-tensorboard", "-q"])
     assert rc == 0, capsys.readouterr().err
-    assert (tmp_path / "dec-run" / "config.json").is_file()
+    assert (tmp_path / "dec.run" / "config.json").is_file()
     decoder, meta = load_decoder(out)
     assert meta["encoder"] == {"weights": "caffe", "widths": [64, 128, 256, 512],
                                "layer": "relu4_1"}
@@ -417,7 +417,7 @@ def test_cli_adain_train_bad_folder(tmp_path, capsys):
                str(tmp_path), "-o", str(tmp_path / "d.pt"), "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "none" in err and "\n" not in err and "Traceback" not in err
-    assert not (tmp_path / "d.pt").exists() and not (tmp_path / "d-run").exists()
+    assert not (tmp_path / "d.pt").exists() and not (tmp_path / "d.run").exists()
 
 
 def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkeypatch):
@@ -449,7 +449,7 @@ def test_cli_adain_train_ctrl_c_stops_with_a_checkpoint(tmp_path, capsys, monkey
     assert rc == 130, err
     assert "stopping after this step" in err and "--resume" in err
     assert not out.exists()
-    assert list((tmp_path / "dec-run").glob("ckpt-*.pt"))
-    rc = main(argv + ["--resume", str(tmp_path / "dec-run")])
+    assert list((tmp_path / "dec.run").glob("ckpt-*.pt"))
+    rc = main(argv + ["--resume", str(tmp_path / "dec.run")])
     assert rc == 0, capsys.readouterr().err
     assert load_decoder(out)[1]["step"] == 4
