@@ -123,13 +123,13 @@ def test_every_training_option_sets_a_config_field_by_name():
     from impasto.gan.progressive import PgganTrainConfig
     from impasto.metrics.evaluation import MetricOptions
     from impasto.style.adain import AdaINTrainConfig
-    from impasto.style.fast import FastStyleConfig
+    from impasto.style.fast import FastStyleTrainConfig
     from impasto.style.gatys import GatysConfig
 
     cases = [
         (("gan", "train"), _fields(GanTrainConfig), {"lr", "output", *_PGGAN_ONLY}),
         (("classify", "train"), _fields(ClassifierTrainConfig), {"output"}),
-        (("fast-style", "train"), _fields(FastStyleConfig), set()),
+        (("fast-style", "train"), _fields(FastStyleTrainConfig), set()),
         (("adain", "train"), _fields(AdaINTrainConfig), set()),
         (("stylize",), _fields(GatysConfig), set(_NOT_GATYS)),
         (("metrics", "fid"), _fields(MetricOptions), set(_NOT_OPTIONS)),

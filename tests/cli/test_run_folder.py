@@ -1,6 +1,6 @@
 """``--run RUN`` is the run folder of every ``train`` command; the old ``-o RUN`` / ``--out RUN``
 of ``gan train`` and ``classify train`` still works with a one-line deprecation note;
-``-o MODEL.pt`` names the run folder ``MODEL.run``; ``adain train`` continues an earlier
+``-o MODEL.pt`` is the model file and names the run folder ``MODEL.run``; ``adain train`` continues an earlier
 release's ``MODEL-run`` folder. The training functions are replaced by fakes that record the
 config they are given: these tests check the command line, not training."""
 
@@ -65,14 +65,15 @@ def test_o_naming_an_existing_folder_is_the_old_spelling_whatever_its_name(tmp_p
 @pytest.mark.parametrize("command", ["gan", "classify"])
 def test_o_model_file_names_the_run_folder_beside_it(tmp_path, capsys, trained, command):
     rc, err = _run(capsys, [command, "train", tmp_path / "data", "-o", tmp_path / "m.pt", "-q"])
-    assert rc == 0 and trained[-1].run == str(tmp_path / "m.run")
-    if command == "classify":  # the config's model file
-        assert err == [] and trained[-1].output == str(tmp_path / "m.pt")
-    else:  # GanTrainConfig has none yet: said, not hidden
-        assert len(err) == 1 and "model file" in err[0]
+    assert (rc, err) == (0, [])
+    assert trained[-1].run == str(tmp_path / "m.run")
+    assert trained[-1].output == str(tmp_path / "m.pt")  # the model file the run writes
     rc, err = _run(capsys, [command, "train", tmp_path / "data", "-o", tmp_path / "m.pt",
                             "--run", tmp_path / "elsewhere", "-q"])
     assert rc == 0 and trained[-1].run == str(tmp_path / "elsewhere")
+    rc, err = _run(capsys, [command, "train", tmp_path / "data", "-o",
+                            tmp_path / "s.safetensors", "-q"])
+    assert (rc, err) == (0, []) and trained[-1].run == str(tmp_path / "s.run")
 
 
 def test_run_given_twice_is_one_line_and_status_2(tmp_path, capsys, trained):

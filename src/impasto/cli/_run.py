@@ -111,6 +111,10 @@ def run_training(train: Callable[..., Any], config: Any, resume: str | None, bar
             bar.close()
 
 
+#: The names of model files (:func:`impasto.train.save_model`); ``-o`` naming anything else is
+#: the old spelling of the run folder.
+MODEL_SUFFIXES = (".pt", ".safetensors")
+
 #: Why every ``--run`` has the alias ``--run-dir``.
 RUN_DIR_NOTE = ("Under torchrun write --run-dir: torchrun's own parser (Python < 3.12) takes "
                 "--run for an abbreviation of its --run-path")
@@ -126,24 +130,24 @@ def add_run_options(p: Any) -> None:
                    f"{RUN_DIR_NOTE}")
     p.add_argument("-o", "--output", "--out", dest="output", default=argparse.SUPPRESS,
                    metavar="MODEL.pt",
-                   help="the model file wanted (names the run folder MODEL.run unless --run is "
-                   "given). Deprecated: -o/--out RUN naming the run folder (a folder, or a name "
-                   "without .pt), as before; use --run RUN")
+                   help="the model file written at the end (.pt or .safetensors); the run folder "
+                   "is MODEL.run unless --run is given. Deprecated: -o/--out RUN naming the run "
+                   "folder (a folder, or a name without those suffixes), as before; use --run")
 
 
 def run_folder(args: Any, command: str) -> None:
     """Settles ``--run`` and ``-o`` of ``command`` (``"gan train"``, ``"classify train"``):
-    ``-o MODEL.pt`` stays in ``args.output`` (the model file wanted) and names the run folder
-    ``MODEL.run`` unless ``--run`` (or ``--resume``) gives one; the old spelling ``-o RUN``
-    (an existing folder, or a name without ``.pt``) names the run folder, with a one-line
-    deprecation note on stderr, and leaves no ``args.output``."""
+    ``-o MODEL.pt`` (or ``.safetensors``) stays in ``args.output`` (the config's model file) and
+    names the run folder ``MODEL.run`` unless ``--run`` (or ``--resume``) gives one; the old
+    spelling ``-o RUN`` (an existing folder, or a name without those suffixes) names the run
+    folder, with a one-line deprecation note on stderr, and leaves no ``args.output``."""
     from impasto.cli._args import default_run
     from impasto.errors import InputError
 
     output = getattr(args, "output", None)
     if output is None:
         return
-    if Path(output).is_dir() or Path(output).suffix.lower() != ".pt":
+    if Path(output).is_dir() or Path(output).suffix.lower() not in MODEL_SUFFIXES:
         del args.output
         if hasattr(args, "run"):
             raise InputError(f"{command}: give the run folder once, with --run (-o {output} "

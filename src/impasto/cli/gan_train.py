@@ -189,32 +189,32 @@ class _Bar(ProgressBar):
         return text
 
 
-def _note_model_file(model_file: str | None) -> None:
-    """``-o MODEL.pt``: the GAN configs have no model file yet; say so rather than ignore it."""
-    if model_file is not None and is_main_rank():
-        print(f"impasto: note: gan train does not write model files in this version; "
-              f"-o {model_file} names the run folder only", file=sys.stderr)
+def _report(result: Any, args: argparse.Namespace, *, progressive: bool = False) -> int:
+    """Prints how the run ended (rank 0, unless quiet); returns the exit status."""
+    if is_main_rank() and not args.quiet:
+        stage = getattr(result, "stage", None) if progressive else None
+        if result.aborted:
+            where = f" ({stage.resolution}px, {stage.phase})" if stage else ""
+            print(f"stopped at step {result.step}{where}; continue with: impasto gan train "
+                  f"--resume {result.run}", file=sys.stderr)
+        else:
+            up_to = f" up to {stage.resolution}px" if stage else ""
+            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg){up_to}; "
+                  f"checkpoint {result.checkpoint}", file=sys.stderr)
+        if getattr(result, "output", None) is not None:
+            print(f"wrote {result.output}", file=sys.stderr)
+    return 130 if result.aborted else 0
 
 
 def _run_train(args: argparse.Namespace) -> int:
     run_folder(args, "gan train")
-    model_file = vars(args).pop("output", None)
     if _wants_pggan(args):
-        return _run_train_pggan(args, model_file)
+        return _run_train_pggan(args)
     from impasto.gan.training import train
 
     config, resume = _train_config(args)
-    _note_model_file(model_file)
-    main_rank = is_main_rank()
-    result = run_training(train, config, resume, _Bar(args.quiet or not main_rank))
-    if main_rank and not args.quiet:
-        if result.aborted:
-            print(f"stopped at step {result.step}; continue with: impasto gan train "
-                  f"--resume {result.run}", file=sys.stderr)
-        else:
-            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg); "
-                  f"checkpoint {result.checkpoint}", file=sys.stderr)
-    return 130 if result.aborted else 0
+    result = run_training(train, config, resume, _Bar(args.quiet or not is_main_rank()))
+    return _report(result, args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,19 +343,9 @@ class _PgBar(_Bar):
         return f"{stage} {text}"
 
 
-def _run_train_pggan(args: argparse.Namespace, model_file: str | None) -> int:
+def _run_train_pggan(args: argparse.Namespace) -> int:
     from impasto.gan.progressive import train
 
     config, resume = _pggan_config(args)
-    _note_model_file(model_file)
-    main_rank = is_main_rank()
-    result = run_training(train, config, resume, _PgBar(args.quiet or not main_rank))
-    if main_rank and not args.quiet:
-        if result.aborted:
-            print(f"stopped at step {result.step} ({result.stage.resolution}px, "
-                  f"{result.stage.phase}); continue with: impasto gan train --resume "
-                  f"{result.run}", file=sys.stderr)
-        else:
-            print(f"trained {result.step} steps ({result.images_seen / 1000:.1f} kimg) up to "
-                  f"{result.stage.resolution}px; checkpoint {result.checkpoint}", file=sys.stderr)
-    return 130 if result.aborted else 0
+    result = run_training(train, config, resume, _PgBar(args.quiet or not is_main_rank()))
+    return _report(result, args, progressive=True)
