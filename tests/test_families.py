@@ -75,6 +75,7 @@ class Adapter:
 
 
 def gan_config(tmp: Path, name: str) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
     from impasto.gan import GanTrainConfig
 
     data = tmp / "gan.npz"
@@ -86,6 +87,7 @@ def gan_config(tmp: Path, name: str) -> Any:
 
 
 def pggan_config(tmp: Path, name: str) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
     from impasto.gan.progressive import PgganSchedule, PgganTrainConfig
 
     data = tmp / "pg.npz"
@@ -98,6 +100,7 @@ def pggan_config(tmp: Path, name: str) -> Any:
 
 
 def classify_config(tmp: Path, name: str) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
     from impasto.classify import ClassifierTrainConfig
 
     data = tmp / "clf.npz"
@@ -108,6 +111,7 @@ def classify_config(tmp: Path, name: str) -> Any:
 
 
 def fast_style_config(tmp: Path, name: str) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
     from impasto.style.fast import FastStyleTrainConfig
 
     style = tmp / "style.png"
@@ -216,3 +220,40 @@ def test_family_contract(name: str, tmp_path: Path) -> None:
     assert torch.equal(y1, y2)
     if name in ("gan", "pggan"):  # the seed draws the latents
         assert not torch.equal(y1, y3)
+
+
+# --------------------------------------------------------------------------------------------
+# the same under torchrun: two gloo processes
+
+DDP_WORKER = Path(__file__).with_name("_families_ddp_worker.py")
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory) -> dict[str, Any]:
+    """Every family's three runs (straight; aborted on rank 1 only; resumed) on two processes,
+    in one process group; each rank's networks, steps and flags, by family and run."""
+    from conftest import run_ranks
+
+    root = tmp_path_factory.mktemp("families_ddp")
+    for name, ad in ADAPTERS.items():
+        ad.config(root / name, "probe")  # write the data once, before the ranks start
+    run_ranks(DDP_WORKER, root, ",".join(ADAPTERS), timeout=600)
+    return {"root": root, **{
+        name: [torch.load(root / name / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+        for name in ADAPTERS
+    }}
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_family_contract_under_ddp(name: str, ddp_results: dict[str, Any]) -> None:
+    rank0, rank1 = ddp_results[name]
+    root = ddp_results["root"] / name
+    for run in ("straight", "resumed"):  # every rank ends with the same networks
+        _assert_same(rank0[run]["nets"], rank1[run]["nets"], f"{name}/{run}")
+    assert rank0["aborted"]["aborted"] and rank1["aborted"]["aborted"]  # one rank asked
+    assert rank0["aborted"]["step"] == rank1["aborted"]["step"] == ADAPTERS[name].abort_after
+    assert rank0["resumed"]["step"] == rank0["straight"]["step"]
+    _assert_same(rank0["straight"]["nets"], rank0["resumed"]["nets"], f"{name}/resume")
+    # only rank 0 wrote: one row per step in the stats, checkpoints named once
+    steps = [row["step"] for row in read_stats(root / "a") if "step" in row]
+    assert len(steps) == len(set(steps)) == rank0["straight"]["step"]
