@@ -40,6 +40,7 @@ class TrainingFamily:
     config_ref: str
     pipeline_ref: str
     kinds: tuple[str, ...]  # the model-file kinds it writes: "<family>/<arch>"
+    export_ref: str = ""  # where export_model lives, when not in ``module``
 
     @staticmethod
     def _resolve(ref: str) -> Any:
@@ -52,7 +53,7 @@ class TrainingFamily:
 
     @property
     def export_model(self) -> Any:
-        return self._resolve(f"{self.module}:export_model")
+        return self._resolve(self.export_ref or f"{self.module}:export_model")
 
     @property
     def config(self) -> type:
@@ -73,6 +74,7 @@ for _family in (
     TrainingFamily(
         "pggan", "Progressive Growing of GANs (Karras et al. 2018)", "impasto.gan.progressive",
         "impasto.gan.progressive:PgganTrainConfig", "impasto.gan:GanGenerator", ("gan/pggan",),
+        "impasto.gan:export_model",
     ),
     TrainingFamily(
         "classify", "CNN classifiers", "impasto.classify",
