@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_vgg
 from PIL import Image
 
 from impasto.families import FAMILIES
 from impasto.train import load_checkpoint
 from impasto.train.modelfile import load_model
 from impasto.train.runlog import read_stats
-from conftest import tiny_vgg
 
 RUNTIME = dict(precision="fp32", device="cpu", deterministic=True, tensorboard=False,
                log_every=1, keep_last=10)
