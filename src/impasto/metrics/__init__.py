@@ -8,6 +8,8 @@ KID                    :func:`kid`                                 features ``(N
 Inception Score        :func:`inception_score`                     class probs ``(N, C)``
 precision / recall     :func:`precision_recall`                    features ``(N, D)``
 SWD (multi-scale)      :func:`swd`                                 images ``(N, C, H, W)``
+NST objective          :func:`nst_score` (``gatys-vgg19-v1``)      output, content, styles
+ArtFID-style figure    :func:`artfid` (not the paper's numbers)    image sets
 =====================  ==========================================  ======================
 
 :data:`METRICS` maps a short name to a :class:`MetricInfo` (callable, one-line description,
@@ -35,6 +37,8 @@ from impasto.metrics.extractors import (
 )
 from impasto.metrics.sources import load_encoding, open_set, save_encoding
 from impasto.metrics.evaluation import MetricOptions, MetricsReport, evaluate, format_table
+from impasto.metrics.nst import NSTScore, NSTScorer, nst_score
+from impasto.metrics.artfid import NSTSetReport, artfid
 
 __all__ = [
     "EXTRACTORS",
@@ -43,11 +47,16 @@ __all__ = [
     "FeatureExtractor",
     "MetricOptions",
     "MetricsReport",
+    "NSTScore",
+    "NSTScorer",
+    "NSTSetReport",
+    "artfid",
     "build_extractor",
     "encode",
     "evaluate",
     "format_table",
     "load_encoding",
+    "nst_score",
     "open_set",
     "save_encoding",
     "FeatureStats",

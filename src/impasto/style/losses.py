@@ -12,22 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-
-def gram_matrix(features: Tensor) -> Tensor:
-    """Gram matrix of ``(N, C, H, W)`` features, as float32 ``(N, C, C)`` divided by ``C*H*W``."""
-    n, c, h, w = features.shape
-    f = features.float().reshape(n, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
-
-
-def content_loss(input: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error between feature maps, in float32."""
-    return torch.mean((input.float() - target.float()) ** 2)
-
-
-def style_loss(input_gram: Tensor, target_gram: Tensor) -> Tensor:
-    """Mean squared error between Gram matrices (see :func:`gram_matrix`)."""
-    return torch.mean((input_gram - target_gram) ** 2)
+# The functional twins live one layer down: impasto.metrics.nst measures with them too.
+from impasto.losses.perceptual import content_loss, gram_matrix, style_loss
 
 
 def total_variation(image: Tensor) -> Tensor:
