@@ -130,7 +130,7 @@ class AdaINDecoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AdaINDecoderConfig:
-        from impasto.train.config import config_from_dict
+        from impasto.config_io import config_from_dict
 
         return config_from_dict(cls, d)
 

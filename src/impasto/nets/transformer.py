@@ -82,7 +82,7 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TransformerConfig:
-        from impasto.train.config import config_from_dict
+        from impasto.config_io import config_from_dict
 
         return config_from_dict(cls, d)
 
