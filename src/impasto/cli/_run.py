@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "LossBar", "ProgressBar", "add_run_options", "is_main_rank", "resumed_checkpoint",
+    "LossBar", "ProgressBar", "add_run_options", "changed_settings", "is_main_rank",
+    "resumed_checkpoint",
     "resumed_config", "run_folder", "run_training", "stop_on_sigint",
 ]
 
@@ -182,13 +183,40 @@ def resumed_config(cls: type, given: Mapping[str, Any], resume: str, *, prefix: 
     :func:`resumed_checkpoint`) overridden by the options ``given``, and the checkpoint's
     path. ``check_kind(path, kind, settings)`` refuses a checkpoint of another kind;
     ``resets`` maps an option to the saved settings it drops when given (a new length
-    replaces the old; a new optimiser takes its own defaults)."""
+    replaces the old; a new optimiser takes its own defaults). The settings that the options
+    change are listed in one line on stderr (rank 0): :func:`changed_settings`."""
     from impasto.train import config_from_dict
 
     ckpt_path, ckpt, base = resumed_checkpoint(resume, prefix=prefix)
     check_kind(ckpt_path, ckpt["kind"], {**base, **given})
+    saved = dict(base)
     for option, dropped in (resets or {}).items():
         if option in given:
             for key in dropped:
                 base.pop(key, None)
-    return config_from_dict(cls, {**base, **given}, source=str(ckpt_path)), str(ckpt_path)
+    config = config_from_dict(cls, {**base, **given}, source=str(ckpt_path))
+    note = changed_settings(saved, config)
+    if note and is_main_rank():
+        from impasto.errors import escape_line
+
+        print(escape_line(f"impasto: resuming {ckpt_path} (step {ckpt.get('step')}) with "
+                          f"changed settings: {note}"), file=sys.stderr)
+    return config, str(ckpt_path)
+
+
+def changed_settings(saved: Mapping[str, Any], config: Any) -> str:
+    """``"steps 4 -> 6, lr 0.001 -> 0.0005"``: the fields of the dataclass ``config`` whose
+    value differs from the ``saved`` settings (a run's ``config.json``), in field order; ""
+    when none does. ``run`` is left out (the folder may have moved)."""
+    from impasto.train import config_to_dict
+
+    now = config_to_dict(config)
+    return ", ".join(f"{key} {_show(saved.get(key))} -> {_show(value)}"
+                     for key, value in now.items()
+                     if key != "run" and key in saved and saved[key] != value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(_show(v) for v in value)
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -3,8 +3,10 @@ content photos and a folder of style images; a thin parser over
 :func:`impasto.style.adain.train`. Stylise with ``impasto stylize --method adain --decoder``.
 
 Ctrl-C stops after the current step with a checkpoint (exit status 130); ``--resume RUN``
-continues exactly where it stopped. Under ``torchrun`` the same command trains data-parallel
-(rank 0 alone writes files and shows progress).
+continues exactly where it stopped, with the run's saved settings (``--content``, ``--styles``
+and ``-o`` included): only the options given override them (``--steps 200000`` to train
+longer), each change listed in one line. Under ``torchrun`` the same command trains
+data-parallel (rank 0 alone writes files and shows progress).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from impasto.cli._args import (
     int_at_least,
     parse_float,
 )
-from impasto.cli._run import RUN_DIR_NOTE, LossBar, run_training
+from impasto.cli._run import RUN_DIR_NOTE, LossBar, resumed_config, run_training
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -54,15 +56,19 @@ def add_parser(sub: Any) -> None:
         "style crops, AdaIN mixes them, the decoder learns to paint the result (content loss "
         "against the AdaIN target, mean/std style loss on relu1_1..relu4_1).",
     )
-    t.add_argument("--content", required=True, help="folder of content photos (e.g. MS-COCO)")
-    t.add_argument("--styles", required=True, help="folder of style images (e.g. WikiArt)")
-    t.add_argument("-o", "--output", required=True, help="the decoder file written at the end")
+    t.add_argument("--content", default=S,
+                   help="folder of content photos, e.g. MS-COCO (optional with --resume)")
+    t.add_argument("--styles", default=S,
+                   help="folder of style images, e.g. WikiArt (optional with --resume)")
+    t.add_argument("-o", "--output", default=S,
+                   help="the decoder file written at the end (optional with --resume)")
     t.add_argument("--run", "--run-dir", dest="run", default=S, metavar="RUN",
                    help="run folder for checkpoints and logs (default: OUTPUT with the suffix "
                    f".run; an existing OUTPUT-run of an earlier release is continued). "
                    f"{RUN_DIR_NOTE}")
     t.add_argument("--resume", default=None, metavar="RUN",
-                   help="continue a run folder or checkpoint where it stopped")
+                   help="continue a run folder or checkpoint exactly where it stopped (its "
+                   "settings are kept; options given here override them)")
     t.add_argument("--steps", type=int_at_least(1), default=S, help=f"(default {d['steps']})")
     t.add_argument("--batch-size", type=int_at_least(1), default=S,
                    help=f"(default {d['batch_size']})")
@@ -85,16 +91,45 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(func=_run_train)
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from impasto.style.adain import AdaINTrainConfig, train
+def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The run's AdaINTrainConfig (the defaults, or the resumed run's saved settings,
+    overridden by the options given) and the checkpoint to resume."""
+    from impasto.style.adain import (
+        CHECKPOINT_KIND,
+        CHECKPOINT_PREFIX,
+        LEGACY_CHECKPOINT_KIND,
+        AdaINTrainConfig,
+    )
 
-    out = Path(args.output)
-    if out.suffix == "":
-        raise InputError(f"{out}: give the decoder file a name such as decoder.pt")
-    if not hasattr(args, "run"):
-        args.run = default_run(args.output)
-    config = AdaINTrainConfig(**given_settings(args, AdaINTrainConfig))
-    result = run_training(train, config, args.resume, LossBar(args.quiet), rank0_only=True)
+    given = given_settings(args, AdaINTrainConfig)
+    if "output" in given and Path(given["output"]).suffix == "":
+        raise InputError(f"{given['output']}: give the decoder file a name such as decoder.pt")
+    if args.resume is None:
+        missing = [opt for opt, key in (("--content", "content"), ("--styles", "styles"),
+                                        ("-o/--output", "output")) if key not in given]
+        if missing:
+            raise InputError(f"adain train: give {', '.join(missing)} (or --resume RUN)")
+        given.setdefault("run", default_run(given["output"]))
+        config = AdaINTrainConfig(**given)
+        config.validate()
+        return config, None
+
+    def check_kind(ckpt_path: Any, kind: str, settings: dict[str, Any]) -> None:
+        if kind not in (CHECKPOINT_KIND, LEGACY_CHECKPOINT_KIND):
+            raise InputError(f"{ckpt_path} is a '{kind}' file, not an AdaIN training "
+                             "checkpoint")
+
+    config, resume = resumed_config(AdaINTrainConfig, given, args.resume,
+                                    prefix=CHECKPOINT_PREFIX, check_kind=check_kind)
+    config.validate()
+    return config, resume
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from impasto.style.adain import train
+
+    config, resume = _train_config(args)
+    result = run_training(train, config, resume, LossBar(args.quiet), rank0_only=True)
     if result.aborted:
         print(f"impasto: stopped at step {result.step}; continue with --resume {result.run}",
               file=sys.stderr)
