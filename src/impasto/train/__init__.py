@@ -2,7 +2,8 @@
 
 - :mod:`~impasto.train.config`: typed configs (dataclasses) as JSON beside the weights.
 - :mod:`~impasto.train.checkpoint`: atomic, ``weights_only``-loadable checkpoints with the full
-  RNG state, a :class:`CheckpointManager` for run folders, and ``--resume`` resolution.
+  RNG state (:mod:`~impasto.train.rng`); :mod:`~impasto.train.manager`: a
+  :class:`CheckpointManager` for run folders, and ``--resume`` resolution.
 - :mod:`~impasto.train.modelfile`: one model-file format for every family (``save_model``,
   ``load_model``; ``.pt`` or safetensors; the previous release's files read too).
 - :mod:`~impasto.train.ema`: exponential moving average of weights.

@@ -28,6 +28,10 @@ with wrong numbers. :func:`save_checkpoint` stores a SHA-256 of every tensor's b
 (:func:`tensor_digest`) and :func:`load_checkpoint` recomputes it; a mismatch is refused.
 Loading also refuses a checkpoint whose weights, buffers or optimiser states hold NaN or
 infinity (older files without a digest get this check too).
+
+The RNG state a checkpoint stores comes from :mod:`impasto.train.rng`; run folders of numbered
+checkpoints and ``--resume`` resolution are :mod:`impasto.train.manager`. Their public names are
+importable from here too.
 """
 
 from __future__ import annotations
@@ -35,13 +39,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
-import json
 import logging
-import math
 import os
 import pickle
-import random
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,11 @@ import torch
 from torch import nn
 
 from impasto.errors import InputError
-from impasto._fileutil import atomic_open, one_line, reason, write_text_atomic
+from impasto._fileutil import atomic_open, one_line, reason
 from impasto.train.config import config_to_dict
 from impasto.train.distributed import unwrap_model
 from impasto.train.ema import EMA
+from impasto.train.rng import capture_rng_state, restore_rng_state
 
 __all__ = [
     "FORMAT_VERSION",
@@ -115,27 +116,6 @@ def _first_non_finite(obj: Any) -> str | None:
     return None
 
 
-# Files that atomic_open leaves when a process is killed mid-write: ``.<name>.<random>.tmp``.
-_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
-
-
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files an interrupted atomic write left in ``folder`` (only
-    impasto's own pattern ``.<name>.<random>.tmp``, only in that folder); returns them."""
-    removed = []
-    d = Path(folder)
-    if not d.is_dir():
-        return removed
-    for p in d.iterdir():
-        if _TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink():
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError as e:
-                log.warning("cannot delete stale temporary file %s: %s", p, reason(e))
-    return removed
-
-
 # --------------------------------------------------------------------------------------------
 # plain-data check
 
@@ -178,105 +158,6 @@ def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
     return int(value)
-
-
-# --------------------------------------------------------------------------------------------
-# RNG state
-
-
-def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
-    """The state of every random number generator a training loop draws from, as plain data.
-
-    ``python`` (:mod:`random`), ``numpy`` (the global ``np.random`` state: its key array as an
-    int64 tensor plus ints and a float, so no numpy object is stored), ``torch`` (CPU),
-    ``cuda`` (one state per CUDA device; only when CUDA is available and already initialised,
-    so that capturing never creates CUDA contexts; otherwise None) and ``generators``: the state
-    of each :class:`torch.Generator` passed by name (e.g. the data loader's seeded generator).
-    """
-    version, internal, gauss_next = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    cuda = None
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        cuda = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    gens = {}
-    for gname, g in (generators or {}).items():
-        if not isinstance(g, torch.Generator):
-            raise TypeError(f"generator {gname!r} is a {type(g).__name__}, not a torch.Generator")
-        gens[str(gname)] = g.get_state().clone()
-    return {
-        "python": {
-            "version": int(version),
-            "state": torch.tensor(internal, dtype=torch.int64),
-            "gauss_next": None if gauss_next is None else float(gauss_next),
-        },
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "torch": torch.get_rng_state().clone(),
-        "cuda": cuda,
-        "generators": gens,
-    }
-
-
-def restore_rng_state(
-    state: Mapping[str, Any],
-    generators: Mapping[str, torch.Generator] | None = None,
-    *,
-    strict: bool = True,
-) -> None:
-    """Put back a state from :func:`capture_rng_state`: after it, ``random``, ``np.random``,
-    ``torch`` (CPU and, where saved and available, CUDA) and each named generator produce the
-    same numbers as right after the capture.
-
-    A CUDA state saved on a machine with more devices is restored for the devices present; one
-    saved without CUDA leaves the CUDA generators alone. A name in ``generators`` without a
-    saved state raises :class:`InputError` when ``strict`` (is skipped otherwise).
-    """
-    try:
-        py = state["python"]
-        internal = tuple(int(v) for v in _as_cpu_tensor(py["state"]).tolist())
-        gauss = py["gauss_next"]
-        np_state = state["numpy"]
-        keys = _as_cpu_tensor(np_state["keys"]).numpy().astype(np.uint32)
-        np_tuple = (
-            str(np_state["name"]),
-            keys,
-            int(np_state["pos"]),
-            int(np_state["has_gauss"]),
-            float(np_state["cached_gaussian"]),
-        )
-        torch_state = _as_cpu_tensor(state["torch"]).to(torch.uint8)
-        saved_gens = state.get("generators") or {}
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise InputError(
-            f"the saved random number generator state is malformed ({reason(e)})"
-        ) from None
-
-    missing = [n for n in (generators or {}) if n not in saved_gens]
-    if missing and strict:
-        names = ", ".join(repr(n) for n in missing)
-        raise InputError(f"no saved random number generator state for generator {names}")
-
-    random.setstate((int(py["version"]), internal, None if gauss is None else float(gauss)))
-    np.random.set_state(np_tuple)
-    torch.set_rng_state(torch_state)
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available():
-        for i in range(min(len(cuda), torch.cuda.device_count())):
-            torch.cuda.set_rng_state(_as_cpu_tensor(cuda[i]).to(torch.uint8), i)
-    for gname, g in (generators or {}).items():
-        if gname in saved_gens:
-            g.set_state(_as_cpu_tensor(saved_gens[gname]).to(torch.uint8))
-
-
-def _as_cpu_tensor(value: Any) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"expected a tensor, got {type(value).__name__}")
-    return value.detach().cpu()
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,186 +454,10 @@ def restore(
             raise InputError(f"{src}: {e}") from None
 
 
-# --------------------------------------------------------------------------------------------
-# a run folder of checkpoints
-
-
-def _numbered(folder: Path, prefix: str) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the ``{prefix}-<step>.pt`` files in ``folder``, by step."""
-    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)\.pt$")
-    found = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    for p in entries:
-        m = pattern.match(p.name)
-        if m and p.is_file():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _latest_in(folder: Path, prefix: str) -> Path | None:
-    info = _read_json(folder / "latest.json")
-    if isinstance(info, dict) and isinstance(info.get("file"), str):
-        name = info["file"]
-        if name and "/" not in name and "\\" not in name and name not in (".", ".."):
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate
-    found = _numbered(folder, prefix)
-    return found[-1][1] if found else None
-
-
-def resolve_checkpoint(path_or_run_folder: str | os.PathLike[str], *, prefix: str = "ckpt") -> Path:
-    """The checkpoint file that ``--resume PATH`` means.
-
-    A file is returned as it is. For a run folder: the file named by its ``latest.json``, or
-    else its highest-numbered ``{prefix}-<step>.pt``. Raises :class:`InputError` for a path that
-    does not exist and for a folder without checkpoints.
-    """
-    p = Path(path_or_run_folder)
-    if p.is_dir():
-        found = _latest_in(p, prefix)
-        if found is None:
-            raise InputError(
-                f"{p}: no checkpoint in this folder (no latest.json and no {prefix}-*.pt)"
-            )
-        return found
-    if p.exists():
-        return p
-    raise InputError(f"{p}: no such checkpoint file or run folder")
-
-
-class CheckpointManager:
-    """Numbered checkpoints in a run folder, the last ``keep_last`` kept, plus ``best.pt``.
-
-    :meth:`save` writes ``{prefix}-000001234.pt`` (the step, zero-padded to 9 digits), then
-    ``latest.json`` (``{"file": ..., "step": ...}``, written atomically; no symlink, so it
-    works on every file system), and only then deletes older numbered files beyond the last
-    ``keep_last`` (None keeps all). "Last" is by step number, and the file just written is
-    always kept (a resumed run that went back never deletes its new checkpoint).
-
-    With ``best_metric`` (e.g. ``"fid"``) and ``mode`` (``"min"`` or ``"max"``),
-    :meth:`save_best` writes ``best.pt`` only when the value improves on the best so far
-    (remembered in ``best.json``, so it survives a resume) and stores the value in the
-    checkpoint's ``extra`` as ``best_metric``/``best_value``.
-
-    Only the main process (rank 0) should save; every rank may :meth:`resolve`.
-    """
-
-    def __init__(
-        self,
-        folder: str | os.PathLike[str],
-        *,
-        keep_last: int | None = 3,
-        prefix: str = "ckpt",
-        best_metric: str | None = None,
-        mode: str = "min",
-    ) -> None:
-        if keep_last is not None and (
-            isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1
-        ):
-            raise ValueError(f"keep_last must be a positive integer or None, not {keep_last!r}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
-        if not prefix or "/" in prefix or "\\" in prefix:
-            raise ValueError(f"prefix must be a plain file name prefix, not {prefix!r}")
-        self.folder = Path(folder)
-        self.keep_last = keep_last
-        self.prefix = prefix
-        self.best_metric = best_metric
-        self.mode = mode
-        self._best: float | None = None
-        self._best_loaded = False
-
-    # -- numbered checkpoints
-
-    def path_for(self, step: int) -> Path:
-        return self.folder / f"{self.prefix}-{_int('step', step):09d}.pt"
-
-    def checkpoints(self) -> list[Path]:
-        """The numbered checkpoint files in the folder, oldest step first."""
-        return [p for _, p in _numbered(self.folder, self.prefix)]
-
-    def save(self, step: int, **kw: Any) -> Path:
-        """:func:`save_checkpoint` to ``{prefix}-<step>.pt`` (``kw``: kind, config, images_seen,
-        models, optimizers, extra, rng, generators), update ``latest.json``, prune old files."""
-        path = save_checkpoint(self.path_for(step), step=step, **kw)
-        remove_stale_temporaries(self.folder)
-        write_text_atomic(
-            self.folder / "latest.json", json.dumps({"file": path.name, "step": int(step)}) + "\n"
-        )
-        if self.keep_last is not None:
-            others = [(s, p) for s, p in _numbered(self.folder, self.prefix) if p.name != path.name]
-            keep = (
-                {p.name for _, p in others[len(others) - (self.keep_last - 1) :]}
-                if self.keep_last > 1
-                else set()
-            )
-            for _, p in others:
-                if p.name not in keep:
-                    try:
-                        p.unlink()
-                    except OSError as e:
-                        log.warning("cannot delete old checkpoint %s: %s", p, reason(e))
-        return path
-
-    def latest_path(self) -> Path | None:
-        """The newest checkpoint (``latest.json``, else the highest step), or None."""
-        if not self.folder.is_dir():
-            return None
-        return _latest_in(self.folder, self.prefix)
-
-    def resolve(self, path_or_run_folder: str | os.PathLike[str]) -> Path:
-        """See :func:`resolve_checkpoint` (with this manager's prefix)."""
-        return resolve_checkpoint(path_or_run_folder, prefix=self.prefix)
-
-    # -- best
-
-    @property
-    def best_value(self) -> float | None:
-        """The best value of ``best_metric`` so far (from ``best.json`` after a resume), or None."""
-        if not self._best_loaded:
-            self._best_loaded = True
-            info = _read_json(self.folder / "best.json")
-            if (
-                isinstance(info, dict)
-                and info.get("metric") == self.best_metric
-                and isinstance(info.get("value"), (int, float))
-                and (self.folder / "best.pt").is_file()
-            ):
-                self._best = float(info["value"])
-        return self._best
-
-    def save_best(self, value: float | torch.Tensor, **kw: Any) -> bool:
-        """Write ``best.pt`` (and ``best.json``) if ``value`` beats the best so far; returns
-        whether it did. NaN never improves. ``kw`` as for :meth:`save` plus ``step``."""
-        if self.best_metric is None:
-            raise ValueError("save_best needs CheckpointManager(best_metric=...)")
-        v = float(value.item() if isinstance(value, torch.Tensor) else value)
-        if not math.isfinite(v):
-            return False
-        best = self.best_value
-        if best is not None and not (v < best if self.mode == "min" else v > best):
-            return False
-        extra = dict(kw.pop("extra", None) or {})
-        extra.update(best_metric=self.best_metric, best_value=v)
-        path = save_checkpoint(self.folder / "best.pt", extra=extra, **kw)
-        info = {
-            "metric": self.best_metric,
-            "mode": self.mode,
-            "value": v,
-            "step": kw.get("step"),
-            "file": path.name,
-        }
-        write_text_atomic(self.folder / "best.json", json.dumps(info) + "\n")
-        self._best = v
-        return True
+# The run-folder half of checkpointing lives in train.manager; its names stay importable from
+# here. Imported last: train.manager imports save_checkpoint from this module.
+from impasto.train.manager import (
+    CheckpointManager,
+    remove_stale_temporaries,
+    resolve_checkpoint,
+)

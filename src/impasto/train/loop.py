@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 from impasto.errors import InputError
-from impasto.train.checkpoint import capture_rng_state, restore_rng_state
+from impasto.train.rng import capture_rng_state, restore_rng_state
 from impasto.train.distributed import (
     DistInfo,
     all_reduce_mean,
