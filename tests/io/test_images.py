@@ -20,7 +20,7 @@ from PIL import Image, ImageFile
 
 import impasto.io as iio
 from impasto.errors import InputError
-from impasto.io import images as images_mod
+from impasto.io import loading as loading_mod
 
 RNG = np.random.default_rng(1234)
 ARR = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)  # H=5, W=7
@@ -368,7 +368,7 @@ def test_unreadable_file_is_rejected(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(images_mod, "open", refuse, raising=False)  # works even as root
+    monkeypatch.setattr(loading_mod, "open", refuse, raising=False)  # works even as root
     with pytest.raises(InputError) as exc:
         iio.load_image(path)
     assert "permission denied" in assert_one_line_naming(exc, str(path))

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from impasto._fileutil import reason
 from impasto.errors import InputError
-from impasto.io.images import resize_tensor, scaled_size
+from impasto.io.resizing import resize_tensor, scaled_size
 
 __all__ = [
     "OUTPUT_CODECS",
