@@ -4,11 +4,14 @@
 a bad option) prints one line on stderr and returns 2; it never shows a traceback.
 
 Building the parser imports no torch (a test guards it): ``impasto --help``, ``--version``,
-``COMMAND --help`` and argument errors answer at once; each command imports the library when it
-runs. One module per command: :mod:`~impasto.cli.stylize`, :mod:`~impasto.cli.gan`,
-:mod:`~impasto.cli.metrics`, :mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`,
-:mod:`~impasto.cli.adain`; :mod:`~impasto.cli._args` holds the shared options and argument
-types, :mod:`~impasto.cli._run` the progress bars and Ctrl-C handling of the training commands.
+``COMMAND --help`` and argument errors answer at once; each command imports the library when
+it runs. One module per command: :mod:`~impasto.cli.stylize`, :mod:`~impasto.cli.gan`
+(``gan train`` in :mod:`~impasto.cli.gan_train`), :mod:`~impasto.cli.metrics`,
+:mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`, :mod:`~impasto.cli.adain`.
+:mod:`~impasto.cli._args` holds the shared options, the config-from-options path and the
+argument types; :mod:`~impasto.cli._run` the run folder, resume, progress bars and Ctrl-C
+handling of the training commands; :mod:`~impasto.cli._choices` the library's names and
+defaults that the parser shows (written by :mod:`~impasto.cli._snapshot`).
 The library never imports this package.
 """
 

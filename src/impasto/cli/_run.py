@@ -154,8 +154,8 @@ def run_folder(args: Any, command: str) -> None:
             raise InputError(f"{command}: give the run folder once, with --run (-o {output} "
                              "names it too, in the deprecated spelling)")
         if is_main_rank():
-            print(f"impasto: warning: '{command} -o RUN' is deprecated (-o will name the model "
-                  f"file); use --run {output}", file=sys.stderr)
+            print(f"impasto: warning: '{command} -o RUN' for the run folder is deprecated (-o "
+                  f"names the model file, MODEL.pt); use --run {output}", file=sys.stderr)
         args.run = output
     elif not hasattr(args, "run") and args.resume is None:
         args.run = default_run(output)
