@@ -409,14 +409,14 @@ def test_sklearn_digits_npz_round_trip(tmp_path):
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
 def test_files_are_decoded_once_then_served_from_memory(tmp_path, monkeypatch, kind):
-    import impasto.data.datasets as datasets
+    import impasto.data.files as files_mod  # the module that decodes the files
 
     src = (write_tree(tmp_path / "tree", RGB) if kind == "folder"
            else write_zip(tmp_path / "imgs.zip", RGB))
     ds = open_dataset(src, resolution=8)
     calls = []
-    real = datasets.load_image
-    monkeypatch.setattr(datasets, "load_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = files_mod.load_image
+    monkeypatch.setattr(files_mod, "load_image", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = stack(ds)
     ds.set_epoch(1)
     second = stack(ds)
