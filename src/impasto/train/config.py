@@ -3,7 +3,7 @@
 :class:`RuntimeConfig` and :class:`LoggingConfig` are the bases of every ``*TrainConfig``;
 :func:`check_runtime_fields`, :func:`check_logging_fields` and :func:`check_data_and_run` check
 them with one-line :class:`~impasto.errors.InputError` errors. How configs become JSON and
-(:func:`config_to_dict`, :func:`config_from_dict`, :func:`save_config`, :func:`load_config`)
+back (:func:`config_to_dict`, :func:`config_from_dict`, :func:`save_config`, :func:`load_config`)
 and the field checks (:func:`check_int`, ...) live one layer down, in :mod:`impasto.config_io`,
 and are re-exported here.
 """
