@@ -216,3 +216,6 @@ METRIC_OPTIONS = {'batch_size': 32,
                   'fid_eps': 1e-06}
 EXTRACTOR_USAGE = ('inception', 'vgg19[:SIZE]', 'classifier:PATH')
 DEFAULT_GENERATOR_SAMPLES = 10000
+NST_OBJECTIVE = 'gatys-vgg19-v1'
+NST_DEFAULT_SIZE = 512
+NST_SIZES = (32, 4096)

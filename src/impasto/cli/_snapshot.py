@@ -54,6 +54,10 @@ def collect() -> dict[str, Any]:
     from impasto.infer.precision import INFERENCE_PRECISIONS
     from impasto.metrics.evaluation import METRIC_NAMES, MetricOptions
     from impasto.metrics.extractors import EXTRACTORS
+    from impasto.metrics.nst import DEFAULT_SIZE as NST_DEFAULT_SIZE
+    from impasto.metrics.nst import MAX_SIZE as NST_MAX_SIZE
+    from impasto.metrics.nst import MIN_SIZE as NST_MIN_SIZE
+    from impasto.metrics.nst import OBJECTIVE_NAME as NST_OBJECTIVE
     from impasto.metrics.sources import DEFAULT_GENERATOR_SAMPLES
     from impasto.nets.classifier import CLASSIFIER_ARCHS
     from impasto.nets.gan import GAN_ARCH_REGISTRY
@@ -101,6 +105,9 @@ def collect() -> dict[str, Any]:
         "METRIC_OPTIONS": _defaults(MetricOptions()),
         "EXTRACTOR_USAGE": tuple(info.usage(name) for name, info in EXTRACTORS.items()),
         "DEFAULT_GENERATOR_SAMPLES": DEFAULT_GENERATOR_SAMPLES,
+        "NST_OBJECTIVE": NST_OBJECTIVE,
+        "NST_DEFAULT_SIZE": NST_DEFAULT_SIZE,
+        "NST_SIZES": (NST_MIN_SIZE, NST_MAX_SIZE),
     }
 
 

