@@ -4,6 +4,7 @@ exit status 2, one line on stderr, no traceback and no output left behind."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from types import SimpleNamespace
 
@@ -103,8 +104,13 @@ def test_sample_out_dir(env, tmp_path):
 
 def test_interpolate_gif(env, tmp_path, capsys):
     out = tmp_path / "walk.gif"
-    assert main(["gan", "interpolate", str(env.run), "--seeds", "1,2,3", "--frames", "7",
-                 "-o", str(out), "--scale", "2"]) == 0
+    old = os.umask(0o022)
+    try:
+        assert main(["gan", "interpolate", str(env.run), "--seeds", "1,2,3", "--frames", "7",
+                     "-o", str(out), "--scale", "2"]) == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # as every other output, not mkstemp's 0600
     assert "7 frames" in capsys.readouterr().err
     with Image.open(out) as im:
         assert im.n_frames == 7
@@ -121,8 +127,13 @@ def test_interpolate_mp4(env, tmp_path):
     imageio = pytest.importorskip("imageio.v3")
     pytest.importorskip("imageio_ffmpeg")
     out = tmp_path / "walk.mp4"
-    assert main(["gan", "interpolate", str(env.run), "--seeds", "1,2,3", "--frames", "9",
-                 "-o", str(out), "--scale", "2", "--fps", "6", "-q"]) == 0
+    old = os.umask(0o027)
+    try:
+        assert main(["gan", "interpolate", str(env.run), "--seeds", "1,2,3", "--frames", "9",
+                     "-o", str(out), "--scale", "2", "--fps", "6", "-q"]) == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o640  # 0666 & ~umask
     frames = imageio.imread(out, plugin="FFMPEG")
     assert frames.shape[0] == 9 and frames.shape[1:3] == (64, 64)
     meta = imageio.immeta(out, plugin="FFMPEG")

@@ -240,6 +240,23 @@ def test_saved_statistics_stand_in_for_the_set(capsys, tmp_path, data):
     assert other["metrics"]["fid"] == pytest.approx(full["metrics"]["fid"], rel=1e-9)
 
 
+def test_all_skips_swd_of_images_it_cannot_compare_with_a_note(capsys, tmp_path, data):
+    """`metrics all` gives what the inputs allow: images of another size (48 px against 32 px,
+    or a folder of mixed sizes) or too small (8 px) skip SWD with a note, as a statistics file
+    does; `metrics swd` alone refuses them (BAD below)."""
+    for real, fake, why in ((data.a, data.big, "swd needs images of one size"),
+                            (data.mixed, data.c, "images differ in size"),
+                            (data.small, data.small, "at least 16x16")):
+        report = run_json(capsys, tmp_path, "all", real, fake, "--extractor", "pixelstats",
+                          "--splits", "2")
+        assert "swd" not in report["metrics"] and why in report["skipped"]["swd"]
+        assert {"fid", "kid", "precision"} <= set(report["metrics"])
+    code, out, err = run(capsys, "all", data.a, data.big, "--extractor", "pixelstats",
+                         "--splits", "2", "--device", "cpu")
+    assert code == 0 and "FID" in out and "SWD" not in out
+    assert "impasto: note: swd skipped: swd needs images of one size" in err
+
+
 def test_generator_samples_are_drawn_with_a_seed(capsys, tmp_path, data, gan_run):
     args = ("kid", gan_run, data.a, "-n", 12, "--extractor", "pixelstats")
     r1 = run_json(capsys, tmp_path, *args, "--seed", 3)

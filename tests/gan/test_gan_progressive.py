@@ -194,7 +194,7 @@ def test_tiny_run_grows_from_4_to_16(straight, data, tmp_path):
     ends = np.cumsum([n for *_, n in PHASES]).tolist()
     assert sorted(p.name for p in run.glob("ckpt-*.pt")) == [f"ckpt-{s:09d}.pt" for s in ends]
     for (res, *_), s in zip(PHASES, ends):
-        grid = Image.open(run / "images" / f"samples-{s:09d}.png")
+        grid = Image.open(run / "images" / f"samples-ema-{s:09d}.png")
         assert grid.size == (2 * (res + 2) + 2,) * 2  # 2x2 images of res px, 2 px padding
     rows = read_stats(run)
     assert [r["resolution"] for r in rows] == [p.resolution for p in steps]

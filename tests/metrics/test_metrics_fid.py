@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -154,8 +155,13 @@ def test_bad_inputs_raise_input_error():
 def test_stats_round_trip(tmp_path):
     x = np.random.default_rng(8).normal(size=(50, 5))
     stats = FeatureStats.from_features(x, meta={"extractor": "toy", "size": 64})
-    path = stats.save(tmp_path / "real.npz")
+    old = os.umask(0o022)
+    try:
+        path = stats.save(tmp_path / "real.npz")
+    finally:
+        os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real.npz"]  # no temp file left
+    assert path.stat().st_mode & 0o777 == 0o644  # as every other output, not mkstemp's 0600
     with np.load(path) as data:
         assert set(data.files) == {"mu", "sigma", "n", "meta"}
         assert json.loads(str(data["meta"])) == {"extractor": "toy", "size": 64}

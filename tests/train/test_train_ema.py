@@ -1,4 +1,5 @@
-"""EMA: the update formula on known numbers, buffers copied, ramp-up, state round trip."""
+"""EMA: the update formula on known numbers, buffers copied, ramp-up, half-life, state round
+trip."""
 
 from __future__ import annotations
 
@@ -85,6 +86,38 @@ def test_rampup_by_images():
     assert torch.equal(ema.model.weight, model.weight)
     with pytest.raises(ValueError, match="images_seen"):
         ema.update(model)
+
+
+def test_half_life_in_images_with_rampup_ratio():
+    """StyleGAN2-ADA's rule: beta = 0.5 ** (images / min(H, ratio * images_seen))."""
+    model = nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, half_life_images=1000, rampup_ratio=0.05)
+    # at 2000 images seen the half-life is 5% of them, 100 images: 100 images halve the weight
+    assert ema.current_beta(2000, 100) == 0.5
+    assert ema.current_beta(2000, 50) == pytest.approx(0.5**0.5)
+    # from 20000 images on it is H itself
+    assert ema.current_beta(20_000, 1000) == 0.5 and ema.current_beta(10**7, 1000) == 0.5
+    assert ema.current_beta(10**7, 64) == pytest.approx(0.5 ** (64 / 1000))
+    assert ema.current_beta(0, 64) == 0.0  # the first update copies the model
+    # two updates halving the distance each time, on exact numbers
+    with torch.no_grad():
+        model.weight.fill_(8.0)
+    ema.update(model, images_seen=2000, images=100)
+    assert ema.model.weight.item() == 4.0
+    ema.update(model, images_seen=20_000, images=1000)
+    assert ema.model.weight.item() == 6.0
+    # without a ratio the half-life is H from the start
+    assert EMA(model, half_life_images=1000).current_beta(100, 1000) == 0.5
+    with pytest.raises(ValueError, match="images"):
+        ema.update(model, images_seen=100)
+    with pytest.raises(ValueError, match="not both"):
+        EMA(model, rampup_images=10, half_life_images=1000)
+    with pytest.raises(ValueError, match="needs half_life_images"):
+        EMA(model, rampup_ratio=0.05)
+    with pytest.raises(ValueError, match="positive"):
+        EMA(model, half_life_images=0)
 
 
 def test_state_dict_round_trip_and_determinism():

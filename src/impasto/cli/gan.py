@@ -213,7 +213,10 @@ def _frames_u8(frames: Any, scale: int) -> list[Any]:
 
 
 def _write_animation(path: Path, suffix: str, frames: list[Any], fps: float) -> None:
-    """Write atomically: a temporary file in the same folder, renamed over ``path``."""
+    """Write atomically: a temporary file in the same folder, renamed over ``path``, with the
+    mode of any other output (``0666 & ~umask``, not ``mkstemp``'s 0600)."""
+    from impasto._fileutil import _umask
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.absolute().parent)
     os.close(fd)
     try:
@@ -227,6 +230,7 @@ def _write_animation(path: Path, suffix: str, frames: list[Any], fps: float) -> 
             import imageio.v2 as iio
 
             iio.mimwrite(tmp, frames, fps=fps, macro_block_size=1)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from impasto.data import make_loader, open_dataset
 from impasto.errors import InputError
+from impasto.gan.config import EMA_RAMPUP_RATIO, resolved_ema
 from impasto.gan.model import export_model
 from impasto.nets.gan import sample_latents
 from impasto.train import EMA, DistInfo, EpochSampler, derive_seed, loader_workers, wrap_ddp
@@ -161,7 +162,8 @@ def random_streams(
 
 class _Placement(Protocol):
     channels_last: bool
-    ema_beta: float
+    ema_beta: float | None
+    ema_kimg: float | None
     ema_rampup: float | None
 
 
@@ -169,14 +171,22 @@ def place_networks(
     G: nn.Module, D: nn.Module, config: _Placement, device: torch.device
 ) -> tuple[torch.memory_format, EMA]:
     """Move G and D to ``device`` (NHWC when ``config.channels_last``) in training mode; the
-    memory format of their inputs and the :class:`~impasto.train.EMA` of G's weights
-    (``ema_beta``; ``ema_rampup`` kimg of ramp-up, or none)."""
+    memory format of their inputs and the :class:`~impasto.train.EMA` of G's weights: a
+    half-life of ``ema_kimg`` thousand images ramped up over the first
+    :data:`~impasto.gan.config.EMA_RAMPUP_RATIO` of the run, or a fixed ``ema_beta`` with
+    ``ema_rampup`` kimg of linear ramp-up (see :func:`~impasto.gan.config.resolved_ema`).
+    Update it with ``ema.update(G, images_seen=..., images=...)``."""
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     for net in (G, D):
         net.to(device=device, memory_format=memory_format)
         net.train()
+    ema = resolved_ema(config)
+    if ema["ema_kimg"] is not None:
+        return memory_format, EMA(G, half_life_images=ema["ema_kimg"] * 1000,
+                                  rampup_ratio=EMA_RAMPUP_RATIO)
     rampup = None if not config.ema_rampup else max(1, round(config.ema_rampup * 1000))
-    return memory_format, EMA(G, beta=config.ema_beta, rampup_images=rampup)
+    assert ema["ema_beta"] is not None
+    return memory_format, EMA(G, beta=ema["ema_beta"], rampup_images=rampup)
 
 
 def loss_phases(
@@ -213,13 +223,19 @@ def sample_grid_inputs(
     return z, y
 
 
+#: The tag of the sample grids of G_ema (the weight average): TensorBoard's, and the file names
+#: ``images/samples-ema-<step>.png``, which say which generator drew them.
+SAMPLES_TAG = "samples-ema"
+
+
 def log_sample_grid(run: Run[Any], images: Tensor) -> None:
-    """Write ``images`` ``(N, C, H, W)`` in ``[-1, 1]`` as the step's square sample grid
-    (``images/samples-<step>.png`` and TensorBoard; rank 0 only)."""
+    """Write ``images`` ``(N, C, H, W)`` in ``[-1, 1]``, drawn by G_ema, as the step's square
+    sample grid (``images/samples-ema-<step>.png`` and TensorBoard's ``samples-ema``; rank 0
+    only)."""
     if run.logger is None:
         return
     nrow = max(1, math.ceil(math.sqrt(images.shape[0])))
-    run.logger.images(run.step, "samples", images, nrow=nrow, value_range=(-1.0, 1.0),
+    run.logger.images(run.step, SAMPLES_TAG, images, nrow=nrow, value_range=(-1.0, 1.0),
                       save_png=True)
 
 

@@ -38,18 +38,34 @@ from impasto.train.config import (
 
 __all__ = [
     "ARCH_DEFAULTS",
+    "DEFAULT_EMA_KIMG",
     "DEFAULT_KIMG",
+    "EMA_RAMPUP_RATIO",
+    "FIXED_EMA_BETA",
     "GanCommonConfig",
     "TRACKED_METRICS",
     "GanTrainConfig",
     "check_adam_fields",
     "check_ema_fields",
     "check_run_fields",
+    "resolved_ema",
 ]
 
 #: Length of a run when neither ``kimg`` nor ``steps`` is given: thousands of real images shown
 #: to the discriminator.
 DEFAULT_KIMG = 500.0
+
+#: Half-life of G's weight average, in thousands of images shown to D, when neither
+#: ``ema_beta`` nor ``ema_kimg`` is given (StyleGAN2-ADA's ``ema_kimg`` of its paper configs;
+#: about what PGGAN's decay 0.999 gives at its batch size 16).
+DEFAULT_EMA_KIMG = 10.0
+
+#: With a half-life (``ema_kimg``), the average reaches back at most this fraction of the images
+#: seen so far (StyleGAN2-ADA's ``ema_rampup``), so it follows G early in a run.
+EMA_RAMPUP_RATIO = 0.05
+
+#: The fixed decay of runs that give ``ema_rampup`` alone (the default before ``ema_kimg``).
+FIXED_EMA_BETA = 0.999
 
 #: Metrics a run can track for its best checkpoint (``""``: none). Lower is better for each.
 TRACKED_METRICS = ("", "swd")
@@ -105,10 +121,34 @@ def check_adam_fields(cfg: Any, *, optional: bool = False) -> None:
 
 
 def check_ema_fields(cfg: Any) -> None:
-    """Check ``ema_beta`` (below 1) and ``ema_rampup`` (kimg >= 0, or None)."""
-    _number("ema_beta", cfg.ema_beta, below=1.0)
+    """Check ``ema_beta`` (below 1, or None), ``ema_kimg`` (positive, or None) and
+    ``ema_rampup`` (kimg >= 0, or None): a fixed decay or a half-life, not both, and a linear
+    ramp-up only of a fixed decay."""
+    if cfg.ema_beta is not None:
+        _number("ema_beta", cfg.ema_beta, below=1.0)
+    if cfg.ema_kimg is not None:
+        _number("ema_kimg", cfg.ema_kimg, positive=True)
     if cfg.ema_rampup is not None:
         _number("ema_rampup", cfg.ema_rampup)
+    if cfg.ema_beta is not None and cfg.ema_kimg is not None:
+        raise InputError("give G's weight average a fixed decay (ema_beta) or a half-life "
+                         "(ema_kimg), not both")
+    if cfg.ema_kimg is not None and cfg.ema_rampup:
+        raise InputError(f"ema_rampup ramps up a fixed ema_beta; a half-life (ema_kimg) ramps "
+                         f"up by itself (at most {EMA_RAMPUP_RATIO:g} of the images seen)")
+
+
+def resolved_ema(cfg: Any) -> dict[str, float | None]:
+    """``ema_beta`` and ``ema_kimg`` as a run uses them: as given, else the fixed
+    :data:`FIXED_EMA_BETA` when ``ema_rampup`` is given alone, else the half-life
+    :data:`DEFAULT_EMA_KIMG`."""
+    beta, kimg = cfg.ema_beta, cfg.ema_kimg
+    if beta is None and kimg is None:
+        if cfg.ema_rampup:
+            beta = FIXED_EMA_BETA
+        else:
+            kimg = DEFAULT_EMA_KIMG
+    return {"ema_beta": beta, "ema_kimg": kimg}
 
 
 @dataclass(kw_only=True)
@@ -135,7 +175,7 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
         data: the training images: a folder (sub-folders = classes), a ``.zip``, an IDX file,
             a ``.npy``/``.npz`` array or a ``.pt`` cache (see :func:`impasto.data.open_dataset`).
         run: the run folder (config.json, stats.jsonl, TensorBoard events, checkpoints,
-            ``images/samples-<step>.png``).
+            ``images/samples-ema-<step>.png``).
         resolution: image side, one the architecture supports (32, 64 or 128).
         channels: 1 (grey) or 3 (RGB).
         arch: ``"dcgan"`` or ``"sngan"`` (:data:`impasto.nets.gan.GAN_ARCHS`).
@@ -155,9 +195,16 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
         batch_size: images per discriminator step per process.
         kimg / steps: length of the run, in thousands of real images shown to D (over all
             processes) or in generator steps; give at most one (default ``DEFAULT_KIMG``).
-        ema_beta: decay of the exponential moving average of G's weights used for samples.
-        ema_rampup: None (off), or kimg over which the decay ramps up linearly from 0 to
-            ``ema_beta`` (so early samples follow G instead of its random start).
+        ema_kimg: half-life of the exponential moving average of G's weights that draws
+            the samples (G_ema), in thousands of real images shown to D; it is at most
+            ``EMA_RAMPUP_RATIO`` (5%) of the images seen so far, so G_ema follows G early
+            in a run (Karras et al. 2020, StyleGAN2-ADA). Default :data:`DEFAULT_EMA_KIMG`
+            when ``ema_beta`` is not given.
+        ema_beta: instead of a half-life, a fixed decay per generator step (runs before
+            ``ema_kimg`` existed used 0.999: their config.json says so, and they resume
+            with it); give one of ``ema_beta`` and ``ema_kimg``.
+        ema_rampup: with a fixed decay, None (off) or the kimg over which it ramps up
+            linearly from 0 to ``ema_beta`` (given alone, ``ema_beta`` is 0.999).
         diffaugment: DiffAugment policy, e.g. ``"color,translation,cutout"``; ``""`` is off.
         hflip: mirror about half the training images each epoch.
 
@@ -203,7 +250,8 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
     batch_size: int = 64
     kimg: float | None = None
     steps: int | None = None
-    ema_beta: float = 0.999
+    ema_beta: float | None = None
+    ema_kimg: float | None = None
     ema_rampup: float | None = None
     diffaugment: str = ""
 
@@ -275,6 +323,7 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
             d_steps=self.d_steps if self.d_steps is not None else d_steps,
             kimg=kimg,
             steps=steps,
+            **resolved_ema(self),
         )
 
     def net_config(self, num_classes: int = 0) -> GanNetConfig:

@@ -6,7 +6,7 @@ One step (one generator update) is, with the phases of :class:`~impasto.gan.loss
     for each of d_steps:                       # each on a fresh real batch
         opt_d.zero_grad(); d_step(real, y, z); penalty_step(...); opt_d.step()
     opt_g.zero_grad(); g_step(z, y); opt_g.step()
-    ema.update(G)
+    ema.update(G, images_seen, images)         # G_ema: the weights samples are drawn with
 
 Everything random in a step comes from named :class:`torch.Generator`\\ s (latents,
 DiffAugment) and the global torch RNG (the WGAN-GP interpolation), all saved in each
@@ -265,11 +265,12 @@ def _train(
                 norms["grad_norm_g"] = grad_norm(G)
             opt_g.step()
 
-            stop = run.end_step(stats, images=batch_size * d_steps * world, scalars=lambda: {
+            step_images = batch_size * d_steps * world
+            stop = run.end_step(stats, images=step_images, scalars=lambda: {
                 **norms, "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"],
                 "kimg": run.images_seen / 1000.0,
             })
-            ema.update(G, images_seen=run.images_seen)
+            ema.update(G, images_seen=run.images_seen, images=step_images)
             if run.due(config.sample_every) and run.logger is not None:
                 with torch.no_grad():
                     log_sample_grid(run, ema.model(fixed_z, fixed_y))

@@ -140,7 +140,13 @@ def _plan(
                     f"got {have}"
                 )
         if m == "swd":
-            _check_swd_shapes(real, fake)
+            try:
+                _check_swd_shapes(real, fake)
+            except InputError as e:  # sizes that differ or are too small
+                if strict:
+                    raise
+                skipped[m] = str(e)
+                continue
         run.append(m)
     is_real = (
         "is" in run and real is not None and len(real) >= opts.is_splits
@@ -210,8 +216,8 @@ def evaluate(
 
     ``extractor``: a :class:`FeatureExtractor`, or a function building one (called only if a
     feature metric runs, after the sets are checked, so a bad set fails before weights load).
-    ``strict``: a metric a set cannot give (SWD of a statistics file, ...) is an error; else it
-    is skipped and listed in ``report.skipped``. ``keep``: roles (``"real"``, ``"fake"``) whose
+    ``strict``: a metric a set cannot give (SWD of a statistics file or of images of different
+    or too small sizes, ...) is an error; else it is skipped and listed in ``report.skipped``. ``keep``: roles (``"real"``, ``"fake"``) whose
     encodings are kept whole (features and logits) in ``report.encodings``.
     """
     opts = options or MetricOptions()

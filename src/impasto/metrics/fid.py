@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from impasto._fileutil import _umask
 from impasto.errors import InputError
 from impasto.metrics._utils import as_matrix, need_samples
 
@@ -82,6 +83,8 @@ class FeatureStats:
                 np.savez(f, mu=self.mu, sigma=self.sigma, n=np.int64(self.n), meta=np.str_(meta))
                 f.flush()
                 os.fsync(f.fileno())
+                if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the usual 0666 & ~umask
+                    os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.replace(tmp, path)
         except BaseException:
             try:

@@ -24,11 +24,13 @@ The modules, by concept:
   resolution it has reached.
 
 **Optimiser and averaging**: Adam with β = (0, 0.99), learning rate 1e-3 for both networks; an
-EMA of G's weights with β = 0.999 for samples. That average spans about 1000 steps: right for
+EMA of G's weights for samples. The paper's fixed β = 0.999 spans about 1000 steps: right for
 the paper's phases (~50,000 steps each), too long for short CPU schedules, where it is still
-mostly the random initial weights of the block just faded in; there use ``ema_beta=0.99``
-(measured on the Olivetti faces at 8x8: after 120 kimg the raw G and the 0.99-EMA made faces,
-the 0.999-EMA noise).
+mostly the random initial weights of the block just faded in (measured on the Olivetti faces at
+8x8: after 120 kimg the raw G and a 0.99-EMA made faces, the 0.999-EMA noise). The default is
+therefore a half-life of 10 kimg (0.999's at the paper's batch 16), at most 5% of the images
+seen (``ema_kimg``; see :class:`~impasto.gan.GanTrainConfig`); ``ema_beta`` gives a fixed
+decay instead.
 
 **Optimiser state when a resolution is added.** The official code
 (``tkarras/progressive_growing_of_gans``, ``train.py``, ``reset_opt_for_new_lod=True``) resets

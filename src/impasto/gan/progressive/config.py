@@ -3,6 +3,7 @@ in the run folder."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from impasto.gan.config import (
     check_adam_fields,
     check_ema_fields,
     check_run_fields,
+    resolved_ema,
 )
 from impasto.gan.progressive.schedule import PgganSchedule
 from impasto.nets.pggan import PgganNetConfig
@@ -40,8 +42,10 @@ class PgganTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
 
     Objective and optimiser (the paper's values): ``gp_weight`` 10, ``drift_weight`` 0.001,
     ``lr_g`` = ``lr_d`` = 1e-3, ``betas`` (0, 0.99), ``reset_optimizers`` (fresh Adam state at
-    every phase, as the official code), ``ema_beta`` 0.999, ``ema_rampup`` (None, or kimg over
-    which the EMA decay ramps up from 0).
+    every phase, as the official code). G's weight average (G_ema, which draws the samples):
+    ``ema_kimg``, ``ema_beta`` and ``ema_rampup`` as :class:`~impasto.gan.GanTrainConfig`'s
+    (by default a half-life of 10 kimg, at most 5% of the images seen; the paper's fixed 0.999
+    is ``ema_beta=0.999``, a half-life of about 11 kimg at its batch size 16).
 
     Runtime and logging (:class:`~impasto.train.config.RuntimeConfig`,
     :class:`~impasto.train.config.LoggingConfig`), ``hflip``, the sample grid and the tracked
@@ -69,7 +73,8 @@ class PgganTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
     lr_d: float = 1e-3
     betas: tuple[float, float] = (0.0, 0.99)
     reset_optimizers: bool = True
-    ema_beta: float = 0.999
+    ema_beta: float | None = None
+    ema_kimg: float | None = None
     ema_rampup: float | None = None
 
     def __post_init__(self) -> None:
@@ -101,6 +106,11 @@ class PgganTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
                 f"metric 'swd' needs a target resolution of at least {_SWD_MIN_RESOLUTION}, "
                 f"not {self.resolution}"
             )
+
+    def resolved(self) -> PgganTrainConfig:
+        """A copy with G's weight average settled (:func:`~impasto.gan.config.resolved_ema`),
+        as the run's ``config.json`` records it."""
+        return dataclasses.replace(self, **resolved_ema(self))
 
     def net_config(self) -> PgganNetConfig:
         """The networks' :class:`~impasto.nets.pggan.PgganNetConfig`."""

@@ -116,7 +116,7 @@ class PgganSchedule:
     def cpu(cls) -> PgganSchedule:
         """A short schedule for small models on a CPU: 20 kimg per phase, batches of 64 at
         4x4 and 8x8, 32 at 16 and 32, 16 at 64 and 128 (the whole 4 -> 64 run is 180 kimg).
-        Pair it with ``ema_beta=0.99`` (see the module doc)."""
+        With a fixed EMA decay, pair it with ``ema_beta=0.99`` (see the module doc)."""
         return cls(20.0, 20.0, CPU_BATCH_SIZES)
 
     def validate(self) -> None:

@@ -106,6 +106,7 @@ def train(
     if not isinstance(config, PgganTrainConfig):
         raise TypeError(f"train expects a PgganTrainConfig, not {type(config).__name__}")
     config.validate()
+    config = config.resolved()
     with training_session(resolve_device(config.device), config.deterministic) as (info, device):
         return _train(config, info, device, resume, progress, abort)
 
@@ -238,7 +239,7 @@ def _train(
                 "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"],
                 "kimg": run.images_seen / 1000.0,
             })
-            ema.update(G, images_seen=run.images_seen)
+            ema.update(G, images_seen=run.images_seen, images=bs * world)
             done = run.step >= total_steps
             phase_end = done or stage_at(phases, run.images_seen).phase_index != stage.phase_index
             if (run.due(config.sample_every) or phase_end) and run.logger is not None:
