@@ -157,6 +157,16 @@ def test_resume_from_the_cli(env, tmp_path, capsys):
     assert (config["steps"], config["base_width"], config["z_dim"]) == (6, 8, 16)
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6]
+    assert (config["ema_beta"], config["ema_kimg"]) == (None, 10.0)  # the default half-life
+    # an EMA setting given on resume replaces the saved one it cannot go with
+    assert main(["gan", "train", "--resume", str(run), "--steps", "7", "--ema-beta", "0.99",
+                 "-q"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["ema_beta"], config["ema_kimg"], config["ema_rampup"]) == (0.99, None, None)
+    assert main(["gan", "train", "--resume", str(run), "--steps", "8", "--ema-kimg", "2",
+                 "-q"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["ema_beta"], config["ema_kimg"], config["ema_rampup"]) == (None, 2.0, None)
 
 
 def test_a_nan_is_exit_status_1_and_one_line(env, tmp_path, capsys, monkeypatch):

@@ -387,10 +387,15 @@ def test_cli_trains_and_resumes_a_pggan_run(data, tmp_path):
     assert cfg["schedule"]["batch_sizes"][:2] == [8, 8] and cfg["schedule"]["fade_kimg"] == 0.016
     assert load_checkpoint(run / "ckpt-000000006.pt")["images_seen"] == 48
     # --resume picks up the run's settings (no --arch needed) and lengthens it with --kimg
-    assert main(["gan", "train", "--resume", str(run), "--kimg", "0.08", *base]) == 0
+    assert (cfg["ema_beta"], cfg["ema_kimg"]) == (None, 10.0)  # the default half-life
+    # (--ema-beta on resume replaces the saved half-life)
+    assert main(["gan", "train", "--resume", str(run), "--kimg", "0.08", "--ema-beta", "0.99",
+                 *base]) == 0
     last = load_checkpoint(sorted(run.glob("ckpt-*.pt"))[-1])
     assert last["step"] == 10 and last["images_seen"] == 80
-    assert json.loads((run / "config.json").read_text())["schedule"]["total_kimg"] == 0.08
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["schedule"]["total_kimg"] == 0.08
+    assert (cfg["ema_beta"], cfg["ema_kimg"]) == (0.99, None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ GAN_ARCH_DEFAULTS = {'dcgan': ('nonsaturating', 0.0002, (0.5, 0.999), 1),
                      'sngan': ('hinge', 0.0002, (0.0, 0.9), 5)}
 GAN_LOSSES = ('nonsaturating', 'hinge', 'wgan-gp')
 GAN_DEFAULT_KIMG = 500.0
+GAN_DEFAULT_EMA_KIMG = 10.0
+GAN_EMA_RAMPUP_RATIO = 0.05
 GAN_TRACKED_METRICS = ('', 'swd')
 DIFFAUGMENT_POLICIES = ('color', 'translation', 'cutout')
 GAN_TRAIN = {'hflip': False,
@@ -84,7 +86,8 @@ GAN_TRAIN = {'hflip': False,
              'batch_size': 64,
              'kimg': None,
              'steps': None,
-             'ema_beta': 0.999,
+             'ema_beta': None,
+             'ema_kimg': None,
              'ema_rampup': None,
              'diffaugment': ''}
 PGGAN_SCHEDULES = ('paper', 'cpu')

@@ -48,7 +48,14 @@ def collect() -> dict[str, Any]:
     from impasto.classify.config import OPTIMIZERS as CLASSIFY_OPTIMIZERS
     from impasto.device import DEVICES, PRECISIONS
     from impasto.gan.augment import DIFFAUGMENT_POLICIES
-    from impasto.gan.config import ARCH_DEFAULTS, DEFAULT_KIMG, TRACKED_METRICS, GanTrainConfig
+    from impasto.gan.config import (
+        ARCH_DEFAULTS,
+        DEFAULT_EMA_KIMG,
+        DEFAULT_KIMG,
+        EMA_RAMPUP_RATIO,
+        TRACKED_METRICS,
+        GanTrainConfig,
+    )
     from impasto.gan.losses import GAN_LOSS_KINDS
     from impasto.gan.progressive import PAPER_BATCH_SIZES, SCHEDULE_PRESETS
     from impasto.infer.precision import INFERENCE_PRECISIONS
@@ -82,6 +89,8 @@ def collect() -> dict[str, Any]:
         "GAN_ARCH_DEFAULTS": dict(ARCH_DEFAULTS),
         "GAN_LOSSES": tuple(GAN_LOSS_KINDS),
         "GAN_DEFAULT_KIMG": DEFAULT_KIMG,
+        "GAN_DEFAULT_EMA_KIMG": DEFAULT_EMA_KIMG,
+        "GAN_EMA_RAMPUP_RATIO": EMA_RAMPUP_RATIO,
         "GAN_TRACKED_METRICS": tuple(TRACKED_METRICS),
         "DIFFAUGMENT_POLICIES": tuple(DIFFAUGMENT_POLICIES),
         "GAN_TRAIN": _defaults(GanTrainConfig(data="-", run="-")),

@@ -97,10 +97,17 @@ def add_train(gsub: Any) -> None:
     o.add_argument("--lr-g", type=positive_number, default=S)
     o.add_argument("--lr-d", type=positive_number, default=S)
     o.add_argument("--betas", type=_betas, default=S, metavar="B1,B2", help="Adam betas")
-    o.add_argument("--ema-beta", type=finite_number, default=S,
-                   help=f"(default {d['ema_beta']:g})")
+    o.add_argument("--ema-kimg", type=positive_number, default=S, metavar="KIMG",
+                   help="half-life of G_ema, the average of G's weights that draws the samples, "
+                   "in thousands of images shown to D, at most "
+                   f"{_choices.GAN_EMA_RAMPUP_RATIO:.0%} of the images seen so far (default "
+                   f"{_choices.GAN_DEFAULT_EMA_KIMG:g})".replace("%", "%%"))
+    o.add_argument("--ema-beta", type=finite_number, default=S, metavar="BETA",
+                   help="instead of --ema-kimg, a fixed decay of G_ema per G step (runs made "
+                   "before --ema-kimg used 0.999 and keep it when resumed)")
     o.add_argument("--ema-rampup", type=finite_number, default=S, metavar="KIMG",
-                   help="ramp the EMA decay up from 0 over the first KIMG (default: off)")
+                   help="with --ema-beta: ramp the decay up from 0 over the first KIMG "
+                   "(default: off)")
     t = p.add_argument_group("length and data")
     t.add_argument("--batch-size", type=positive_int, default=S,
                    help=f"per process (default {d['batch_size']})")
@@ -170,9 +177,15 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     # A new length replaces the old one; a new loss picks its own optimiser defaults.
     resets = {"kimg": ("kimg", "steps"), "steps": ("kimg", "steps"),
-              "loss": ("lr_g", "lr_d", "betas", "d_steps")}
+              "loss": ("lr_g", "lr_d", "betas", "d_steps"), **_EMA_RESETS}
     return resumed_config(GanTrainConfig, given, args.resume, check_kind=check_kind,
                           resets=resets)
+
+
+#: On --resume, an EMA setting given replaces the saved ones it cannot go with: a fixed decay
+#: (--ema-beta, --ema-rampup) the half-life, and a half-life the fixed decay and its ramp-up.
+_EMA_RESETS = {"ema_beta": ("ema_kimg",), "ema_rampup": ("ema_kimg",),
+               "ema_kimg": ("ema_beta", "ema_rampup")}
 
 
 class _Bar(ProgressBar):
@@ -239,8 +252,9 @@ def _add_pggan_options(p: argparse.ArgumentParser) -> None:
         "Grows G and D from 4x4 to --resolution (a power of two), fading in each resolution "
         "(Karras et al. 2018): WGAN-GP + drift, Adam 1e-3 betas 0,0.99, reset at every phase. "
         "--kimg is the total length (default: the end of the target's first stable phase); "
-        "--batch-size B uses B at every resolution. With short phases (--schedule cpu) use "
-        "--ema-beta 0.99: the paper's 0.999 averages over ~1000 steps, longer than a phase. "
+        "--batch-size B uses B at every resolution. The paper's fixed EMA decay 0.999 "
+        "(--ema-beta 0.999) averages over ~1000 steps, longer than a phase of --schedule cpu; "
+        "the default half-life (--ema-kimg) is at most 5% of the images seen. "
         "--metric swd (target 16x16 or more) is measured only in the target resolution's "
         "stable phase, every --metric-every steps and at the end.",
     )
@@ -313,6 +327,10 @@ def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
         ckpt_path, _, base = resumed_checkpoint(resume, kind="gan/pggan")
         resume, source = str(ckpt_path), str(ckpt_path)
+        for option, dropped in _EMA_RESETS.items():
+            if option in given:
+                for key in dropped:
+                    base.pop(key, None)
     else:
         _need_data_and_run(given)
     schedule = dict(base.get("schedule") or {})
