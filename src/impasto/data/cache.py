@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from impasto._fileutil import reason
+from impasto._fileutil import _umask, reason
 from impasto.data.base import (
     GanDataset,
     _check_channels,
@@ -146,12 +146,6 @@ def _cache_problem(data: Any) -> str | None:
     if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= len(classes)):
         return f"label {int(labels.max())} but only {len(classes)} classes"
     return None
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def build_cache(
