@@ -13,6 +13,7 @@ bit: the resume is exact, and one machine continues what two machines started.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import impasto
 from conftest import assert_same, free_port
 from impasto.train import load_checkpoint, read_stats
 
@@ -77,9 +79,15 @@ def localise(argv: list[str], root: Path, *, nproc: int, port: int | None, steps
 
 
 def run_all(commands: list[list[str]], cwd: Path, timeout: float = 240.0) -> list[str]:
-    """Start every command at once (machines of one run), wait for all; returns their stderr."""
-    procs = [subprocess.Popen(c, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for c in commands]
+    """Start every command at once (machines of one run), wait for all; returns their stderr.
+    The processes import the impasto this test imports (a relative PYTHONPATH would not reach
+    it from ``cwd``)."""
+    src = str(Path(impasto.__file__).resolve().parents[1])
+    paths = [src, *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(
+        os.pathsep) if p)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in commands]
     errs = []
     try:
         for p in procs:
