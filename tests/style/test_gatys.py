@@ -7,6 +7,7 @@ import torch
 
 from impasto.errors import InputError
 from impasto.style import GatysConfig, GatysStyleTransfer, PerceptualLoss
+from impasto.style.gatys import SCHEDULE_RULE
 from impasto.style.color import rgb_to_yiq
 
 from conftest import CONTENT_LAYERS, STYLE_LAYERS, tiny_vgg
@@ -58,8 +59,33 @@ def test_automatic_scales_halve_down_to_about_128px():
     assert GatysConfig(size=2048).scale_sizes() == [128, 256, 512, 1024, 2048]
     assert GatysConfig(size=200).scale_sizes() == [200]
     assert GatysConfig(size=512, scales=2).scale_sizes() == [256, 512]
-    assert GatysConfig(size=512).scale_iterations() == [100, 100, 150]
     assert GatysConfig(size=512, iterations=7).scale_iterations() == [7, 7, 7]
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.parametrize(
+    "size, sizes, iterations",
+    [
+        (100, [100], [150]),
+        (128, [128], [150]),
+        (200, [200], [150]),
+        (256, [128, 256], [100, 150]),
+        (512, [128, 256, 512], [100, 100, 150]),
+        (1024, [128, 256, 512, 1024], [100, 100, 100, 150]),
+    ],
+)
+def test_default_schedule_is_one_rule_at_every_size(size, sizes, iterations, optimizer):
+    cfg = GatysConfig(size=size, optimizer=optimizer)
+    assert cfg.scale_sizes() == sizes
+    assert cfg.scale_iterations() == iterations
+    # an explicit number of scales follows the same rule
+    assert GatysConfig(size=size, scales=1, optimizer=optimizer).scale_iterations() == [150]
+
+
+def test_smaller_outputs_do_fewer_iterations():
+    totals = [sum(GatysConfig(size=n).scale_iterations()) for n in (128, 256, 512, 1024)]
+    assert totals == [150, 250, 350, 450]
+    assert "100 iterations at each coarse scale and 150 at full size" in SCHEDULE_RULE
 
 
 def test_loss_falls_and_output_has_the_requested_size():

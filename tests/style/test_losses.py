@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from impasto.style import PerceptualLoss, StyleLoss, gram_matrix, total_variation
+from impasto.style import PerceptualLoss, StyleLoss, TVLoss, gram_matrix, total_variation
 from impasto.style.color import (
     combine_luminance,
     luminance,
@@ -40,6 +40,35 @@ def test_total_variation_by_hand():
     ramp = torch.arange(4.0).repeat(4, 1).expand(1, 3, 4, 4) / 255.0  # +1/255 per column
     # 3 horizontal steps of 1 (on a 0-255 scale) per row, 4 rows, 3 channels; / 48 elements
     assert float(total_variation(ramp)) == pytest.approx(3 * 4 * 3 / 48)
+    # neural-style's scale: half the sum over the 3x3 pixels with both neighbours, 3 channels
+    assert float(total_variation(ramp, "sum")) == pytest.approx(0.5 * 3 * 3 * 3)
+    with pytest.raises(ValueError, match="reduction"):
+        total_variation(ramp, "max")
+
+
+def _neural_style_tv_grad(x: torch.Tensor) -> torch.Tensor:
+    """The gradient jcjohnson/neural-style's TVLoss adds (strength 1), written out as its
+    updateGradInput does it, for a (C, H, W) image on its own scale."""
+    grad = torch.zeros_like(x)
+    x_diff = x[:, :-1, :-1] - x[:, :-1, 1:]
+    y_diff = x[:, :-1, :-1] - x[:, 1:, :-1]
+    grad[:, :-1, :-1] += x_diff + y_diff
+    grad[:, :-1, 1:] -= x_diff
+    grad[:, 1:, :-1] -= y_diff
+    return grad
+
+
+def test_sum_total_variation_has_neural_style_gradient():
+    image = torch.rand(1, 3, 7, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    image.requires_grad_(True)
+    TVLoss(2.5, "sum")(image).backward()
+    # neural-style optimises the 0-255 image: d/d(image) = 255 * d/d(255 * image)
+    want = 2.5 * 255 * _neural_style_tv_grad(255 * image.detach()[0])
+    torch.testing.assert_close(image.grad[0].double(), want, rtol=0, atol=1e-5 * float(want.abs().max()))
+    # at 512 x 384 px the sum is about numel / 2 = 3e5 times the mean of the original scale
+    smooth = torch.rand(1, 3, 384, 512, generator=torch.Generator().manual_seed(1))
+    ratio = float(total_variation(smooth, "sum") / total_variation(smooth, "mean"))
+    assert ratio == pytest.approx(3 * 384 * 512 / 2, rel=0.01)
 
 
 def test_perceptual_loss_is_zero_at_its_targets():

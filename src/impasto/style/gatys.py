@@ -31,8 +31,18 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
 
-# Below this size (longest side) a further coarse scale is not worth it.
+# The default schedule, one rule for every size: scales halve the longest side down to
+# MIN_SCALE_SIZE; each coarse scale gets COARSE_ITERATIONS, the full size FINE_ITERATIONS, with
+# either optimiser.
 MIN_SCALE_SIZE = 128
+COARSE_ITERATIONS = 100
+FINE_ITERATIONS = 150
+SCHEDULE_RULE = (
+    f"scales halve the longest side down to about {MIN_SCALE_SIZE} px (512 px: 128, 256, 512); "
+    f"{COARSE_ITERATIONS} iterations at each coarse scale and {FINE_ITERATIONS} at full size, "
+    f"with L-BFGS or Adam (128 px: {FINE_ITERATIONS}; 512 px: "
+    f"{COARSE_ITERATIONS},{COARSE_ITERATIONS},{FINE_ITERATIONS})"
+)
 
 
 def _finite(x: float) -> bool:
@@ -45,7 +55,12 @@ class GatysConfig:
 
     ``iterations`` is per scale, coarse to fine; one number applies to every scale. With
     ``scales=0`` the number of scales is chosen from ``size`` (each scale halves the longest side,
-    down to about 128 px).
+    down to about 128 px). The default schedule is :data:`SCHEDULE_RULE`.
+
+    The loss weights mean what jcjohnson/neural-style's do: content and style terms are mean
+    squared errors of caffe-VGG features and of Gram matrices divided by ``C*H*W``, and the TV
+    term is neural-style's (half the sum of squared neighbour differences on a 0-255 scale,
+    :func:`~impasto.style.losses.total_variation` with ``reduction="sum"``).
     """
 
     size: int = 512
@@ -145,18 +160,18 @@ class GatysConfig:
     def scale_iterations(self) -> list[int]:
         """Iterations at each scale, coarse to fine.
 
-        The default settles the large-scale layout in 100 cheap iterations per coarse scale and
-        spends 150 at full size. The full-size loss depends mostly on full-size detail, which
-        only full-size iterations add: at 512 px this schedule (100, 100, 150) reached a lower
-        full-size loss in less time than the earlier 300, 200, 100 (2.00e6 in 356 s against
-        2.11e6 in 430 s, ``benchmarks/nst.py``), with the same large strokes.
+        The default (:data:`SCHEDULE_RULE`) is the same rule at every size and for both
+        optimisers: ``COARSE_ITERATIONS`` (100) at each coarse scale, which settle the
+        large-scale layout cheaply, and ``FINE_ITERATIONS`` (150) at full size. The full-size loss
+        depends mostly on full-size detail, which only full-size iterations add: at 512 px this
+        schedule (100, 100, 150) reached a lower full-size loss in less time than the earlier
+        300, 200, 100 (2.00e6 in 356 s against 2.11e6 in 430 s, ``benchmarks/nst.py``), with the
+        same large strokes.
         """
         sizes = self.scale_sizes()
         its = self.iterations
         if its is None:
-            if len(sizes) == 1:
-                return [500 if self.optimizer == "lbfgs" else 1000]
-            return [100] * (len(sizes) - 1) + [150]
+            return [COARSE_ITERATIONS] * (len(sizes) - 1) + [FINE_ITERATIONS]
         its = [its] if isinstance(its, int) else list(its)
         return its * len(sizes) if len(its) == 1 else its
 
@@ -221,6 +236,7 @@ class GatysStyleTransfer:
             content_weight=c.content_weight,
             style_weight=c.style_weight,
             tv_weight=c.tv_weight,
+            tv_reduction="sum",
             content_layer_weights=c.content_layer_weights,
             style_layer_weights=c.style_layer_weights,
         ).to(self.device)

@@ -16,10 +16,28 @@ from torch import Tensor, nn
 from impasto.losses.perceptual import content_loss, gram_matrix, style_loss
 
 
-def total_variation(image: Tensor) -> Tensor:
-    """Squared total variation of ``(N, C, H, W)`` images: the mean over pixels of the squared
-    differences to the right and lower neighbours, on a 0-255 scale. Smooths the result."""
+TV_REDUCTIONS = ("mean", "sum")
+
+
+def total_variation(image: Tensor, reduction: str = "mean") -> Tensor:
+    """Squared total variation of ``(N, C, H, W)`` images in ``[0, 1]``, on a 0-255 scale.
+
+    ``reduction="sum"`` is jcjohnson/neural-style's TV term: half the sum, over the pixels that
+    have both a right and a lower neighbour, of ``dx**2 + dy**2`` (summed over channels and
+    images); its gradient is the one neural-style's ``TVLoss`` adds with strength 1, so a weight
+    means what neural-style's ``-tv_weight`` does. ``reduction="mean"`` (impasto's original
+    scale, still used by the per-style networks) is the sum of the squared differences to the
+    right and lower neighbours divided by the number of elements: at 512 px about 3e5 times
+    smaller than ``"sum"``.
+    """
     x = image.float() * 255.0
+    if reduction == "sum":
+        corner = x[..., :-1, :-1]
+        dx = corner - x[..., :-1, 1:]
+        dy = corner - x[..., 1:, :-1]
+        return 0.5 * (dx.pow(2).sum() + dy.pow(2).sum())
+    if reduction != "mean":
+        raise ValueError(f"reduction must be one of {', '.join(TV_REDUCTIONS)}, not {reduction!r}")
     dx = x[..., :, 1:] - x[..., :, :-1]
     dy = x[..., 1:, :] - x[..., :-1, :]
     return (dx.pow(2).sum() + dy.pow(2).sum()) / x.numel()
@@ -69,14 +87,17 @@ class StyleLoss(nn.Module):
 
 
 class TVLoss(nn.Module):
-    """``weight * total_variation(image)``."""
+    """``weight * total_variation(image, reduction)``."""
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
+        if reduction not in TV_REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(TV_REDUCTIONS)}")
         self.weight = weight
+        self.reduction = reduction
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.weight * total_variation(image)
+        return self.weight * total_variation(image, self.reduction)
 
 
 class PerceptualLoss(nn.Module):
@@ -87,6 +108,8 @@ class PerceptualLoss(nn.Module):
     :class:`impasto.nets.VGG19Features`). Set the targets with :meth:`set_content` and
     :meth:`set_styles`; calling the module returns ``(total, parts)`` where ``parts`` holds the
     unweighted-by-``*_weight`` sums ``content``, ``style`` and ``tv`` (float32 scalars).
+    ``tv_reduction`` picks the scale of the TV term (see :func:`total_variation`): ``"sum"`` is
+    neural-style's, ``"mean"`` impasto's original one.
     """
 
     def __init__(
@@ -98,6 +121,7 @@ class PerceptualLoss(nn.Module):
         content_weight: float = 1.0,
         style_weight: float = 1.0,
         tv_weight: float = 0.0,
+        tv_reduction: str = "mean",
         content_layer_weights: Sequence[float] | None = None,
         style_layer_weights: Sequence[float] | None = None,
     ) -> None:
@@ -111,7 +135,7 @@ class PerceptualLoss(nn.Module):
             raise ValueError("one layer weight per layer is needed")
         self.content = nn.ModuleDict({n: ContentLoss(w) for n, w in zip(content_layers, cw)})
         self.style = nn.ModuleDict({n: StyleLoss(w) for n, w in zip(style_layers, sw)})
-        self.tv = TVLoss(tv_weight)
+        self.tv = TVLoss(tv_weight, tv_reduction)
 
     @torch.no_grad()
     def set_content(self, image: Tensor) -> None:
