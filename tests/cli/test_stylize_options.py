@@ -1,0 +1,156 @@
+"""``impasto stylize``: every option of one method given to another is refused with one line
+naming the method it belongs to (exit 2, before any file is read); Gatys refuses video with a
+line naming the methods that take it; the help states each option's default once and the
+Gatys schedule rule. No files are needed: the refusals come before anything is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+
+import pytest
+
+from impasto.cli import build_parser, main
+from impasto.cli.stylize import _refuse_options_of_other_methods
+
+GATYS = "Gatys (the default method)"
+FAST = "per-style networks (--model)"
+ADAIN = "AdaIN (--method adain)"
+
+BASE = {
+    "gatys": ["stylize", "c.png", "-s", "s.png"],
+    "fast": ["stylize", "c.png", "--model", "m.pt"],
+    "adain": ["stylize", "c.png", "--method", "adain", "--decoder", "d.pt", "-s", "s.png"],
+}
+
+# Each method-specific option with a valid value, and the methods it belongs to.
+OPTIONS = {
+    "--style-scale": (["2"], {"gatys"}),
+    "--scales": (["2"], {"gatys"}),
+    "--iterations": (["5"], {"gatys"}),
+    "--content-weight": (["1"], {"gatys"}),
+    "--style-weight": (["1"], {"gatys"}),
+    "--tv-weight": (["0"], {"gatys"}),
+    "--content-layers": (["relu1_1"], {"gatys"}),
+    "--style-layers": (["relu1_1"], {"gatys"}),
+    "--content-layer-weights": (["1"], {"gatys"}),
+    "--style-layer-weights": (["1"], {"gatys"}),
+    "--init": (["noise"], {"gatys"}),
+    "--optimizer": (["adam"], {"gatys"}),
+    "--lr": (["0.1"], {"gatys"}),
+    "--lbfgs-history": (["5"], {"gatys"}),
+    "--pooling": (["avg"], {"gatys"}),
+    "--seed": (["1"], {"gatys"}),
+    "--save-every": (["5"], {"gatys"}),
+    "--vgg": (["torchvision"], {"gatys"}),
+    "--style-blend-weights": (["1"], {"gatys", "adain"}),
+    "--vgg-weights": (["w.pth"], {"gatys", "adain"}),
+    "--alpha": (["0.5"], {"adain"}),
+    "--mask": (["m.png"], {"adain"}),
+    "--style-size": (["64"], {"adain"}),
+    "--batch-size": (["2"], {"fast", "adain"}),
+    "--tile": (["64"], {"fast", "adain"}),
+    "--compile": ([], {"fast", "adain"}),
+    "--export": (["onnx"], {"fast", "adain"}),
+}
+# Options every method takes, or that choose the method.
+EVERY_METHOD = {"-s", "-o", "--size", "--max-pixels", "--preserve-color", "--device",
+                "--precision", "-q", "--model", "--method", "--decoder"}
+
+NAMES = {"gatys": GATYS, "fast": FAST, "adain": ADAIN}
+# The refusals that keep their own wording (they name the method as well).
+OWN_WORDS = {("gatys", "--mask"): "--mask needs --method adain --decoder FILE",
+             ("gatys", "--export"): "--export needs a network: --model FILE or --method adain"}
+
+
+def _table():
+    """(method, option, expected fragment) for every option a method refuses."""
+    rows = []
+    for method in BASE:
+        for flag, (_, owners) in OPTIONS.items():
+            if method in owners:
+                continue
+            owner_names = " and ".join(NAMES[m] for m in NAMES if m in owners)
+            expected = OWN_WORDS.get((method, flag),
+                                     f"{flag} applies to {owner_names}, not to {NAMES[method]}")
+            rows.append((method, flag, expected))
+    return rows
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _one_line_error(argv: list[str], tmp_path) -> str:
+    out = tmp_path / "o.png"
+    rc, stdout, stderr = _run([*argv, "-o", str(out)])
+    line = stderr.strip()
+    assert rc == 2, stderr
+    assert line and "\n" not in line and "Traceback" not in stderr and stdout == ""
+    assert not out.exists()
+    return line
+
+
+def test_the_table_covers_every_stylize_option():
+    parser = next(a for a in build_parser()._actions
+                  if isinstance(a, argparse._SubParsersAction)).choices["stylize"]
+    flags = {a.option_strings[0] for a in parser._actions
+             if a.option_strings and not isinstance(a, argparse._HelpAction)}
+    assert flags == set(OPTIONS) | EVERY_METHOD
+    assert len(_table()) == 18 * 2 + 2 * 1 + 3 * 2 + 4 * 1  # 44 refusals
+
+
+@pytest.mark.parametrize("method, flag, expected", _table())
+def test_an_option_of_another_method_is_refused(method, flag, expected, tmp_path):
+    line = _one_line_error([*BASE[method], flag, *OPTIONS[flag][0]], tmp_path)
+    assert expected in line
+
+
+@pytest.mark.parametrize("method", list(BASE))
+def test_a_method_accepts_its_own_options(method):
+    parser = build_parser()
+    for flag, (value, owners) in OPTIONS.items():
+        if method in owners:
+            args = parser.parse_args([*BASE[method], flag, *value])
+            _refuse_options_of_other_methods(args, method)  # no error
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.png"])
+def test_gatys_on_a_video_names_the_methods_that_take_video(output, tmp_path):
+    rc, stdout, stderr = _run(["stylize", str(tmp_path / "clip.mp4"), "-s", "s.png", "-o",
+                               str(tmp_path / output)])
+    line = stderr.strip()
+    assert rc == 2 and "\n" not in line
+    assert "clip.mp4: Gatys style transfer does not take video yet" in line
+    assert "--model FILE" in line and "--method adain" in line
+    assert "unsupported output format" not in line
+
+
+@pytest.mark.parametrize("flag, value", [("--tile", "64"), ("--batch-size", "2"),
+                                         ("--compile", "on"), ("--size", "64")])
+def test_export_refuses_the_options_of_a_run(flag, value, tmp_path):
+    line = _one_line_error(["stylize", "--model", "m.pt", "--export", "onnx", flag, value],
+                           tmp_path)
+    assert f"{flag} does not apply to --export" in line
+
+
+def test_help_states_each_default_once_and_the_schedule():
+    parser = next(a for a in build_parser()._actions
+                  if isinstance(a, argparse._SubParsersAction)).choices["stylize"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or not action.option_strings:
+            continue
+        assert action.help, f"{action.option_strings[0]} has no help"
+        assert action.help.count("default") <= 1, action.help
+    text = parser.format_help()
+    assert "(default: None)" not in text  # argparse's own default suffix, added a second time
+    flat = " ".join(text.split())
+    for phrase in ("content loss weight (default 5)", "style loss weight (default 100)",
+                   "L-BFGS or Adam (default lbfgs)", "on neural-style's scale",
+                   "100 iterations at each coarse scale and 150 at full size, with L-BFGS or "
+                   "Adam: 150 at 128 px"):
+        assert phrase in flat, phrase
