@@ -124,7 +124,7 @@ def test_gatys_on_a_video_names_the_methods_that_take_video(output, tmp_path):
     rc, stdout, stderr = _run(["stylize", str(tmp_path / "clip.mp4"), "-s", "s.png", "-o",
                                str(tmp_path / output)])
     line = stderr.strip()
-    assert rc == 2 and "\n" not in line
+    assert rc == 2 and "\n" not in line and stdout == ""
     assert "clip.mp4: Gatys style transfer does not take video yet" in line
     assert "--model FILE" in line and "--method adain" in line
     assert "unsupported output format" not in line
@@ -151,6 +151,6 @@ def test_help_states_each_default_once_and_the_schedule():
     flat = " ".join(text.split())
     for phrase in ("content loss weight (default 5)", "style loss weight (default 100)",
                    "L-BFGS or Adam (default lbfgs)", "on neural-style's scale",
-                   "100 iterations at each coarse scale and 150 at full size, with L-BFGS or "
-                   "Adam: 150 at 128 px"):
+                   ("100 iterations at each coarse scale and 150 at full size, with L-BFGS or "
+                    "Adam: 150 at 128 px")):
         assert phrase in flat, phrase

@@ -335,20 +335,9 @@ def _method(args: argparse.Namespace) -> str:
     return "adain"
 
 
-def _default_output(kind: str, src: Path | None) -> Path:
-    if kind == "folder" and src is not None:
-        return src.with_name(f"{src.name}-stylized")
-    if kind == "video" and src is not None:
-        return Path(f"{src.stem}-stylized.mp4")
-    return Path("out.png")
-
-
-def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in order)
-    """Runs ``impasto stylize`` with ``--model`` or ``--method adain``; returns 0."""
-    from impasto.io import DEFAULT_MAX_PIXELS, check_output_path, load_image
-    from impasto.io.video import OUTPUT_CODECS, probe_video
-    from impasto.style.apply import apply_folder, apply_image, apply_video, input_kind
-
+def _network_method(args: argparse.Namespace) -> str:
+    """``"fast"`` or ``"adain"``, after refusing the options of other methods (and those of a
+    run given with ``--export``); fills in the network options not given."""
     method = _method(args)
     if method == "fast" and args.style:
         raise InputError("a per-style network (--model) has its style built in; it takes no "
@@ -363,6 +352,24 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     for dest, value in _NETWORK_DEFAULTS.items():
         if not hasattr(args, dest):
             setattr(args, dest, value)
+    return method
+
+
+def _default_output(kind: str, src: Path | None) -> Path:
+    if kind == "folder" and src is not None:
+        return src.with_name(f"{src.name}-stylized")
+    if kind == "video" and src is not None:
+        return Path(f"{src.stem}-stylized.mp4")
+    return Path("out.png")
+
+
+def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in order)
+    """Runs ``impasto stylize`` with ``--model`` or ``--method adain``; returns 0."""
+    from impasto.io import DEFAULT_MAX_PIXELS, check_output_path, load_image
+    from impasto.io.video import OUTPUT_CODECS, probe_video
+    from impasto.style.apply import apply_folder, apply_image, apply_video, input_kind
+
+    method = _network_method(args)
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     if args.max_pixels is not None and args.max_pixels <= 0:
         raise InputError(f"--max-pixels must be positive, got {args.max_pixels}")
