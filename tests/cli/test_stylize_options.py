@@ -130,14 +130,6 @@ def test_gatys_on_a_video_names_the_methods_that_take_video(output, tmp_path):
     assert "unsupported output format" not in line
 
 
-@pytest.mark.parametrize("flag, value", [("--tile", "64"), ("--batch-size", "2"),
-                                         ("--compile", "on"), ("--size", "64")])
-def test_export_refuses_the_options_of_a_run(flag, value, tmp_path):
-    line = _one_line_error(["stylize", "--model", "m.pt", "--export", "onnx", flag, value],
-                           tmp_path)
-    assert f"{flag} does not apply to --export" in line
-
-
 def test_help_states_each_default_once_and_the_schedule():
     parser = next(a for a in build_parser()._actions
                   if isinstance(a, argparse._SubParsersAction)).choices["stylize"]

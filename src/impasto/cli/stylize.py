@@ -336,19 +336,13 @@ def _method(args: argparse.Namespace) -> str:
 
 
 def _network_method(args: argparse.Namespace) -> str:
-    """``"fast"`` or ``"adain"``, after refusing the options of other methods (and those of a
-    run given with ``--export``); fills in the network options not given."""
+    """``"fast"`` or ``"adain"``, after refusing the options of other methods; fills in the
+    network options not given."""
     method = _method(args)
     if method == "fast" and args.style:
         raise InputError("a per-style network (--model) has its style built in; it takes no "
                          "-s/--style")
     _refuse_options_of_other_methods(args, method)
-    if hasattr(args, "export"):
-        for dest, flag in (("size", "--size"), ("batch_size", "--batch-size"), ("tile", "--tile"),
-                           ("compile", "--compile")):
-            if getattr(args, dest, None) is not None:
-                raise InputError(f"stylize: {flag} does not apply to --export (it writes the "
-                                 "network, it runs nothing)")
     for dest, value in _NETWORK_DEFAULTS.items():
         if not hasattr(args, dest):
             setattr(args, dest, value)
