@@ -68,9 +68,11 @@ def test_colour_modes_are_defined_once():
 
 
 def test_every_weight_file_is_described_once():
-    from impasto.nets import FID_INCEPTION, VGG19_WEIGHTS, WEIGHT_FILES
+    from impasto.nets import FID_INCEPTION, MAGENTA_FILES, VGG19_WEIGHTS, WEIGHT_FILES
 
-    assert set(WEIGHT_FILES) == {"vgg19-caffe", "vgg19-torchvision", "inception-fid"}
+    assert set(WEIGHT_FILES) == {"vgg19-caffe", "vgg19-torchvision", "inception-fid",
+                                 "magenta-predict", "magenta-transform", "magenta-multistyle"}
+    assert all(WEIGHT_FILES.get(f"magenta-{k}") is w for k, w in MAGENTA_FILES.items())
     assert [VGG19_WEIGHTS.get(s) for s in ("caffe", "torchvision")] == [
         WEIGHT_FILES.get("vgg19-caffe"), WEIGHT_FILES.get("vgg19-torchvision")]
     assert WEIGHT_FILES.get("inception-fid") is FID_INCEPTION

