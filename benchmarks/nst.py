@@ -82,7 +82,7 @@ def run_one(name: str, size: int, iterations: int, single_iterations: int, out_p
     save_image(image, out_png)
     return {
         "name": name,
-        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("weights_path",)},
+        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("vgg_weights",)},
         "scales": cfg.scale_sizes(),
         "iterations": cfg.scale_iterations(),
         "precision": str(transfer.dtype).replace("torch.", ""),

@@ -141,7 +141,7 @@ def test_bad_inputs_are_one_line_input_errors(real, tmp_path):
     fake = tmp_path / "vgg.bin"
     fake.write_bytes(b"not the weights")
     with pytest.raises(InputError, match="checksum does not match"):
-        nst_score(content, content, style, size=64, device="cpu", weights_path=fake)
+        nst_score(content, content, style, size=64, device="cpu", vgg_weights=fake)
 
 
 def test_reports_state_the_objective_and_the_resizing(real):

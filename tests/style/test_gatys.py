@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from impasto.errors import InputError
+from impasto.io import to_pil
 from impasto.style import GatysConfig, GatysStyleTransfer, PerceptualLoss
 from impasto.style.gatys import SCHEDULE_RULE
 from impasto.style.color import rgb_to_yiq
@@ -173,7 +174,7 @@ def test_abort_stops_early():
 def test_adam_also_lowers_the_loss():
     content, style, _ = _images()
     seen = []
-    _run(_cfg(optimizer="adam", iterations=40, learning_rate=0.05), content, [style],
+    _run(_cfg(optimizer="adam", iterations=40, lr=0.05), content, [style],
          callback=seen.append)
     assert seen[-1].loss < 0.5 * seen[0].loss
 
@@ -191,3 +192,26 @@ def test_bf16_autocast_reaches_a_similar_loss_to_fp32():
         finals[precision] = float(ref(out)[0])
     assert finals["bf16"] < 0.5 * start
     assert finals["bf16"] < 2.0 * finals["fp32"]
+
+
+def test_the_pipeline_call_shape():
+    """GatysStyleTransfer(...)(content, style, seed=, output=): images or tensors in, a PIL
+    image or a tensor out; the seed of the call decides the noise start."""
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 24, 32, generator=g), torch.rand(3, 20, 20, generator=g)
+    pipe = GatysStyleTransfer(_cfg(size=32, init="noise", iterations=3), encoder=tiny_vgg())
+    a = pipe(content, style, seed=1, output="tensor")
+    b = pipe(content, [style], seed=1, output="tensor")
+    c = pipe(content, style, seed=2, output="tensor")
+    assert a.shape == (1, 3, 24, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    img = pipe(to_pil(content[0]), style, seed=1)
+    assert img.size == (32, 24) and img.mode == "RGB"
+    with pytest.raises(InputError, match="output must be"):
+        pipe(content, style, output="png")
+
+
+def test_old_config_names_still_work():
+    with pytest.warns(DeprecationWarning, match="lr="):
+        cfg = GatysConfig(learning_rate=0.05, weights_path="w.pt")
+    assert cfg.lr == 0.05 and cfg.vgg_weights == "w.pt"
+    assert "learning_rate" not in cfg.to_dict() and cfg.to_dict()["lr"] == 0.05

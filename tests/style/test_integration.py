@@ -130,3 +130,13 @@ def test_default_tv_weight_smooths_the_output_at_512px_strength(shared_data):
     plain = _mean_abs_dx(impasto.stylize(content, style, tv_weight=0.0, **kw))
     smooth = _mean_abs_dx(impasto.stylize(content, style, tv_weight=at_512, **kw))
     assert smooth < plain * 0.97, (plain, smooth)
+
+
+def test_gatys_from_file_uses_the_packaged_vgg(tmp_path):
+    from impasto.style import GatysStyleTransfer
+
+    pipe = GatysStyleTransfer.from_file(device="cpu", size=32, iterations=2, precision="fp32")
+    g = torch.Generator().manual_seed(0)
+    out = pipe(torch.rand(1, 3, 32, 32, generator=g), torch.rand(1, 3, 32, 32, generator=g),
+               output="tensor")
+    assert out.shape == (1, 3, 32, 32) and bool(torch.isfinite(out).all())

@@ -31,7 +31,7 @@ GATYS = {'size': 512,
          'preserve_color': 'none',
          'init': 'content',
          'optimizer': 'lbfgs',
-         'learning_rate': None,
+         'lr': None,
          'scales': 0,
          'iterations': None,
          'pooling': 'max',
@@ -40,7 +40,7 @@ GATYS = {'size': 512,
          'device': 'auto',
          'precision': 'auto',
          'weights': 'caffe',
-         'weights_path': None}
+         'vgg_weights': None}
 GATYS_SCHEDULE = ('scales halving the longest side down to about 128 px, 100 iterations at each '
                   'coarse scale and 150 at full size, with L-BFGS or Adam: 150 at 128 px, 100,150 '
                   'at 256 px, 100,100,150 at 512 px')

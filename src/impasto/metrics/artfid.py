@@ -240,7 +240,7 @@ def artfid(
     extractor: Any = "vgg19",
     extractor_weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
-    weights_path: str | os.PathLike[str] | None = None,
+    vgg_weights: str | os.PathLike[str] | None = None,
     encoder: torch.nn.Module | None = None,
     batch_size: int = 16,
     progress: bool = False,
@@ -252,7 +252,7 @@ def artfid(
     ``outputs``, ``contents`` and ``styles`` are folders or image files (or lists of them).
     ``extractor`` is a name from :data:`~impasto.metrics.extractors.EXTRACTORS` (weights from
     ``extractor_weights``) or a built :class:`~impasto.metrics.extractors.FeatureExtractor`.
-    ``size``, ``device``, ``weights_path`` and ``encoder`` are :class:`NSTScorer`'s.
+    ``size``, ``device``, ``vgg_weights`` and ``encoder`` are :class:`NSTScorer`'s.
     """
     from tqdm.auto import tqdm
 
@@ -269,7 +269,7 @@ def artfid(
         from impasto.metrics.extractors import parse_extractor_name
 
         parse_extractor_name(extractor)  # an unknown name fails before any work
-    scorer = NSTScorer(size, device=device, weights_path=weights_path, encoder=encoder)
+    scorer = NSTScorer(size, device=device, vgg_weights=vgg_weights, encoder=encoder)
     report = NSTSetReport([], content_rule, style_rule, scorer.info(), len(sty_p))
     if style_rule == "unknown":
         report.notes.append(

