@@ -164,3 +164,24 @@ def test_bad_resume_sources_are_one_line_input_errors(data, tmp_path):
     # and nothing above changed the run folder
     assert sorted(p.name for p in run.glob("ckpt-*.pt")) == ["ckpt-000000001.pt"]
     shutil.rmtree(run)
+
+
+def test_a_checkpoint_whose_generators_ran_on_another_device_resumes(data, tmp_path, caplog):
+    # What a run written on a GPU hands a CPU (the latent and augmentation streams are CUDA
+    # generators there): the streams are reseeded from the step, the data start the next
+    # epoch, and the run goes on to its end.
+    from impasto.train.checkpoint import tensor_digest
+
+    first = train(config(data, tmp_path / "run", 2))
+    raw = torch.load(first.checkpoint, weights_only=True)
+    for name in ("latents", "augment"):
+        raw["rng"]["generators"][name] = torch.zeros(16, dtype=torch.uint8)
+    raw["digest"] = {"sha256": tensor_digest(
+        {k: raw[k] for k in ("models", "optimizers", "rng", "extra")})}
+    torch.save(raw, first.checkpoint)
+    with caplog.at_level("WARNING"):
+        resumed = train(config(data, tmp_path / "run", 4), resume=tmp_path / "run")
+    assert "another kind of device" in caplog.text
+    assert resumed.step == 4 and not resumed.aborted
+    assert all(np.isfinite(v) for v in resumed.stats.values())
+    assert load_checkpoint(resumed.checkpoint)["extra"]["epoch"] >= 1

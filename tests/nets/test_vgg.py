@@ -136,3 +136,23 @@ def test_checksum_is_verified(tmp_path):
     torch.save(raw, tampered)
     with pytest.raises(InputError, match="checksum"):
         load_vgg19_weights("caffe", tampered, verify=True)
+
+
+def test_preprocessing_constants_are_made_once_and_serve_training_after_inference():
+    # Made per dtype and device once (a fresh torch.tensor on a GPU is a blocking copy every
+    # step), equal to the formula, and usable for backward after a first call under
+    # inference_mode (an inference tensor could not be saved for backward).
+    import impasto.nets.weights as weights
+
+    weights._channel_constant.cache_clear()
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    with torch.inference_mode():
+        first = CAFFE_PREPROCESSING(x)
+    mean = torch.tensor(CAFFE_PREPROCESSING.mean, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(CAFFE_PREPROCESSING.std, dtype=torch.float64).view(1, 3, 1, 1)
+    assert torch.equal(first, (x.flip(1) * CAFFE_PREPROCESSING.scale - mean) / std)
+    y = x.clone().requires_grad_(True)
+    CAFFE_PREPROCESSING(y).sum().backward()
+    assert torch.equal(y.grad, torch.ones_like(x).flip(1) * CAFFE_PREPROCESSING.scale / std)
+    info = weights._channel_constant.cache_info()
+    assert info.misses == 2 and info.hits == 2  # mean and std, once each

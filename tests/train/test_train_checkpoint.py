@@ -521,3 +521,33 @@ def test_module_checks_numpy_via_helper():
     with pytest.raises(TypeError, match="numpy"):
         ckmod._check_plain({"a": [np.zeros(2)]}, "extra")
     ckmod._check_plain({"a": [torch.zeros(2), 1, 2.0, "s", None, True, (1, 2)]}, "extra")
+
+
+def test_a_generator_state_of_another_device_is_refused_before_anything_is_set():
+    # A CUDA generator's state is 16 bytes (seed and offset), a CPU one's 5056: a run written
+    # on a GPU and resumed on a CPU (or the other way round) hands one to the other.
+    gen = torch.Generator().manual_seed(1)
+    state = capture_rng_state({"g": gen, "h": torch.Generator().manual_seed(2)})
+    state["generators"]["g"] = torch.zeros(16, dtype=torch.uint8)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    with pytest.raises(ckmod.GeneratorDeviceError, match="'g' .16 bytes. is not one a cpu "
+                       r"generator takes \(5056 bytes\)") as err:
+        restore_rng_state(state, {"g": gen, "h": torch.Generator()})
+    assert err.value.names == ["g"] and isinstance(err.value, InputError)
+    assert torch.equal(torch.rand(3), expected)  # the global stream was not touched
+
+
+def test_resume_with_generators_of_another_device_falls_back_to_reseeding(caplog):
+    from impasto.train import restore_rng_for_rank
+
+    gen = torch.Generator().manual_seed(1)
+    rng = capture_rng_state({"g": gen})
+    rng["generators"]["g"] = torch.zeros(16, dtype=torch.uint8)
+    ckpt = {"path": "run/ckpt-4.pt", "rng": rng, "extra": {"world_size": 1}}
+    with caplog.at_level("WARNING"):
+        assert restore_rng_for_rank(ckpt, {"g": gen}, rank=0, world_size=1) is False
+    assert "run/ckpt-4.pt" in caplog.text and "another kind of device" in caplog.text
+    rng["generators"]["g"] = gen.get_state()
+    assert restore_rng_for_rank(ckpt, {"g": gen}, rank=0, world_size=1) is True

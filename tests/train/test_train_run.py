@@ -155,3 +155,25 @@ def test_a_non_finite_metric_stops_before_its_checkpoint(tmp_path):
         with pytest.raises(NonFiniteLossError, match="'val_loss' became nan at step 2"):
             run.save(metric=math.nan)
     assert len(list((tmp_path / "run").glob("ckpt-*.pt"))) == 1
+
+
+def test_reads_off_a_gpu_come_at_the_logging_interval_or_every_read_every_steps(tmp_path):
+    from impasto.train.run import READ_EVERY
+
+    # Nothing touches the device here: the choice is made from its type.
+    cuda = torch.device("cuda")
+    for log_every, want in ((5, 5), (1, 1), (0, READ_EVERY)):
+        cfg = ToyConfig(run=str(tmp_path / f"r{log_every}"), log_every=log_every)
+        assert Run(cfg, ONE, cuda, kind="toy/net").read_every == want
+        assert Run(cfg, ONE, CPU, kind="toy/net").read_every == 1
+
+
+def test_plain_numbers_are_accepted_as_step_statistics(tmp_path):
+    cfg = ToyConfig(run=str(tmp_path / "run"), steps=2, log_every=1, tensorboard=False)
+    run = Run(cfg, ONE, CPU, kind="toy/net")
+    run.track(models={}, optimizers={})
+    with run.session(cfg.steps):
+        run.end_step({"loss": 0.25, "acc": torch.tensor(0.5)})
+        assert run.stats == {"loss": 0.25, "acc": 0.5}
+        with pytest.raises(NonFiniteLossError, match="step 2"):
+            run.end_step({"loss": math.inf, "acc": torch.tensor(0.5)})

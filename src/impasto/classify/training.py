@@ -290,7 +290,8 @@ def _train(
         data.train_set, world_size=world, rank=rank, seed=derive_seed(config.seed, _STREAM_DATA)
     )
     loader = make_loader(data.train_set, config.batch_size, seed=config.seed,
-                         num_workers=num_workers, sampler=sampler)
+                         num_workers=num_workers, sampler=sampler,
+                         pin_memory=device.type == "cuda")
     steps_per_epoch = len(sampler) // config.batch_size
     total_steps = config.steps if config.steps is not None else (
         int(config.epochs or DEFAULT_EPOCHS) * steps_per_epoch

@@ -62,6 +62,7 @@ def make_loader(
     drop_last: bool = True,
     num_workers: int = 0,
     sampler: Sampler | None = None,
+    pin_memory: bool = False,
 ) -> EpochLoader:
     """Batches ``(images (B, C, R, R) float32 in [-1, 1], labels (B,) int64)`` from ``dataset``.
 
@@ -70,6 +71,8 @@ def make_loader(
     :class:`~torch.utils.data.distributed.DistributedSampler`) replaces the shuffling (``shuffle``
     is then ignored) and gets ``set_epoch`` called each epoch. Raises :class:`InputError` when
     ``drop_last`` would leave no batch at all (fewer items than ``batch_size``).
+    ``pin_memory`` (for a CUDA run): batches in page-locked memory, so that
+    ``.to("cuda", non_blocking=True)`` copies them without waiting for the GPU.
     """
     batch_size = _positive("batch_size", batch_size, 1)
     num_workers = _positive("num_workers", num_workers, 0)
@@ -90,4 +93,5 @@ def make_loader(
         num_workers=num_workers,
         generator=generator,
         seed=seed,
+        pin_memory=bool(pin_memory),
     )

@@ -137,7 +137,7 @@ def training_data(
 
     def loader(batch_size: int) -> Any:
         return make_loader(dataset, batch_size, seed=config.seed, num_workers=num_workers,
-                           sampler=sampler)
+                           sampler=sampler, pin_memory=info.device.type == "cuda")
 
     return dataset, sampler, loader
 

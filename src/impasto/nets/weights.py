@@ -11,6 +11,7 @@ says how to get it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -24,6 +25,23 @@ from impasto.errors import InputError, WeightsNotFoundError, escape_line
 from impasto.registry import Registry
 
 __all__ = ["WEIGHT_FILES", "Preprocessing", "WeightFile", "file_sha256"]
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_constant(values: tuple[float, ...], dtype: torch.dtype,
+                      device: torch.device) -> Tensor:
+    """``values`` as a ``(1, C, 1, 1)`` tensor, made once per dtype and device: building it
+    afresh at every call would copy from the host, which blocks until a GPU's queue is done
+    (every VGG forward, every training step). Made outside inference mode, so that a network
+    first run under ``torch.inference_mode`` can still be trained."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=dtype, device=device).view(1, len(values), 1, 1)
+
+
+def _tracing() -> bool:
+    """Whether torch.compile, torch.export or the TorchScript tracer is recording."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(compiling is not None and compiling()) or torch.jit.is_tracing()
 
 
 @dataclass(frozen=True)
@@ -40,8 +58,12 @@ class Preprocessing:
     def __call__(self, x: Tensor) -> Tensor:
         if self.bgr:
             x = x.flip(1)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        if _tracing():  # compile/export: constants of the graph, as before
+            mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        else:
+            mean = _channel_constant(self.mean, x.dtype, x.device)
+            std = _channel_constant(self.std, x.dtype, x.device)
         return (x * self.scale - mean) / std
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from impasto.train.checkpoint import (
     FORMAT_VERSION,
     CheckpointManager,
+    GeneratorDeviceError,
     capture_rng_state,
     load_checkpoint,
     resolve_checkpoint,
@@ -70,6 +71,7 @@ __all__ = [
     "CheckpointManager",
     "DistInfo",
     "EpochSampler",
+    "GeneratorDeviceError",
     "ModelFile",
     "NonFiniteLossError",
     "RunLogger",

@@ -55,11 +55,12 @@ from impasto._fileutil import atomic_open, one_line, reason
 from impasto.train.config import config_to_dict
 from impasto.train.distributed import unwrap_model
 from impasto.train.ema import EMA
-from impasto.train.rng import capture_rng_state, restore_rng_state
+from impasto.train.rng import GeneratorDeviceError, capture_rng_state, restore_rng_state
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointManager",
+    "GeneratorDeviceError",
     "capture_rng_state",
     "load_checkpoint",
     "resolve_checkpoint",

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 from impasto.errors import InputError
-from impasto.train.rng import capture_rng_state, restore_rng_state
+from impasto.train.rng import GeneratorDeviceError, capture_rng_state, restore_rng_state
 from impasto.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -92,11 +92,14 @@ def derive_seed(*parts: int) -> int:
 
 @contextlib.contextmanager
 def runtime_flags(deterministic: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms (or cuDNN autotuning) for the run; the previous global settings
-    are put back afterwards."""
+    """Deterministic algorithms for the run, or on CUDA cuDNN autotuning (every step has the
+    same shapes) and TF32 matrix products (convolutions use TF32 by PyTorch's default already;
+    no result a test pins runs on CUDA); the previous global settings are put back
+    afterwards."""
     det = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     bench, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    tf32 = torch.backends.cuda.matmul.allow_tf32
     try:
         if deterministic:
             if device.type == "cuda":
@@ -107,11 +110,13 @@ def runtime_flags(deterministic: bool, device: torch.device) -> Iterator[None]:
             torch.backends.cudnn.deterministic = True
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
         yield
     finally:
         torch.use_deterministic_algorithms(det, warn_only=warn_only)
         torch.backends.cudnn.benchmark = bench
         torch.backends.cudnn.deterministic = cudnn_det
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 @contextlib.contextmanager
@@ -323,8 +328,10 @@ def restore_rng_for_rank(
 ) -> bool:
     """Put back this process's random streams (global ones and ``generators``) from a loaded
     checkpoint saved by as many processes (its ``rng``, or ``extra["rng_per_rank"][rank]``)
-    and return True. A checkpoint of another number of processes is logged and returns False:
-    the caller then reseeds its streams and starts the data afresh from the next epoch.
+    and return True. A checkpoint of another number of processes, or one whose generators were
+    on another kind of device (written on a GPU, resumed on a CPU, or the other way round), is
+    logged and returns False, having put back nothing: the caller then reseeds its streams and
+    starts the data afresh from the next epoch.
 
     Raises :class:`InputError` (naming the file) when the states are missing or unusable."""
     extra = ckpt.get("extra") or {}
@@ -341,6 +348,12 @@ def restore_rng_for_rank(
         raise InputError(f"{ckpt['path']}: no random number generator state to resume")
     try:
         restore_rng_state(state, generators)
+    except GeneratorDeviceError as e:
+        log.warning(
+            "%s: %s; the data order and random streams start afresh from the next epoch",
+            ckpt["path"], e,
+        )
+        return False
     except InputError as e:
         raise InputError(f"{ckpt['path']}: {e}") from None
     return True

@@ -18,7 +18,17 @@ import torch
 from impasto._fileutil import reason
 from impasto.errors import InputError
 
-__all__ = ["capture_rng_state", "restore_rng_state"]
+__all__ = ["GeneratorDeviceError", "capture_rng_state", "restore_rng_state"]
+
+
+class GeneratorDeviceError(InputError):
+    """A saved generator state that the generator cannot take: it was drawn on another kind of
+    device (a CUDA generator's state is 16 bytes, a CPU one's 5056), as when a run written on a
+    GPU is resumed on a CPU or the other way round. ``names``: the generators concerned."""
+
+    def __init__(self, names: list[str], message: str) -> None:
+        super().__init__(message)
+        self.names = names
 
 
 def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
@@ -97,6 +107,17 @@ def restore_rng_state(
     if missing and strict:
         names = ", ".join(repr(n) for n in missing)
         raise InputError(f"no saved random number generator state for generator {names}")
+    # Checked before anything is set: a state of another device's generator does not fit.
+    foreign = [(n, _as_cpu_tensor(saved_gens[n]).numel(), g.get_state().numel(), g.device)
+               for n, g in (generators or {}).items() if n in saved_gens
+               and _as_cpu_tensor(saved_gens[n]).numel() != g.get_state().numel()]
+    if foreign:
+        n, have, want, device = foreign[0]
+        raise GeneratorDeviceError(
+            [f[0] for f in foreign],
+            f"the saved state of generator {n!r} ({have} bytes) is not one a {device.type} "
+            f"generator takes ({want} bytes): it was drawn on another kind of device",
+        )
 
     random.setstate((int(py["version"]), internal, None if gauss is None else float(gauss)))
     np.random.set_state(np_tuple)

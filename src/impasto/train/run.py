@@ -25,7 +25,9 @@ the block that ends every step (agree across ranks, NaN guard, logs, progress, a
 
 Reading a value from the device stalls a GPU until the step's work is done. :meth:`end_step`
 therefore reads the losses only every ``read_every`` steps (1 on a CPU, where a read costs
-nothing, else the logging interval) and at checkpoints, aborts and the end. Between reads the
+nothing, else the logging interval, or :data:`READ_EVERY` steps when nothing is logged) and at
+checkpoints, aborts and the end; nothing else in the step block copies between host and device
+(a Python number becomes a device tensor by a fill, not by a blocking copy). Between reads the
 NaN guard runs on the device: it remembers the first step whose losses were not finite, and the
 next read raises :class:`~impasto.train.NonFiniteLossError` naming that step, before any
 checkpoint can be written after it. A checkpoint is also refused when a network's parameters or
@@ -65,6 +67,10 @@ __all__ = ["Run"]
 log = logging.getLogger(__name__)
 
 P = TypeVar("P")
+
+#: Steps between two reads of the losses off a GPU when the run logs nothing (``log_every``
+#: 0): the NaN guard's and, under ``torchrun``, an abort's latency.
+READ_EVERY = 100
 
 
 class Run(Generic[P]):
@@ -139,7 +145,9 @@ class Run(Generic[P]):
         self.stopped = False
         self.last_checkpoint: Path | None = Path(self.ckpt["path"]) if self.ckpt else None
         self.logger: RunLogger | None = None
-        self.read_every = 1 if device.type == "cpu" else max(1, int(config.log_every or 1))
+        log_every = int(config.log_every or 0)
+        self.read_every = 1 if device.type == "cpu" else (log_every if log_every > 0
+                                                          else READ_EVERY)
         self._models: dict[str, nn.Module] = {}
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
         self._generators: dict[str, torch.Generator] = {}
@@ -274,9 +282,9 @@ class Run(Generic[P]):
         stop = bool(self._abort()) if self._abort is not None else False
         keys = list(stats)
         vec = torch.stack([
-            (v.detach().float().reshape(()) if isinstance(v, Tensor)
-             else torch.tensor(float(v)))
-            .to(self.device) for v in stats.values()
+            v.detach().float().reshape(()).to(self.device) if isinstance(v, Tensor)
+            else torch.full((), float(v), device=self.device)  # a fill: no blocking copy
+            for v in stats.values()
         ]) if keys else torch.zeros(0, device=self.device)
         self._guard(keys, vec)
         distributed = self.info.is_distributed
@@ -318,8 +326,7 @@ class Run(Generic[P]):
             self._raise_if_bad(keys)
             first, values = torch.full_like(first, -1), torch.zeros_like(vec)
         new = bad & (first < 0)
-        self._bad = (torch.where(new, torch.tensor(self.step, device=vec.device), first),
-                     torch.where(new, vec, values))
+        self._bad = (first.masked_fill(new, self.step), torch.where(new, vec, values))
         self._bad_keys = keys
 
     def _raise_if_bad(self, keys: list[str]) -> None:

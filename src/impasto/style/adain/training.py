@@ -186,7 +186,7 @@ def _folder_batches(data: CropFolder, seed: int, config: AdaINTrainConfig, info:
                            fill=config.batch_size * world, items=data.what)
     loader = make_loader(data, config.batch_size, seed=seed,
                          num_workers=loader_workers(config.num_workers, config.deterministic),
-                         sampler=sampler)
+                         sampler=sampler, pin_memory=info.device.type == "cuda")
     return Batches(loader, sampler, *position)
 
 

@@ -226,7 +226,7 @@ def _train(
     sampler = EpochSampler(len(dataset), derive_seed(config.seed, _STREAM_DATA), world_size=world,
                            rank=rank, order="derived", items="content photos")
     loader = make_loader(dataset, config.batch_size, seed=config.seed, num_workers=num_workers,
-                         sampler=sampler)
+                         sampler=sampler, pin_memory=device.type == "cuda")
 
     # -- networks, losses, optimisers, random streams ------------------------------------------
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
