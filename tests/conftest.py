@@ -2,15 +2,22 @@
 and helpers the training tests share (test modules import them: ``from conftest import ...``,
 which works because pytest puts this folder on ``sys.path``; subprocess workers insert it):
 bit-for-bit comparison of checkpoints, several ``gloo`` processes, synthetic images, one-line
-CLI errors, the PSNR of images as they would be saved (8-bit), and a model's inference output."""
+CLI errors, the PSNR of images as they would be saved (8-bit), a model's inference output, and
+the host synchronisations a CUDA run makes, step by step.
+
+Tests marked ``cuda`` are skipped on a machine without a CUDA device (``pytest -m cuda`` runs
+only them; ``benchmarks/gpu_check.py`` does so on a lent GPU)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,16 @@ def tiny_vgg(layers=CONTENT_LAYERS + STYLE_LAYERS, seed: int = 0, pooling: str =
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             torch.nn.init.uniform_(m.bias, -0.1, 0.1)
     return net
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Skip the tests marked ``cuda`` where there is no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -215,3 +232,49 @@ def run_cli(capsys: Any, *argv: Any) -> tuple[int, str, str]:
     rc = main([os.fspath(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+# --------------------------------------------------------------------------------------------
+# host synchronisations on CUDA
+
+
+class SyncLog:
+    """What :func:`cuda_syncs` recorded: call :meth:`mark` with the step just finished (a
+    training run's ``progress`` callback: step 0 before the first step, then after each);
+    :meth:`per_step` counts the synchronising CUDA calls made during each step, keyed by step
+    (``0``: before the first mark, the setup), the last key being after the last mark."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self._records = records
+
+    def mark(self, step: int) -> None:
+        self._records.append(("step", int(step)))
+
+    def per_step(self) -> Counter:
+        counts: Counter = Counter()
+        step = 0
+        for r in self._records:
+            if isinstance(r, tuple):
+                step = r[1] + 1
+            elif "synchroniz" in str(r.message):
+                counts[step] += 1
+        return counts
+
+    def where(self) -> list[str]:
+        """``file:line`` of each synchronising call recorded (to find it)."""
+        return [f"{r.filename}:{r.lineno}" for r in self._records
+                if not isinstance(r, tuple) and "synchroniz" in str(r.message)]
+
+
+@contextlib.contextmanager
+def cuda_syncs() -> Iterator[SyncLog]:
+    """Record every CUDA call that makes the host wait for the GPU (``.item()``, a blocking
+    copy, ``nonzero``...: ``torch.cuda.set_sync_debug_mode("warn")``) while the block runs."""
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield SyncLog(records)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
