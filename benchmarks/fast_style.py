@@ -212,12 +212,17 @@ def quality(net, model: str | None, net_name: str = "transformer") -> list[dict]
     return rows
 
 
-def time_call(fn, x, repeats: int) -> float:
+def time_call(fn, x, repeats: int, sync=None) -> float:
+    """The best of ``repeats`` timed calls ``fn(x)`` after one warm-up call; ``sync`` (e.g.
+    ``torch.cuda.synchronize``) waits for the device before each clock reading."""
+    sync = sync or (lambda: None)
     fn(x)  # warm-up
+    sync()
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         fn(x)
+        sync()
         best = min(best, time.perf_counter() - t)
     return best
 

@@ -20,6 +20,7 @@ Prints a table and writes benchmarks/out/nst.json and a loss-over-time plot, nst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -34,12 +35,17 @@ import torch
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "styletransfer"
 OUT = Path(__file__).resolve().parent / "out"
 
+#: The target the issues set: the baseline's final total loss (fp32, one scale, 1000 L-BFGS
+#: iterations) as the evaluator scores its saved PNG, by size, measured 2026-12-06 (the table
+#: in benchmarks/README.md). ``benchmarks/gpu_check.py`` times Gatys on a GPU to it.
+BASELINE_LOSS = {512: 1.809e6}
 
-def _inputs(size: int):
+
+def _inputs(size: int, data: Path = DATA):
     from impasto.io import load_image, resize, to_tensor
 
-    content = DATA / "content" / "tubingen.jpg"
-    style = DATA / "style" / "starry_night.jpg"
+    content = data / "content" / "tubingen.jpg"
+    style = data / "style" / "starry_night.jpg"
     for p in (content, style):
         if not p.is_file():
             sys.exit(f"missing benchmark input {p} (the shared data folder beside the repo)")
@@ -100,43 +106,63 @@ def run_one(name: str, size: int, iterations: int, single_iterations: int, out_p
 class Evaluator:
     """fp32 content, style (also per layer) and total loss at full resolution, with impasto's
     default losses; built once (one VGG19, one set of targets) and called on each output: a
-    saved PNG, or an image tensor, which is rounded to 8 bits first."""
+    saved PNG, or an image tensor, which is rounded to 8 bits first. ``device``: where it
+    runs (on CUDA without TF32, so the figures are float32's); ``data``: the folder of the
+    content and style images; ``encoder``: a VGG19Features with the default layers to share
+    (built otherwise)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, device: str | torch.device = "cpu", data: Path = DATA,
+                 encoder: torch.nn.Module | None = None) -> None:
         from impasto.nets import VGG19Features
         from impasto.style import GatysConfig, PerceptualLoss
 
         self.size = size
+        self.device = torch.device(device)
         self.cfg = cfg = GatysConfig(size=size)
-        self.content, self.style = _inputs(size)
+        self.content, self.style = _inputs(size, data)
         layers = list(dict.fromkeys(cfg.content_layers + cfg.style_layers))
         self.loss = PerceptualLoss(
-            VGG19Features(layers), cfg.content_layers, cfg.style_layers,
-            content_weight=cfg.content_weight, style_weight=cfg.style_weight,
+            encoder if encoder is not None else VGG19Features(layers), cfg.content_layers,
+            cfg.style_layers, content_weight=cfg.content_weight, style_weight=cfg.style_weight,
             tv_weight=cfg.tv_weight,
-        )
-        self.loss.set_content(self.content)
-        self.loss.set_styles([self.style])
+        ).to(self.device)
+        with self._fp32():
+            self.loss.set_content(self.content.to(self.device))
+            self.loss.set_styles([self.style.to(self.device)])
+
+    @contextlib.contextmanager
+    def _fp32(self):
+        if self.device.type != "cuda":
+            yield
+            return
+        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
     @torch.no_grad()
     def __call__(self, png: Path | torch.Tensor) -> dict:
         from impasto.io import load_image, to_tensor
 
         if isinstance(png, torch.Tensor):
-            out = (png.clamp(0, 1) * 255).round() / 255
+            out = (png.float().clamp(0, 1) * 255).round() / 255
         else:
             out = to_tensor(load_image(png))
+        out = out.to(self.device)
         cfg = self.cfg
-        total, parts = self.loss(out)
-        feats = self.loss.encoder(out)
-        return {
-            "content_loss": float(parts["content"]) * cfg.content_weight,
-            "style_loss": float(parts["style"]) * cfg.style_weight,
-            "style_loss_per_layer": {n: float(m(feats[n])) * cfg.style_weight
-                                     for n, m in self.loss.style.items()},
-            "tv_loss": float(parts["tv"]),
-            "total_loss": float(total),
-        }
+        with self._fp32():
+            total, parts = self.loss(out)
+            feats = self.loss.encoder(out)
+            return {
+                "content_loss": float(parts["content"]) * cfg.content_weight,
+                "style_loss": float(parts["style"]) * cfg.style_weight,
+                "style_loss_per_layer": {n: float(m(feats[n])) * cfg.style_weight
+                                         for n, m in self.loss.style.items()},
+                "tv_loss": float(parts["tv"]),
+                "total_loss": float(total),
+            }
 
     def handover(self, png: Path) -> dict:
         """What a coarse scale can hand to the full size: the full-size loss of an output after
