@@ -139,7 +139,7 @@ def test_state_dict_round_trip_and_determinism():
     assert c.num_updates == 3
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda  # skipped without CUDA (tests/conftest.py); pytest -m cuda runs it
 def test_cuda_matches_cpu_bit_for_bit():
     model = _net()
     _fill(model, 1.0)
