@@ -12,7 +12,8 @@ import io
 import pytest
 
 from impasto.cli import build_parser, main
-from impasto.cli.stylize import _refuse_options_of_other_methods
+from impasto.cli._args import refuse_foreign
+from impasto.cli.stylize import METHOD_OPTIONS
 
 GATYS = "Gatys (the default method)"
 FAST = "per-style networks (--model)"
@@ -116,7 +117,7 @@ def test_a_method_accepts_its_own_options(method):
     for flag, (value, owners) in OPTIONS.items():
         if method in owners:
             args = parser.parse_args([*BASE[method], flag, *value])
-            _refuse_options_of_other_methods(args, method)  # no error
+            refuse_foreign(args, method, METHOD_OPTIONS)  # no error
 
 
 @pytest.mark.parametrize("output", ["out.mp4", "out.png"])

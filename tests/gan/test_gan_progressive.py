@@ -359,8 +359,8 @@ def test_generator_renders_at_every_reached_resolution(straight, tmp_path):
     (["--fade-kimg", "-0.5"], "fade_kimg must be a number >= 0, not -0.5"),
     (["--kimg", "-2"], "--kimg: must be positive"),
     (["--widths", "8,8"], "widths has 2 entries for 3 resolutions"),
-    (["--loss", "hinge"], "--loss does not apply to --arch pggan"),
-    (["--steps", "10"], "--steps does not apply to --arch pggan"),
+    (["--loss", "hinge"], "--loss applies to --arch dcgan and --arch sngan, not to --arch pggan"),
+    (["--steps", "10"], "--steps applies to --arch dcgan and --arch sngan, not to --arch pggan"),
     (["--batch-size", "8", "--batch-sizes", "8,8,8"], "--batch-size or --batch-sizes"),
 ])
 def test_bad_schedule_settings_are_one_line_exit_2(capsys, data, tmp_path, options, expect):
@@ -373,7 +373,8 @@ def test_bad_schedule_settings_are_one_line_exit_2(capsys, data, tmp_path, optio
 def test_pggan_options_are_refused_for_other_archs(capsys, data, tmp_path):
     run = tmp_path / "run"
     one_line_error(capsys, ["gan", "train", data, "--run", str(run), "--arch", "dcgan",
-                            "--fade-kimg", "3"], "--fade-kimg applies to --arch pggan only", run)
+                            "--fade-kimg", "3"],
+                   "--fade-kimg applies to --arch pggan, not to --arch dcgan", run)
 
 
 def test_cli_trains_and_resumes_a_pggan_run(data, tmp_path):

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from impasto.cli import _choices
+from impasto.errors import InputError
 
 __all__ = [
     "NOT_SETTINGS",
+    "MethodOptions",
     "add_runtime_options",
     "add_subcommands",
     "default_run",
@@ -35,6 +37,7 @@ __all__ = [
     "parse_int",
     "positive_int",
     "positive_number",
+    "refuse_foreign",
     "seeds",
 ]
 
@@ -63,6 +66,57 @@ def given_settings(args: argparse.Namespace, cls: type, *,
     if stray:
         raise TypeError(f"option(s) {', '.join(stray)} set no field of {cls.__name__}")
     return given
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodOptions:
+    """The options of a command that apply to some of its methods (or modes) only, for
+    :func:`refuse_foreign`.
+
+    ``command`` names the command in messages (``"gan train"``); ``methods`` maps each method
+    to how messages name it (``{"pggan": "--arch pggan"}``); ``only`` maps an option's dest to
+    the option as written and the methods it applies to. Each listed option defaults to
+    ``argparse.SUPPRESS`` (or None), so one present in the namespace was given. Build it with
+    :meth:`of`."""
+
+    command: str
+    methods: Mapping[str, str]
+    only: Mapping[str, tuple[str, frozenset[str]]]
+
+    @classmethod
+    def of(cls, command: str, methods: Mapping[str, str],
+           *groups: tuple[Iterable[str], Mapping[str, str]]) -> MethodOptions:
+        """The table of ``groups``: (the methods, ``{dest: option}`` of the options that apply
+        to those methods only)."""
+        only: dict[str, tuple[str, frozenset[str]]] = {}
+        for owners, options in groups:
+            owners = frozenset(owners)
+            unknown = owners - set(methods)
+            if unknown:
+                raise ValueError(f"unknown method(s) {sorted(unknown)}")
+            for dest, flag in options.items():
+                if dest in only:
+                    raise ValueError(f"{flag} is listed twice")
+                only[dest] = (flag, owners)
+        return cls(command, dict(methods), only)
+
+    def owners(self, dest: str) -> str:
+        """The methods the option ``dest`` applies to, as messages name them ("A, B and C")."""
+        names = [name for m, name in self.methods.items() if m in self.only[dest][1]]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def refuse_foreign(args: argparse.Namespace, method: str, table: MethodOptions, *,
+                   allow: Iterable[str] = ()) -> None:
+    """Raise :class:`~impasto.errors.InputError` with one line naming the method it belongs
+    to for the first option of ``table`` given in ``args`` (present and not None) that does
+    not apply to ``method``; the dests in ``allow`` are let through."""
+    allowed = set(allow)
+    for dest, (flag, owners) in table.only.items():
+        if method in owners or dest in allowed or getattr(args, dest, None) is None:
+            continue
+        raise InputError(f"{table.command}: {flag} applies to {table.owners(dest)}, not to "
+                         f"{table.methods[method]}")
 
 
 def add_runtime_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]

@@ -18,6 +18,7 @@ from typing import Any
 
 from impasto.cli import _choices
 from impasto.cli._args import (
+    MethodOptions,
     add_runtime_options,
     finite_number,
     given_settings,
@@ -25,6 +26,7 @@ from impasto.cli._args import (
     nonneg_int,
     positive_int,
     positive_number,
+    refuse_foreign,
 )
 from impasto.cli._run import (
     ProgressBar,
@@ -165,6 +167,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     given = _given(args)
     if args.resume is None:
+        _refuse_loss_options(args, given)
         _need_data_and_run(given)
         return GanTrainConfig(**given), None
 
@@ -174,6 +177,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         if f"gan/{settings.get('arch')}" != kind:
             raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not "
                              f"'gan/{settings.get('arch')}'")
+        _refuse_loss_options(args, settings)
 
     # A new length replaces the old one; a new loss picks its own optimiser defaults.
     resets = {"kimg": ("kimg", "steps"), "steps": ("kimg", "steps"),
@@ -221,7 +225,10 @@ def _report(result: Any, args: argparse.Namespace, *, progressive: bool = False)
 
 def _run_train(args: argparse.Namespace) -> int:
     run_folder(args, "gan train")
-    if _wants_pggan(args):
+    arch = _arch(args)
+    if arch in ARCH_OPTIONS.methods:
+        refuse_foreign(args, arch, ARCH_OPTIONS)
+    if arch == "pggan":
         return _run_train_pggan(args)
     from impasto.gan.training import train
 
@@ -244,6 +251,35 @@ _PGGAN_ONLY = {
     "mbstd_group_size": "--mbstd-group", "drift_weight": "--drift-weight",
     "reset_optimizers": "--reset-optimizers",
 }
+
+#: The options of ``gan train`` that apply to some architectures only (see
+#: :func:`~impasto.cli._args.refuse_foreign`): the progressive GAN's schedule and networks; the
+#: fixed-size GANs' loss, optimiser and length in G steps (PGGAN: WGAN-GP with drift, its
+#: schedule in kimg); the DCGAN's discriminator norm (SNGAN's D has spectral norm only).
+ARCH_OPTIONS = MethodOptions.of(
+    "gan train", {arch: f"--arch {arch}" for arch in _choices.GAN_ARCHS},
+    (("pggan",), _PGGAN_ONLY),
+    (("dcgan", "sngan"), {
+        "base_width": "--base-width", "conditional": "--conditional", "loss": "--loss",
+        "r1_gamma": "--r1-gamma", "d_steps": "--d-steps", "steps": "--steps",
+        "diffaugment": "--diffaugment"}),
+    (("dcgan",), {"d_norm": "--d-norm"}),
+)
+
+#: The options of a fixed-size GAN that apply to some losses only.
+LOSS_OPTIONS = MethodOptions.of(
+    "gan train", {loss: f"--loss {loss}" for loss in _choices.GAN_LOSSES},
+    (("wgan-gp",), {"gp_weight": "--gp-weight"}),
+)
+
+
+def _refuse_loss_options(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Refuses the options of other losses than the one of ``settings`` (the options given,
+    over a resumed run's settings): given, else the architecture's default."""
+    arch = settings.get("arch", _choices.GAN_TRAIN["arch"])
+    loss = settings.get("loss") or _choices.GAN_ARCH_DEFAULTS.get(arch, (None,))[0]
+    if loss in LOSS_OPTIONS.methods:
+        refuse_foreign(args, loss, LOSS_OPTIONS)
 
 
 def _add_pggan_options(p: argparse.ArgumentParser) -> None:
@@ -284,36 +320,27 @@ def _add_pggan_options(p: argparse.ArgumentParser) -> None:
                    help="fresh Adam state at every phase, as the paper's code (default on)")
 
 
-def _wants_pggan(args: argparse.Namespace) -> bool:
-    """--arch pggan, or --resume of a pggan run without --arch; refuses pggan-only options
-    for the other architectures."""
+def _arch(args: argparse.Namespace) -> str | None:
+    """The architecture: --arch, else the resumed checkpoint's (None when it is no GAN's:
+    the resume refuses it), else the default."""
     arch = getattr(args, "arch", None)
     if arch is None and args.resume is not None:
         from impasto.train import load_checkpoint, resolve_checkpoint
 
-        arch = "pggan" if load_checkpoint(resolve_checkpoint(args.resume))["kind"] == \
-            "gan/pggan" else None
-    if arch == "pggan":
-        return True
-    for dest, flag in _PGGAN_ONLY.items():
-        if hasattr(args, dest):
-            raise InputError(f"gan train: {flag} applies to --arch pggan only")
-    return False
+        family, _, arch = load_checkpoint(resolve_checkpoint(args.resume))["kind"].partition("/")
+        return arch if family == "gan" else None
+    return arch or _choices.GAN_TRAIN["arch"]
 
 
 def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The PgganTrainConfig of the command line (over the resumed run's settings). The
     GanTrainConfig options that PgganTrainConfig has are taken as they are; --batch-size and
-    --kimg set the schedule; the others are refused."""
+    --kimg set the schedule (the others were refused by ARCH_OPTIONS)."""
     from impasto.gan.progressive import SCHEDULE_PRESETS, PgganTrainConfig
     from impasto.train import config_from_dict
 
     fields = {f.name for f in dataclasses.fields(PgganTrainConfig)}
-    given = _given(args)
-    for name in given:
-        if name not in fields and name not in ("batch_size", "kimg"):
-            raise InputError(f"gan train: --{name.replace('_', '-')} does not apply to "
-                             "--arch pggan")
+    given = _given(args)  # the fixed-size GANs' options are refused by ARCH_OPTIONS
     if hasattr(args, "batch_size") and hasattr(args, "batch_sizes"):
         raise InputError("gan train: give --batch-size or --batch-sizes, not both")
     given = {k: v for k, v in given.items() if k in fields}

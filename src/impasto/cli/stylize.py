@@ -19,7 +19,14 @@ from typing import Any
 
 import impasto
 from impasto.cli import _choices
-from impasto.cli._args import given_settings, parse_float, parse_int, positive_int
+from impasto.cli._args import (
+    MethodOptions,
+    given_settings,
+    parse_float,
+    parse_int,
+    positive_int,
+    refuse_foreign,
+)
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -53,37 +60,29 @@ def _csv(kind: type):
     return parse
 
 
-#: The methods of ``impasto stylize``, as its messages name them.
-_METHODS = {
-    "gatys": "Gatys (the default method)",
-    "fast": "per-style networks (--model)",
-    "adain": "AdaIN (--method adain)",
-}
-_GATYS, _NETWORKS, _ADAIN = frozenset({"gatys"}), frozenset({"fast", "adain"}), frozenset({"adain"})
-
-#: The options that apply to some methods only: dest -> (option, the methods it applies to).
-#: Each has the default ``argparse.SUPPRESS``, so one in the namespace was given; any other
-#: method refuses it (:func:`_refuse_options_of_other_methods`). The options not listed here
-#: apply to every method, or select one (``--model``, ``--method``, ``--decoder``), or are
-#: refused with their own message (``-s`` for a per-style network).
-_ONLY: dict[str, tuple[str, frozenset[str]]] = {
-    **{dest: (flag, _GATYS) for dest, flag in (
-        ("style_scale", "--style-scale"), ("scales", "--scales"), ("iterations", "--iterations"),
-        ("content_weight", "--content-weight"), ("style_weight", "--style-weight"),
-        ("tv_weight", "--tv-weight"), ("content_layers", "--content-layers"),
-        ("style_layers", "--style-layers"), ("content_layer_weights", "--content-layer-weights"),
-        ("style_layer_weights", "--style-layer-weights"), ("init", "--init"),
-        ("optimizer", "--optimizer"), ("lr", "--lr"),
-        ("lbfgs_history", "--lbfgs-history"), ("pooling", "--pooling"), ("seed", "--seed"),
-        ("save_every", "--save-every"), ("weights", "--vgg"))},
-    "style_blend_weights": ("--style-blend-weights", frozenset({"gatys", "adain"})),
-    "vgg_weights": ("--vgg-weights", frozenset({"gatys", "adain"})),
-    **{dest: (flag, _ADAIN) for dest, flag in (
-        ("alpha", "--alpha"), ("mask", "--mask"), ("style_size", "--style-size"))},
-    **{dest: (flag, _NETWORKS) for dest, flag in (
-        ("batch_size", "--batch-size"), ("tile", "--tile"), ("compile", "--compile"),
-        ("export", "--export"))},
-}
+#: The options of ``impasto stylize`` that apply to some methods only (each defaults to
+#: ``argparse.SUPPRESS``, so one in the namespace was given; any other method refuses it). The
+#: options not listed apply to every method, or select one (``--model``, ``--method``,
+#: ``--decoder``), or are refused with their own message (``-s`` for a per-style network).
+METHOD_OPTIONS = MethodOptions.of(
+    "stylize",
+    {"gatys": "Gatys (the default method)", "fast": "per-style networks (--model)",
+     "adain": "AdaIN (--method adain)"},
+    (("gatys",), {
+        "style_scale": "--style-scale", "scales": "--scales", "iterations": "--iterations",
+        "content_weight": "--content-weight", "style_weight": "--style-weight",
+        "tv_weight": "--tv-weight", "content_layers": "--content-layers",
+        "style_layers": "--style-layers", "content_layer_weights": "--content-layer-weights",
+        "style_layer_weights": "--style-layer-weights", "init": "--init",
+        "optimizer": "--optimizer", "lr": "--lr", "lbfgs_history": "--lbfgs-history",
+        "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
+        "weights": "--vgg"}),
+    (("gatys", "adain"), {"style_blend_weights": "--style-blend-weights",
+                          "vgg_weights": "--vgg-weights"}),
+    (("adain",), {"alpha": "--alpha", "mask": "--mask", "style_size": "--style-size"}),
+    (("fast", "adain"), {"batch_size": "--batch-size", "tile": "--tile",
+                         "compile": "--compile", "export": "--export"}),
+)
 
 #: The values the network path reads for the method-specific options not given.
 _NETWORK_DEFAULTS = {"alpha": 1.0, "mask": None, "style_size": 512, "batch_size": 4,
@@ -292,14 +291,6 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    "instead of stylising; the export is checked against the eager model")
 
 
-def _refuse_options_of_other_methods(args: argparse.Namespace, method: str) -> None:
-    """One line naming the method an option given for ``method`` belongs to (see _ONLY)."""
-    for dest, (flag, methods) in _ONLY.items():
-        if method not in methods and hasattr(args, dest):
-            names = " and ".join(_METHODS[m] for m in _METHODS if m in methods)
-            raise InputError(f"stylize: {flag} applies to {names}, not to {_METHODS[method]}")
-
-
 def _check_gatys_args(args: argparse.Namespace) -> None:
     """The Gatys path needs a content image and styles and takes no network options."""
     if args.method == "gatys" and (args.model or args.decoder):
@@ -310,7 +301,7 @@ def _check_gatys_args(args: argparse.Namespace) -> None:
         raise InputError("--mask needs --method adain --decoder FILE")
     if args.precision == "int8":
         raise InputError("--precision int8 is for the networks (--model, --method adain) only")
-    _refuse_options_of_other_methods(args, "gatys")
+    refuse_foreign(args, "gatys", METHOD_OPTIONS)
     if args.content is None:
         raise InputError("stylize: the content image is required")
     from impasto.io.video import VIDEO_SUFFIXES
@@ -342,7 +333,7 @@ def _network_method(args: argparse.Namespace) -> str:
     if method == "fast" and args.style:
         raise InputError("a per-style network (--model) has its style built in; it takes no "
                          "-s/--style")
-    _refuse_options_of_other_methods(args, method)
+    refuse_foreign(args, method, METHOD_OPTIONS)
     for dest, value in _NETWORK_DEFAULTS.items():
         if not hasattr(args, dest):
             setattr(args, dest, value)
