@@ -309,7 +309,7 @@ BAD = [
 def test_bad_inputs_fail_with_one_line(capsys, tmp_path, data, argv, pattern):
     argv = [a.format(**vars(data)) for a in argv]
     if "--extractor" not in argv:
-        argv += ["--extractor", "pixelstats"] if argv[0] != "kid" else []
+        argv += ["--extractor", "pixelstats"] if argv[0] not in ("kid", "swd") else []
     out_json = tmp_path / "never.json"
     code, out, err = run(capsys, *argv, "--json", out_json, "--device", "cpu")
     assert code == 2

