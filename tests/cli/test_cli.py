@@ -552,3 +552,16 @@ def test_max_pixels_above_default(capsys, f, monkeypatch):
     stylize_ok(capsys, f.content, "-s", f.style, "-o", f.out, "--size", "16",
                "--iterations", "1", "--max-pixels", "5000", *SHALLOW)
     assert f.out.is_file()
+
+
+def test_stylize_tile_evaluates_gatys_in_tiles_with_the_same_result(capsys, f):
+    content = f.src / "big.png"
+    noise(64, 48, seed=12).save(content)
+    whole, tiled = f.out_dir / "whole.png", f.out_dir / "tiled.png"
+    stylize_ok(capsys, content, "-s", f.style, "-o", whole, "--size", "64", "--scales", "1",
+               "--iterations", "3", "--tile", "0", "--precision", "fp32", *SHALLOW)
+    stylize_ok(capsys, content, "-s", f.style, "-o", tiled, "--size", "64", "--scales", "1",
+               "--iterations", "3", "--tile", "32", "--precision", "fp32", *SHALLOW)
+    assert json.loads(read_png_metadata(tiled)["settings"])["tile"] == 32
+    diff = np.abs(pixels(tiled).astype(int) - pixels(whole).astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.1

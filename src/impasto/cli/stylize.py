@@ -80,8 +80,8 @@ METHOD_OPTIONS = MethodOptions.of(
     (("gatys", "adain"), {"style_blend_weights": "--style-blend-weights",
                           "vgg_weights": "--vgg-weights"}),
     (("adain",), {"alpha": "--alpha", "mask": "--mask", "style_size": "--style-size"}),
-    (("fast", "adain"), {"batch_size": "--batch-size", "tile": "--tile",
-                         "compile": "--compile", "export": "--export"}),
+    (("fast", "adain"), {"batch_size": "--batch-size", "compile": "--compile",
+                         "export": "--export"}),
 )
 
 #: The values the network path reads for the method-specific options not given.
@@ -122,6 +122,12 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--size", type=int, default=None,
                    help=f"longest side of the output, px (default {d.size}; with a network: "
                    "the input's size)")
+    g.add_argument("--tile", type=_tile, default=S, metavar="SIZE",
+                   help="process in SIZE x SIZE tiles (0: never; default: only when an image "
+                   "would not fit the memory budget, $IMPASTO_MEMORY_BUDGET). Networks: "
+                   "overlapping, blended tiles; Gatys: the full-size loss and gradient "
+                   "evaluated tile by tile with global Gram matrices, coarse scales that fit "
+                   "run whole")
     g.add_argument("--max-pixels", type=int, default=None,
                    help="refuse input images larger than this (default about 90 MP)")
     g.add_argument("--style-scale", type=float, default=S,
@@ -187,7 +193,7 @@ def add_parser(sub: Any) -> None:
 # The options of ``stylize`` that set no GatysConfig field: inputs and outputs, and the
 # trained networks' options (refused for Gatys by _check_gatys_args).
 _NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
-              "decoder", "alpha", "mask", "style_size", "batch_size", "tile", "compile", "export")
+              "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -275,9 +281,6 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="AdaIN: shrink style images to this longest side (default 512)")
     n.add_argument("--batch-size", type=positive_int, default=S,
                    help="networks: images or video frames per forward pass (default 4)")
-    n.add_argument("--tile", type=_tile, default=S, metavar="SIZE",
-                   help="networks: process in overlapping SIZE x SIZE tiles (0: never; "
-                   "default: only when an image would not fit the memory budget)")
     n.add_argument("--compile", choices=("auto", "on", "off"), default=S, nargs="?",
                    const="on",
                    help="networks: torch.compile the network (a bare --compile means on): auto "

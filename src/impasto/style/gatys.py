@@ -28,6 +28,15 @@ from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19Features
 from impasto.style.color import COLOR_MODES, combine_luminance, luminance_image, match_color
 from impasto.style.losses import PerceptualLoss
 from impasto.style.optim import ImageLBFGS
+from impasto.style.tiled import (
+    Tile,
+    TiledPerceptualLoss,
+    auto_tile_side,
+    gatys_bytes_per_pixel,
+    gatys_memory_budget,
+    layer_geometry,
+    plan_tiles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,7 @@ class GatysConfig:
     pooling: str = "max"
     lbfgs_history: int = 30
     seed: int | None = 0
+    tile: int | None = None
     device: str = "auto"
     precision: str = "auto"
     weights: str = "caffe"
@@ -151,6 +161,8 @@ class GatysConfig:
             raise InputError(f"learning rate must be positive, got {self.lr}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise InputError(f"seed must be between 0 and 2**63-1, got {self.seed}")
+        if self.tile is not None and self.tile != 0 and self.tile < 32:
+            raise InputError(f"tile must be 0 (never tile) or at least 32 px, not {self.tile}")
         if self.lbfgs_history <= 0:
             raise InputError(f"L-BFGS history must be positive, got {self.lbfgs_history}")
         its = self.iterations
@@ -209,6 +221,7 @@ class StepInfo:
     style: float
     tv: float
     image: Tensor = field(repr=False)  # current (1, 3, H, W), not clamped
+    tiles: int = 1  # tiles an evaluation at this scale is split into (1: whole)
 
 
 def _image_tensor(x: Any) -> Tensor:
@@ -247,6 +260,8 @@ class GatysStyleTransfer:
                 pooling=self.config.pooling,
             )
         self.encoder = encoder.to(self.device)
+        self._bpp: float | None = None
+        self._budget: int | None = None  # bytes; None: gatys_memory_budget(device)
 
     @classmethod
     def from_file(
@@ -341,6 +356,31 @@ class GatysStyleTransfer:
         its = [n for n, k in zip(its, keep) if k]
         return sizes, its, min_side
 
+    def tile_side(self, hw: tuple[int, int]) -> int | None:
+        """The interior side of the tiles one evaluation at ``hw`` = (H, W) is split into, or
+        None to run whole: ``config.tile`` when given (0: never; N: tiles of N px wherever the
+        image is larger), else from the memory budget
+        (:func:`~impasto.style.tiled.gatys_memory_budget`)."""
+        c = self.config
+        if c.tile == 0:
+            return None
+        if c.tile is not None:
+            return c.tile if max(hw) > c.tile else None
+        align, halo = layer_geometry(c.content_layers + c.style_layers)
+        if self._bpp is None:
+            self._bpp = gatys_bytes_per_pixel(self.encoder, self.dtype)
+        return auto_tile_side(*hw, self._bpp, self._budget or gatys_memory_budget(self.device),
+                              align, halo)
+
+    def tiles(self, hw: tuple[int, int]) -> list[Tile] | None:
+        """The tiles of one evaluation at ``hw``, or None when it runs whole."""
+        side = self.tile_side(hw)
+        if side is None:
+            return None
+        align, halo = layer_geometry(self.config.content_layers + self.config.style_layers)
+        tiles = plan_tiles(*hw, side, align, halo)
+        return tiles if len(tiles) > 1 else None
+
     def run(
         self,
         content: Tensor,
@@ -350,6 +390,7 @@ class GatysStyleTransfer:
         callback: Callable[[StepInfo], None] | None = None,
         abort: Callable[[], bool] | None = None,
         seed: int | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
     ) -> Tensor:
         """Stylises ``content``.
 
@@ -362,6 +403,8 @@ class GatysStyleTransfer:
             abort: polled every iteration; returning True stops early with the current image.
             seed: the seed of this call's random draws (noise start), instead of
                 ``config.seed``.
+            on_tile: at a tiled scale, called with ``(done, total)`` after each tile of
+                each of an evaluation's two passes (see :mod:`impasto.style.tiled`).
 
         Returns:
             RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
@@ -398,11 +441,20 @@ class GatysStyleTransfer:
                 styles_k = [match_color(s, content_k) for s in styles_k]
 
             dtype = self.dtype
+            tiles = self.tiles(hw)
+            tiled = None
+            if tiles is not None:
+                tiled = TiledPerceptualLoss(loss_fn, self.tile_side(hw) or 0, on_tile=on_tile)
+                log.info("scale %d: %dx%d px in %d tiles", k + 1, hw[1], hw[0], len(tiles))
 
             def set_targets() -> None:
                 with autocast(self.device, dtype):
-                    loss_fn.set_content(content_k)
-                    loss_fn.set_styles(styles_k, c.style_blend_weights)
+                    if tiled is None:
+                        loss_fn.set_content(content_k)
+                        loss_fn.set_styles(styles_k, c.style_blend_weights)
+                    else:  # style images as large as the output are encoded in tiles too
+                        tiled.set_content(content_k)
+                        tiled.set_styles(styles_k, c.style_blend_weights)
 
             set_targets()
 
@@ -423,8 +475,11 @@ class GatysStyleTransfer:
             def closure() -> Tensor:
                 image.grad = None
                 with autocast(self.device, dtype):
-                    total, parts = loss_fn(image)
-                total.backward()
+                    if tiled is None:
+                        total, parts = loss_fn(image)
+                        total.backward()
+                    else:  # the whole image's loss and gradient, tile by tile
+                        total, parts = tiled.evaluate(image)
                 state["total"] = total.detach()
                 state.update(parts)
                 return total
@@ -467,6 +522,7 @@ class GatysStyleTransfer:
                             style=float(state["style"]),
                             tv=float(state["tv"]),
                             image=image.detach(),
+                            tiles=1 if tiles is None else len(tiles),
                         )
                     )
                 if abort is not None and abort():

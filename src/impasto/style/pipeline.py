@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 
 from impasto.io import DEFAULT_MAX_PIXELS, load_image, to_pil, to_tensor
-from impasto.style.gatys import GatysConfig, GatysStyleTransfer, StepInfo
+from impasto.style.gatys import GatysConfig, GatysStyleTransfer, StepInfo, _fit_longest
 
 ImageLike = Any  # a path, bytes, a PIL image, an array or a tensor (see impasto.io.load_image)
 
@@ -54,32 +54,65 @@ def stylize(
     if init_image is not None:
         init_t = to_tensor(load_image(init_image, max_pixels=max_pixels))
     transfer = transfer or GatysStyleTransfer(config)
-    _, iterations, _ = transfer.plan(
+    sizes, iterations, _ = transfer.plan(
         tuple(content_t.shape[-2:]), [tuple(s.shape[-2:]) for s in style_ts]
     )  # raises InputError for impossible sizes before any work or output
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(iterations), unit="it", dynamic_ncols=True)
+        costs = [_evaluation_cost(transfer, _fit_longest(content_t, n)) for n in sizes]
+        starts = [sum(n * c for n, c in zip(iterations[:k], costs)) for k in range(len(sizes))]
+        bar = tqdm(total=starts[-1] + iterations[-1] * costs[-1], dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+        where = {"scale": 0, "iteration": 0, "tiles": ""}
+
+        def show() -> None:
+            k = where["scale"]
+            bar.set_description_str(
+                f"scale {k + 1}/{len(sizes)} it {where['iteration']}/{iterations[k]}"
+                f"{where['tiles']}", refresh=False)
+
+        def on_tile(done: int, total: int) -> None:
+            # Progress within an iteration (an evaluation's two passes over the tiles),
+            # weighted as the passes cost: 1 forward, then 1 forward + backward (~2 forwards).
+            k, i = where["scale"], where["iteration"]
+            n_tiles = total // 2
+            frac = done / 4 / n_tiles if done <= n_tiles else 0.25 + 0.75 * (done - n_tiles) / n_tiles
+            bar.n = min(starts[k] + (i + min(frac, 1.0)) * costs[k], bar.total)
+            where["tiles"] = f" tile {(done - 1) % n_tiles + 1}/{n_tiles}"
+            show()
+            bar.refresh()
 
     def on_step(info: StepInfo) -> None:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(
-                f"scale {info.scale + 1}/{info.n_scales} {info.size[1]}x{info.size[0]} "
-                f"loss {info.loss:.4g}",
-                refresh=False,
-            )
+            where.update(scale=info.scale, iteration=info.iteration,
+                         tiles="" if info.tiles == 1 else f" ({info.tiles} tiles)")
+            bar.n = min(starts[info.scale] + info.iteration * costs[info.scale], bar.total)
+            show()
+            bar.set_postfix_str(f"{info.size[1]}x{info.size[0]} loss {info.loss:.4g}",
+                                refresh=False)
+            bar.refresh()
         if callback is not None:
             callback(info)
 
     try:
-        out = transfer.run(content_t, style_ts, init=init_t, callback=on_step, abort=abort)
+        out = transfer.run(content_t, style_ts, init=init_t, callback=on_step, abort=abort,
+                           on_tile=on_tile if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
     return to_pil(out)
+
+
+def _evaluation_cost(transfer: GatysStyleTransfer, hw: tuple[int, int]) -> float:
+    """Relative cost of one loss-and-gradient evaluation at ``hw`` (in forward-pass pixels):
+    a whole image costs a forward and a backward pass (about 3 forwards); tiles cost their
+    crops' pixels (halo included) in a forward pass, then a forward and backward pass."""
+    tiles = transfer.tiles(hw)
+    if tiles is None:
+        return 3.0 * hw[0] * hw[1]
+    return 4.0 * sum(t.crop_pixels for t in tiles)
 
 
 def describe_source(x: ImageLike) -> str:

@@ -1,0 +1,128 @@
+"""Gatys at any size (style/tiled.py): the tiled loss and gradient are the whole image's, runs
+agree, no seam appears, and tiling is chosen from a memory budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from impasto.errors import InputError
+from impasto.style import GatysConfig, GatysStyleTransfer
+from impasto.style.tiled import (
+    TiledPerceptualLoss,
+    auto_tile_side,
+    gatys_bytes_per_pixel,
+    layer_geometry,
+    plan_tiles,
+    seam_ratio,
+)
+
+from conftest import CONTENT_LAYERS, STYLE_LAYERS, tiny_vgg
+
+
+def _transfer(**kw) -> GatysStyleTransfer:
+    base = dict(size=224, precision="fp32", device="cpu", scales=1, iterations=12)
+    base.update(kw)
+    return GatysStyleTransfer(GatysConfig(**base), encoder=tiny_vgg())
+
+
+def _images(h=192, w=224):
+    g = torch.Generator().manual_seed(3)
+    content = torch.nn.functional.avg_pool2d(torch.rand(1, 3, h, w, generator=g), 5, 1, 2)
+    style = torch.rand(1, 3, 200, 180, generator=g) ** 2
+    return content, style
+
+
+def test_geometry_and_tiles_partition_the_image():
+    assert layer_geometry(CONTENT_LAYERS + STYLE_LAYERS) == (16, 96)  # relu5_1: stride 16
+    assert layer_geometry(("relu1_1", "relu2_1")) == (2, 6)
+    tiles = plan_tiles(100, 130, 48, 16, 96)
+    covered = torch.zeros(100, 130)
+    for t in tiles:
+        covered[t.y0:t.y1, t.x0:t.x1] += 1
+        assert t.cy0 % 16 == 0 and t.cx0 % 16 == 0  # crops start on the pooling grid
+    assert bool((covered == 1).all()) and len(tiles) == 2 * 3  # a 4-px remainder joins
+
+
+def test_one_evaluation_equals_the_whole_image_loss_and_gradient():
+    tr = _transfer(tv_weight=1e-3)
+    loss = tr._loss()
+    content, style = _images()
+    loss.set_content(content)
+    loss.set_styles([style])
+    image = torch.rand(1, 3, 192, 224, generator=torch.Generator().manual_seed(1))
+    image.requires_grad_(True)
+    total, parts = loss(image)
+    total.backward()
+    whole_grad, whole_targets = image.grad.clone(), {n: m.target.clone() for n, m in loss.style.items()}
+
+    tiled = TiledPerceptualLoss(loss, 48)
+    tiled.set_content(content)
+    tiled.set_styles([style])  # the style image (200x180) is encoded in tiles too
+    assert len(tiled.tiles) == 4 * 5
+    for n, m in loss.style.items():  # global statistics = the whole image's
+        assert torch.allclose(m.target, whole_targets[n], rtol=1e-4, atol=1e-6 * m.target.abs().max())
+    image.grad = None
+    t_total, t_parts = tiled.evaluate(image)
+    assert abs(float(t_total) / total.item() - 1) < 1e-5
+    for k in ("content", "style", "tv"):
+        assert abs(float(t_parts[k]) / parts[k].item() - 1) < 1e-5, k
+    rel = float((image.grad - whole_grad).norm() / whole_grad.norm())
+    assert rel < 1e-5, rel
+
+
+def _final(tr, content, style):
+    losses, tiles = [], []
+    out = tr.run(content, [style], callback=lambda i: (losses.append(i.loss), tiles.append(i.tiles)))
+    return out, losses[-1], tiles
+
+
+@pytest.mark.parametrize("optimizer, iterations", [("lbfgs", 8), ("adam", 15)])
+def test_tiled_and_whole_runs_agree_and_show_no_seam(optimizer, iterations):
+    # (On this random tiny VGG, L-BFGS amplifies 1e-6 rounding differences into another path
+    # after about 10 iterations; up to there the losses agree to 1e-4.)
+    content, style = _images(160, 192)
+    kw = dict(optimizer=optimizer, iterations=iterations, size=192)
+    whole, loss_whole, t_whole = _final(_transfer(tile=0, **kw), content, style)
+    tiled, loss_tiled, t_tiled = _final(_transfer(tile=64, **kw), content, style)
+    assert set(t_whole) == {1} and set(t_tiled) == {9}
+    assert abs(loss_tiled / loss_whole - 1) < 1e-3, (loss_tiled, loss_whole)
+    assert float((tiled - whole).abs().mean()) < 1e-3
+    # The jump across tile borders is that between neighbours elsewhere, as without tiles.
+    cuts_y, cuts_x = (64, 128), (64, 128)
+    r_tiled, r_whole = seam_ratio(tiled, cuts_y, cuts_x), seam_ratio(whole, cuts_y, cuts_x)
+    assert 0.8 < r_tiled < 1.2 and abs(r_tiled - r_whole) < 0.02, (r_tiled, r_whole)
+
+
+def test_seam_ratio_sees_a_seam():
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.1
+    x[..., 32:, :] += 0.5  # a step between rows 31 and 32
+    assert seam_ratio(x, cuts_y=(32,)) > 5
+    assert seam_ratio(x, cuts_y=(20,)) < 1.5
+
+
+def test_tiles_come_from_the_memory_budget():
+    # 8 GiB at 10 kB per pixel: 512 px runs whole, 4096 px in tiles whose crops fit.
+    side = auto_tile_side(4096, 4096, 10_000.0, 8 << 30, 16, 96)
+    assert auto_tile_side(512, 512, 10_000.0, 8 << 30, 16, 96) is None
+    assert side is not None and side % 16 == 0 and (side + 2 * 96) ** 2 * 10_000 <= 8 << 30
+    assert (side + 2 * 96 + 16) ** 2 * 10_000 > 8 << 30  # as large as fits
+    tr = _transfer()
+    # Every layer's output per input pixel (4-8 channels, 1/4 as many after each pooling),
+    # twice (kept + gradients), 4 bytes, plus 48 B of image copies.
+    per_pixel = 4 * 4 + 4 / 4 + 4 * 8 / 4 + 8 / 16 + 8 * 8 / 16 + 8 / 64 + 8 * 8 / 64 + 8 / 256 \
+        + 2 * 8 / 256
+    assert gatys_bytes_per_pixel(tr.encoder) == pytest.approx(2 * 4 * per_pixel + 48)
+    tr._budget, tr._bpp = 20_000 * 400, 400.0
+    assert tr.tiles((96, 112)) is None and len(tr.tiles((192, 224))) > 1
+
+
+def test_coarse_scales_run_whole_and_a_forced_tile_applies_where_the_image_is_larger():
+    tr = _transfer(tile=128, scales=2, iterations=2)
+    assert tr.tiles((96, 112)) is None and len(tr.tiles((192, 224))) == 4
+    content, style = _images()
+    seen = []
+    tr.run(content, [style], callback=lambda i: seen.append((i.size, i.tiles)))
+    assert seen[0] == ((96, 112), 1) and seen[-1] == ((192, 224), 4)
+    with pytest.raises(InputError, match="tile"):
+        GatysConfig(tile=8).validate()
