@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CONTENT_LAYERS, STYLE_LAYERS, tiny_vgg
 
 from impasto.errors import InputError
 from impasto.style import GatysConfig, GatysStyleTransfer
@@ -16,8 +17,6 @@ from impasto.style.tiled import (
     plan_tiles,
     seam_ratio,
 )
-
-from conftest import CONTENT_LAYERS, STYLE_LAYERS, tiny_vgg
 
 
 def _transfer(**kw) -> GatysStyleTransfer:
@@ -126,3 +125,14 @@ def test_coarse_scales_run_whole_and_a_forced_tile_applies_where_the_image_is_la
     assert seen[0] == ((96, 112), 1) and seen[-1] == ((192, 224), 4)
     with pytest.raises(InputError, match="tile"):
         GatysConfig(tile=8).validate()
+
+
+def test_the_progress_bar_counts_tiles(capsys):
+    from impasto.style.pipeline import stylize
+
+    content, style = _images(160, 192)
+    tr = _transfer(size=192, tile=64, iterations=2)
+    out = stylize(content, style, transfer=tr, progress=True, max_pixels=None)
+    err = capsys.readouterr().err
+    assert out.size == (192, 160)
+    assert "tile 9/9" in err and "it 2/2" in err and "(9 tiles)" in err

@@ -30,6 +30,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -38,8 +39,8 @@ from impasto.losses.perceptual import style_loss
 from impasto.nets.vgg import VGG19_LAYER_NAMES
 
 __all__ = [
-    "TiledPerceptualLoss",
     "Tile",
+    "TiledPerceptualLoss",
     "gatys_bytes_per_pixel",
     "gatys_memory_budget",
     "layer_geometry",
@@ -101,7 +102,7 @@ def plan_tiles(height: int, width: int, tile: int, align: int, halo: int) -> lis
     return [
         Tile(y0, y1, x0, x1, max(0, y0 - halo), min(height, y1 + halo),
              max(0, x0 - halo), min(width, x1 + halo))
-        for y0, y1 in zip(ys, ys[1:]) for x0, x1 in zip(xs, xs[1:])
+        for y0, y1 in pairwise(ys) for x0, x1 in pairwise(xs)
     ]
 
 
