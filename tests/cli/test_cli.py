@@ -565,3 +565,23 @@ def test_stylize_tile_evaluates_gatys_in_tiles_with_the_same_result(capsys, f):
     assert json.loads(read_png_metadata(tiled)["settings"])["tile"] == 32
     diff = np.abs(pixels(tiled).astype(int) - pixels(whole).astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.1
+
+
+def test_stylize_gatys_masks(capsys, f):
+    left, right = f.src / "left.png", f.src / "right.png"
+    m = np.zeros((32, 32), np.uint8)
+    m[:, :16] = 255
+    Image.fromarray(m).save(left)
+    Image.fromarray(255 - m).save(right)
+    other = f.src / "other.png"
+    noise(32, 32, seed=9).save(other)
+    stylize_ok(capsys, f.content, "-s", f.style, other, "--mask", left, right, "-o", f.out,
+               "--size", "32", "--iterations", "2", *SHALLOW)
+    assert json.loads(read_png_metadata(f.out)["mask"]) == ["left.png", "right.png"]
+    for masks, message in (([left], "1 masks for 2 style"),
+                           ([left, f.src / "black.png"], "black everywhere")):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(f.src / "black.png")
+        f.out.unlink(missing_ok=True)
+        rc, _, stderr = run(capsys, ["stylize", f.content, "-s", f.style, other, "--mask",
+                                     *masks, "-o", f.out, "--size", "32", *SHALLOW])
+        assert rc == 2 and message in stderr and not f.out.exists()

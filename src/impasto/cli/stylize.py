@@ -78,8 +78,8 @@ METHOD_OPTIONS = MethodOptions.of(
         "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
         "weights": "--vgg"}),
     (("gatys", "adain"), {"style_blend_weights": "--style-blend-weights",
-                          "vgg_weights": "--vgg-weights"}),
-    (("adain",), {"alpha": "--alpha", "mask": "--mask", "style_size": "--style-size"}),
+                          "vgg_weights": "--vgg-weights", "mask": "--mask"}),
+    (("adain",), {"alpha": "--alpha", "style_size": "--style-size"}),
     (("fast", "adain"), {"batch_size": "--batch-size", "compile": "--compile",
                          "export": "--export"}),
 )
@@ -230,12 +230,30 @@ def _run(args: argparse.Namespace) -> int:
     content = load_image(args.content, max_pixels=max_pixels)
     styles = [load_image(s, max_pixels=max_pixels) for s in args.style]
     init_image = load_image(init_path, max_pixels=max_pixels) if init_path else None
+    masks = None
+    if getattr(args, "mask", None) is not None:
+        from impasto.style.adain.pipeline import _load_masks
+
+        if len(args.mask) != len(args.style):
+            raise InputError(f"{len(args.mask)} masks for {len(args.style)} style image(s); "
+                             "give one --mask per style")
+        from impasto.style.gatys import check_masks
+
+        masks = check_masks(_load_masks(args.mask, max_pixels), len(args.style),
+                            config.style_blend_weights)
     transfer = GatysStyleTransfer(config)
-    transfer.plan(
+    sizes, _, _ = transfer.plan(
         (content.height, content.width),
         [(s.height, s.width) for s in styles],
         style_names=[str(s) for s in args.style],
     )
+    if masks is not None:
+        from impasto.style.gatys import _fit_longest
+
+        hw = _fit_longest((content.height, content.width), sizes[-1])
+        if transfer.tiles(hw) is not None:
+            raise InputError(f"--mask is not supported in tiles yet, and {hw[1]}x{hw[0]} px "
+                             "needs tiles here (or --tile): use a smaller --size")
 
     metadata = {
         "impasto": impasto.__version__,
@@ -244,6 +262,8 @@ def _run(args: argparse.Namespace) -> int:
         "style": json.dumps([Path(s).name for s in args.style]),
         "settings": json.dumps(config.to_dict()),
     }
+    if masks is not None:
+        metadata["mask"] = json.dumps([Path(m).name for m in args.mask])
 
     def on_step(info) -> None:
         if save_every and info.step % save_every == 0 and info.step < info.total_steps:
@@ -251,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
             save_image(info.image.clamp(0, 1), snap, metadata={**metadata, "step": str(info.step)})
 
     image = stylize(
-        content, styles, init_image=init_image, transfer=transfer, callback=on_step,
+        content, styles, init_image=init_image, transfer=transfer, callback=on_step, masks=masks,
         progress=not args.quiet, max_pixels=None,  # already loaded and checked above
     )
     save_image(image, out, metadata=metadata)
@@ -275,8 +295,8 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="AdaIN content-style trade-off: 0 keeps the content, 1 full style "
                    "(default 1)")
     n.add_argument("--mask", nargs="+", default=S, metavar="FILE",
-                   help="AdaIN spatial control: one mask image per style (white = where that "
-                   "style goes)")
+                   help="Gatys, AdaIN: spatial control, one mask image per style (white = where "
+                   "that style goes; soft masks allowed; resized to the output)")
     n.add_argument("--style-size", type=positive_int, default=S,
                    help="AdaIN: shrink style images to this longest side (default 512)")
     n.add_argument("--batch-size", type=positive_int, default=S,
@@ -300,8 +320,6 @@ def _check_gatys_args(args: argparse.Namespace) -> None:
         raise InputError("--method gatys takes no --model or --decoder")
     if hasattr(args, "export"):
         raise InputError("--export needs a network: --model FILE or --method adain --decoder FILE")
-    if hasattr(args, "mask"):
-        raise InputError("--mask needs --method adain --decoder FILE")
     if args.precision == "int8":
         raise InputError("--precision int8 is for the networks (--model, --method adain) only")
     refuse_foreign(args, "gatys", METHOD_OPTIONS)

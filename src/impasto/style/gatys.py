@@ -284,6 +284,7 @@ class GatysStyleTransfer:
         init: Any = None,
         callback: Callable[[StepInfo], None] | None = None,
         abort: Callable[[], bool] | None = None,
+        masks: Any = None,
     ) -> Any:
         """Paint ``content`` in the style of ``style`` (one image, or a list to blend with
         ``config.style_blend_weights``): paths, bytes, PIL images, arrays or float tensors
@@ -297,7 +298,12 @@ class GatysStyleTransfer:
         content_t = _image_tensor(content)
         style_ts = [_image_tensor(s) for s in styles]
         init_t = None if init is None else _image_tensor(init)
+        if masks is not None and not isinstance(masks, Tensor):
+            from impasto.style.adain.pipeline import _load_masks
+
+            masks = _load_masks(masks, None)
         out = self.run(content_t, style_ts, init=init_t, callback=callback, abort=abort,
+                       masks=masks,
                        seed=seed)
         return to_pil(out) if output == "pil" else out
 
@@ -391,6 +397,7 @@ class GatysStyleTransfer:
         abort: Callable[[], bool] | None = None,
         seed: int | None = None,
         on_tile: Callable[[int, int], None] | None = None,
+        masks: Tensor | None = None,
     ) -> Tensor:
         """Stylises ``content``.
 
@@ -403,6 +410,9 @@ class GatysStyleTransfer:
             abort: polled every iteration; returning True stops early with the current image.
             seed: the seed of this call's random draws (noise start), instead of
                 ``config.seed``.
+            masks: per-region styles (Gatys et al. 2017): ``(K, H, W)`` in ``[0, 1]``, one
+                per style image (white = where it goes), any size (resized to each scale);
+                soft masks allowed. The style blend weights do not apply with masks.
             on_tile: at a tiled scale, called with ``(done, total)`` after each tile of
                 each of an evaluation's two passes (see :mod:`impasto.style.tiled`).
 
@@ -420,6 +430,8 @@ class GatysStyleTransfer:
 
         sizes, its, min_side = self.plan(tuple(content.shape[-2:]),
                                          [tuple(x.shape[-2:]) for x in styles])
+        if masks is not None:
+            masks = check_masks(masks, len(styles), c.style_blend_weights).to(self.device)
         total_steps = sum(its)
         step = 0
         image: Tensor | None = None
@@ -446,6 +458,12 @@ class GatysStyleTransfer:
             if tiles is not None:
                 tiled = TiledPerceptualLoss(loss_fn, self.tile_side(hw) or 0, on_tile=on_tile)
                 log.info("scale %d: %dx%d px in %d tiles", k + 1, hw[1], hw[0], len(tiles))
+
+            if masks is not None:
+                if tiled is not None:
+                    raise InputError(f"masks are not supported in tiles yet: {hw[1]}x{hw[0]} px "
+                                     "needs tiles here; use a smaller size")
+                loss_fn.set_masks(resize_tensor(masks[None], hw)[0].clamp(0, 1))
 
             def set_targets() -> None:
                 with autocast(self.device, dtype):
@@ -536,6 +554,28 @@ class GatysStyleTransfer:
         if c.preserve_color == "luminance":
             out = combine_luminance(out, resize_tensor(content, tuple(out.shape[-2:])))
         return out.float().cpu()
+
+
+def check_masks(masks: Tensor, n_styles: int,
+                blend: Sequence[float] | None = None) -> Tensor:
+    """``masks`` as float ``(K, H, W)`` in ``[0, 1]``; :class:`InputError` unless there is one
+    per style image, none is empty and no blend weights are given."""
+    m = masks.detach().float()
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim != 3:
+        raise InputError(f"masks must be (K, H, W), not {tuple(masks.shape)}")
+    if m.shape[0] != n_styles:
+        raise InputError(f"{m.shape[0]} masks for {n_styles} style image(s); give one mask per "
+                         "style")
+    if blend is not None:
+        raise InputError("style blend weights do not apply with masks (each mask says where "
+                         "its style goes)")
+    empty = [k + 1 for k in range(m.shape[0]) if float(m[k].max()) <= 1 / 255]
+    if empty:
+        raise InputError(f"mask {', '.join(map(str, empty))} is black everywhere: its style "
+                         "would go nowhere")
+    return m.clamp(0, 1)
 
 
 def default_config(**overrides) -> GatysConfig:

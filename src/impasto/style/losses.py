@@ -71,19 +71,44 @@ class StyleLoss(nn.Module):
         super().__init__()
         self.weight = weight
         self.register_buffer("target", None, persistent=False)
+        self.masks: Tensor | None = None  # (K, H, W) regions, one per style (set_masks)
 
     def set_target(self, features: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:
         if isinstance(features, Tensor):
             features = [features]
+        grams = [gram_matrix(f.detach()).mean(0, keepdim=True) for f in features]
+        if self.masks is not None:  # one target per region: (K, C, C)
+            self.target = torch.cat(grams)
+            return
         blend = [1.0] * len(features) if blend is None else list(blend)
         total = float(sum(blend))
-        grams = [gram_matrix(f.detach()).mean(0, keepdim=True) for f in features]
         self.target = sum(w / total * g for w, g in zip(blend, grams))
+
+    def set_masks(self, masks: Tensor | None) -> None:
+        """Spatial control (Gatys et al. 2017): ``masks`` ``(K, H, W)`` in ``[0, 1]`` at the
+        image's size, one per style image; None: one global Gram matrix. Set before
+        :meth:`set_target`."""
+        self.masks = None if masks is None else masks.detach().float()
 
     def forward(self, features: Tensor) -> Tensor:
         if self.target is None:
             raise RuntimeError("StyleLoss: call set_target first")
-        return self.weight * style_loss(gram_matrix(features), self.target)
+        if self.masks is None:
+            return self.weight * style_loss(gram_matrix(features), self.target)
+        return self.weight * style_loss(masked_grams(features, self.masks), self.target)
+
+
+def masked_grams(features: Tensor, masks: Tensor) -> Tensor:
+    """Guided Gram matrices (Gatys et al. 2017, "Controlling perceptual factors"): for each
+    region ``k``, ``(F m_k)(F m_k)^T / (C * sum m_k^2)`` with ``m_k`` the mask ``(K, H, W)``
+    resized to the features ``(1, C, h, w)``, so a mask that is one everywhere gives
+    :func:`gram_matrix`. Returns float32 ``(K, C, C)``."""
+    _, c, h, w = features.shape
+    m = torch.nn.functional.interpolate(masks[None].to(features.device), size=(h, w),
+                                        mode="bilinear", align_corners=False, antialias=True)[0]
+    f = features.float().reshape(1, c, h * w) * m.reshape(-1, 1, h * w)  # (K, C, hw)
+    norm = (m.reshape(-1, h * w).pow(2).sum(1) * c).clamp_min(1e-8)
+    return torch.bmm(f, f.transpose(1, 2)) / norm[:, None, None]
 
 
 class TVLoss(nn.Module):
@@ -142,6 +167,13 @@ class PerceptualLoss(nn.Module):
         feats = self.encoder(image)
         for name, loss in self.content.items():
             loss.set_target(feats[name])
+
+    def set_masks(self, masks: Tensor | None) -> None:
+        """Per-region styles: ``masks`` ``(K, H, W)`` in ``[0, 1]`` at the optimised image's
+        size, mask ``k`` where style image ``k`` goes (:func:`masked_grams`); call before
+        :meth:`set_styles`, whose blend weights then do not apply."""
+        for loss in self.style.values():
+            loss.set_masks(masks)
 
     @torch.no_grad()
     def set_styles(self, images: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from PIL import Image
 
 from impasto.io import DEFAULT_MAX_PIXELS, load_image, to_pil, to_tensor
@@ -28,6 +29,7 @@ def stylize(
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     transfer: GatysStyleTransfer | None = None,
+    masks: Any = None,
     **options: Any,
 ) -> Image.Image:
     """Paints ``content`` in the style of ``style`` (one image or a list to blend).
@@ -35,7 +37,9 @@ def stylize(
     ``options`` are the fields of :class:`~impasto.style.GatysConfig` (``size``, ``style_weight``,
     ``preserve_color``, ``iterations``, ``seed``, ...). Images may be paths, bytes, PIL images or
     arrays; the result is an RGB PIL image whose longest side is ``size``. ``progress`` shows a
-    progress bar. Pass a prebuilt ``transfer`` to reuse its VGG across calls.
+    progress bar. Pass a prebuilt ``transfer`` to reuse its VGG across calls. ``masks``: one
+    mask per style image (files or a ``(K, H, W)`` tensor in ``[0, 1]``; white = where that
+    style goes; Gatys et al. 2017).
 
     Example::
 
@@ -97,7 +101,12 @@ def stylize(
             callback(info)
 
     try:
+        if masks is not None and not isinstance(masks, torch.Tensor):
+            from impasto.style.adain.pipeline import _load_masks
+
+            masks = _load_masks(masks, max_pixels)
         out = transfer.run(content_t, style_ts, init=init_t, callback=on_step, abort=abort,
+                           masks=masks,
                            on_tile=on_tile if bar is not None else None)
     finally:
         if bar is not None:
