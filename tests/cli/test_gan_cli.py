@@ -299,6 +299,40 @@ def test_bad_interpolate_outputs(env, tmp_path, capsys):
                        "pip install imageio imageio-ffmpeg", tmp_path / "walk.mp4")
 
 
+# Options for some generators or outputs only: (option, the generator's file, expected).
+# The generator's kind is known once its file is read; each refusal names what takes it.
+MODEL_SPECIFIC = [
+    (["--class", "1"], "run", "this generator is unconditional; a class needs a "
+     "class-conditional model"),
+    (["--resolution", "16"], "run", "--resolution applies to progressive GANs (pggan)"),
+    (["--no-ema"], "model", "a model file holds only the generator's moving average"),
+]
+
+
+@pytest.mark.parametrize("command", ["sample", "interpolate"])
+@pytest.mark.parametrize("option, source, expect", MODEL_SPECIFIC,
+                         ids=[a[0] for a, _, _ in MODEL_SPECIFIC])
+def test_options_of_other_generators_are_refused(env, tmp_path, capsys, command, option,
+                                                 source, expect):
+    from impasto.gan import export_model
+
+    src = env.run if source == "run" else export_model(env.run, tmp_path / "g.pt")
+    out = tmp_path / ("grid.png" if command == "sample" else "walk.gif")
+    where = ["--grid", str(out)] if command == "sample" else \
+        ["--seeds", "1,2", "--frames", "3", "-o", str(out)]
+    one_line_error(capsys, ["gan", command, str(src), *where, *option], expect, out)
+
+
+def test_nrow_applies_to_a_grid(env, tmp_path, capsys):
+    from impasto.cli.gan import SAMPLE_OPTIONS
+
+    folder = tmp_path / "many"
+    one_line_error(capsys, ["gan", "sample", str(env.run), "--out-dir", str(folder), "--nrow",
+                            "2"], "gan sample: --nrow applies to one grid image (--grid), not "
+                   "to one file per image (--out-dir)", folder)
+    assert {flag for flag, _ in SAMPLE_OPTIONS.only.values()} == {"--nrow"}
+
+
 def test_prepare_writes_a_cache_that_trains_like_the_source(env, tmp_path, capsys):
     from impasto.data import open_dataset
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from impasto.cli import _choices
 from impasto.cli._args import (
+    MethodOptions,
     add_runtime_options,
     add_subcommands,
     finite_number,
@@ -24,6 +25,7 @@ from impasto.cli._args import (
     nonneg_int,
     positive_int,
     positive_number,
+    refuse_foreign,
 )
 from impasto.cli._run import (
     ProgressBar,
@@ -160,7 +162,7 @@ def _add_eval(csub: Any) -> None:
     p.add_argument("--labels", default=None, metavar="FILE", help="labels of an IDX/.npy source")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the confusion matrix")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the results as JSON")
-    p.add_argument("--latest", action="store_true",
+    p.add_argument("--latest", action="store_true", default=None,
                    help="with a run folder, use its latest checkpoint instead of best.pt")
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
     p.add_argument("--device", choices=_choices.DEVICES, default="cpu")
@@ -181,7 +183,7 @@ def _add_predict(csub: Any) -> None:
     p.add_argument("-k", "--top", type=positive_int, default=5,
                    help="classes per image (default 5; capped at the number of classes)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--latest", action="store_true",
+    p.add_argument("--latest", action="store_true", default=None,
                    help="with a run folder, use its latest checkpoint instead of best.pt")
     p.add_argument("--device", choices=_choices.DEVICES, default="cpu")
     p.set_defaults(func=_run_predict)
@@ -189,6 +191,30 @@ def _add_predict(csub: Any) -> None:
 
 # --------------------------------------------------------------------------------------------
 # classify train
+
+#: The options of ``classify train`` that apply to some architectures only.
+ARCH_OPTIONS = MethodOptions.of(
+    "classify train", {arch: f"--arch {arch}" for arch in _choices.CLASSIFIER_ARCHS},
+    (("resnet",), {"blocks": "--blocks"}),
+)
+
+#: The validation options: a share split off DATA, or a separate set (--val-data).
+VAL_OPTIONS = MethodOptions.of(
+    "classify train", {"split": "a validation share split off DATA (no --val-data)",
+                       "val_data": "a separate validation set (--val-data)"},
+    (("split",), {"val_split": "--val-split"}),
+    (("val_data",), {"val_labels": "--val-labels"}),
+)
+
+
+def _refuse_foreign(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Refuses the options of another architecture or validation than those of ``settings``
+    (the options given, over a resumed run's settings)."""
+    arch = settings.get("arch", _choices.CLASSIFY_TRAIN["arch"])
+    if arch in ARCH_OPTIONS.methods:
+        refuse_foreign(args, arch, ARCH_OPTIONS)
+    refuse_foreign(args, "split" if settings.get("val_data") is None else "val_data",
+                   VAL_OPTIONS)
 
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -198,6 +224,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     given = given_settings(args, ClassifierTrainConfig)
     if args.resume is None:
+        _refuse_foreign(args, given)
         if "data" not in given:
             raise InputError("classify train: give the training DATA (or --resume RUN)")
         if "run" not in given:
@@ -211,6 +238,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         if checkpoint_arch(kind) != arch:
             raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not "
                              f"'{checkpoint_kind(str(arch))}'")
+        _refuse_foreign(args, settings)
 
     # A new length replaces the old one; a new optimiser or schedule takes its own defaults.
     resets = {"epochs": ("epochs", "steps"), "steps": ("epochs", "steps"),
@@ -264,6 +292,20 @@ def _run_train(args: argparse.Namespace) -> int:
 # classify eval / predict
 
 
+#: ``--latest`` chooses among a run folder's checkpoints; a file is what it is.
+SOURCE_OPTIONS = {command: MethodOptions.of(
+    f"classify {command}", {"run": "a run folder", "file": "a checkpoint or model file"},
+    (("run",), {"latest": "--latest"}),
+) for command in ("eval", "predict")}
+
+
+def _which(args: argparse.Namespace) -> str:
+    """``"latest"`` or ``"best"``; refuses --latest for a file."""
+    source = "file" if Path(args.model).is_file() else "run"  # else missing: said on loading
+    refuse_foreign(args, source, SOURCE_OPTIONS[args.classify_command])
+    return "latest" if args.latest else "best"
+
+
 def _check_json_path(path: str) -> Path:
     p = Path(path)
     if p.is_dir():
@@ -278,8 +320,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     plot = check_output_path(args.plot) if args.plot else None
     out_json = _check_json_path(args.json) if args.json else None
-    model = load_classifier(args.model, device=args.device,
-                            which="latest" if args.latest else "best")
+    model = load_classifier(args.model, device=args.device, which=_which(args))
     result = evaluate(model, args.data, args.labels, batch_size=args.batch_size)
     report = format_report(result)
     print(report.splitlines()[0] if args.quiet else report)
@@ -304,9 +345,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         predict_topk,
     )
 
+    which = _which(args)
     paths = collect_image_paths(args.images)
-    model = load_classifier(args.model, device=args.device,
-                            which="latest" if args.latest else "best")
+    model = load_classifier(args.model, device=args.device, which=which)
     rows: list[dict[str, Any]] = []
     chunk = 256
     for i in range(0, len(paths), chunk):

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from impasto.cli import _choices, gan_train
-from impasto.cli._args import add_subcommands, nonneg_int, positive_int, positive_number, seeds
+from impasto.cli._args import (
+    MethodOptions,
+    add_subcommands,
+    nonneg_int,
+    positive_int,
+    positive_number,
+    refuse_foreign,
+    seeds,
+)
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -144,11 +152,19 @@ def _rgb(x: Any) -> Any:
     return x.expand(3, -1, -1) if x.shape[0] == 1 else x
 
 
+#: ``gan sample``'s options of one way of writing the images (--grid or --out-dir) only.
+SAMPLE_OPTIONS = MethodOptions.of(
+    "gan sample", {"grid": "one grid image (--grid)", "out_dir": "one file per image (--out-dir)"},
+    (("grid",), {"nrow": "--nrow"}),
+)
+
+
 def _run_sample(args: argparse.Namespace) -> int:
     from torchvision.utils import make_grid
 
     from impasto.io import check_output_path, save_image
 
+    refuse_foreign(args, "grid" if args.grid else "out_dir", SAMPLE_OPTIONS)
     if args.n > 10000:
         raise InputError(f"-n {args.n} is too many; write at most 10000 images at once")
     grid_path = check_output_path(args.grid) if args.grid else None
