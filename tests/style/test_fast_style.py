@@ -422,13 +422,15 @@ def test_config_checks(env):
         (dict(adv_loss="wgan"), "adversarial loss"),
         (dict(style_layers=("relu9_1",)), "unknown style layer"),
         (dict(content_weight=-1.0), "content weight"),
-        (dict(adv_crop=64), "larger than the training size"),
+        (dict(adv_crop=64, adversarial_weight=0.1), "larger than the training size"),
         (dict(channels=(4, 8)), "three widths"),
         (dict(precision="fp16"), "precision"),
         (dict(lr=0.0), "lr"),
     ):
         with pytest.raises(InputError, match=words):
             make_config(env, "bad", **bad).validate()
+    # without the adversarial term its crop is not checked: any training size will do
+    make_config(env, "small", size=32, adv_crop=64, adversarial_weight=0.0).validate()
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +489,8 @@ def test_cli_refuses_model_of_another_kind(env, capsys, tmp_path, trained):
     (["--channels", "4,8"], "three positive widths"),
     (["--adversarial-weight", "1", "--adv-crop", "64"], "larger than the training size"),
     (["--adversarial-weight", "1", "--adv-crop", "16"], "too small for a discriminator"),
-    (["--disc-layers", "100000000000"], "disc layers must be a whole number from 1 to 10"),
+    (["--adversarial-weight", "1", "--disc-layers", "100000000000"],
+     "disc layers must be a whole number from 1 to 10"),
     (["--adversarial-weight", "1", "--style-size", "16", "--size", "16", "--adv-crop", "16",
       "--disc-layers", "2"],
      "does not fit the style image"),  # 16 px crops of a 16x12 style image

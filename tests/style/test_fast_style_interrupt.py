@@ -141,7 +141,7 @@ def test_cli_first_ctrl_c_writes_checkpoint_and_model_file(single, monkeypatch, 
                "--channels", "4,8,8", "--num-residual", "1", "--batch-size", "2",
                "--content-layers", "relu2_2", "--style-layers", "relu1_2,relu2_2",
                "--precision", "fp32", "--device", "cpu", "--no-tensorboard",
-               "--adv-crop", "16", "--sample-every", "0", "--ckpt-every", "0", "-q"])
+               "--sample-every", "0", "--ckpt-every", "0", "-q"])
     assert rc == 130, capsys.readouterr().err
     assert len(calls) == 2
     _, meta, _ = load_fast_style(out)

@@ -17,12 +17,14 @@ from typing import Any
 
 from impasto.cli import _choices
 from impasto.cli._args import (
+    MethodOptions,
     add_runtime_options,
     add_subcommands,
     given_settings,
     int_at_least,
     nonneg_number,
     positive_number,
+    refuse_foreign,
 )
 from impasto.cli._run import RUN_DIR_NOTE, LossBar, resumed_config, run_training
 from impasto.errors import InputError
@@ -168,6 +170,24 @@ def _add_info(fsub: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # fast-style train
 
+#: The patch discriminator's options apply only when the adversarial term is on.
+ADV_OPTIONS = MethodOptions.of(
+    "fast-style train",
+    {"perceptual": "training without the adversarial term (--adversarial-weight 0, the "
+                   "default)",
+     "adversarial": "adversarial training (--adversarial-weight > 0)"},
+    (("adversarial",), {"adv_loss": "--adv-loss", "adv_crop": "--adv-crop", "lr_d": "--lr-d",
+                        "disc_width": "--disc-width", "disc_layers": "--disc-layers",
+                        "disc_norm": "--disc-norm"}),
+)
+
+
+def _refuse_foreign(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Refuses the discriminator's options when ``settings`` (the options given, over a resumed
+    run's settings) train without the adversarial term."""
+    adversarial = settings.get("adversarial_weight") or 0.0
+    refuse_foreign(args, "adversarial" if adversarial > 0 else "perceptual", ADV_OPTIONS)
+
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The run's FastStyleTrainConfig (defaults, or the resumed run's settings, overridden by the
@@ -181,6 +201,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     given = given_settings(args, FastStyleTrainConfig)
     if args.resume is None:
+        _refuse_foreign(args, given)
         missing = [opt for opt, key in (("CONTENT_DIR", "content"), ("--style", "style"),
                                         ("-o/--output", "output")) if key not in given]
         if missing:
@@ -193,6 +214,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         if kind not in (TRAIN_KIND, LEGACY_TRAIN_KIND):
             raise InputError(f"{ckpt_path} is a '{kind}' file, not a fast-style training "
                              "checkpoint")
+        _refuse_foreign(args, settings)
 
     config, resume = resumed_config(FastStyleTrainConfig, given, args.resume,
                                     prefix=CHECKPOINT_PREFIX, check_kind=check_kind)

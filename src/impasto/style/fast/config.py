@@ -143,7 +143,7 @@ class FastStyleTrainConfig(RuntimeConfig, LoggingConfig):
                 f"discriminator norm must be one of {', '.join(PATCH_NORMS)}, "
                 f"not {self.disc_norm!r}"
             )
-        if self.adv_crop > self.size:
+        if self.adversarial_weight and self.adv_crop > self.size:
             raise InputError(
                 f"adversarial crop {self.adv_crop} is larger than the training size {self.size}"
             )
