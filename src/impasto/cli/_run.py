@@ -178,14 +178,18 @@ def resumed_checkpoint(resume: str, *, prefix: str = "ckpt",
 
 def resumed_config(cls: type, given: Mapping[str, Any], resume: str, *, prefix: str = "ckpt",
                    check_kind: Callable[[Path, str, dict[str, Any]], None],
-                   resets: Mapping[str, Sequence[str]] | None = None) -> tuple[Any, str]:
+                   resets: Mapping[str, Sequence[str]] | None = None,
+                   fixed: Mapping[str, tuple[str, str]] | None = None) -> tuple[Any, str]:
     """The config ``cls`` of ``--resume RESUME``: the run's saved settings (see
     :func:`resumed_checkpoint`) overridden by the options ``given``, and the checkpoint's
     path. ``check_kind(path, kind, settings)`` refuses a checkpoint of another kind;
     ``resets`` maps an option to the saved settings it drops when given (a new length
-    replaces the old; a new optimiser takes its own defaults). The settings that the options
-    change are listed in one line on stderr (rank 0): :func:`changed_settings`."""
-    from impasto.train import config_from_dict
+    replaces the old; a new optimiser takes its own defaults); ``fixed`` maps the settings
+    that cannot change on resume to (option, why): one given with another value than the
+    run's is refused. The settings that the options change are listed in one line on stderr
+    (rank 0): :func:`changed_settings`."""
+    from impasto.errors import InputError
+    from impasto.train import config_from_dict, config_to_dict
 
     ckpt_path, ckpt, base = resumed_checkpoint(resume, prefix=prefix)
     check_kind(ckpt_path, ckpt["kind"], {**base, **given})
@@ -195,6 +199,11 @@ def resumed_config(cls: type, given: Mapping[str, Any], resume: str, *, prefix: 
             for key in dropped:
                 base.pop(key, None)
     config = config_from_dict(cls, {**base, **given}, source=str(ckpt_path))
+    now = config_to_dict(config)
+    for key, (option, why) in (fixed or {}).items():
+        if key in given and key in saved and now[key] != saved[key]:
+            raise InputError(f"{option} cannot change on --resume ({why}): the run's is "
+                             f"{_show(saved[key])}; start a new run for {_show(now[key])}")
     note = changed_settings(saved, config)
     if note and is_main_rank():
         from impasto.errors import escape_line

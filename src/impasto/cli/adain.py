@@ -5,7 +5,7 @@ content photos and a folder of style images; a thin parser over
 Ctrl-C stops after the current step with a checkpoint (exit status 130); ``--resume RUN``
 continues exactly where it stopped, with the run's saved settings (``--content``, ``--styles``
 and ``-o`` included): only the options given override them (``--steps 200000`` to train
-longer), each change listed in one line. Under ``torchrun`` the same command trains
+longer), each change listed in one line; ``--vgg`` (the encoder) cannot change. Under ``torchrun`` the same command trains
 data-parallel (rank 0 alone writes files and shows progress).
 """
 
@@ -85,10 +85,18 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--lr-decay", type=_float, default=S,
                    help=f"learning rate = lr / (1 + lr_decay * step) (default {d['lr_decay']:g})")
     t.add_argument("--vgg", choices=_choices.VGG19_WEIGHTS, default=S,
-                   help=f"VGG19 weight source (default {d['vgg']})")
+                   help=f"the encoder's VGG19 weight source; fixed on --resume (default "
+                   f"{d['vgg']})")
     t.add_argument("--vgg-weights", default=S, help="path of the VGG19 weight file")
     add_runtime_options(t, d)
     t.set_defaults(func=_run_train)
+
+
+#: The settings ``--resume`` cannot change: (option, why). The others may change, each listed
+#: in one line (``--vgg-weights`` only says where the weights of ``--vgg`` lie).
+FIXED_ON_RESUME = {
+    "vgg": ("--vgg", "the decoder learns to invert the encoder it is trained with"),
+}
 
 
 def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -120,7 +128,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
                              "checkpoint")
 
     config, resume = resumed_config(AdaINTrainConfig, given, args.resume,
-                                    prefix=CHECKPOINT_PREFIX, check_kind=check_kind)
+                                    prefix=CHECKPOINT_PREFIX, check_kind=check_kind,
+                                    fixed=FIXED_ON_RESUME)
     config.validate()
     return config, resume
 
