@@ -585,3 +585,13 @@ def test_stylize_gatys_masks(capsys, f):
         rc, _, stderr = run(capsys, ["stylize", f.content, "-s", f.style, other, "--mask",
                                      *masks, "-o", f.out, "--size", "32", *SHALLOW])
         assert rc == 2 and message in stderr and not f.out.exists()
+
+
+def test_texture_writes_a_tileable_texture_and_its_preview(capsys, f):
+    rc, _, stderr = run(capsys, ["texture", f.style, "-o", f.out, "--size", "50", "--tileable",
+                                 "--preview-repeat", "--iterations", "2", "--precision",
+                                 "fp32", "-q"])
+    assert rc == 0, stderr
+    with Image.open(f.out) as im, Image.open(f.out_dir / "out_2x2.png") as rep:
+        assert im.size == (48, 48) and rep.size == (96, 96)  # 50 -> 48: a multiple of 16
+    assert json.loads(read_png_metadata(f.out)["settings"])["tileable"] == "xy"

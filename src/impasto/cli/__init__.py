@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from impasto import __version__
-from impasto.cli import adain, classify, fast_style, gan, metrics, stylize
+from impasto.cli import adain, classify, fast_style, gan, metrics, stylize, texture
 from impasto.errors import InputError
 
 __all__ = ["build_parser", "main"]
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in (stylize, gan, metrics, classify, fast_style, adain):
+    for command in (stylize, texture, gan, metrics, classify, fast_style, adain):
         command.add_parser(sub)
     return parser
 

@@ -262,6 +262,9 @@ class GatysStyleTransfer:
         self.encoder = encoder.to(self.device)
         self._bpp: float | None = None
         self._budget: int | None = None  # bytes; None: gatys_memory_budget(device)
+        #: How a scale's result is brought to the next scale's size (a texture that wraps
+        #: around replaces it with a periodic resize, style/texture.py).
+        self.upsample: Callable[[Tensor, tuple[int, int]], Tensor] = resize_tensor
 
     @classmethod
     def from_file(
@@ -477,7 +480,7 @@ class GatysStyleTransfer:
             set_targets()
 
             if image is not None:
-                start = resize_tensor(image.detach().clamp(0, 1), hw)
+                start = self.upsample(image.detach().clamp(0, 1), hw)
             elif init is not None:
                 start = resize_tensor(init, hw)
                 if c.preserve_color == "luminance":
