@@ -215,3 +215,18 @@ def test_old_config_names_still_work():
         cfg = GatysConfig(learning_rate=0.05, weights_path="w.pt")
     assert cfg.lr == 0.05 and cfg.vgg_weights == "w.pt"
     assert "learning_rate" not in cfg.to_dict() and cfg.to_dict()["lr"] == 0.05
+
+
+def test_cudnn_autotuning_only_for_a_cuda_run_and_put_back_afterwards():
+    from impasto.style.gatys import _cudnn_autotune
+
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        with _cudnn_autotune(torch.device("cuda")):  # sets a flag only: no GPU needed
+            assert torch.backends.cudnn.benchmark
+        assert not torch.backends.cudnn.benchmark
+        with _cudnn_autotune(torch.device("cpu")):
+            assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = saved

@@ -10,9 +10,10 @@ continue) and bf16 autocast where the hardware does bf16 fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 import os
 import warnings
 from dataclasses import InitVar, asdict, dataclass, field
@@ -231,6 +232,20 @@ def _image_tensor(x: Any) -> Tensor:
     return to_tensor(load_image(x))
 
 
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on for the block on CUDA (a no-op elsewhere)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def _fit_longest(x: Tensor | tuple[int, int], longest: int) -> tuple[int, int]:
     h, w = x.shape[-2:] if isinstance(x, Tensor) else x
     s = longest / max(h, w)
@@ -421,7 +436,25 @@ class GatysStyleTransfer:
 
         Returns:
             RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
+
+        On CUDA, cuDNN picks its convolution algorithms by timing them for the call (every
+        iteration of a scale has the same shapes); the global setting is put back afterwards.
         """
+        with _cudnn_autotune(self.device):
+            return self._run(content, styles, init=init, callback=callback, abort=abort,
+                             seed=seed)
+
+    def _run(
+        self,
+        content: Tensor,
+        styles: Sequence[Tensor],
+        *,
+        init: Tensor | None = None,
+        callback: Callable[[StepInfo], None] | None = None,
+        abort: Callable[[], bool] | None = None,
+        seed: int | None = None,
+    ) -> Tensor:
+        """:meth:`run` without the autotuning context."""
         c = self.config
         content = content.detach().float().to(self.device)
         styles = [s.detach().float().to(self.device) for s in styles]
