@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m impasto.demo --out demo_out
+	$(PY) -m impasto demo --out demo_out
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,10 +1,13 @@
-"""``make demo``: style transfer on photos that ship inside scikit-image, fully offline.
+"""``impasto demo`` (and ``make demo``, ``python -m impasto.demo``): style transfer on photos
+that ship inside scikit-image, fully offline.
 
 Stylises scikit-image's ``astronaut`` (NASA, public domain) and ``chelsea`` (CC0) photos with
 its ``immunohistochemistry`` image as the style: a texture-rich stained-tissue micrograph.
 Writes each result and a side-by-side figure to ``--out`` (default ``demo_out/``).
 
-    python -m impasto.demo --out demo_out [--size 384] [--quiet]
+    impasto demo --out demo_out [--size 384] [--quiet]
+
+Needs the ``demo`` extra (scikit-image): without it, one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,12 +19,27 @@ from pathlib import Path
 
 from PIL import Image
 
+from impasto.errors import InputError
+
+#: The defaults of :func:`run` (and of the command's options).
+DEFAULT_OUT = "demo_out"
+DEFAULT_SIZE = 256
+DEFAULT_STYLE_WEIGHT = 1000.0
+
+MISSING_EXTRA = "impasto demo needs scikit-image, its photos: pip install 'impasto[demo]'"
+
+
+def check_extra() -> None:
+    """:class:`InputError` (one line saying what to install) unless scikit-image imports."""
+    try:
+        import skimage.data  # noqa: F401
+    except ImportError:
+        raise InputError(MISSING_EXTRA) from None
+
 
 def _sample(name: str) -> Image.Image:
-    try:
-        from skimage import data
-    except ImportError:
-        sys.exit("impasto demo: needs scikit-image (pip install 'impasto[demo]')")
+    from skimage import data
+
     return Image.fromarray(getattr(data, name)())
 
 
@@ -41,14 +59,13 @@ def _figure(rows: list[list[Image.Image]], height: int = 256) -> Image.Image:
     return fig
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="impasto demo on packaged photos")
-    ap.add_argument("--out", type=Path, default=Path("demo_out"))
-    ap.add_argument("--size", type=int, default=256, help="longest side of the results")
-    ap.add_argument("--style-weight", type=float, default=1000.0,
-                    help="stronger than the default 100: the micrograph is a pale texture")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+def run(out: str | Path = DEFAULT_OUT, *, size: int = DEFAULT_SIZE,
+        style_weight: float = DEFAULT_STYLE_WEIGHT, quiet: bool = False) -> Path:
+    """Stylise the packaged photos into ``out`` (results and ``figure.png``, whose path is
+    returned); prints each file written. :class:`InputError` before any work when scikit-image
+    is missing."""
+    check_extra()
+    out = Path(out)
 
     import impasto
     from impasto.io import save_image
@@ -62,22 +79,40 @@ def main(argv: list[str] | None = None) -> int:
         content = _sample(name)
         if colour not in transfers:
             transfers[colour] = GatysStyleTransfer(
-                GatysConfig(size=args.size, preserve_color=colour, style_weight=args.style_weight,
-                            seed=0)
+                GatysConfig(size=size, preserve_color=colour, style_weight=style_weight, seed=0)
             )
         t = time.perf_counter()
-        out = impasto.stylize(content, style, transfer=transfers[colour], progress=not args.quiet)
+        result = impasto.stylize(content, style, transfer=transfers[colour], progress=not quiet)
         suffix = "" if colour == "none" else f"_{colour}"
         path = save_image(
-            out, args.out / f"{name}{suffix}.png",
+            result, out / f"{name}{suffix}.png",
             metadata={"content": f"skimage.data.{name}",
                       "style": "skimage.data.immunohistochemistry",
                       "settings": str(transfers[colour].config.to_dict())},
         )
         print(f"wrote {path} ({time.perf_counter() - t:.0f} s)", flush=True)
-        rows.setdefault(name, [content, style]).append(out)
-    fig = save_image(_figure(list(rows.values())), args.out / "figure.png")
+        rows.setdefault(name, [content, style]).append(result)
+    fig = save_image(_figure(list(rows.values())), out / "figure.png")
     print(f"wrote {fig}")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m impasto.demo``: the same as ``impasto demo`` (one line and exit status 2
+    for a missing extra or weight file)."""
+    ap = argparse.ArgumentParser(prog="python -m impasto.demo",
+                                 description="impasto demo on packaged photos")
+    ap.add_argument("--out", type=Path, default=Path(DEFAULT_OUT))
+    ap.add_argument("--size", type=int, default=DEFAULT_SIZE, help="longest side of the results")
+    ap.add_argument("--style-weight", type=float, default=DEFAULT_STYLE_WEIGHT,
+                    help="stronger than the default 100: the micrograph is a pale texture")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        run(args.out, size=args.size, style_weight=args.style_weight, quiet=args.quiet)
+    except InputError as e:
+        print(f"impasto: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,7 +7,8 @@ Building the parser imports no torch (a test guards it): ``impasto --help``, ``-
 ``COMMAND --help`` and argument errors answer at once; each command imports the library when
 it runs. One module per command: :mod:`~impasto.cli.stylize`, :mod:`~impasto.cli.gan`
 (``gan train`` in :mod:`~impasto.cli.gan_train`), :mod:`~impasto.cli.metrics`,
-:mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`, :mod:`~impasto.cli.adain`.
+:mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`, :mod:`~impasto.cli.adain`,
+:mod:`~impasto.cli.demo`.
 :mod:`~impasto.cli._args` holds the shared options, the config-from-options path and the
 argument types; :mod:`~impasto.cli._run` the run folder, resume, progress bars and Ctrl-C
 handling of the training commands; :mod:`~impasto.cli._choices` the library's names and
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from impasto import __version__
-from impasto.cli import adain, classify, fast_style, gan, metrics, stylize, texture
+from impasto.cli import adain, classify, demo, fast_style, gan, metrics, stylize, texture
 from impasto.errors import InputError
 
 __all__ = ["build_parser", "main"]
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in (stylize, texture, gan, metrics, classify, fast_style, adain):
+    for command in (stylize, texture, gan, metrics, classify, fast_style, adain, demo):
         command.add_parser(sub)
     return parser
 
