@@ -442,7 +442,7 @@ class GatysStyleTransfer:
         """
         with _cudnn_autotune(self.device):
             return self._run(content, styles, init=init, callback=callback, abort=abort,
-                             seed=seed)
+                             seed=seed, on_tile=on_tile, masks=masks)
 
     def _run(
         self,
@@ -453,6 +453,8 @@ class GatysStyleTransfer:
         callback: Callable[[StepInfo], None] | None = None,
         abort: Callable[[], bool] | None = None,
         seed: int | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
+        masks: Tensor | None = None,
     ) -> Tensor:
         """:meth:`run` without the autotuning context."""
         c = self.config
