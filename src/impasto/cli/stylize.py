@@ -17,7 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import impasto
 from impasto.cli import _choices
 from impasto.cli._args import (
     MethodOptions,
@@ -204,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         save_image,
     )
     from impasto.style.gatys import GatysConfig, GatysStyleTransfer
-    from impasto.style.pipeline import stylize
+    from impasto.style.pipeline import gatys_metadata, stylize
 
     if args.model is not None or args.decoder is not None or args.method == "adain":
         return _run_network(args)
@@ -255,13 +254,7 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"--mask is not supported in tiles yet, and {hw[1]}x{hw[0]} px "
                              "needs tiles here (or --tile): use a smaller --size")
 
-    metadata = {
-        "impasto": impasto.__version__,
-        "method": "gatys",
-        "content": Path(args.content).name,
-        "style": json.dumps([Path(s).name for s in args.style]),
-        "settings": json.dumps(config.to_dict()),
-    }
+    metadata = gatys_metadata(config, Path(args.content).name, [Path(s).name for s in args.style])
     if masks is not None:
         metadata["mask"] = json.dumps([Path(m).name for m in args.mask])
 
@@ -440,7 +433,8 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         model = FastStyle.load(args.model, device=args.device)
         net = model.net
         label = {"model": Path(args.model).name, "style": model.style_name}
-        transform = _fast_transform(model, args)
+        transform = model.transform(precision=args.precision, tile=args.tile,
+                                    compile=args.compile, preserve_color=args.preserve_color)
         precision = transform.precision  # type: ignore[union-attr]
     else:
         from impasto.io import resize, to_tensor
@@ -473,13 +467,13 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         print(report.summary())
         return 0
 
-    settings = {"method": method, "precision": precision,
-                "alpha": args.alpha if method == "adain" else None,
-                "preserve_color": args.preserve_color, "size": args.size,
-                "style_blend_weights": list(weights) if weights else None,
-                "mask": [Path(m).name for m in args.mask] if args.mask else None}
-    metadata = {"impasto": impasto.__version__, "content": src.name if src else "",
-                "settings": json.dumps(settings), **{k: v for k, v in label.items() if v}}
+    from impasto.style.pipeline import network_metadata
+
+    metadata = network_metadata(
+        method, src.name if src else "", precision=precision,
+        alpha=args.alpha if method == "adain" else None, preserve_color=args.preserve_color,
+        size=args.size, style_blend_weights=weights,
+        mask=[Path(m).name for m in args.mask] if args.mask else None, **label)
     progress = not args.quiet
     if kind == "image":
         apply_image(transform, src, out, size=args.size, max_pixels=max_pixels,
@@ -508,20 +502,3 @@ def check_output_dir(path: Path) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(f"{path}: folder {ancestor} is not writable")
 
-
-def _fast_transform(model: Any, args: argparse.Namespace):
-    from impasto.infer.runner import InferenceRunner
-    from impasto.style.color import combine_luminance
-
-    runner = InferenceRunner(model.net, device=model.device, precision=args.precision,
-                             tile=args.tile, compile=args.compile)
-    if args.preserve_color != "luminance":
-        return runner
-
-    def keep_colour(x):
-        # The network restyles; the input's chroma is put back (Gatys et al. 2017).
-        return combine_luminance(runner(x), x)
-
-    keep_colour.expect = runner.expect  # type: ignore[attr-defined]  (compile="auto")
-    keep_colour.precision = runner.precision  # type: ignore[attr-defined]
-    return keep_colour

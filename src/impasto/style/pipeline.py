@@ -1,7 +1,9 @@
-"""``impasto.stylize``: Gatys style transfer from images in, PIL image out."""
+"""``impasto.stylize``: Gatys style transfer from images in, PIL image out; and the metadata that
+every front end (the command line, the web studio) stores in a stylised image's file."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -122,6 +124,47 @@ def _evaluation_cost(transfer: GatysStyleTransfer, hw: tuple[int, int]) -> float
     if tiles is None:
         return 3.0 * hw[0] * hw[1]
     return 4.0 * sum(t.crop_pixels for t in tiles)
+
+
+def gatys_metadata(config: GatysConfig, content: str, styles: Sequence[str]) -> dict[str, str]:
+    """The metadata of a Gatys result's file (PNG text chunks, see
+    :func:`~impasto.io.save_image`): the impasto version, the method, the content's and the
+    styles' names and every setting of ``config`` (JSON)."""
+    from impasto import __version__
+
+    return {
+        "impasto": __version__,
+        "method": "gatys",
+        "content": content,
+        "style": json.dumps(list(styles)),
+        "settings": json.dumps(config.to_dict()),
+    }
+
+
+def network_metadata(
+    method: str,
+    content: str,
+    *,
+    precision: str,
+    preserve_color: str = "none",
+    size: int | None = None,
+    alpha: float | None = None,
+    style_blend_weights: Sequence[float] | None = None,
+    mask: Sequence[str] | None = None,
+    **labels: str | None,
+) -> dict[str, str]:
+    """The metadata of a feed-forward network's result (``method``: ``"fast"`` for a per-style
+    network, ``"adain"``, ...): the impasto version, the content's name, the settings (JSON)
+    and ``labels`` such as ``model=``/``decoder=`` (the file's name) and ``style=`` (empty
+    ones are left out)."""
+    from impasto import __version__
+
+    settings = {"method": method, "precision": precision, "alpha": alpha,
+                "preserve_color": preserve_color, "size": size,
+                "style_blend_weights": list(style_blend_weights) if style_blend_weights else None,
+                "mask": list(mask) if mask else None}
+    return {"impasto": __version__, "content": content, "settings": json.dumps(settings),
+            **{k: v for k, v in labels.items() if v}}
 
 
 def describe_source(x: ImageLike) -> str:

@@ -15,6 +15,7 @@ from impasto.device import resolve_device
 from impasto.errors import InputError
 from impasto.io import load_image, to_pil, to_tensor
 from impasto.nets.transformer import TransformerNet
+from impasto.style.color import combine_luminance
 from impasto.style.fast.model import load_fast_style, save_fast_style
 
 if TYPE_CHECKING:
@@ -102,6 +103,31 @@ class FastStyle:
                                      compile="off", calibrate_each=True)
             self._runners[precision] = runner
         return runner(x.to(self.device, torch.float32))
+
+    def transform(self, *, precision: str = "auto", tile: int | str | None = None,
+                  compile: bool | str = "auto", preserve_color: str = "none") -> Any:
+        """A batch function ``(N, 3, H, W) -> (N, 3, H, W)`` in ``[0, 1]`` for
+        :mod:`impasto.style.apply` (an :class:`~impasto.infer.runner.InferenceRunner`, see it
+        for ``precision``, ``tile`` and ``compile``), with ``.precision`` (the precision
+        chosen) and ``.expect``. ``preserve_color="luminance"``: the network restyles and each
+        input's chroma is put back (Gatys et al. 2017); a per-style network has no style image
+        to recolour, so ``"histogram"`` is refused."""
+        from impasto.infer.runner import InferenceRunner
+
+        if preserve_color not in ("none", "luminance"):
+            raise InputError(f"a per-style network preserves colour by 'luminance' only, not "
+                             f"{preserve_color!r}")
+        runner = InferenceRunner(self.net, device=self.device, precision=precision, tile=tile,
+                                 compile=compile)
+        if preserve_color != "luminance":
+            return runner
+
+        def keep_colour(x: Tensor) -> Tensor:
+            return combine_luminance(runner(x), x)
+
+        keep_colour.expect = runner.expect  # type: ignore[attr-defined]  (compile="auto")
+        keep_colour.precision = runner.precision  # type: ignore[attr-defined]
+        return keep_colour
 
     def __call__(
         self,
