@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 import tempfile
@@ -160,8 +159,7 @@ SAMPLE_OPTIONS = MethodOptions.of(
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    from torchvision.utils import make_grid
-
+    from impasto.gan.pipeline import image_grid, sample_metadata
     from impasto.io import check_output_path, save_image
 
     refuse_foreign(args, "grid" if args.grid else "out_dir", SAMPLE_OPTIONS)
@@ -174,12 +172,9 @@ def _run_sample(args: argparse.Namespace) -> int:
     gen = _load(args)
     images = gen(args.n, seed=args.seed, truncation=args.truncation,
                  class_=_class(gen, args.class_))
-    meta = {"source": str(gen.source), "seed": args.seed, "n": args.n,
-            "truncation": args.truncation, "class": args.class_}
+    meta = sample_metadata(gen.source, args.seed, args.n, args.truncation, args.class_)
     if grid_path is not None:
-        nrow = args.nrow or max(1, math.ceil(math.sqrt(args.n)))
-        grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.0)
-        save_image(grid, grid_path, metadata=meta)
+        save_image(image_grid(images, args.nrow), grid_path, metadata=meta)
         written = str(grid_path)
     else:
         assert out_dir is not None

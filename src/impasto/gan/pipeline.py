@@ -32,7 +32,7 @@ from impasto.gan.model import build_generator, read_generator
 from impasto.nets.gan import sample_latents
 from impasto.train import ModelFile
 
-__all__ = ["OUTPUTS", "GanGenerator", "slerp"]
+__all__ = ["OUTPUTS", "GanGenerator", "image_grid", "sample_metadata", "slerp"]
 
 #: What :meth:`GanGenerator.__call__` returns: a tensor of images, or a list of PIL images.
 OUTPUTS = ("tensor", "pil")
@@ -75,6 +75,24 @@ def slerp(a: Tensor, b: Tensor, t: Tensor | float) -> Tensor:
     out = torch.where(t_ == 0, a_.expand_as(out), out)
     out = torch.where(t_ == 1, b_.expand_as(out), out)
     return out
+
+
+def image_grid(images: Tensor, nrow: int | None = None) -> Tensor:
+    """Images ``(N, C, H, W)`` in ``[0, 1]`` as one grid ``(C, H', W')`` with ``nrow`` images
+    a row (default: about a square) and 2 px black between them, as ``impasto gan sample
+    --grid`` writes it."""
+    from torchvision.utils import make_grid
+
+    nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
+    return make_grid(images, nrow=nrow, padding=2, pad_value=0.0)
+
+
+def sample_metadata(source: Any, seed: int | None, n: int, truncation: float | None,
+                    class_: Any = None) -> dict[str, Any]:
+    """The metadata of sampled images' files: where the generator came from and what drew
+    them (every front end writes the same)."""
+    return {"source": str(source), "seed": seed, "n": n, "truncation": truncation,
+            "class": class_}
 
 
 def _seed(value: Any, what: str = "seed") -> int:
