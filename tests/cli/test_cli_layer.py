@@ -35,7 +35,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 def test_building_the_parser_imports_no_torch():
     proc = _python("import impasto.cli, sys; impasto.cli.build_parser(); "
-                   "assert 'torch' not in sys.modules, 'torch imported'")
+                   "assert 'torch' not in sys.modules, 'torch imported'; "
+                   "assert 'gradio' not in sys.modules, 'gradio imported'")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -47,7 +48,8 @@ runs = [["--help"], ["--version"], ["stylize", "--help"], ["gan", "train", "--he
         ["gan", "sample", "--help"], ["classify", "train", "--help"], ["metrics", "fid", "--help"],
         ["fast-style", "train", "--help"], ["adain", "train", "--help"], ["gan"],
         ["gan", "train", "--steps", "x"], ["fast-style", "train", "--style-layers", "relu9_9"],
-        ["stylize", "--device", "tpu"], ["nope"]]
+        ["stylize", "--device", "tpu"], ["nope"], ["serve", "--help"], ["serve", "--port", "0"],
+        ["serve", "--max-jobs", "0"]]
 for argv in runs:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -56,18 +58,20 @@ for argv in runs:
         except SystemExit as e:
             rc = e.code
     print(" ".join(argv), rc, len(out.getvalue() + err.getvalue()) > 0)
-print("torch" in sys.modules)
+print("torch" in sys.modules or "gradio" in sys.modules)
 """
     proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[-1] == "False"  # torch never imported
+    assert lines[-1] == "False"  # neither torch nor gradio (impasto serve) imported
     codes = {line.rsplit(" ", 2)[0]: line.rsplit(" ", 2)[1:] for line in lines[:-1]}
     assert codes["--help"] == ["0", "True"] and codes["--version"] == ["0", "True"]
     assert codes["gan train --steps x"] == ["2", "True"]
     assert codes["fast-style train --style-layers relu9_9"] == ["2", "True"]
     assert codes["stylize --device tpu"] == ["2", "True"]
     assert codes["gan"] == ["2", "True"]  # no sub-command: the help, status 2
+    assert codes["serve --help"] == ["0", "True"]
+    assert codes["serve --port 0"] == codes["serve --max-jobs 0"] == ["2", "True"]
 
 
 def test_python_m_impasto_is_the_command():

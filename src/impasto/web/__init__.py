@@ -1,0 +1,50 @@
+"""``impasto serve``: the web studio, a page over the same pipelines as the command line.
+
+A layer above the library (the library never imports it). :mod:`~impasto.web.studio` holds
+the sessions, the job queue (:mod:`~impasto.web.jobs`) and the handlers, and
+:mod:`~impasto.web.stylize`/:mod:`~impasto.web.generate` the work they call, all without
+gradio; :mod:`~impasto.web.app` is the gradio page and :mod:`~impasto.web.offline` keeps it
+offline. gradio is imported only by :func:`serve` (``pip install 'impasto[web]'``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from impasto.errors import InputError
+
+__all__ = ["serve"]
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, runs: str | None = None,
+          max_jobs: int | None = None, *, device: str = "auto") -> int:
+    """Serve the studio on ``host:port`` until interrupted; returns 0. ``runs``: the folder of
+    trained models (per-style networks, AdaIN decoders, GANs); ``max_jobs``: heavy jobs at
+    once (default one per two cores)."""
+    from impasto.web.offline import apply_offline_env, public_warning
+
+    apply_offline_env()
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise InputError("impasto serve needs gradio: pip install 'impasto[web]'") from None
+    from impasto.web.studio import Studio, StudioOptions, default_max_jobs
+
+    options = StudioOptions(runs=runs, max_jobs=max_jobs or default_max_jobs(), device=device)
+    studio = Studio(options)
+    # gradio's copies of uploads and results live in the studio's folder, removed at the end.
+    os.environ["GRADIO_TEMP_DIR"] = str(studio.root / "gradio")
+    warning = public_warning(host)
+    if warning:
+        print(warning, file=sys.stderr)
+    found = len(studio.catalog.entries)
+    print(f"impasto serve: {found} model(s) under {runs}; at most {options.max_jobs} heavy "
+          f"job(s) at once; files in {studio.root}", file=sys.stderr)
+    try:
+        from impasto.web.app import launch
+
+        launch(studio, host=host, port=port)
+    finally:
+        studio.close()
+    return 0

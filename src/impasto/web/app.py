@@ -1,0 +1,237 @@
+"""The studio's page: gradio Blocks over :class:`~impasto.web.studio.Studio`'s handlers.
+
+Everything here is layout and wiring: each event calls one handler of the studio and turns an
+:class:`~impasto.errors.InputError` into a message in the page. Imports gradio; call
+:func:`~impasto.web.offline.apply_offline_env` before importing this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from impasto.errors import InputError
+from impasto.web.jobs import JobLimitError
+from impasto.web.offline import offline_theme
+from impasto.web.studio import Studio, progress_html
+from impasto.web.stylize import SAMPLES, StyleRequest, parse_weights
+
+__all__ = ["CSS", "build_app"]
+
+POLL = 0.25  # seconds between looks at a running refinement
+
+CSS = """
+.impasto-progress { display: flex; align-items: center; gap: 0.6em; font-size: 0.9em; }
+.impasto-progress progress { width: 14em; }
+footer { display: none !important; }
+"""
+
+INTRO = """# impasto studio
+Paint a photo in the style of a painting. The result comes **at once** from a trained network
+(a per-style model, or AdaIN for your own paintings); **Refine** then runs Gatys's optimisation
+from it, with a live preview. Everything runs on this machine; nothing is sent anywhere."""
+
+
+def _key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def _request(style: str | None, paintings: list[str] | None, weights: str | None,
+             strength: float, size: float, colour: str) -> StyleRequest:
+    paintings = list(paintings or [])
+    return StyleRequest(model=style or None, paintings=paintings,
+                        weights=parse_weights(weights, len(paintings)),
+                        strength=float(strength), size=int(size), preserve_color=colour)
+
+
+def _gallery(studio: Studio, key: str) -> list[tuple[str, str]]:
+    return [(str(r.path), r.caption) for r in reversed(studio.session(key).results)]
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    """The page (not launched)."""
+    with gr.Blocks(title="impasto studio", analytics_enabled=False) as app:
+        gr.Markdown(INTRO)
+        with gr.Tab("Stylize", id="stylize"):
+            _stylize_tab(studio)
+        with gr.Tab("Generate", id="generate"):
+            _generate_tab(studio)
+
+        def end(request: gr.Request) -> None:
+            studio.end_session(_key(request))
+
+        app.unload(end)
+    return app
+
+
+def _stylize_tab(studio: Studio) -> None:
+    choices = studio.style_choices()
+    with gr.Row():
+        with gr.Column(scale=1):
+            content = gr.Image(label="Photo", type="filepath", image_mode=None,
+                               sources=["upload", "clipboard"], height=300,
+                               elem_id="content")
+            sample = gr.Dropdown(choices=list(SAMPLES), value=None, label="or a sample photo",
+                                 elem_id="sample")
+            thumbs = studio.gallery()
+            gallery = gr.Gallery(value=thumbs, label="Styles", columns=8, rows=1, height=120,
+                                 object_fit="contain", allow_preview=False,
+                                 visible=bool(thumbs), elem_id="styles")
+            style = gr.Dropdown(choices=choices, value=choices[-1][1], label="Style",
+                                elem_id="style")
+            paintings = gr.File(label="Your paintings (one or more)", file_count="multiple",
+                                file_types=["image"], elem_id="paintings")
+            weights = gr.Textbox(label="Blend weights, one per painting (empty: equal)",
+                                 placeholder="1, 1", elem_id="weights")
+            with gr.Row():
+                strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength (AdaIN)",
+                                     elem_id="strength")
+                size = gr.Slider(128, 2048, value=512, step=32, label="Size (longest side, px)",
+                                 elem_id="size")
+            colour = gr.Radio(["none", "luminance", "histogram"], value="none",
+                              label="Preserve the photo's colours", elem_id="colour")
+        with gr.Column(scale=1):
+            result = gr.Image(label="Result", type="filepath", interactive=False, height=420,
+                              format="png", elem_id="result")
+            progress = gr.HTML(elem_id="progress")
+            with gr.Row():
+                go = gr.Button("Stylize", variant="primary", elem_id="go")
+                iterations = gr.Slider(10, 500, value=100, step=10,
+                                       label="Refine: iterations at full size",
+                                       elem_id="iterations")
+            with gr.Row():
+                refine = gr.Button("Refine (Gatys)", elem_id="refine")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                download = gr.DownloadButton("Download PNG", visible=False, elem_id="download")
+            message = gr.Markdown(elem_id="message")
+            history = gr.Gallery(label="This session's results", columns=4, height=220,
+                                 elem_id="history")
+
+    shown = gr.State(None)  # the path of the result shown (Refine starts from it)
+    settings = [style, paintings, weights, strength, size, colour]
+
+    def pick_sample(name: str | None, request: gr.Request) -> Any:
+        if not name:
+            return gr.update()
+        return str(studio.sample_photo(_key(request), name))
+
+    def pick_thumbnail(evt: gr.SelectData) -> Any:
+        entries = studio.catalog.of("fast-style")
+        with_thumbs = [e for e in entries if e.thumbnail is not None]
+        return with_thumbs[evt.index].name if evt.index < len(with_thumbs) else gr.update()
+
+    def now(photo, style, paintings, weights, strength, size, colour, request: gr.Request):
+        key = _key(request)
+        if not photo or not (style or paintings):
+            return gr.update(), None, gr.update(), "", gr.update()
+        try:
+            req = _request(style, paintings, weights, strength, size, colour)
+            r = studio.stylize_now(key, photo, req)
+        except InputError as e:
+            return gr.update(), None, gr.update(), f"**{e}**", gr.update()
+        if r is None:
+            return (photo, None, gr.update(visible=False),
+                    "No network for these paintings here: the photo is shown; **Refine** "
+                    "paints it with Gatys.", gr.update())
+        return (str(r.path), str(r.path), gr.update(value=str(r.path), visible=True),
+                f"{r.caption}.", _gallery(studio, key))
+
+    outs = [result, shown, download, message, history]
+    sample.change(pick_sample, sample, content)
+    gallery.select(pick_thumbnail, None, style)
+    for trigger in (content.change, style.change, paintings.change, colour.change,
+                    size.release, strength.release, weights.submit):
+        trigger(now, [content, *settings], outs, show_progress="minimal")
+    go.click(now, [content, *settings], outs)
+
+    def run_refine(photo, start, iterations, style, paintings, weights, strength, size, colour,
+                   request: gr.Request) -> Iterator[tuple]:
+        key = _key(request)
+        try:
+            req = _request(style, paintings, weights, strength, size, colour)
+            job = studio.start_refine(key, photo, start, req, int(iterations))
+        except (InputError, JobLimitError) as e:
+            yield gr.update(), gr.update(), "", f"**{e}**", gr.update(), gr.update()
+            return
+        last_preview = None
+        while not job.wait(POLL):
+            status = job.status()
+            preview = job.preview
+            update = gr.update() if preview is last_preview or preview is None else preview
+            last_preview = preview
+            yield update, gr.update(), progress_html(status), "", gr.update(), gr.update()
+        status = job.status()
+        r = studio.finish(key, job)
+        if r is None:
+            text = f"**{status.error}**" if status.state == "failed" else "Cancelled."
+            yield (start or gr.update(), gr.update(), progress_html(status), text, gr.update(),
+                   gr.update())
+            return
+        yield (str(r.path), str(r.path), progress_html(status), f"{r.caption}.",
+               gr.update(value=str(r.path), visible=True), _gallery(studio, key))
+
+    refine.click(run_refine, [content, shown, iterations, *settings],
+                 [result, shown, progress, message, download, history],
+                 concurrency_limit=None, show_progress="hidden")
+
+    def stop(request: gr.Request) -> str:
+        return "Cancelling…" if studio.cancel(_key(request)) else "Nothing to cancel."
+
+    cancel.click(stop, None, message, concurrency_limit=None, show_progress="hidden")
+
+
+def _generate_tab(studio: Studio) -> None:
+    gans = studio.gan_choices()
+    if not gans:
+        gr.Markdown("No GAN under the runs folder: start the studio with `--runs DIR`, where "
+                    "DIR holds GAN model files (`impasto gan train ... -o model.pt`) or run "
+                    "folders.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(choices=gans, value=gans[0] if gans else None, label="GAN",
+                                elem_id="gan")
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+            truncation = gr.Slider(0, 2, value=0, step=0.05,
+                                   label="Truncation (0: off; smaller is cleaner, less varied)",
+                                   elem_id="truncation")
+            side = gr.Slider(1, 8, value=4, step=1, label="Grid (images a side)",
+                             elem_id="grid")
+            klass = gr.Dropdown(choices=[], value=None, label="Class (conditional models)",
+                                visible=False, elem_id="class")
+            button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+        with gr.Column(scale=1):
+            grid = gr.Image(label="Samples", type="filepath", interactive=False,
+                            format="png", elem_id="samples")
+            download = gr.DownloadButton("Download PNG", visible=False)
+            message = gr.Markdown()
+
+    def classes(name: str | None) -> Any:
+        try:
+            names = studio.sampler.classes(name) if name else []
+        except InputError:
+            names = []
+        return gr.update(choices=[""] + names, value="", visible=bool(names))
+
+    def run(name, seed, truncation, side, klass, request: gr.Request):
+        try:
+            path = studio.generate(_key(request), name, seed=int(seed or 0),
+                                   truncation=float(truncation) or None, side=int(side),
+                                   class_=klass or None)
+        except InputError as e:
+            return gr.update(), gr.update(), f"**{e}**"
+        return str(path), gr.update(value=str(path), visible=True), ""
+
+    model.change(classes, model, klass)
+    button.click(run, [model, seed, truncation, side, klass], [grid, download, message])
+
+
+def launch(studio: Studio, *, host: str, port: int, max_file_size: str = "64mb") -> None:
+    """Serve the page until interrupted (Ctrl-C)."""
+    app = build_app(studio)
+    app.queue(default_concurrency_limit=1)
+    app.launch(server_name=host, server_port=port, share=False, ssr_mode=False,
+               footer_links=[], theme=offline_theme(), css=CSS, show_error=True,
+               max_file_size=max_file_size, enable_monitoring=False, mcp_server=False,
+               pwa=False, inbrowser=False, quiet=False)

@@ -1,0 +1,240 @@
+"""The studio without its page: sessions and their folders, the job queue, and the handlers that
+the page's events call (plain values in, plain values out, errors as :class:`InputError`), so
+that tests drive them without a browser.
+
+Each session gets a folder under the studio's temporary folder for what it uploads and makes;
+it is removed when the page is closed (:meth:`Studio.end_session`), when the session has been
+idle for ``session_ttl`` seconds, and when the server stops.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from impasto.errors import InputError
+from impasto.web.catalog import Catalog, scan
+from impasto.web.generate import Sampler
+from impasto.web.jobs import Job, JobRunner, JobStatus
+from impasto.web.stylize import Result, StyleRequest, Stylizer, release_memory, sample
+
+__all__ = ["Session", "Studio", "StudioOptions", "default_max_jobs", "progress_html"]
+
+
+def default_max_jobs() -> int:
+    """One heavy job per two cores (at least one)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
+class StudioOptions:
+    """``runs``: the folder of trained models; ``max_jobs``: heavy jobs at once;
+    ``per_session``: jobs one session may have waiting or running; ``session_ttl``: seconds
+    after which an idle session's files go; ``device``: where the pipelines run."""
+
+    runs: str | os.PathLike[str] | None = None
+    max_jobs: int = field(default_factory=default_max_jobs)
+    per_session: int = 1
+    session_ttl: float = 4 * 3600
+    device: str = "auto"
+    temp_dir: str | os.PathLike[str] | None = None
+
+
+@dataclass
+class Session:
+    """One open page: its folder, its results (newest last) and its current job."""
+
+    key: str
+    folder: Path
+    results: list[Result] = field(default_factory=list)
+    job: Job | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    _count: int = 0
+
+    def next_path(self, stem: str) -> Path:
+        self._count += 1
+        return self.folder / f"{self._count:03d}-{stem}.png"
+
+
+class Studio:
+    """Everything the page needs (see the module doc). ``stylizer``/``sampler`` may be given
+    (tests); by default they are built on the catalog of ``options.runs``."""
+
+    def __init__(self, options: StudioOptions | None = None, *, catalog: Catalog | None = None,
+                 stylizer: Stylizer | None = None, sampler: Sampler | None = None) -> None:
+        self.options = options or StudioOptions()
+        if self.options.max_jobs < 1:
+            raise InputError(f"--max-jobs must be at least 1, not {self.options.max_jobs}")
+        self.catalog = catalog if catalog is not None else scan(self.options.runs)
+        self.stylizer = stylizer or Stylizer(self.catalog, device=self.options.device)
+        self.sampler = sampler or Sampler(self.catalog, device=self.options.device)
+        self.jobs = JobRunner(self.options.max_jobs, per_session=self.options.per_session,
+                              release=release_memory)
+        self.root = Path(tempfile.mkdtemp(prefix="impasto-studio-",
+                                          dir=self.options.temp_dir))
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    # -- sessions
+
+    def session(self, key: str) -> Session:
+        """The session of a page (``key``: gradio's session hash), made on first use; idle
+        sessions are swept on the way."""
+        now = time.monotonic()
+        with self._lock:
+            for k, s in list(self._sessions.items()):
+                if k != key and now - s.last_seen > self.options.session_ttl:
+                    self._drop(k)
+            s = self._sessions.get(key)
+            if s is None:
+                folder = self.root / secrets.token_hex(8)
+                folder.mkdir(mode=0o700)
+                s = self._sessions[key] = Session(key, folder)
+            s.last_seen = now
+            return s
+
+    def end_session(self, key: str) -> None:
+        """The page was closed: cancel its jobs and remove its files."""
+        self.jobs.cancel_owner(key)
+        with self._lock:
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        s = self._sessions.pop(key, None)
+        if s is not None:
+            if s.job is not None:
+                s.job.cancel()
+            shutil.rmtree(s.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop every job and remove every session's files."""
+        self.jobs.shutdown()
+        with self._lock:
+            for k in list(self._sessions):
+                self._drop(k)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- Stylize
+
+    def style_choices(self) -> list[tuple[str, str]]:
+        """The style menu: (label, value); ``""`` stands for the uploaded paintings."""
+        return [("Your paintings (upload below)", "")] + [
+            (e.label, e.name) for e in self.catalog.of("fast-style")]
+
+    def gallery(self) -> list[tuple[Any, str]]:
+        """Thumbnails of the per-style networks: (PIL image, label)."""
+        from impasto.io import to_pil
+
+        out = []
+        for e in self.catalog.of("fast-style"):
+            if e.thumbnail is not None:
+                out.append((to_pil(e.thumbnail.float().div(255.0)), e.label))
+        return out
+
+    def sample_photo(self, key: str, name: str) -> Path:
+        """A packaged sample photo written into the session's folder (its name is what the
+        metadata records)."""
+        from impasto.io import save_image
+
+        s = self.session(key)
+        return save_image(sample(name), s.folder / f"{name.split(' ')[0]}.png")
+
+    def stylize_now(self, key: str, content: str | None, req: StyleRequest) -> Result | None:
+        """The result at once (None: no fast path for this style; Refine runs Gatys)."""
+        content = _need_content(content)
+        s = self.session(key)
+        result = self.stylizer.quick(content, Path(content).name, req,
+                                     s.next_path("instant"))
+        if result is not None:
+            s.results.append(result)
+        return result
+
+    def start_refine(self, key: str, content: str | None, start: str | None,
+                     req: StyleRequest, iterations: int) -> Job:
+        """Queue a Gatys refinement from ``start`` (the result shown; None: the photo)."""
+        content = _need_content(content)
+        req.check()
+        if not req.paintings:
+            raise InputError("Refine runs Gatys on the painting itself: upload it under "
+                             "'Your paintings'")
+        s = self.session(key)
+        out = s.next_path("refined")
+
+        def work(job: Job) -> Result | None:
+            return self.stylizer.refine(job, content, Path(content).name, start, req,
+                                        iterations, out)
+
+        s.job = self.jobs.submit(work, name="refine", owner=key)
+        return s.job
+
+    def finish(self, key: str, job: Job) -> Result | None:
+        """The result of a finished refinement, added to the session's gallery."""
+        s = self.session(key)
+        if s.job is job:
+            s.job = None
+        result = job.result
+        job.result = job.preview = None
+        if isinstance(result, Result):
+            s.results.append(result)
+            return result
+        return None
+
+    def cancel(self, key: str) -> bool:
+        """Cancel the session's job; whether there was one."""
+        s = self.session(key)
+        if s.job is None:
+            return False
+        s.job.cancel()
+        return True
+
+    # -- Generate
+
+    def gan_choices(self) -> list[str]:
+        return [e.name for e in self.catalog.of("gan")]
+
+    def generate(self, key: str, name: str | None, *, seed: int, truncation: float | None,
+                 side: int, class_: str | None) -> Path:
+        if not name:
+            raise InputError("choose a GAN (a model file or run folder under --runs)")
+        s = self.session(key)
+        return self.sampler.grid(name, seed=seed, truncation=truncation, side=side,
+                                 class_=class_, out=s.next_path(f"samples-seed{seed}"))
+
+
+def _need_content(content: str | None) -> str:
+    if not content:
+        raise InputError("upload a photo or pick a sample first")
+    return content
+
+
+def progress_html(status: JobStatus | None) -> str:
+    """The progress bar and line of a job (what the page shows under the result)."""
+    if status is None:
+        return ""
+    if status.state == "queued":
+        text = f"waiting: place {status.position} in the queue"
+    elif status.state == "running":
+        eta = "" if status.eta is None else f" · about {_duration(status.eta)} left"
+        text = f"{status.done}/{status.total} iterations{eta} · {status.message}"
+    elif status.state == "done":
+        text = f"done in {_duration(status.elapsed)}"
+    elif status.state == "cancelled":
+        text = f"cancelled after {status.done} iterations; its memory is freed"
+    else:
+        text = f"failed: {status.error}"
+    value = f'value="{status.done}" max="{max(status.total, 1)}"' if status.total else ""
+    return (f'<div class="impasto-progress" data-state="{status.state}">'
+            f'<progress {value}></progress> <span>{html.escape(text)}</span></div>')
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60} s"

@@ -1,0 +1,246 @@
+"""The studio's handlers without a browser: the result at once is the CLI's file (same pixels,
+same metadata), Refine runs the Gatys pipeline with previews and stops within a second when
+cancelled, GAN grids, the runs folder's catalog and its path-traversal refusals, the session
+folders, and the offline settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_vgg
+from PIL import Image
+from studio_fixtures import make_runs, painting, photo
+
+from impasto.cli import main
+from impasto.errors import InputError
+from impasto.io import read_png_metadata
+from impasto.web.catalog import resolve_under, scan
+from impasto.web.offline import OFFLINE_ENV, apply_offline_env, is_loopback, public_warning
+from impasto.web.studio import Studio, StudioOptions, progress_html
+from impasto.web.stylize import StyleRequest, Stylizer, parse_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    return make_runs(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture
+def studio(runs, tmp_path):
+    catalog = scan(runs)
+    stylizer = Stylizer(catalog, device="cpu", gatys_encoder=tiny_vgg(), preview_every=2)
+    s = Studio(StudioOptions(runs=runs, max_jobs=1, device="cpu", temp_dir=tmp_path),
+               catalog=catalog, stylizer=stylizer)
+    yield s
+    s.close()
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_catalog_lists_the_models_and_refuses_paths_outside(runs, tmp_path):
+    catalog = scan(runs)
+    assert [(e.name, e.kind) for e in catalog.entries] == [
+        ("gans/squares.pt", "gan/dcgan"), ("styles/stripes.pt", "fast-style/transformer")]
+    assert catalog.get("styles/stripes.pt").thumbnail.shape == (3, 64, 64)
+    assert catalog.path("styles/stripes.pt") == (runs / "styles" / "stripes.pt").resolve()
+    outside = tmp_path / "secret.pt"
+    outside.write_bytes(b"x")
+    (runs / "link.pt").symlink_to(outside)
+    try:
+        for bad in ("../secret.pt", str(outside), "styles/../../secret.pt", "link.pt", ""):
+            with pytest.raises(InputError):
+                resolve_under(runs, bad)
+        with pytest.raises(InputError, match="not a model"):
+            catalog.path("notes.txt")
+        assert [e.name for e in scan(runs).entries] == [e.name for e in catalog.entries]
+    finally:
+        (runs / "link.pt").unlink()
+    with pytest.raises(InputError, match="runs folder does not exist"):
+        scan(tmp_path / "missing")
+
+
+def test_instant_result_is_the_cli_file(studio, runs, tmp_path):
+    # The same photo through `impasto stylize --model` and through the studio.
+    src = runs / "photo.png"
+    cli_out = tmp_path / "cli.png"
+    assert main(["stylize", str(src), "--model", str(runs / "styles" / "stripes.pt"),
+                 "--size", "80", "--preserve-color", "luminance", "-o", str(cli_out),
+                 "--device", "cpu", "-q"]) == 0
+    req = StyleRequest(model="styles/stripes.pt", size=80, preserve_color="luminance")
+    r = studio.stylize_now("s1", str(src), req)
+    assert r is not None and r.method == "fast" and r.path.parent.parent == studio.root
+    assert Image.open(r.path).size == (80, 53)
+    assert np.array_equal(_pixels(r.path), _pixels(cli_out))
+    assert read_png_metadata(r.path) == read_png_metadata(cli_out)
+    meta = read_png_metadata(r.path)
+    assert meta["model"] == "stripes.pt" and meta["style"] == "stripes"
+    assert json.loads(meta["settings"])["preserve_color"] == "luminance"
+    # without colour preservation the colours change
+    plain = studio.stylize_now("s1", str(src), StyleRequest(model="styles/stripes.pt", size=80))
+    assert np.abs(_pixels(plain.path) - _pixels(r.path)).mean() > 1
+    assert [x.path for x in studio.session("s1").results] == [r.path, plain.path]
+
+
+def test_paintings_without_a_decoder_leave_it_to_refine(studio, runs):
+    req = StyleRequest(paintings=[str(runs / "painting.png")], size=64)
+    assert studio.stylize_now("s", str(runs / "photo.png"), req) is None
+    with pytest.raises(InputError, match="upload a photo"):
+        studio.stylize_now("s", None, req)
+    with pytest.raises(InputError, match="choose a style"):
+        studio.stylize_now("s", str(runs / "photo.png"), StyleRequest(size=64))
+    with pytest.raises(InputError, match="notes.txt"):  # a bad upload: one line
+        studio.stylize_now("s", str(runs / "photo.png"),
+                           StyleRequest(paintings=[str(runs / "notes.txt")]))
+    with pytest.raises(InputError, match="2 blend weights for 1"):
+        parse_weights("1, 2", 1)
+    assert parse_weights(" ", 3) is None and parse_weights("1;3", 2) == [1.0, 3.0]
+
+
+def test_refine_runs_gatys_from_the_result_with_previews(studio, runs, tmp_path):
+    src, style = runs / "photo.png", runs / "painting.png"
+    start = studio.stylize_now("s", str(src), StyleRequest(model="styles/stripes.pt", size=64))
+    req = StyleRequest(paintings=[str(style)], size=64)
+    job = studio.start_refine("s", str(src), str(start.path), req, 12)
+    assert job.wait(60), job.status()
+    st = job.status()
+    assert (st.state, st.done, st.total) == ("done", 12, 12), st
+    assert "scale 1/1" in st.message
+    preview = job.preview
+    assert preview is not None and preview.size == (64, 43)
+    r = studio.finish("s", job)
+    assert r.method == "gatys" and r.image.size == (64, 43)
+    meta = read_png_metadata(r.path)
+    settings = json.loads(meta["settings"])
+    assert (meta["method"], meta["content"], json.loads(meta["style"])) == (
+        "gatys", "photo.png", ["painting.png"])
+    assert (settings["size"], settings["scales"], settings["iterations"]) == (64, 1, 12)
+    # the same settings through the library's pipeline give the same picture
+    import impasto
+    from impasto.style import GatysConfig, GatysStyleTransfer
+
+    config = GatysConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in settings.items()})
+    same = impasto.stylize(src, style, init_image=start.path,
+                           transfer=GatysStyleTransfer(config, encoder=tiny_vgg()))
+    assert np.abs(np.asarray(same, np.int16) - _pixels(r.path)).max() <= 1
+    assert "done in" in progress_html(st) and 'data-state="done"' in progress_html(st)
+
+
+def test_cancel_stops_a_refinement_within_a_second_and_writes_nothing(studio, runs):
+    req = StyleRequest(paintings=[str(runs / "painting.png")], size=96)
+    job = studio.start_refine("s", str(runs / "photo.png"), None, req, 2000)
+    deadline = time.monotonic() + 30
+    while job.status().done < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.status().state == "running"
+    assert "about" in progress_html(job.status())  # an ETA
+    t = time.monotonic()
+    assert studio.cancel("s")
+    assert job.wait(1.0)
+    took = time.monotonic() - t
+    assert took < 1.0, took
+    st = job.status()
+    assert st.state == "cancelled" and st.done < st.total
+    assert studio.finish("s", job) is None
+    assert not list(studio.session("s").folder.glob("*refined*"))
+    assert "cancelled after" in progress_html(st)
+
+
+def test_one_job_per_session_and_the_queue_place(studio, runs):
+    req = StyleRequest(paintings=[str(runs / "painting.png")], size=64)
+    a = studio.start_refine("a", str(runs / "photo.png"), None, req, 2000)
+    from impasto.web.jobs import JobLimitError
+
+    deadline = time.monotonic() + 30
+    while a.status().state == "queued" and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    with pytest.raises(JobLimitError):
+        studio.start_refine("a", str(runs / "photo.png"), None, req, 10)
+    b = studio.start_refine("b", str(runs / "photo.png"), None, req, 10)
+    assert b.status().position == 1
+    assert "place 1 in the queue" in progress_html(b.status())
+    studio.end_session("a")  # the page was closed: its job goes, b starts
+    assert a.wait(2) and b.wait(60) and b.status().state == "done"
+
+
+def test_generate_grid_with_metadata(studio):
+    path = studio.generate("g", "gans/squares.pt", seed=3, truncation=0.7, side=2,
+                           class_="blue")
+    assert Image.open(path).size == (70, 70)  # 2 x 32 px + 3 x 2 px padding
+    meta = read_png_metadata(path)
+    assert (meta["source"], meta["seed"], meta["n"], meta["truncation"], meta["class"]) == (
+        "squares.pt", "3", "4", "0.7", "blue")
+    again = studio.generate("g", "gans/squares.pt", seed=3, truncation=0.7, side=2,
+                            class_="blue")
+    assert np.array_equal(_pixels(path), _pixels(again))
+    other = studio.generate("g", "gans/squares.pt", seed=4, truncation=0.7, side=2,
+                            class_="blue")
+    assert not np.array_equal(_pixels(path), _pixels(other))
+    assert studio.sampler.classes("gans/squares.pt") == ["red", "blue"]
+    for bad, match in ((dict(side=9), "1 to 8"), (dict(truncation=-1.0), "truncation"),
+                       (dict(class_="green"), "unknown class")):
+        kw = {**dict(seed=0, truncation=None, side=2, class_=None), **bad}
+        with pytest.raises(InputError, match=match):
+            studio.generate("g", "gans/squares.pt", **kw)
+    with pytest.raises(InputError, match="not a GAN"):
+        studio.generate("g", "styles/stripes.pt", seed=0, truncation=None, side=1,
+                        class_=None)
+    with pytest.raises(InputError, match="not a model"):
+        studio.generate("g", "../gans/squares.pt", seed=0, truncation=None, side=1,
+                        class_=None)
+
+
+def test_session_folders_go_when_the_session_ends_or_idles(runs, tmp_path):
+    s = Studio(StudioOptions(runs=runs, max_jobs=1, device="cpu", temp_dir=tmp_path,
+                             session_ttl=0.05))
+    a = s.session("a").folder
+    p = s.sample_photo("a", "astronaut")
+    assert p.parent == a and Image.open(p).size == (512, 512)
+    assert a.stat().st_mode & 0o777 == 0o700
+    time.sleep(0.1)
+    b = s.session("b").folder  # a's idle time is over: swept on the way
+    assert not a.exists() and b.exists()
+    s.end_session("b")
+    assert not b.exists()
+    root = s.root
+    s.close()
+    assert not root.exists()
+
+
+def test_offline_environment_theme_and_address_warning():
+    env: dict[str, str] = {"GRADIO_ANALYTICS_ENABLED": "True"}
+    apply_offline_env(env)
+    assert env == OFFLINE_ENV and env["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HUB_DISABLE_TELEMETRY"] == "1"
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert is_loopback(host) and public_warning(host) is None
+    for host in ("0.0.0.0", "192.168.1.5", "example.org"):
+        assert "warning" in public_warning(host) and host in public_warning(host)
+
+
+def test_the_page_builds_offline():
+    pytest.importorskip("gradio")
+    from impasto.web.offline import offline_theme
+
+    theme = offline_theme()
+    css = theme._get_theme_css() if hasattr(theme, "_get_theme_css") else ""
+    assert "googleapis" not in css and "http" not in "".join(theme._stylesheets)
+    assert "Source Sans Pro" in theme.font
+
+
+def test_serve_refuses_bad_options_in_one_line(tmp_path, capsys):
+    pytest.importorskip("gradio")
+    assert main(["serve", "--runs", str(tmp_path / "missing"), "--port", "7999"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "runs folder does not exist" in err and len(err.splitlines()) == 1
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
