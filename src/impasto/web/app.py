@@ -88,7 +88,7 @@ def _stylize_tab(studio: Studio) -> None:
             with gr.Row():
                 strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength (AdaIN)",
                                      elem_id="strength")
-                size = gr.Slider(128, 2048, value=512, step=32, label="Size (longest side, px)",
+                size = gr.Slider(64, 2048, value=512, step=32, label="Size (longest side, px)",
                                  elem_id="size")
             colour = gr.Radio(["none", "luminance", "histogram"], value="none",
                               label="Preserve the photo's colours", elem_id="colour")

@@ -182,8 +182,9 @@ class Stylizer:
         from impasto.style.pipeline import network_metadata
 
         req.check()
+        photo = _load(content, self.max_pixels)
         for p in req.paintings:  # a bad painting is refused now, whichever path runs
-            load_image(p, max_pixels=self.max_pixels)
+            _load(p, self.max_pixels)
         if req.model:
             model = self.fast_style(req.model)
             transform = model.transform(precision="auto", compile="off",
@@ -200,7 +201,7 @@ class Stylizer:
                 return None
             from impasto.io import resize, to_tensor
 
-            images = [load_image(p, max_pixels=self.max_pixels) for p in req.paintings]
+            images = [_load(p, self.max_pixels) for p in req.paintings]
             styles = [to_tensor(resize(im, longest=STYLE_SIZE) if max(im.size) > STYLE_SIZE
                                 else im) for im in images]
             transform = ada.transform(styles, alpha=req.strength, weights=req.weights,
@@ -214,8 +215,7 @@ class Stylizer:
             method = "adain"
         else:
             raise InputError("choose a style: a model from the gallery, or upload a painting")
-        path = apply_image(transform, content, out, size=req.size, max_pixels=self.max_pixels,
-                           metadata=meta)
+        path = apply_image(transform, photo, out, size=req.size, max_pixels=None, metadata=meta)
         return Result(path, load_image(path), method, caption, meta)
 
     # -- the refinement
@@ -247,9 +247,9 @@ class Stylizer:
             settings.update(iterations=tuple(coarse + [iterations]) if n > 1 else iterations)
         config = GatysConfig(**settings)
         config.validate(len(req.paintings))
-        photo = load_image(content, max_pixels=self.max_pixels)
-        styles = [load_image(p, max_pixels=self.max_pixels) for p in req.paintings]
-        init = None if start is None else load_image(start, max_pixels=self.max_pixels)
+        photo = _load(content, self.max_pixels)
+        styles = [_load(p, self.max_pixels) for p in req.paintings]
+        init = None if start is None else _load(start, self.max_pixels)
         transfer = GatysStyleTransfer(config, encoder=self.gatys_encoder())
 
         def on_step(info: Any) -> None:
@@ -267,6 +267,17 @@ class Stylizer:
         meta = gatys_metadata(config, content_name, [Path(p).name for p in req.paintings])
         path = save_image(image, out, metadata=meta)
         return Result(path, image, "gatys", f"Gatys, {iterations} iterations", meta)
+
+
+def _load(source: Any, max_pixels: int | None) -> Any:
+    """:func:`~impasto.io.load_image` with the same checks as the CLI (the decompression-bomb
+    guard included); its messages name the file, not the server's folders."""
+    try:
+        return load_image(source, max_pixels=max_pixels)
+    except InputError as e:
+        if not isinstance(source, (str, Path)):
+            raise
+        raise InputError(str(e).replace(str(source), Path(source).name)) from None
 
 
 def _network_colour(mode: str) -> str:
