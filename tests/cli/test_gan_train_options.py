@@ -12,7 +12,7 @@ import pytest
 
 from impasto.cli import build_parser, main
 from impasto.cli._args import refuse_foreign
-from impasto.cli.gan_train import ARCH_OPTIONS, LOSS_OPTIONS
+from impasto.cli.gan_train import ARCH_OPTIONS, LOSS_OPTIONS, TRACKING_OPTIONS
 
 ARCHS = ("dcgan", "sngan", "pggan")
 FIXED = {"dcgan", "sngan"}
@@ -39,7 +39,8 @@ OPTIONS = {
     "--diffaugment": (["color"], FIXED),
     "--d-norm": (["layer"], {"dcgan"}),
 }
-# Options every architecture takes (--gp-weight: every one with the WGAN-GP loss, below).
+# Options every architecture takes (--gp-weight: every one with the WGAN-GP loss, and
+# --metric-every, --metric-samples: every one with --metric; below).
 EVERY_ARCH = {
     "--run", "-o", "--resume", "--arch", "--resolution", "--channels", "--z-dim", "--lr",
     "--lr-g", "--lr-d", "--betas", "--ema-kimg", "--ema-beta", "--ema-rampup", "--batch-size",
@@ -87,7 +88,10 @@ def test_the_table_covers_every_gan_train_option():
     assert flags == set(OPTIONS) | EVERY_ARCH
     assert {flag for flag, _ in ARCH_OPTIONS.only.values()} == set(OPTIONS)
     assert len(_table()) == 11 * 2 + 7 * 1 + 1 * 2  # 31 refusals
-    for dest in (*ARCH_OPTIONS.only, *LOSS_OPTIONS.only):  # given is known
+    assert {flag for flag, _ in LOSS_OPTIONS.only.values()} == {"--gp-weight"}
+    assert {flag for flag, _ in TRACKING_OPTIONS.only.values()} == {"--metric-every",
+                                                                    "--metric-samples"}
+    for dest in (*ARCH_OPTIONS.only, *LOSS_OPTIONS.only, *TRACKING_OPTIONS.only):
         assert next(a for a in _parser()._actions if a.dest == dest).default is argparse.SUPPRESS
 
 
@@ -127,6 +131,16 @@ def test_gp_weight_is_taken_with_wgan_gp(argv, tmp_path):
     assert "--gp-weight" not in line and "no-data" in line  # it got as far as the data
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("flag", ["--metric-every", "--metric-samples"])
+def test_metric_options_need_a_tracked_metric(arch, flag, tmp_path):
+    line = _one_line_error(["--arch", arch, flag, "16"], tmp_path)
+    assert (f"gan train: {flag} applies to a tracked metric (--metric), not to a run without "
+            "--metric") in line
+    line = _one_line_error(["--arch", arch, "--metric", "swd", flag, "16"], tmp_path)
+    assert "applies to" not in line and "no-data" in line  # it got as far as the data
+
+
 def _checkpoint(tmp_path, arch: str, loss: str):
     from impasto.train import save_checkpoint
 
@@ -144,6 +158,8 @@ def _checkpoint(tmp_path, arch: str, loss: str):
                                    "--arch pggan"),
     ("dcgan", ["--widths", "8,8"], "--widths applies to --arch pggan, not to --arch dcgan"),
     ("sngan", ["--gp-weight", "1"], "--gp-weight applies to --loss wgan-gp, not to --loss hinge"),
+    ("dcgan", ["--metric-every", "5"], "--metric-every applies to a tracked metric"),
+    ("pggan", ["--metric-samples", "64"], "--metric-samples applies to a tracked metric"),
 ])
 def test_on_resume_the_runs_arch_and_loss_decide(arch, argv, expected, tmp_path, capsys):
     run = _checkpoint(tmp_path, arch, "wgan-gp" if arch == "pggan" else

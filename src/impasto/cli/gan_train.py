@@ -167,7 +167,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     given = _given(args)
     if args.resume is None:
-        _refuse_loss_options(args, given)
+        _refuse_by_settings(args, given)
         _need_data_and_run(given)
         return GanTrainConfig(**given), None
 
@@ -177,7 +177,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         if f"gan/{settings.get('arch')}" != kind:
             raise InputError(f"{ckpt_path} is a '{kind}' checkpoint, not "
                              f"'gan/{settings.get('arch')}'")
-        _refuse_loss_options(args, settings)
+        _refuse_by_settings(args, settings)
 
     # A new length replaces the old one; a new loss picks its own optimiser defaults.
     resets = {"kimg": ("kimg", "steps"), "steps": ("kimg", "steps"),
@@ -273,13 +273,23 @@ LOSS_OPTIONS = MethodOptions.of(
 )
 
 
-def _refuse_loss_options(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    """Refuses the options of other losses than the one of ``settings`` (the options given,
-    over a resumed run's settings): given, else the architecture's default."""
+#: The options of a tracked metric (--metric).
+TRACKING_OPTIONS = MethodOptions.of(
+    "gan train", {"tracked": "a tracked metric (--metric)", "untracked": "a run without --metric"},
+    (("tracked",), {"metric_every": "--metric-every", "metric_samples": "--metric-samples"}),
+)
+
+
+def _refuse_by_settings(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Refuses the options of another loss than that of ``settings`` (the options given, over
+    a resumed run's settings; a fixed-size GAN's loss given, else the architecture's default,
+    PGGAN's WGAN-GP), and the tracked metric's options without one."""
     arch = settings.get("arch", _choices.GAN_TRAIN["arch"])
-    loss = settings.get("loss") or _choices.GAN_ARCH_DEFAULTS.get(arch, (None,))[0]
+    loss = "wgan-gp" if arch == "pggan" else \
+        settings.get("loss") or _choices.GAN_ARCH_DEFAULTS.get(arch, (None,))[0]
     if loss in LOSS_OPTIONS.methods:
         refuse_foreign(args, loss, LOSS_OPTIONS)
+    refuse_foreign(args, "tracked" if settings.get("metric") else "untracked", TRACKING_OPTIONS)
 
 
 def _add_pggan_options(p: argparse.ArgumentParser) -> None:
@@ -360,6 +370,7 @@ def _pggan_config(args: argparse.Namespace) -> tuple[Any, str | None]:
                     base.pop(key, None)
     else:
         _need_data_and_run(given)
+    _refuse_by_settings(args, {**base, **given, "arch": "pggan"})
     schedule = dict(base.get("schedule") or {})
     if hasattr(args, "schedule_preset") or not schedule:
         preset = SCHEDULE_PRESETS[getattr(args, "schedule_preset", "paper")]()
