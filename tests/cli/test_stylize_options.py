@@ -18,11 +18,13 @@ from impasto.cli.stylize import METHOD_OPTIONS
 GATYS = "Gatys (the default method)"
 FAST = "per-style networks (--model)"
 ADAIN = "AdaIN (--method adain)"
+INSTANT = "instant styles (--method instant, --preset)"
 
 BASE = {
     "gatys": ["stylize", "c.png", "-s", "s.png"],
     "fast": ["stylize", "c.png", "--model", "m.pt"],
     "adain": ["stylize", "c.png", "--method", "adain", "--decoder", "d.pt", "-s", "s.png"],
+    "instant": ["stylize", "c.png", "--method", "instant", "-s", "s.png"],
 }
 
 # Each method-specific option with a valid value, and the methods it belongs to.
@@ -45,21 +47,22 @@ OPTIONS = {
     "--seed": (["1"], {"gatys"}),
     "--save-every": (["5"], {"gatys"}),
     "--vgg": (["torchvision"], {"gatys"}),
-    "--style-blend-weights": (["1"], {"gatys", "adain"}),
+    "--style-blend-weights": (["1"], {"gatys", "adain", "instant"}),
+    "--strength": (["0.5"], {"instant"}),
     "--vgg-weights": (["w.pth"], {"gatys", "adain"}),
     "--alpha": (["0.5"], {"adain"}),
     "--mask": (["m.png"], {"gatys", "adain"}),
     "--style-size": (["64"], {"adain"}),
-    "--batch-size": (["2"], {"fast", "adain"}),
-    "--tile": (["64"], {"gatys", "fast", "adain"}),
+    "--batch-size": (["2"], {"fast", "adain", "instant"}),
+    "--tile": (["64"], {"gatys", "fast", "adain", "instant"}),
     "--compile": ([], {"fast", "adain"}),
     "--export": (["onnx"], {"fast", "adain"}),
 }
 # Options every method takes, or that choose the method.
 EVERY_METHOD = {"-s", "-o", "--size", "--max-pixels", "--preserve-color", "--device",
-                "--precision", "-q", "--model", "--method", "--decoder"}
+                "--precision", "-q", "--model", "--method", "--decoder", "--preset"}
 
-NAMES = {"gatys": GATYS, "fast": FAST, "adain": ADAIN}
+NAMES = {"gatys": GATYS, "fast": FAST, "adain": ADAIN, "instant": INSTANT}
 # The refusals that keep their own wording (they name the method as well).
 OWN_WORDS = {("gatys", "--export"): "--export needs a network: --model FILE or --method adain"}
 
@@ -71,7 +74,9 @@ def _table():
         for flag, (_, owners) in OPTIONS.items():
             if method in owners:
                 continue
-            owner_names = " and ".join(NAMES[m] for m in NAMES if m in owners)
+            names = [NAMES[m] for m in NAMES if m in owners]
+            owner_names = (names[0] if len(names) == 1
+                           else f"{', '.join(names[:-1])} and {names[-1]}")
             expected = OWN_WORDS.get((method, flag),
                                      f"{flag} applies to {owner_names}, not to {NAMES[method]}")
             rows.append((method, flag, expected))
@@ -101,7 +106,10 @@ def test_the_table_covers_every_stylize_option():
     flags = {a.option_strings[0] for a in parser._actions
              if a.option_strings and not isinstance(a, argparse._HelpAction)}
     assert flags == set(OPTIONS) | EVERY_METHOD
-    assert len(_table()) == 18 * 2 + 3 * 1 + 2 * 2 + 3 * 1
+    # 18 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights and
+    # --mask by 2, --alpha and --style-size by 3, --strength by 3, --batch-size by 1,
+    # --compile and --export by 2
+    assert len(_table()) == 18 * 3 + 1 + 2 * 2 + 2 * 3 + 3 + 1 + 2 * 2
 
 
 @pytest.mark.parametrize("method, flag, expected", _table())

