@@ -23,8 +23,10 @@ def _is_single(x: Any) -> bool:
 
 def stylize(
     content: ImageLike,
-    style: ImageLike | Sequence[ImageLike],
+    style: ImageLike | Sequence[ImageLike] | None = None,
     *,
+    method: str | None = None,
+    preset: Any = None,
     init_image: ImageLike | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     abort: Callable[[], bool] | None = None,
@@ -48,7 +50,36 @@ def stylize(
         import impasto
         out = impasto.stylize("photo.jpg", "starry_night.jpg", size=384, seed=1)
         out.save("out.png")
+
+    ``method="instant"`` (or a ``preset``) uses the pretrained instant networks instead
+    (:class:`~impasto.style.instant.InstantStyle`, Ghiasi et al. 2017 / Dumoulin et al.
+    2017): the result in well under a second at the content's own size. Its options:
+    ``strength``, ``style_blend_weights``, ``size``, ``tile``, ``precision``, ``device``,
+    ``preserve_color`` (``"none"`` or ``"luminance"``), ``seed``::
+
+        out = impasto.stylize("photo.jpg", "painting.jpg", method="instant", strength=0.8)
+        out = impasto.stylize("photo.jpg", preset="starry-blue")   # or 19, "3:0.5,12:0.5"
     """
+    if method not in (None, "gatys", "instant"):
+        from impasto.errors import InputError
+
+        raise InputError(f"unknown method {method!r}; use 'gatys' or 'instant'")
+    if method == "instant" or (method is None and preset is not None):
+        from impasto.style.instant.pipeline import instant_stylize
+
+        given = {"init_image": init_image, "callback": callback, "abort": abort,
+                 "transfer": transfer, "masks": masks}
+        return instant_stylize(content, style, preset=preset, max_pixels=max_pixels,
+                               refuse=[k for k, v in given.items() if v is not None],
+                               **options)
+    if preset is not None:
+        from impasto.errors import InputError
+
+        raise InputError("a preset is an instant style: use method='instant'")
+    if style is None:
+        from impasto.errors import InputError
+
+        raise InputError("give a style image (or a preset, for the instant styles)")
     styles = [style] if _is_single(style) else list(style)
     config = GatysConfig(**options) if transfer is None else transfer.config
     if transfer is not None and options:

@@ -28,6 +28,7 @@ style prediction runs in fp32.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -55,7 +56,7 @@ from impasto.nets.magenta_onnx import (
 )
 from impasto.style.instant.presets import Preset, parse_preset
 
-__all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "square_crop"]
+__all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "instant_stylize", "square_crop"]
 
 #: What :meth:`InstantStyle.__call__` returns when asked: an RGB PIL image or a tensor.
 OUTPUTS = ("pil", "tensor")
@@ -304,3 +305,48 @@ class InstantStyle:
 
     def __repr__(self) -> str:
         return f"InstantStyle(source={self.source!r}, device={str(self.device)!r})"
+
+
+#: The keyword options :func:`instant_stylize` takes (``impasto.stylize(method="instant")``).
+STYLIZE_OPTIONS = ("strength", "style_blend_weights", "size", "tile", "precision", "device",
+                   "preserve_color", "seed")
+
+
+@functools.lru_cache(maxsize=2)
+def _shared(device: str) -> InstantStyle:
+    """One :class:`InstantStyle` per device for :func:`instant_stylize` (loading the three
+    ONNX files takes about a second)."""
+    return InstantStyle.from_file(device=device)
+
+
+def instant_stylize(content: Any, style: Any = None, *, preset: Any = None,
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS, refuse: Sequence[str] = (),
+                    **options: Any) -> Any:
+    """``impasto.stylize(..., method="instant")``: ``content`` styled by ``style`` (one image
+    or a list, blended by ``style_blend_weights``) or a ``preset``; an RGB PIL image at the
+    content's size (``size``: its longest side first). Options: :data:`STYLIZE_OPTIONS`
+    (``preserve_color="luminance"`` puts the content's colours back, Gatys et al. 2017).
+    ``refuse``: arguments the caller was given that the instant styles do not take (one-line
+    :class:`InputError` naming the first)."""
+    unknown = [k for k in options if k not in STYLIZE_OPTIONS]
+    if refuse or unknown:
+        name = (list(refuse) + unknown)[0]
+        raise InputError(f"method 'instant' takes no {name}; its options: "
+                         f"{', '.join(STYLIZE_OPTIONS)}")
+    colour = options.get("preserve_color", "none")
+    if colour not in ("none", "luminance"):
+        raise InputError(f"the instant styles preserve colour as 'none' or 'luminance', "
+                         f"not {colour!r}")
+    inst = _shared(str(options.get("device", "auto")))
+    img = load_image(content, max_pixels=max_pixels)
+    if options.get("size"):
+        img = resize(img, longest=options["size"])
+    x = to_tensor(img)
+    y = inst(x, style, preset=preset, weights=options.get("style_blend_weights"),
+             strength=options.get("strength", 1.0), tile=options.get("tile"),
+             precision=options.get("precision"), max_pixels=max_pixels, output="tensor")
+    if colour == "luminance":
+        from impasto.style.color import combine_luminance
+
+        y = combine_luminance(y, x.to(y.device))
+    return to_pil(y[0])
