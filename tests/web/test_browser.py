@@ -119,6 +119,11 @@ def _set_number(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
+def _set_dropdown(page, elem_id: str, text: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=text).click()
+
+
 def _seconds_per_iteration(progress: str) -> float:
     """From the progress line "12/500 iterations · about 1 min 4 s left · ..."."""
     m = re.search(r"(\d+)/(\d+) iterations · about (?:(\d+) min )?(\d+) s left", progress)
@@ -143,20 +148,34 @@ def test_studio_in_a_browser(server, browser, artifacts, tmp_path):
     page.wait_for_timeout(1500)  # gradio holds a connection open: never "networkidle"
     assert outside == [], outside
 
-    # -- a photo: the per-style network's result at once, the CLI's pixels
+    # -- a photo: the default built-in style's result at once
     page.locator("#content input[type=file]").set_input_files(str(runs / "photo.png"))
     page.wait_for_selector("#result img", state="visible")
     page.wait_for_selector("#download", state="visible")
+    assert "19 starry-blue, at once" in page.locator("#message").inner_text()
+    src, shown = _image_at(page, "#result img")
+    assert shown.size == (512, 341)
+    photo = np.asarray(Image.open(runs / "photo.png").resize((512, 341)), np.int16)
+    assert np.abs(np.asarray(shown.convert("RGB"), np.int16) - photo).mean() > 20  # stylised
+    page.screenshot(path=str(artifacts / "studio-stylize.png"))
+
+    # -- a per-style network from the gallery: the CLI's pixels
+    page.locator("#styles .thumbnail-item").last.click()
+    page.wait_for_function(f"document.querySelector('#result img').src != {src!r}")
+    page.wait_for_function("document.querySelector('#message').innerText.includes('stripes')")
     _, shown = _image_at(page, "#result img")
     cli = tmp_path / "cli.png"
     assert main(["stylize", str(runs / "photo.png"), "--model", str(runs / "styles/stripes.pt"),
                  "--size", "512", "-o", str(cli), "--device", "cpu", "-q"]) == 0
-    assert shown.size == (512, 341)
     assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(Image.open(cli)))
-    page.screenshot(path=str(artifacts / "studio-stylize.png"))
+
+    # -- your painting: the instant arbitrary style
+    _set_dropdown(page, "style", "your painting(s)")
+    page.locator("#paintings input[type=file]").set_input_files(str(runs / "painting.png"))
+    page.wait_for_function("document.querySelector('#message').innerText.includes('your "
+                           "painting, at once')")
 
     # -- Refine from the result, then Cancel
-    page.locator("#paintings input[type=file]").set_input_files(str(runs / "painting.png"))
     _set_number(page, "size", 64)
     _set_number(page, "iterations", 500)
     before = page.locator("#result img").get_attribute("src")

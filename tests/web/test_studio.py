@@ -21,7 +21,7 @@ from impasto.errors import InputError
 from impasto.io import read_png_metadata
 from impasto.web.catalog import resolve_under, scan
 from impasto.web.offline import OFFLINE_ENV, apply_offline_env, is_loopback, public_warning
-from impasto.web.studio import Studio, StudioOptions, progress_html
+from impasto.web.studio import Studio, StudioOptions, progress_html, style_request
 from impasto.web.stylize import StyleRequest, Stylizer, parse_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -32,12 +32,16 @@ def runs(tmp_path_factory) -> Path:
     return make_runs(tmp_path_factory.mktemp("runs"))
 
 
+@pytest.fixture(scope="module")
+def stylizer(runs):
+    """One for the module: it keeps the pipelines it loaded (the instant networks)."""
+    return Stylizer(scan(runs), device="cpu", gatys_encoder=tiny_vgg(), preview_every=2)
+
+
 @pytest.fixture
-def studio(runs, tmp_path):
-    catalog = scan(runs)
-    stylizer = Stylizer(catalog, device="cpu", gatys_encoder=tiny_vgg(), preview_every=2)
+def studio(runs, stylizer, tmp_path):
     s = Studio(StudioOptions(runs=runs, max_jobs=1, device="cpu", temp_dir=tmp_path),
-               catalog=catalog, stylizer=stylizer)
+               catalog=stylizer.catalog, stylizer=stylizer)
     yield s
     s.close()
 
@@ -90,9 +94,44 @@ def test_instant_result_is_the_cli_file(studio, runs, tmp_path):
     assert [x.path for x in studio.session("s1").results] == [r.path, plain.path]
 
 
-def test_paintings_without_a_decoder_leave_it_to_refine(studio, runs):
+def test_instant_results_are_the_pipeline_s(studio, stylizer, runs):
+    # Presets and paintings through the studio give InstantStyle's own pixels.
+    from impasto.io import resize, to_pil, to_tensor
+    from impasto.style.color import combine_luminance
+    from impasto.style.instant import parse_preset, preset_label
+
+    inst = stylizer.instant()
+    photo_path, style = runs / "photo.png", runs / "painting.png"
+    r = studio.stylize_now("s", str(photo_path),
+                           style_request("preset:19", None, "", 0.7, 80, "none"))
+    want = inst(photo_path, preset=19, strength=0.7, size=80, output="pil")
+    assert r.method == "instant" and np.array_equal(_pixels(r.path), np.asarray(want))
+    meta = read_png_metadata(r.path)
+    assert meta["preset"] == preset_label(parse_preset(19)) == "19 starry-blue"
+    settings = json.loads(meta["settings"])
+    assert (settings["method"], settings["strength"], settings["size"]) == ("instant", 0.7, 80)
+
+    two = style_request("", [str(style), str(photo_path)], "3, 1", 0.8, 80, "none")
+    r2 = studio.stylize_now("s", str(photo_path), two)
+    want2 = inst(photo_path, [style, photo_path], weights=[3, 1], strength=0.8, size=80,
+                 output="pil")
+    assert np.array_equal(_pixels(r2.path), np.asarray(want2))
+    meta2 = read_png_metadata(r2.path)
+    assert json.loads(meta2["style"]) == ["painting.png", "photo.png"]
+    assert json.loads(meta2["settings"])["style_blend_weights"] == [3.0, 1.0]
+
+    lum = studio.stylize_now("s", str(photo_path),
+                             style_request("", [str(style)], "", 1, 80, "luminance"))
+    x = to_tensor(resize(Image.open(photo_path).convert("RGB"), longest=80))
+    want3 = to_pil(combine_luminance(inst(x, style, output="tensor"), x))
+    assert np.abs(_pixels(lum.path) - np.asarray(want3, np.int16)).max() <= 1
+    assert np.abs(_pixels(lum.path) - _pixels(
+        studio.stylize_now("s", str(photo_path),
+                           style_request("", [str(style)], "", 1, 80, "none")).path)).mean() > 1
+
+
+def test_bad_input_is_one_line(studio, runs):
     req = StyleRequest(paintings=[str(runs / "painting.png")], size=64)
-    assert studio.stylize_now("s", str(runs / "photo.png"), req) is None
     with pytest.raises(InputError, match="upload a photo"):
         studio.stylize_now("s", None, req)
     with pytest.raises(InputError, match="choose a style"):
@@ -104,6 +143,25 @@ def test_paintings_without_a_decoder_leave_it_to_refine(studio, runs):
     with pytest.raises(InputError, match="2 blend weights for 1"):
         parse_weights("1, 2", 1)
     assert parse_weights(" ", 3) is None and parse_weights("1;3", 2) == [1.0, 3.0]
+    with pytest.raises(InputError, match="unknown preset|preset"):
+        studio.stylize_now("s", str(runs / "photo.png"), StyleRequest(preset="nope"))
+    with pytest.raises(InputError, match="Refine runs Gatys on a painting"):
+        studio.start_refine("s", str(runs / "photo.png"), None, StyleRequest(preset="3"), 10)
+
+
+def test_the_style_menu(studio):
+    styles = studio.styles()
+    presets = [st for st in styles if st.value.startswith("preset:")]
+    assert len(presets) == 26 and presets[19].label == "19 starry-blue"
+    assert all(st.thumbnail is not None and st.thumbnail.size == (96, 96) for st in presets)
+    models = [st for st in styles if st.value.startswith("model:")]
+    assert [st.value for st in models] == ["model:styles/stripes.pt"]
+    assert models[0].thumbnail.size == (64, 64) and styles[-1].value == ""
+    req = style_request("model:styles/stripes.pt", ["x.png"], "1", 0.5, 256, "luminance")
+    assert (req.model, req.preset, list(req.paintings), req.size) == (
+        "styles/stripes.pt", None, [], 256)
+    req = style_request("", ["a.png", "b.png"], "1,2", 0.5, 256.0, "none")
+    assert (req.model, req.preset, req.weights, req.strength) == (None, None, [1.0, 2.0], 0.5)
 
 
 def test_refine_runs_gatys_from_the_result_with_previews(studio, runs, tmp_path):

@@ -25,17 +25,19 @@ def add_parser(sub: Any) -> None:
         "serve",
         help="the web studio: stylise, refine and generate from a browser",
         description="Serve the studio, a web page over the same pipelines as the command "
-        "line: stylise a photo at once with a trained network, refine it with Gatys (live "
-        "preview, cancel), sample from GANs. Fully offline; listens on this machine only "
-        "unless --host says otherwise. Needs pip install 'impasto[web]'.",
+        "line: stylise a photo at once (26 built-in styles, any painting, your per-style "
+        "networks), refine it with Gatys (live preview, cancel), sample from GANs. Fully "
+        "offline; listens on this machine only unless --host says otherwise. Needs pip "
+        "install 'impasto[web]'.",
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; another "
                    "address is warned about: the studio has no login)")
     p.add_argument("--port", type=_port, default=7860, help="port (default 7860)")
     p.add_argument("--runs", default=None, metavar="DIR",
-                   help="folder of trained models the studio offers: per-style model files, "
-                   "AdaIN decoders, GAN model files and run folders (default: none)")
+                   help="folder of trained models the studio offers besides the built-in "
+                   "styles: per-style model files, GAN model files and run folders (default: "
+                   "none)")
     p.add_argument("--max-jobs", type=int_at_least(1), default=None, metavar="N",
                    help="heavy jobs (refinements) at once; the rest wait in a queue "
                    "(default: one per two cores)")

@@ -6,6 +6,8 @@ All images are RGB ``(N, 3, H, W)`` tensors in ``[0, 1]``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -72,6 +74,20 @@ def combine_luminance(luma_rgb: Tensor, chroma_from: Tensor) -> Tensor:
     y = luminance(luma_rgb)
     iq = rgb_to_yiq(chroma_from)[:, 1:]
     return yiq_to_rgb(torch.cat([y, iq], dim=1)).clamp(0, 1)
+
+
+def keep_colours(transform: Any) -> Any:
+    """A batch function that restyles with ``transform`` (``(N, 3, H, W) -> (N, 3, H, W)`` in
+    ``[0, 1]``) and puts each input's chroma back (colour preservation by luminance, Gatys et
+    al. 2017). It keeps the transform's ``precision`` and ``expect`` (a runner's)."""
+
+    def apply(x: Tensor) -> Tensor:
+        return combine_luminance(transform(x), x)
+
+    for name in ("expect", "precision"):
+        if hasattr(transform, name):
+            setattr(apply, name, getattr(transform, name))
+    return apply
 
 
 def match_color(source: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:

@@ -182,10 +182,11 @@ def network_metadata(
     alpha: float | None = None,
     style_blend_weights: Sequence[float] | None = None,
     mask: Sequence[str] | None = None,
+    strength: float | None = None,
     **labels: str | None,
 ) -> dict[str, str]:
     """The metadata of a feed-forward network's result (``method``: ``"fast"`` for a per-style
-    network, ``"adain"``, ...): the impasto version, the content's name, the settings (JSON)
+    network, ``"adain"``, ``"instant"``): the impasto version, the content's name, the settings (JSON)
     and ``labels`` such as ``model=``/``decoder=`` (the file's name) and ``style=`` (empty
     ones are left out)."""
     from impasto import __version__
@@ -194,6 +195,8 @@ def network_metadata(
                 "preserve_color": preserve_color, "size": size,
                 "style_blend_weights": list(style_blend_weights) if style_blend_weights else None,
                 "mask": list(mask) if mask else None}
+    if strength is not None:  # the instant styles' (absent for the methods without one)
+        settings["strength"] = strength
     return {"impasto": __version__, "content": content, "settings": json.dumps(settings),
             **{k: v for k, v in labels.items() if v}}
 

@@ -20,7 +20,7 @@ __all__ = ["serve"]
 def serve(host: str = "127.0.0.1", port: int = 7860, runs: str | None = None,
           max_jobs: int | None = None, *, device: str = "auto") -> int:
     """Serve the studio on ``host:port`` until interrupted; returns 0. ``runs``: the folder of
-    trained models (per-style networks, AdaIN decoders, GANs); ``max_jobs``: heavy jobs at
+    trained models (per-style networks, GANs); ``max_jobs``: heavy jobs at
     once (default one per two cores)."""
     from impasto.web.offline import apply_offline_env, public_warning
 
@@ -41,6 +41,9 @@ def serve(host: str = "127.0.0.1", port: int = 7860, runs: str | None = None,
     found = len(studio.catalog.entries)
     print(f"impasto serve: {found} model(s) under {runs}; at most {options.max_jobs} heavy "
           f"job(s) at once; files in {studio.root}", file=sys.stderr)
+    import threading
+
+    threading.Thread(target=studio.warm_up, name="impasto-warm-up", daemon=True).start()
     try:
         from impasto.web.app import launch
 

