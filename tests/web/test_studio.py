@@ -94,7 +94,7 @@ def test_instant_result_is_the_cli_file(studio, runs, tmp_path):
     assert [x.path for x in studio.session("s1").results] == [r.path, plain.path]
 
 
-def test_instant_results_are_the_pipeline_s(studio, stylizer, runs):
+def test_instant_results_are_the_pipeline_s(studio, stylizer, runs, tmp_path):
     # Presets and paintings through the studio give InstantStyle's own pixels.
     from impasto.io import resize, to_pil, to_tensor
     from impasto.style.color import combine_luminance
@@ -103,6 +103,14 @@ def test_instant_results_are_the_pipeline_s(studio, stylizer, runs):
     inst = stylizer.instant()
     photo_path, style = runs / "photo.png", runs / "painting.png"
     r = studio.stylize_now("s", str(photo_path),
+                           style_request("preset:19", None, "", 0.7, 80, "luminance"))
+    cli = tmp_path / "cli.png"  # the command line's file: the same pixels and metadata
+    assert main(["stylize", str(photo_path), "--preset", "19", "--strength", "0.7",
+                 "--size", "80", "--preserve-color", "luminance", "-o", str(cli),
+                 "--device", "cpu", "-q"]) == 0
+    assert np.array_equal(_pixels(r.path), _pixels(cli))
+    assert read_png_metadata(r.path) == read_png_metadata(cli)
+    r = studio.stylize_now("s", str(photo_path),
                            style_request("preset:19", None, "", 0.7, 80, "none"))
     want = inst(photo_path, preset=19, strength=0.7, size=80, output="pil")
     assert r.method == "instant" and np.array_equal(_pixels(r.path), np.asarray(want))
@@ -110,6 +118,7 @@ def test_instant_results_are_the_pipeline_s(studio, stylizer, runs):
     assert meta["preset"] == preset_label(parse_preset(19)) == "19 starry-blue"
     settings = json.loads(meta["settings"])
     assert (settings["method"], settings["strength"], settings["size"]) == ("instant", 0.7, 80)
+    assert "alpha" not in settings
 
     two = style_request("", [str(style), str(photo_path)], "3, 1", 0.8, 80, "none")
     r2 = studio.stylize_now("s", str(photo_path), two)

@@ -496,11 +496,8 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         method, src.name if src else "", precision=precision,
         alpha=args.alpha if method == "adain" else None, preserve_color=args.preserve_color,
         size=args.size, style_blend_weights=weights,
-        mask=[Path(m).name for m in args.mask] if args.mask else None, **label)
-    if method == "instant":  # strength in place of AdaIN's alpha
-        settings = json.loads(metadata["settings"])
-        del settings["alpha"]
-        metadata["settings"] = json.dumps({**settings, "strength": args.strength})
+        mask=[Path(m).name for m in args.mask] if args.mask else None,
+        strength=args.strength if method == "instant" else None, **label)
     progress = not args.quiet
     if kind == "image":
         apply_image(transform, src, out, size=args.size, max_pixels=max_pixels,

@@ -195,7 +195,9 @@ def network_metadata(
                 "preserve_color": preserve_color, "size": size,
                 "style_blend_weights": list(style_blend_weights) if style_blend_weights else None,
                 "mask": list(mask) if mask else None}
-    if strength is not None:  # the instant styles' (absent for the methods without one)
+    if strength is not None:  # the instant styles' strength, in place of AdaIN's alpha
+        if alpha is None:
+            del settings["alpha"]
         settings["strength"] = strength
     return {"impasto": __version__, "content": content, "settings": json.dumps(settings),
             **{k: v for k, v in labels.items() if v}}
