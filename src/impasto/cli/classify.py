@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     out_json = _check_json_path(args.json) if args.json else None
     model = load_classifier(args.model, device=args.device, which=_which(args))
     result = evaluate(model, args.data, args.labels, batch_size=args.batch_size)
+    if not math.isfinite(result.loss):
+        raise InputError(_diverged_model(args.model, f"mean loss {result.loss}"))
     report = format_report(result)
     print(report.splitlines()[0] if args.quiet else report)
     if plot is not None:
@@ -335,6 +338,13 @@ def _run_eval(args: argparse.Namespace) -> int:
             if path is not None:
                 print(f"wrote {what} {path}", file=sys.stderr)
     return 0
+
+
+def _diverged_model(model: str, what: str) -> str:
+    """The refusal of a model whose outputs are NaN or infinite (finite weights can overflow:
+    a checkpoint written before the guard checked evaluations)."""
+    return (f"{model}: the model's outputs are NaN or infinite ({what}): the training had "
+            "diverged when it was written; use an earlier checkpoint")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -353,6 +363,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     for i in range(0, len(paths), chunk):
         part = paths[i : i + chunk]
         top = predict_topk(model, load_images(model, part), args.top)
+        if not all(math.isfinite(q) for t in top for _, q in t):
+            raise InputError(_diverged_model(args.model, "probabilities nan"))
         rows += [{"image": str(p), "top": [{"class": c, "p": q} for c, q in t]}
                  for p, t in zip(part, top)]
     if args.json:

@@ -379,18 +379,28 @@ class Run(Generic[P]):
         return self.save(metric=metric, **extra)
 
     def save(self, *, metric: float | None = None, **extra: Any) -> Path | None:
-        """Write a checkpoint now (see :meth:`checkpoint`)."""
+        """Write a checkpoint now (see :meth:`checkpoint`). Refused with
+        :class:`~impasto.train.NonFiniteLossError` (nothing written) when the losses, ``metric``,
+        a number in ``extra`` (an evaluation's loss) or a tracked network's parameters or
+        buffers are NaN or infinite: a checkpoint on disk is always a good one."""
         if self._pending is not None:  # losses not read yet: read them first (NaN guard)
             keys, vec = self._pending
             self._pending = None
             self.stats, _ = self._read(keys, vec, False)
-        if metric is not None and not math.isfinite(float(metric)):
-            name = self.manager.best_metric or "metric"
-            raise NonFiniteLossError(name, float(metric), self.step, self.last_checkpoint)
-        for name, model in self._models.items():
-            module = getattr(model, "model", model)  # an EMA holds its module
-            if isinstance(module, nn.Module):
-                check_finite_state(module, name, self.step, self.last_checkpoint)
+        try:
+            if metric is not None and not math.isfinite(float(metric)):
+                name = self.manager.best_metric or "metric"
+                raise NonFiniteLossError(name, float(metric), self.step, self.last_checkpoint)
+            bad = _first_non_finite(extra)  # an evaluation's loss, say: val={"val_loss": nan}
+            if bad is not None:
+                raise NonFiniteLossError(bad[0], bad[1], self.step, self.last_checkpoint)
+            for name, model in self._models.items():
+                module = getattr(model, "model", model)  # an EMA holds its module
+                if isinstance(module, nn.Module):
+                    check_finite_state(module, name, self.step, self.last_checkpoint)
+        except NonFiniteLossError:
+            self.report()  # the step's log row (an evaluation's NaN, say) stays in the logs
+            raise
         world = self.info.world_size
         position = ({"epoch": self.batches.epoch, "pos": self.batches.pos}
                     if self.batches is not None else {})
@@ -420,3 +430,24 @@ class Run(Generic[P]):
         if self._progress is not None and make_progress is not None and self.info.is_main:
             self._progress(make_progress(self))
 
+
+def _first_non_finite(value: Any, name: str = "") -> tuple[str, float] | None:
+    """``(name, value)`` of the first NaN or infinite number in ``value`` (floats and floating
+    tensors, inside dicts, lists and tuples; ``name`` is the innermost dict key), else None."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _first_non_finite(item, str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found = _first_non_finite(item, name)
+            if found is not None:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return name or "value", value
+    elif isinstance(value, Tensor) and value.is_floating_point() and value.numel():
+        finite = torch.isfinite(value.detach())
+        if not bool(finite.all()):
+            return name or "value", float(value.detach()[~finite].flatten()[0])
+    return None
