@@ -20,9 +20,11 @@ The library never imports this package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from impasto import __version__
 from impasto.cli import (
@@ -73,20 +75,27 @@ def _diverged(exc: BaseException) -> bool:
     return guard is not None and isinstance(exc, guard.NonFiniteLossError)
 
 
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """Within the block Ctrl-C raises KeyboardInterrupt (so that a command's clean-ups run)
+    where the entry's quit handler (:mod:`impasto.__main__`) was in place; restored after."""
+    old = signal.getsignal(signal.SIGINT)
+    swap = getattr(old, "impasto_entry", False)
+    if swap:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if swap:
+            signal.signal(signal.SIGINT, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (0 ok, 1 training diverged, 2 bad input,
     130 interrupted)."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-        if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
-            return 2
-        return args.func(args)
+        with _interrupts_raise():
+            return _main(argv)
     except InputError as e:
         msg = " ".join(str(e).split())
         print(msg if msg.startswith("impasto") else f"impasto: error: {msg}", file=sys.stderr)
@@ -99,3 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"impasto: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return args.func(args)

@@ -1,7 +1,8 @@
-"""``python -m impasto.cli`` (and ``torchrun ... -m impasto.cli``): the ``impasto`` command."""
+"""``python -m impasto.cli`` (and ``torchrun ... -m impasto.cli``): the ``impasto`` command
+(see :mod:`impasto.__main__`)."""
 
 import sys
 
-from impasto.cli import main
+from impasto.__main__ import main
 
 sys.exit(main())
