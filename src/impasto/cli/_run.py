@@ -22,7 +22,12 @@ __all__ = [
 ]
 
 STOP_MESSAGE = ("\nimpasto: stopping after this step and saving a checkpoint "
-                "(Ctrl-C again to quit at once)")
+                "(Ctrl-C twice more to quit without it)")
+
+#: What a second Ctrl-C prints: it does not interrupt the step nor the save (the checkpoint is
+#: written to a temporary file and renamed, so finishing it is cheap); a third one quits.
+SAVING_MESSAGE = ("impasto: still finishing the step and saving the checkpoint; Ctrl-C once more "
+                  "to quit without it")
 
 
 def is_main_rank() -> bool:
@@ -79,20 +84,31 @@ class LossBar(ProgressBar):
 def stop_on_sigint(message: str = STOP_MESSAGE, *,
                    rank0_only: bool = False) -> Iterator[dict[str, bool]]:
     """Within the block the first Ctrl-C sets ``state["stop"]`` (the training loop's ``abort``
-    then stops after the current step and saves) and prints ``message`` on stderr (with
-    ``rank0_only``, on rank 0 of a ``torchrun`` job only); a second one raises
-    KeyboardInterrupt. Outside the main thread, where no handler can be set, nothing is done."""
+    then stops after the current step and saves) and prints ``message`` on stderr; a second
+    one does not interrupt that step or save, it prints :data:`SAVING_MESSAGE`; a third one
+    raises KeyboardInterrupt (the command then exits with status 130; a checkpoint being
+    written is left out, its temporary file removed). With ``rank0_only`` only rank 0 of a
+    ``torchrun`` job prints. Data-loader workers (forked: they inherit the handler, and a
+    terminal's Ctrl-C reaches them too) ignore it. Outside the main thread, where no handler
+    can be set, nothing is done."""
     state = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
+    presses = 0
+    speaks = not rank0_only or is_main_rank()
+    owner = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
-        if state["stop"]:
+        nonlocal presses
+        if os.getpid() != owner:  # a forked data-loader worker: the main process decides
+            return
+        presses += 1
+        if presses >= 3:
             raise KeyboardInterrupt
         state["stop"] = True
-        if not rank0_only or os.environ.get("RANK", "0").strip() in ("", "0"):
-            print(message, file=sys.stderr)
+        if speaks:
+            print(message if presses == 1 else SAVING_MESSAGE, file=sys.stderr, flush=True)
 
     old = signal.signal(signal.SIGINT, handler)
     try:

@@ -223,10 +223,11 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 # The first Ctrl-C asks training to stop after the current step (it saves a checkpoint and the
-# model file); a second one interrupts at once (training still writes the model file from the
-# weights as they are). Under ``torchrun`` only rank 0 prints.
+# model file); a second one lets that finish (it says so), a third one quits at once (training
+# still writes the model file from the weights as they are). Under ``torchrun`` only rank 0
+# prints.
 _STOP_MESSAGE = ("\nimpasto: stopping after this step, saving a checkpoint and the model file "
-                 "(Ctrl-C again to quit at once)")
+                 "(Ctrl-C twice more to quit without them)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
