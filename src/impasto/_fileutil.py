@@ -1,11 +1,14 @@
 """Private file helpers shared by every layer (a leaf, like errors): atomic writes, one-line
-messages."""
+messages, the one safe ``torch.load``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +26,16 @@ def reason(exc: BaseException) -> str:
     """A short description of an exception for a one-line message."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True)
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        return refused_pickle(exc) or one_line(found.group(1) if found else text, 200)
+    if isinstance(exc, ValueError):  # numpy with allow_pickle=False (it advises unsafe loading)
+        if text.startswith("This file contains pickled"):
+            return ("no numpy header: another kind of file, or pickled objects, which are not "
+                    "loaded for safety")
+        if "Object arrays cannot be loaded" in text or "Python objects in dtype" in text:
+            return "it holds Python objects (an object array), which are not loaded for safety"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return one_line(first, 200) or type(exc).__name__
 
@@ -102,3 +115,32 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def load_tensors(path: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True, **kwargs)``: tensors and plain data only, never a
+    pickled object's code. torch's warning about a legacy (not zip) file's pickle protocol is
+    silenced: the caller's one-line message (see :func:`refused_pickle`) says what matters."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*pickle protocol", category=UserWarning)
+        return torch.load(path, weights_only=True, **kwargs)
+
+
+def refused_pickle(exc: BaseException) -> str | None:
+    """Why :func:`load_tensors` refused a file, when ``exc`` says it holds more than tensors
+    and plain data (a pickled class or function: the safe reader runs none), in words for a
+    one-line message; None for any other error (a damaged file, say)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds pickled Python objects ({found.group(1)}), not only tensors and plain "
+                "data, and is not loaded for safety")
+    if re.search(r"Unsupported operand", text):
+        return ("it is not a pickle of tensors and plain data only (other objects, or not a "
+                "pickle at all), and is not loaded for safety")
+    return None
+

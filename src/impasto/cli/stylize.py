@@ -246,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
         masks = check_masks(_load_masks(args.mask, max_pixels), len(args.style),
                             config.style_blend_weights)
     transfer = GatysStyleTransfer(config)
-    sizes, _, _ = transfer.plan(
+    sizes, its, min_side = transfer.plan(
         (content.height, content.width),
         [(s.height, s.width) for s in styles],
         style_names=[str(s) for s in args.style],
@@ -258,6 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         if transfer.tiles(hw) is not None:
             raise InputError(f"--mask is not supported in tiles yet, and {hw[1]}x{hw[0]} px "
                              "needs tiles here (or --tile): use a smaller --size")
+    _say_what_runs(config, sizes, its, min_side, init_path)
 
     metadata = gatys_metadata(config, Path(args.content).name, [Path(s).name for s in args.style])
     if masks is not None:
@@ -276,6 +277,22 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _say_what_runs(config: Any, sizes: list[int], its: list[int], min_side: int,
+                   init_path: str | None) -> None:
+    """One warning line each when the options ask for what does not happen: ``--scales N``
+    with coarse scales too small to encode (they are skipped), and no iteration at all (the
+    output is then the start image, unstylised)."""
+    if config.scales > len(sizes):
+        print(f"impasto: warning: --scales {config.scales}: only {len(sizes)} fit at "
+              f"{config.size} px (a coarser scale would be under the {min_side} px the layers "
+              f"need on the short side); using {len(sizes)}", file=sys.stderr)
+    if sum(its) == 0:
+        start = (f"the --init image {init_path}" if init_path
+                 else "noise" if config.init == "noise" else "the content image")
+        print(f"impasto: warning: no iterations to run: the output is {start}, unstylised",
+              file=sys.stderr)
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from impasto._fileutil import _umask, reason
+from impasto._fileutil import _umask, load_tensors, reason
 from impasto.data.base import (
     GanDataset,
     _check_channels,
@@ -103,9 +103,9 @@ def _load_cache(path: Path) -> dict[str, Any]:
         raise _err(path, "is a folder, not a cache file")
     try:
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            data = load_tensors(path, map_location="cpu", mmap=True)
         except RuntimeError:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = load_tensors(path, map_location="cpu")
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - unpickling errors of every kind

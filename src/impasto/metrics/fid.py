@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from impasto._fileutil import _umask
+from impasto._fileutil import _umask, reason
 from impasto.errors import InputError
 from impasto.metrics._utils import as_matrix, need_samples
 
@@ -116,8 +116,7 @@ class FeatureStats:
         except InputError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputError(f"stats file {path} is not a valid .npz: {reason}") from e
+            raise InputError(f"stats file {path} is not a valid .npz: {reason(e)}") from None
         if n.shape != () or not np.issubdtype(n.dtype, np.integer):
             raise InputError(f"stats file {path}: 'n' must be an integer scalar")
         try:

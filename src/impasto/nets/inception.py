@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from impasto._fileutil import load_tensors, refused_pickle
 from impasto.errors import InputError
 from impasto.nets.weights import WEIGHT_FILES, Preprocessing, WeightFile, file_sha256
 
@@ -339,8 +340,11 @@ def read_inception_state(path: Path) -> dict[str, Tensor]:
     (``num_batches_tracked`` may be absent, as batch norm allows). :class:`InputError` names
     the file and the first mismatches."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path, map_location="cpu")
     except Exception as e:  # a corrupt, truncated or foreign file
+        why = refused_pickle(e)
+        if why:
+            raise InputError(f"{path}: not an Inception weight file: {why}") from None
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{path}: cannot read the Inception weights ({reason[:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -20,9 +20,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
+from impasto._fileutil import load_tensors, reason, refused_pickle
 from impasto.errors import InputError
 from impasto.nets.weights import WEIGHT_FILES, Preprocessing, WeightFile
 from impasto.registry import Registry
@@ -105,7 +105,7 @@ def resolve_weights_path(source: str = "caffe", path: str | os.PathLike | None =
 
 
 def _load_caffe_quantised(path: Path) -> dict[str, Tensor]:
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = load_tensors(path, map_location="cpu")
     state: dict[str, Tensor] = {}
     for b, n_convs in enumerate(VGG19_BLOCKS, start=1):
         for c in range(1, n_convs + 1):
@@ -121,7 +121,7 @@ def _load_caffe_quantised(path: Path) -> dict[str, Tensor]:
 
 
 def _load_torchvision(path: Path) -> dict[str, Tensor]:
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = load_tensors(path, map_location="cpu")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: not a state dict")
     # torchvision's features.<i> indices of the convolutions, in order.
@@ -154,7 +154,11 @@ def load_vgg19_weights(
     except InputError:
         raise
     except Exception as e:  # a corrupt or foreign file
-        raise InputError(f"{p}: cannot read VGG19 weights ({type(e).__name__}: {e})") from None
+        why = refused_pickle(e)
+        if why:
+            raise InputError(f"{p}: not a VGG19 weight file: {why}") from None
+        raise InputError(f"{p}: cannot read VGG19 weights ({type(e).__name__}: "
+                         f"{reason(e)})") from None
     return state, spec.preprocessing
 
 

@@ -50,8 +50,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from impasto._fileutil import (
+    atomic_open,
+    load_tensors,
+    one_line,
+    reason,
+    refused_pickle,
+)
 from impasto.errors import InputError
-from impasto._fileutil import atomic_open, one_line, reason
 from impasto.train.config import config_to_dict
 from impasto.train.distributed import unwrap_model
 from impasto.train.ema import EMA
@@ -254,7 +260,7 @@ def load_checkpoint(
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
         raise InputError(f"{p}: not a checkpoint file (not written by torch.save, or corrupt)")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        ckpt = load_tensors(p, map_location=map_location)
     except MemoryError:
         raise
     except OSError as e:
@@ -263,12 +269,11 @@ def load_checkpoint(
             raise InputError(f"{p}: cannot read the checkpoint: {reason(e)}") from None
         raise InputError(f"{p}: truncated or corrupt checkpoint ({reason(e)})") from None
     except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():
-            raise InputError(
-                f"{p}: not an impasto checkpoint: it holds pickled Python objects, "
-                "not only tensors and plain data, and is not loaded for safety"
-            ) from None
-        raise InputError(f"{p}: truncated or corrupt checkpoint ({_short(e)})") from None
+        why = refused_pickle(e)
+        if why:
+            raise InputError(f"{p}: not an impasto checkpoint: {why}") from None
+        raise InputError(f"{p}: truncated or corrupt checkpoint "
+                         f"(UnpicklingError: {reason(e)})") from None
     except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, zipfile, struct, ...)
         raise InputError(f"{p}: truncated or corrupt checkpoint ({_short(e)})") from None
 

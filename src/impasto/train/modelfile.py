@@ -54,7 +54,13 @@ from typing import Any
 
 import torch
 
-from impasto._fileutil import atomic_open, one_line, reason
+from impasto._fileutil import (
+    atomic_open,
+    load_tensors,
+    one_line,
+    reason,
+    refused_pickle,
+)
 from impasto.errors import InputError
 from impasto.train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
 from impasto.train.checkpoint import _check_plain, _verify, load_checkpoint
@@ -289,15 +295,15 @@ def _check_kind(p: Path, found: str, legacy: str | None, wanted: str | None) -> 
 
 def _torch_load(p: Path, map_location: Any) -> Any:
     try:
-        return torch.load(p, map_location=map_location, weights_only=True)
+        return load_tensors(p, map_location=map_location)
     except MemoryError:
         raise
     except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():
-            raise InputError(f"{p}: not an impasto model file: it holds pickled Python "
-                             "objects, not only tensors and plain data, and is not loaded "
-                             "for safety") from None
-        raise InputError(f"{p}: truncated or corrupt model file ({_short(e)})") from None
+        why = refused_pickle(e)
+        if why:
+            raise InputError(f"{p}: not an impasto model file: {why}") from None
+        raise InputError(f"{p}: truncated or corrupt model file "
+                         f"(UnpicklingError: {reason(e)})") from None
     except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, OSError, zipfile, ...)
         raise InputError(f"{p}: truncated or corrupt model file ({_short(e)})") from None
 
