@@ -147,6 +147,17 @@ def _class(gen: Any, value: str | None) -> int | None:
     return None if value is None else gen.class_index(value)
 
 
+def _finite(images: Any, gen: Any) -> Any:
+    """``images``, unless the generator made NaN or infinite pixels (finite weights can still
+    overflow: the last checkpoint before a divergence); those would be written black."""
+    import torch
+
+    if not bool(torch.isfinite(images).all()):
+        raise InputError(f"{gen.source}: the generator's outputs are NaN or infinite: the "
+                         "training had diverged when it was written; use an earlier checkpoint")
+    return images
+
+
 def _rgb(x: Any) -> Any:
     return x.expand(3, -1, -1) if x.shape[0] == 1 else x
 
@@ -170,8 +181,8 @@ def _run_sample(args: argparse.Namespace) -> int:
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: is a file, not a folder")
     gen = _load(args)
-    images = gen(args.n, seed=args.seed, truncation=args.truncation,
-                 class_=_class(gen, args.class_))
+    images = _finite(gen(args.n, seed=args.seed, truncation=args.truncation,
+                         class_=_class(gen, args.class_)), gen)
     meta = sample_metadata(gen.source, args.seed, args.n, args.truncation, args.class_)
     if grid_path is not None:
         save_image(image_grid(images, args.nrow), grid_path, metadata=meta)
@@ -261,8 +272,8 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     if args.scale > 16:
         raise InputError(f"--scale must be from 1 to 16, not {args.scale}")
     gen = _load(args)
-    frames = gen.interpolate(list(args.seeds), args.frames, truncation=args.truncation,
-                             class_=_class(gen, args.class_), loop=args.loop)
+    frames = _finite(gen.interpolate(list(args.seeds), args.frames, truncation=args.truncation,
+                                     class_=_class(gen, args.class_), loop=args.loop), gen)
     _write_animation(out, suffix, _frames_u8(frames, args.scale), args.fps)
     if not args.quiet:
         print(f"wrote {out} ({args.frames} frames)", file=sys.stderr)
