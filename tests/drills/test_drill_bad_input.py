@@ -186,6 +186,26 @@ def _overflowed_classifier(w, tmp):
     return p
 
 
+def _overflowed_generator(w, tmp):
+    """A GAN checkpoint (valid checksum, finite weights) whose G_ema's convolutions are so
+    large that its images overflow to NaN: the last checkpoint before a divergence can be
+    so."""
+    import copy
+
+    from impasto.train.checkpoint import tensor_digest
+
+    ckpt = copy.deepcopy(torch.load(w.gan_ckpt, weights_only=True))
+    state = ckpt["models"]["G_ema"]["model"]
+    for k, v in state.items():
+        if k.startswith("convs.") and k.endswith("weight"):
+            v.mul_(1e30)
+    ckpt["digest"] = {"sha256": tensor_digest(
+        {k: ckpt.get(k) for k in ("models", "optimizers", "rng", "extra")})}
+    p = tmp / "overflow-gan.pt"
+    torch.save(ckpt, p)
+    return p
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 S = "stylize"
@@ -279,6 +299,12 @@ CASES = [
          lambda w, f, t: ["gan", "sample", f, "--grid", t / "g.png", "-n", "4"], 2, "half.pt"),
     Case("gan-sample-overwritten", _overwritten("gan_ckpt", "mid.pt"),
          lambda w, f, t: ["gan", "sample", f, "--grid", t / "g.png", "-n", "4"], 2, "mid.pt"),
+    Case("gan-sample-overflowed-generator", _overflowed_generator,
+         lambda w, f, t: ["gan", "sample", f, "--grid", t / "g.png", "-n", "4"], 2,
+         "the generator's outputs are NaN or infinite"),
+    Case("gan-interpolate-overflowed-generator", _overflowed_generator,
+         lambda w, f, t: ["gan", "interpolate", f, "--seeds", "1,2", "--frames", "3", "-o",
+                          t / "a.gif"], 2, "the generator's outputs are NaN or infinite"),
     Case("gan-sample-classifier-checkpoint", None,
          lambda w, f, t: ["gan", "sample", w.cls_ckpt, "--grid", t / "g.png", "-n", "4"], 2,
          "classify"),
