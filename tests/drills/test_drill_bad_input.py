@@ -252,6 +252,18 @@ CASES = [
     Case("stylize-decoder-is-a-fast-style-model", None,
          lambda w, f, t: [S, w.photo, "--method", "adain", "--decoder", w.fast, "-s", w.photo,
                           "-o", t / "o.png", "-q"], 2, "fast.pt"),
+    Case("stylize-unknown-preset", None,
+         lambda w, f, t: [S, w.photo, "--preset", "bogus", "-o", t / "o.png", "-q"], 2,
+         "unknown preset 'bogus'"),
+    # texture and presets
+    Case("texture-sample-is-text", _text("sample.png"),
+         lambda w, f, t: ["texture", f, "-o", t / "o.png", "-q"], 2, "sample.png"),
+    Case("texture-iterations-zero-says-so", None,
+         lambda w, f, t: ["texture", w.photo, "-o", t / "o.png", "--size", "32",
+                          "--iterations", "0", "--device", "cpu", "-q"], 0,
+         "no iterations to run: the output is the starting noise"),
+    Case("presets-sheet-photo-truncated", _cut("photo", "half.png", 0.3),
+         lambda w, f, t: ["presets", "sheet", f, "-o", t / "s.png"], 2, "half.png"),
     # fast-style
     Case("fast-style-train-empty-content", _folder("photos"),
          lambda w, f, t: ["fast-style", "train", f, "-s", w.photo, "-o", t / "m.pt", "--steps",
@@ -342,8 +354,9 @@ CASES = [
          lambda w, f, t: ["metrics", "swd", f, w.images], 2, "floats.npy"),
 ]
 
-#: Every command of the CLI has cases.
-COMMANDS = {"stylize", "fast-style", "adain", "gan", "classify", "metrics"}
+#: Every command of the CLI that reads files has cases (not demo, whose inputs are packaged,
+#: nor serve, which starts a server; tests/web drills its inputs).
+COMMANDS = {"stylize", "fast-style", "adain", "gan", "classify", "metrics", "texture", "presets"}
 
 
 def test_every_command_is_drilled():

@@ -58,6 +58,9 @@ def _run(args: argparse.Namespace) -> int:
     config = GatysConfig(seed=args.seed, device=args.device, precision=args.precision,
                          iterations=args.iterations)
     config.validate()
+    if args.iterations == 0:  # as stylize says it (#13)
+        print("impasto: warning: no iterations to run: the output is the starting noise, not a "
+              "texture", file=sys.stderr)
 
     def on_step(info) -> None:
         if not args.quiet and (info.iteration == info.iterations or info.iteration % 50 == 0):
