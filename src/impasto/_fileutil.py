@@ -139,8 +139,8 @@ def refused_pickle(exc: BaseException) -> str | None:
     if found:
         return (f"it holds pickled Python objects ({found.group(1)}), not only tensors and plain "
                 "data, and is not loaded for safety")
-    if re.search(r"Unsupported operand", text):
-        return ("it is not a pickle of tensors and plain data only (other objects, or not a "
-                "pickle at all), and is not loaded for safety")
-    return None
+    if re.search(r"Unsupported operand 149\b", text):  # FRAME: pickle protocol 4 or later
+        return ("it is a pickle of protocol 4 or later (pickle.dump's, not torch.save's), which "
+                "the safe reader does not read, and is not loaded for safety")
+    return None  # another unsupported operand: not a pickle at all, say
 
