@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from impasto.cli import main
-from impasto.cli.instant import preset_sheet
-from impasto.style.instant import InstantStyle
+from impasto.style.instant import InstantStyle, preset_sheet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,7 @@ from impasto.cli import _choices
 from impasto.cli._args import add_subcommands
 from impasto.errors import InputError
 
-__all__ = ["add_parser", "instant_transform", "preset_sheet"]
+__all__ = ["add_parser", "instant_transform"]
 
 
 def instant_transform(args: argparse.Namespace, style_images: list[Any]
@@ -106,37 +106,10 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def preset_sheet(inst: Any, content: Any, *, size: int = 256, columns: int = 6) -> Any:
-    """All 26 presets on ``content`` (a PIL image, resized to ``size`` longest side) in one
-    PIL image: a grid of ``columns`` with the photo first, each tile captioned with its
-    number and name."""
-    from PIL import Image, ImageDraw
-
-    from impasto.io import resize, to_pil, to_tensor
-    from impasto.style.instant import NUM_PRESETS, PRESETS
-
-    img = resize(content, longest=size) if max(content.size) != size else content
-    x = to_tensor(img)
-    tiles = [(img, "photo")]
-    for i in range(NUM_PRESETS):
-        y = inst.runner(inst.stylizer(preset=i))(x)
-        tiles.append((to_pil(y[0]), f"{i} {PRESETS.names()[i]}"))
-    w, h = img.size
-    cap = 14
-    rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * w, rows * (h + cap)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for k, (tile, text) in enumerate(tiles):
-        left, top = (k % columns) * w, (k // columns) * (h + cap)
-        sheet.paste(tile, (left, top))
-        draw.text((left + 3, top + h + 1), text, fill="black")
-    return sheet
-
-
 def _sheet(args: argparse.Namespace) -> int:
     import impasto
     from impasto.io import check_output_path, load_image, save_image
-    from impasto.style.instant import InstantStyle
+    from impasto.style.instant import InstantStyle, preset_sheet
 
     if args.size < 16:
         raise InputError(f"--size must be at least 16, not {args.size}")

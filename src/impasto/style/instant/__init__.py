@@ -13,6 +13,8 @@ from impasto.style.instant.pipeline import (
     OUTPUTS,
     STYLE_SIDE,
     InstantStyle,
+    instant_stylize,
+    preset_sheet,
     square_crop,
 )
 from impasto.style.instant.presets import (
@@ -30,7 +32,9 @@ __all__ = [
     "STYLE_SIDE",
     "InstantStyle",
     "Preset",
+    "instant_stylize",
     "parse_preset",
     "preset_label",
+    "preset_sheet",
     "square_crop",
 ]

@@ -56,7 +56,8 @@ from impasto.nets.magenta_onnx import (
 )
 from impasto.style.instant.presets import Preset, parse_preset
 
-__all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "instant_stylize", "square_crop"]
+__all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "instant_stylize", "preset_sheet",
+           "square_crop"]
 
 #: What :meth:`InstantStyle.__call__` returns when asked: an RGB PIL image or a tensor.
 OUTPUTS = ("pil", "tensor")
@@ -350,3 +351,29 @@ def instant_stylize(content: Any, style: Any = None, *, preset: Any = None,
 
         y = combine_luminance(y, x.to(y.device))
     return to_pil(y[0])
+
+
+def preset_sheet(inst: Any, content: Any, *, size: int = 256, columns: int = 6) -> Any:
+    """All 26 presets on ``content`` (a PIL image, resized to ``size`` longest side) in one
+    PIL image: a grid of ``columns`` with the photo first, each tile captioned with its
+    number and name."""
+    from PIL import Image, ImageDraw
+
+    from impasto.style.instant.presets import NUM_PRESETS, PRESETS
+
+    img = resize(content, longest=size) if max(content.size) != size else content
+    x = to_tensor(img)
+    tiles = [(img, "photo")]
+    for i in range(NUM_PRESETS):
+        y = inst.runner(inst.stylizer(preset=i))(x)
+        tiles.append((to_pil(y[0]), f"{i} {PRESETS.names()[i]}"))
+    w, h = img.size
+    cap = 14
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * w, rows * (h + cap)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (tile, text) in enumerate(tiles):
+        left, top = (k % columns) * w, (k // columns) * (h + cap)
+        sheet.paste(tile, (left, top))
+        draw.text((left + 3, top + h + 1), text, fill="black")
+    return sheet
