@@ -148,16 +148,22 @@ def test_studio_in_a_browser(server, browser, artifacts, tmp_path):
     page.wait_for_timeout(1500)  # gradio holds a connection open: never "networkidle"
     assert outside == [], outside
 
-    # -- a photo: the default built-in style's result at once
-    page.locator("#content input[type=file]").set_input_files(str(runs / "photo.png"))
+    # -- a packaged sample photo in the default built-in style, at once
+    _set_dropdown(page, "sample", "cat (chelsea)")
     page.wait_for_selector("#result img", state="visible")
     page.wait_for_selector("#download", state="visible")
     assert "19 starry-blue, at once" in page.locator("#message").inner_text()
     src, shown = _image_at(page, "#result img")
+    assert shown.size == (512, 341)  # chelsea is 451 x 300
+    page.screenshot(path=str(artifacts / "studio-stylize.png"))
+
+    # -- an uploaded photo
+    page.locator("#content input[type=file]").set_input_files(str(runs / "photo.png"))
+    page.wait_for_function(f"document.querySelector('#result img').src != {src!r}")
+    src, shown = _image_at(page, "#result img")
     assert shown.size == (512, 341)
     photo = np.asarray(Image.open(runs / "photo.png").resize((512, 341)), np.int16)
     assert np.abs(np.asarray(shown.convert("RGB"), np.int16) - photo).mean() > 20  # stylised
-    page.screenshot(path=str(artifacts / "studio-stylize.png"))
 
     # -- a per-style network from the gallery: the CLI's pixels
     page.locator("#styles .thumbnail-item").last.click()
@@ -220,6 +226,7 @@ def test_studio_in_a_browser(server, browser, artifacts, tmp_path):
 
     # -- Generate
     page.get_by_role("tab", name="Generate").click()
+    _set_dropdown(page, "class", "blue")  # a conditional model: its classes are offered
     page.click("#generate-button")
     page.wait_for_selector("#samples img", state="visible")
     _, grid = _image_at(page, "#samples img")

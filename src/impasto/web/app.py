@@ -189,8 +189,10 @@ def _generate_tab(studio: Studio) -> None:
                                    elem_id="truncation")
             side = gr.Slider(1, 8, value=4, step=1, label="Grid (images a side)",
                              elem_id="grid")
-            klass = gr.Dropdown(choices=[], value=None, label="Class (conditional models)",
-                                visible=False, elem_id="class")
+            names = _classes(studio, gans[0]) if gans else []
+            klass = gr.Dropdown(choices=[""] + names, value="", visible=bool(names),
+                                label="Class (conditional models; empty: each in turn)",
+                                elem_id="class")
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         with gr.Column(scale=1):
             grid = gr.Image(label="Samples", type="filepath", interactive=False,
@@ -199,10 +201,7 @@ def _generate_tab(studio: Studio) -> None:
             message = gr.Markdown()
 
     def classes(name: str | None) -> Any:
-        try:
-            names = studio.sampler.classes(name) if name else []
-        except InputError:
-            names = []
+        names = _classes(studio, name)
         return gr.update(choices=[""] + names, value="", visible=bool(names))
 
     def run(name, seed, truncation, side, klass, request: gr.Request):
@@ -216,6 +215,13 @@ def _generate_tab(studio: Studio) -> None:
 
     model.change(classes, model, klass)
     button.click(run, [model, seed, truncation, side, klass], [grid, download, message])
+
+
+def _classes(studio: Studio, name: str | None) -> list[str]:
+    try:
+        return studio.sampler.classes(name) if name else []
+    except InputError:
+        return []
 
 
 def launch(studio: Studio, *, host: str, port: int, max_file_size: str = "64mb") -> None:
