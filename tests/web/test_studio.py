@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import tiny_vgg
 from PIL import Image
-from studio_fixtures import make_runs, painting, photo
+from studio_fixtures import make_runs
 
 from impasto.cli import main
 from impasto.errors import InputError
