@@ -80,10 +80,15 @@ def server(tmp_path_factory):
     yield url, runs, env
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.seek(0)
+    text = log.read()
     log.close()
+    found = re.search(r"files in (\S+)", text)
+    assert found, text[-2000:]
+    assert not Path(found.group(1)).exists(), "the server left its files behind"
 
 
 @pytest.fixture(scope="module")
