@@ -1,6 +1,5 @@
-"""A small runs folder for the studio's tests (imported by the tests, and run as a script by
-the browser test's server process): a seeded tiny per-style network with a thumbnail, a
-seeded tiny conditional DCGAN model file, and two small images."""
+"""A small runs folder for the studio's tests: a seeded tiny per-style network with a
+thumbnail, a seeded tiny conditional DCGAN model file, two small images and a short clip."""
 
 from __future__ import annotations
 
@@ -50,7 +49,20 @@ def make_runs(root: Path) -> Path:
     (root / "notes.txt").write_text("not a model")
     photo().save(root / "photo.png")
     painting().save(root / "painting.png")
+    clip(root / "clip.mp4")
     return root
+
+
+def clip(path: Path, n: int = 8, fps: float = 12.0) -> Path:
+    """A small video (48 x 32, ``n`` frames of a moving gradient)."""
+    from impasto.io.video import VideoWriter
+
+    y = torch.linspace(0, 1, 32)[:, None].expand(32, 48)
+    x = torch.linspace(0, 1, 48)[None, :].expand(32, 48)
+    frames = torch.stack([torch.stack([x, y, (x + y + i / n) % 1]) for i in range(n)])
+    with VideoWriter(path, (48, 32), fps) as writer:
+        writer.write(frames)
+    return path
 
 
 if __name__ == "__main__":

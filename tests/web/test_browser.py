@@ -2,7 +2,8 @@
 against a server started on a free port. The page must render with no request leaving this
 machine; a photo uploaded gets the per-style network's result, pixel for pixel the CLI's;
 Refine shows progress and Cancel stops it within about a second; a short refinement downloads
-as a PNG with its settings; a bad painting gives one message; the Generate tab draws a grid.
+as a PNG with its settings; a bad painting gives one message; the Video tab stylises a clip;
+the Generate tab draws a grid.
 Screenshots go to $IMPASTO_TEST_ARTIFACTS (default: the test's temporary folder).
 
 Skipped, with the reason, only where Chromium or Playwright is missing outside CI; in CI
@@ -229,6 +230,16 @@ def test_studio_in_a_browser(server, browser, artifacts, tmp_path):
     message = page.locator("#message").inner_text()
     assert len(message.strip().splitlines()) == 1, message
     assert message.startswith("bad.png: not an image"), message  # no server folder in it
+
+    # -- Video: a short clip in the default built-in style, frame by frame
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#clip input[type=file]").set_input_files(str(runs / "clip.mp4"))
+    _set_number(page, "video-size", 64)
+    page.click("#video-go")
+    page.wait_for_selector("#video-progress [data-state=done]", timeout=60000)
+    assert "8 frames" in page.locator("#video-progress").inner_text()
+    page.wait_for_selector("#video-result video", state="attached")
+    page.screenshot(path=str(artifacts / "studio-video.png"))
 
     # -- Generate
     page.get_by_role("tab", name="Generate").click()

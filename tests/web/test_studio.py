@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import tiny_vgg
 from PIL import Image
-from studio_fixtures import make_runs
+from studio_fixtures import clip, make_runs
 
 from impasto.cli import main
 from impasto.errors import InputError
@@ -312,3 +312,40 @@ def test_serve_refuses_bad_options_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "runs folder does not exist" in err and len(err.splitlines()) == 1
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_video_is_stylised_frame_by_frame_and_can_be_cancelled(studio, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from impasto.io.video import probe_video, read_frames
+
+    short = clip(tmp_path / "clip.mp4", 10)
+    req = StyleRequest(model="styles/stripes.pt", size=48)
+    job = studio.start_video("v", str(short), req)
+    assert job.wait(60) and job.status().state == "done", job.status()
+    assert job.status().done == 10 and job.preview.size == (48, 32)
+    r = studio.finish("v", job)
+    info = probe_video(r.path)
+    assert r.path.suffix == ".mp4" and info.size == (48, 32) and info.fps == 12.0
+    assert len(list(read_frames(r.path))) == 10
+    assert studio.session("v").results == []  # the gallery is for pictures
+    assert "frames" in progress_html(job.status(), "frames")
+
+    long = clip(tmp_path / "long.mp4", 400, fps=24.0)
+    job = studio.start_video("v", str(long), req)
+    deadline = time.monotonic() + 30
+    while job.status().done < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t = time.monotonic()
+    job.cancel()
+    assert job.wait(1.0) and time.monotonic() - t < 1.0
+    assert job.status().state == "cancelled" and studio.finish("v", job) is None
+    assert not list(studio.session("v").folder.glob("*.mp4*"))[1:]  # only the first clip
+
+    too_long = clip(tmp_path / "too-long.mp4", 62, fps=1.0)
+    job = studio.start_video("v", str(too_long), req)
+    assert job.wait(30) and job.status().state == "failed"
+    assert job.status().error == "too-long.mp4: 62 s long; the studio takes clips of at most 60 s"
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    job = studio.start_video("v", str(bad), req)
+    assert job.wait(30) and job.status().error.startswith("bad.mp4: cannot decode the video")

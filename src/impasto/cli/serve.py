@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
         help="the web studio: stylise, refine and generate from a browser",
         description="Serve the studio, a web page over the same pipelines as the command "
         "line: stylise a photo at once (26 built-in styles, any painting, your per-style "
-        "networks), refine it with Gatys (live preview, cancel), sample from GANs. Fully "
+        "networks), refine it with Gatys (live preview, cancel), stylise clips, sample from "
+        "GANs. Fully "
         "offline; listens on this machine only unless --host says otherwise. Needs pip "
         "install 'impasto[web]'.",
     )

@@ -16,7 +16,7 @@ from impasto.errors import InputError
 from impasto.web.jobs import JobLimitError
 from impasto.web.offline import offline_theme
 from impasto.web.studio import Studio, progress_html, style_request
-from impasto.web.stylize import SAMPLES
+from impasto.web.stylize import MAX_VIDEO_SECONDS, SAMPLES
 
 __all__ = ["CSS", "build_app"]
 
@@ -50,6 +50,8 @@ def build_app(studio: Studio) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tab("Stylize", id="stylize"):
             _stylize_tab(studio)
+        with gr.Tab("Video", id="video"):
+            _video_tab(studio)
         with gr.Tab("Generate", id="generate"):
             _generate_tab(studio)
 
@@ -61,10 +63,7 @@ def build_app(studio: Studio) -> gr.Blocks:
 
 
 def _stylize_tab(studio: Studio) -> None:
-    styles = studio.styles()
-    choices = [(st.label, st.value) for st in styles]
-    pictured = [st for st in styles if st.thumbnail is not None]
-    default = next((st.value for st in styles if st.value == DEFAULT_STYLE), styles[0].value)
+    pictured = [st for st in studio.styles() if st.thumbnail is not None]
     with gr.Row():
         with gr.Column(scale=1):
             content = gr.Image(label="Photo", type="filepath", image_mode=None,
@@ -76,19 +75,8 @@ def _stylize_tab(studio: Studio) -> None:
                                  label="Styles (click one)", columns=6, height=250,
                                  object_fit="cover", allow_preview=False, preview=False,
                                  visible=bool(pictured), elem_id="styles")
-            style = gr.Dropdown(choices=choices, value=default, label="Style",
-                                elem_id="style")
-            paintings = gr.File(label="Your paintings (one or more)", file_count="multiple",
-                                file_types=["image"], elem_id="paintings")
-            weights = gr.Textbox(label="Blend weights, one per painting (empty: equal)",
-                                 placeholder="1, 1", elem_id="weights")
-            with gr.Row():
-                strength = gr.Slider(0, 1, value=1, step=0.05,
-                                     label="Strength (instant styles)", elem_id="strength")
-                size = gr.Slider(64, 2048, value=512, step=32, label="Size (longest side, px)",
-                                 elem_id="size")
-            colour = gr.Radio(["none", "luminance", "histogram"], value="none",
-                              label="Preserve the photo's colours", elem_id="colour")
+            settings = _style_inputs(studio, "", size=512, max_size=2048)
+            style, paintings = settings[:2]
         with gr.Column(scale=1):
             result = gr.Image(label="Result", type="filepath", interactive=False, height=420,
                               format="png", elem_id="result")
@@ -107,7 +95,7 @@ def _stylize_tab(studio: Studio) -> None:
                                  elem_id="history")
 
     shown = gr.State(None)  # the path of the result shown (Refine starts from it)
-    settings = [style, paintings, weights, strength, size, colour]
+    _, _, weights, strength, size, colour = settings
 
     def pick_sample(name: str | None, request: gr.Request) -> Any:
         if not name:
@@ -146,13 +134,8 @@ def _stylize_tab(studio: Studio) -> None:
         except (InputError, JobLimitError) as e:
             yield gr.update(), gr.update(), "", f"**{e}**", gr.update(), gr.update()
             return
-        last_preview = None
-        while not job.wait(POLL):
-            status = job.status()
-            preview = job.preview
-            update = gr.update() if preview is last_preview or preview is None else preview
-            last_preview = preview
-            yield update, gr.update(), progress_html(status), "", gr.update(), gr.update()
+        for preview, bar in _follow(job, "iterations"):
+            yield preview, gr.update(), bar, "", gr.update(), gr.update()
         status = job.status()
         r = studio.finish(key, job)
         if r is None:
@@ -166,6 +149,80 @@ def _stylize_tab(studio: Studio) -> None:
     refine.click(run_refine, [content, shown, iterations, *settings],
                  [result, shown, progress, message, download, history],
                  concurrency_limit=None, show_progress="hidden")
+
+    def stop(request: gr.Request) -> str:
+        return "Cancelling…" if studio.cancel(_key(request)) else "Nothing to cancel."
+
+    cancel.click(stop, None, message, concurrency_limit=None, show_progress="hidden")
+
+
+def _follow(job: Any, unit: str) -> Iterator[tuple[Any, str]]:
+    """(preview update, progress bar) every POLL seconds until ``job`` ends."""
+    last = None
+    while not job.wait(POLL):
+        preview = job.preview
+        yield (gr.update() if preview is None or preview is last else preview,
+               progress_html(job.status(), unit))
+        last = preview
+
+
+def _style_inputs(studio: Studio, prefix: str, *, size: int, max_size: int) -> list[Any]:
+    """The style, paintings, weights, strength, size and colour controls of a tab (their
+    ``elem_id``s start with ``prefix``)."""
+    styles = studio.styles()
+    default = next((st.value for st in styles if st.value == DEFAULT_STYLE), styles[0].value)
+    style = gr.Dropdown(choices=[(st.label, st.value) for st in styles], value=default,
+                        label="Style", elem_id=f"{prefix}style")
+    paintings = gr.File(label="Your paintings (one or more)", file_count="multiple",
+                        file_types=["image"], elem_id=f"{prefix}paintings")
+    weights = gr.Textbox(label="Blend weights, one per painting (empty: equal)",
+                         placeholder="1, 1", elem_id=f"{prefix}weights")
+    with gr.Row():
+        strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength (instant styles)",
+                             elem_id=f"{prefix}strength")
+        size_ = gr.Slider(64, max_size, value=size, step=16, label="Size (longest side, px)",
+                          elem_id=f"{prefix}size")
+    colour = gr.Radio(["none", "luminance", "histogram"], value="none",
+                      label="Preserve the colours", elem_id=f"{prefix}colour")
+    return [style, paintings, weights, strength, size_, colour]
+
+
+def _video_tab(studio: Studio) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            clip = gr.Video(label=f"Clip (at most {MAX_VIDEO_SECONDS} s)", sources=["upload"],
+                            elem_id="clip")
+            settings = _style_inputs(studio, "video-", size=480, max_size=1920)
+        with gr.Column(scale=1):
+            preview = gr.Image(label="Frames as they are done", type="pil", interactive=False,
+                               height=240, elem_id="video-preview")
+            progress = gr.HTML(elem_id="video-progress")
+            with gr.Row():
+                start = gr.Button("Stylize the clip", variant="primary", elem_id="video-go")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="video-cancel")
+            result = gr.Video(label="Result", interactive=False, elem_id="video-result")
+            message = gr.Markdown(elem_id="video-message")
+
+    def run(clip, style, paintings, weights, strength, size, colour, request: gr.Request):
+        key = _key(request)
+        try:
+            req = style_request(style, paintings, weights, strength, size, colour)
+            job = studio.start_video(key, clip, req)
+        except (InputError, JobLimitError) as e:
+            yield gr.update(), "", gr.update(), f"**{e}**"
+            return
+        for image, bar in _follow(job, "frames"):
+            yield image, bar, gr.update(), ""
+        status = job.status()
+        r = studio.finish(key, job)
+        if r is None:
+            text = f"**{status.error}**" if status.state == "failed" else "Cancelled."
+            yield gr.update(), progress_html(status, "frames"), gr.update(), text
+            return
+        yield gr.update(), progress_html(status, "frames"), str(r.path), f"{r.caption}."
+
+    start.click(run, [clip, *settings], [preview, progress, result, message],
+                concurrency_limit=None, show_progress="hidden")
 
     def stop(request: gr.Request) -> str:
         return "Cancelling…" if studio.cancel(_key(request)) else "Nothing to cancel."

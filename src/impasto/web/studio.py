@@ -230,6 +230,20 @@ class Studio:
         s.job = self.jobs.submit(work, name="refine", owner=key)
         return s.job
 
+    def start_video(self, key: str, clip: str | None, req: StyleRequest) -> Job:
+        """Queue the stylisation of a video clip (an .mp4 with its frame rate and sound)."""
+        if not clip:
+            raise InputError("upload a video clip first")
+        req.check()
+        s = self.session(key)
+        out = s.next_path("video").with_suffix(".mp4")
+
+        def work(job: Job) -> Result | None:
+            return self.stylizer.video(job, clip, req, out)
+
+        s.job = self.jobs.submit(work, name="video", owner=key)
+        return s.job
+
     def finish(self, key: str, job: Job) -> Result | None:
         """The result of a finished refinement, added to the session's gallery."""
         s = self.session(key)
@@ -238,7 +252,8 @@ class Studio:
         result = job.result
         job.result = job.preview = None
         if isinstance(result, Result):
-            s.results.append(result)
+            if result.image is not None:  # pictures go to the session's gallery
+                s.results.append(result)
             return result
         return None
 
@@ -270,19 +285,20 @@ def _need_content(content: str | None) -> str:
     return content
 
 
-def progress_html(status: JobStatus | None) -> str:
-    """The progress bar and line of a job (what the page shows under the result)."""
+def progress_html(status: JobStatus | None, unit: str = "iterations") -> str:
+    """The progress bar and line of a job (what the page shows under the result); ``unit``:
+    what its steps are."""
     if status is None:
         return ""
     if status.state == "queued":
         text = f"waiting: place {status.position} in the queue"
     elif status.state == "running":
         eta = "" if status.eta is None else f" · about {_duration(status.eta)} left"
-        text = f"{status.done}/{status.total} iterations{eta} · {status.message}"
+        text = f"{status.done}/{status.total} {unit}{eta} · {status.message}"
     elif status.state == "done":
-        text = f"done in {_duration(status.elapsed)}"
+        text = f"{status.done} {unit} done in {_duration(status.elapsed)}"
     elif status.state == "cancelled":
-        text = f"cancelled after {status.done} iterations; its memory is freed"
+        text = f"cancelled after {status.done} {unit}; its memory is freed"
     else:
         text = f"failed: {status.error}"
     value = f'value="{status.done}" max="{max(status.total, 1)}"' if status.total else ""

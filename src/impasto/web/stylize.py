@@ -12,6 +12,7 @@ Both write the PNG as ``impasto stylize`` does: the same pipelines, the same fil
 from __future__ import annotations
 
 import gc
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ SAMPLES = {"astronaut": "astronaut", "cat (chelsea)": "chelsea", "coffee": "coff
            "rocket": "rocket"}
 
 PREVIEW_EVERY = 5  # iterations between live previews of a refinement
+MAX_VIDEO_SECONDS = 60  # the longest clip the Video tab takes
 NEEDS_PAINTING = ("Refine runs Gatys on a painting: choose 'your painting(s)' and upload one "
                   "(the presets and per-style networks keep none)")
 
@@ -167,18 +169,16 @@ class Stylizer:
 
     # -- the result at once
 
-    def quick(self, content: Any, content_name: str, req: StyleRequest, out: Path) -> Result:
-        """The result at once, written to ``out`` (a PNG with the settings), as
-        ``apply_image`` writes the CLI's: a preset or the paintings through the instant
-        styles, or the per-style network ``req.model``. ``content``: an image file or a PIL
-        image."""
+    def transform(self, req: StyleRequest, like: Any) -> tuple[Any, dict[str, str], str]:
+        """The batch transform of ``req`` (as ``impasto stylize`` builds it for
+        :mod:`impasto.style.apply`), its metadata (without the content's name) and a caption.
+        ``like``: the photo (PIL), or a video's first frame: a painting's strength below 1
+        moves towards its style, and ``histogram`` recolours the paintings to its colours."""
         from impasto.io import resize, to_tensor
-        from impasto.style.apply import apply_image
         from impasto.style.color import keep_colours, match_color
         from impasto.style.pipeline import network_metadata
 
         req.check()
-        photo = _load(content, self.max_pixels)
         paintings = [_load(p, self.max_pixels) for p in req.paintings]  # bad ones fail now
         colour = req.preserve_color
         if req.model:
@@ -196,7 +196,7 @@ class Stylizer:
                 net = inst.stylizer(preset=req.preset, strength=req.strength)
                 labels = {"preset": preset_label(parse_preset(req.preset))}
             else:
-                x = to_tensor(resize(photo, longest=req.size))
+                x = to_tensor(resize(like, longest=req.size))
                 styles = [to_tensor(p) for p in paintings]
                 if colour == "histogram":  # the paintings recoloured to the photo's colours
                     styles = [match_color(st, x) for st in styles]
@@ -210,12 +210,66 @@ class Stylizer:
         else:
             raise InputError("choose a style: a preset, a model, or upload a painting")
         meta = network_metadata(
-            method, content_name, precision=transform.precision, preserve_color=colour,
+            method, "", precision=transform.precision, preserve_color=colour,
             size=req.size, strength=strength,
             style_blend_weights=req.weights if method == "instant" and paintings else None,
             **labels)
+        return transform, meta, caption
+
+    def quick(self, content: Any, content_name: str, req: StyleRequest, out: Path) -> Result:
+        """The result at once, written to ``out`` (a PNG with the settings) by ``apply_image``
+        as the CLI writes it. ``content``: an image file or a PIL image."""
+        from impasto.style.apply import apply_image
+
+        photo = _load(content, self.max_pixels)
+        transform, meta, caption = self.transform(req, photo)
+        meta["content"] = content_name
         path = apply_image(transform, photo, out, size=req.size, max_pixels=None, metadata=meta)
-        return Result(path, load_image(path), method, f"{caption}, at once", meta)
+        return Result(path, load_image(path), json.loads(meta["settings"])["method"],
+                      f"{caption}, at once", meta)
+
+    # -- video
+
+    def video(self, job: Any, clip: Any, req: StyleRequest, out: Path) -> Result | None:
+        """Stylise every frame of the video file ``clip`` into ``out`` (.mp4) with
+        ``apply_video`` (the CLI's), reporting frames done and a preview to ``job``; stops
+        when it is cancelled (then returns None; nothing is left behind). Clips longer than
+        :data:`MAX_VIDEO_SECONDS` are refused."""
+        from impasto.io import to_pil
+        from impasto.io.video import probe_video, read_frames
+        from impasto.style.apply import apply_video
+
+        info = _named(lambda: probe_video(clip), clip)
+        seconds = info.frames / info.fps if info.fps else 0.0
+        if seconds > MAX_VIDEO_SECONDS:
+            raise InputError(f"{Path(clip).name}: {seconds:.0f} s long; the studio takes "
+                             f"clips of at most {MAX_VIDEO_SECONDS} s")
+        frames = read_frames(clip)
+        try:
+            first = next(iter(frames))
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        transform, meta, caption = self.transform(req, to_pil(first[0]))
+        done = 0
+
+        def counted(x: Any) -> Any:
+            nonlocal done
+            if job.cancelled():
+                raise _Cancelled
+            y = transform(x)
+            done += x.shape[0]
+            job.report(done, max(info.frames, done), preview=to_pil(y[-1].clamp(0, 1)),
+                       message=f"frame {done} of about {info.frames}")
+            return y
+
+        try:
+            path = apply_video(counted, clip, out, size=req.size)
+        except _Cancelled:
+            return None
+        return Result(path, None, json.loads(meta["settings"])["method"],
+                      f"{caption}, {done} frames", meta)
 
     # -- the refinement
 
@@ -267,15 +321,25 @@ class Stylizer:
         return Result(path, image, "gatys", f"Gatys, {iterations} iterations", meta)
 
 
-def _load(source: Any, max_pixels: int | None) -> Any:
-    """:func:`~impasto.io.load_image` with the same checks as the CLI (the decompression-bomb
-    guard included); its messages name the file, not the server's folders."""
+class _Cancelled(Exception):
+    """A video job was cancelled between two batches of frames."""
+
+
+def _named(load: Callable[[], Any], source: Any) -> Any:
+    """``load()``, with its one-line errors naming ``source``'s file, not the server's
+    folders."""
     try:
-        return load_image(source, max_pixels=max_pixels)
+        return load()
     except InputError as e:
         if not isinstance(source, (str, Path)):
             raise
         raise InputError(str(e).replace(str(source), Path(source).name)) from None
+
+
+def _load(source: Any, max_pixels: int | None) -> Any:
+    """:func:`~impasto.io.load_image` with the same checks as the CLI (the decompression-bomb
+    guard included); its messages name the file, not the server's folders."""
+    return _named(lambda: load_image(source, max_pixels=max_pixels), source)
 
 
 def _network_colour(mode: str) -> str:
@@ -285,6 +349,4 @@ def _network_colour(mode: str) -> str:
 
 
 def _json_names(paths: Sequence[str]) -> str:
-    import json
-
     return json.dumps([Path(p).name for p in paths])
