@@ -27,9 +27,8 @@ def add_parser(sub: Any) -> None:
         description="Serve the studio, a web page over the same pipelines as the command "
         "line: stylise a photo at once (26 built-in styles, any painting, your per-style "
         "networks), refine it with Gatys (live preview, cancel), stylise clips, sample from "
-        "GANs. Fully "
-        "offline; listens on this machine only unless --host says otherwise. Needs pip "
-        "install 'impasto[web]'.",
+        "GANs. Fully offline; listens on this machine only unless --host says otherwise. "
+        "Needs pip install 'impasto[web]'.",
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; another "
