@@ -88,7 +88,8 @@ def add_train(gsub: Any) -> None:
     n.add_argument("--d-norm", choices=("batch", "layer", "none"), default=S,
                    help="DCGAN discriminator norm (default batch; layer for wgan-gp)")
     n.add_argument("--conditional", action="store_true", default=S,
-                   help="class-conditional G and D (needs labelled data)")
+                   help="class-conditional G and D (needs labelled data; at lr 2e-4 G follows "
+                   "the label only after a few thousand steps: docs/gan.md)")
     o = p.add_argument_group("objective and optimiser")
     o.add_argument("--loss", choices=_choices.GAN_LOSSES, default=S, help="(default: per --arch)")
     o.add_argument("--gp-weight", type=finite_number, default=S,

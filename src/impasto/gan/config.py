@@ -183,7 +183,10 @@ class GanTrainConfig(RuntimeConfig, LoggingConfig, GanCommonConfig):
         d_norm: DCGAN discriminator norm (``"batch"``, ``"layer"``, ``"none"``); None picks
             ``"layer"`` for WGAN-GP (its per-sample penalty and batch norm do not mix) and
             the architecture's default otherwise.
-        conditional: class-conditional G and D (needs labelled data).
+        conditional: class-conditional G and D (needs labelled data). G's label acts only through
+            per-class batch-norm gains and biases that start at 1 and 0 and move about ``lr_g``
+            per step, so G follows the label only after a few thousand steps at 2e-4 (see
+            ``docs/gan.md``, "Conditional runs").
 
     Objective and optimiser (None = the defaults of :data:`ARCH_DEFAULTS`):
         loss: ``"nonsaturating"``, ``"hinge"`` or ``"wgan-gp"``.
