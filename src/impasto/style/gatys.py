@@ -28,6 +28,7 @@ from impasto.nets.vgg import VGG19_LAYER_NAMES, VGG19Features
 from impasto.style.color import combine_luminance, luminance_image, match_color
 from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.style.gatys)
     COARSE_ITERATIONS,
+    COLOR_MODES,
     FINE_ITERATIONS,
     INITS,
     MIN_SCALE_SIZE,
