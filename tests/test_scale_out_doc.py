@@ -85,7 +85,9 @@ def run_all(commands: list[list[str]], cwd: Path, timeout: float = 240.0) -> lis
     src = str(Path(impasto.__file__).resolve().parents[1])
     paths = [src, *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(
         os.pathsep) if p)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    # One thread per process in every layout: torchrun sets OMP_NUM_THREADS=1 only when it
+    # starts several processes, and another thread count sums in another order (last bits).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), OMP_NUM_THREADS="1")
     procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for c in commands]
     errs = []
