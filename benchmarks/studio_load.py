@@ -60,7 +60,10 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds for the whole run")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="3 sessions (a smoke run)")
     args = ap.parse_args()
+    if args.quick:
+        args.sessions = 3
 
     sys.path.insert(0, str(ROOT / "tests" / "web"))
     from studio_fixtures import make_runs
