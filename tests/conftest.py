@@ -63,6 +63,31 @@ def shared_data() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def nst_stylised(shared_data, tmp_path_factory) -> Path:
+    """tubingen x starry_night stylised at 64 px (20 fp32 Gatys iterations, seed 0, both
+    inputs resized to a longer side of 64 px), made from ../shared/data once per session. TV is
+    off: the metrics tests' figures were pinned when the TV term at its old scale changed
+    nothing at this size (the output then was within 2 levels of this one)."""
+    import torch as _torch
+
+    from impasto.io import load_image, resize, save_image, to_tensor
+    from impasto.style import GatysConfig, GatysStyleTransfer
+
+    folder = shared_data / "styletransfer"
+    content, style = (to_tensor(resize(load_image(folder / sub / name), longest=64))
+                      for sub, name in (("content", "tubingen.jpg"), ("style", "starry_night.jpg")))
+    threads = _torch.get_num_threads()
+    _torch.set_num_threads(1)
+    try:
+        out = GatysStyleTransfer(GatysConfig(size=64, scales=1, iterations=20, tv_weight=0.0,
+                                             precision="fp32", device="cpu", seed=0)
+                                 ).run(content, [style])
+    finally:
+        _torch.set_num_threads(threads)
+    return save_image(out, tmp_path_factory.mktemp("nst") / "tubingen_starry_night.png")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Runs a module on one torch thread: its tensors are tiny, so thread hand-off costs more

@@ -1,15 +1,14 @@
 """``impasto metrics nst``: one output (the figures of impasto.metrics.nst_score, printed and
 as JSON), a set (per-image scores, the ArtFID-style figure, deterministic), one-line errors.
 
-Real VGG19 weights at 32-64 px; the stylised image is tests/fixtures/nst (see
-tests/metrics/test_metrics_nst.py for how it was made).
+Real VGG19 weights at 32-64 px; the stylised image is conftest.nst_stylised (see
+its docstring for how it is made).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from impasto.metrics import nst_score
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "nst" / "tubingen_starry_night.png"
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +46,14 @@ def image_set(tmp_path_factory):
     return root
 
 
-def test_one_output_prints_and_writes_the_library_figures(capsys, tmp_path, pair):
+def test_one_output_prints_and_writes_the_library_figures(capsys, tmp_path, pair,
+                                                         nst_stylised):
     content, style = pair
     out_json = tmp_path / "nst.json"
-    rc, out, err = run_cli(capsys, "metrics", "nst", FIXTURE, content, style, "--size", "64",
+    rc, out, err = run_cli(capsys, "metrics", "nst", nst_stylised, content, style, "--size", "64",
                            "--device", "cpu", "--json", out_json)
     assert rc == 0, err
-    want = nst_score(FIXTURE, content, style, size=64, device="cpu")
+    want = nst_score(nst_stylised, content, style, size=64, device="cpu")
     lines = out.splitlines()
     assert lines[0].startswith("gatys-vgg19-v1 at 64 px") and "scored at 64x48" in lines[0]
     printed = {}

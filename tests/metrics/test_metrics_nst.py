@@ -2,10 +2,7 @@
 
 The definition is pinned twice: against a formula written out here (tiny random VGG, exact),
 and by the figures of one stylised image with the real weights. The stylised image,
-tests/fixtures/nst/tubingen_starry_night.png, was made with
-``GatysStyleTransfer(GatysConfig(size=64, scales=1, iterations=20, precision="fp32", seed=0))``
-from tubingen.jpg and starry_night.jpg (shared/data/styletransfer), both first resized to a
-longer side of 64 px.
+is made from ../shared/data at test time (conftest.nst_stylised).
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from impasto.metrics.nst import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "nst" / "tubingen_starry_night.png"
 ALL_LAYERS = tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS + DISTANCE_LAYERS))
 
 
@@ -104,9 +100,9 @@ def test_identical_output_and_content_give_zero_content_terms(real, tmp_path):
     assert s.style_loss > 0 and s.total == pytest.approx(100 * s.style_loss)
 
 
-def test_a_stylised_image_scores_a_lower_style_loss_than_its_content(real):
+def test_a_stylised_image_scores_a_lower_style_loss_than_its_content(real, nst_stylised):
     scorer, content, style = real
-    stylised = scorer.score(FIXTURE, content, [style])
+    stylised = scorer.score(nst_stylised, content, [style])
     plain = scorer.score(content, content, [style])
     assert stylised.size == plain.size == (48, 64)
     assert stylised.style_loss < plain.style_loss / 10
@@ -118,11 +114,11 @@ def test_a_stylised_image_scores_a_lower_style_loss_than_its_content(real):
     assert stylised.content_distance == pytest.approx(0.4192, rel=2e-3)
 
 
-def test_several_styles_use_the_mean_gram_target(real):
+def test_several_styles_use_the_mean_gram_target(real, nst_stylised):
     scorer, content, style = real
     target = scorer.style_target([style, style])
-    one = scorer.score(FIXTURE, content, [style])
-    two = scorer.score(FIXTURE, content, target)
+    one = scorer.score(nst_stylised, content, [style])
+    two = scorer.score(nst_stylised, content, target)
     assert two.style_loss == pytest.approx(one.style_loss, rel=1e-6)
 
 
