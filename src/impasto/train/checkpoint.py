@@ -259,23 +259,7 @@ def load_checkpoint(
         raise InputError(f"{p}: empty file, not a checkpoint")
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
         raise InputError(f"{p}: not a checkpoint file (not written by torch.save, or corrupt)")
-    try:
-        ckpt = load_tensors(p, map_location=map_location)
-    except MemoryError:
-        raise
-    except OSError as e:
-        # The file opened fine above: a seek past its end (EINVAL) means it is cut short.
-        if e.errno == errno.EIO:
-            raise InputError(f"{p}: cannot read the checkpoint: {reason(e)}") from None
-        raise InputError(f"{p}: truncated or corrupt checkpoint ({reason(e)})") from None
-    except pickle.UnpicklingError as e:
-        why = refused_pickle(e)
-        if why:
-            raise InputError(f"{p}: not an impasto checkpoint: {why}") from None
-        raise InputError(f"{p}: truncated or corrupt checkpoint "
-                         f"(UnpicklingError: {reason(e)})") from None
-    except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, zipfile, struct, ...)
-        raise InputError(f"{p}: truncated or corrupt checkpoint ({_short(e)})") from None
+    ckpt = read_torch_file(p, "checkpoint", map_location)
 
     if isinstance(ckpt, dict) and ckpt.get("format") == "impasto-model":  # train.modelfile
         raise InputError(f"{p} is a '{ckpt.get('kind')}' model file, not a training checkpoint")
@@ -327,6 +311,29 @@ def _verify(ckpt: Mapping[str, Any], p: Path) -> None:
             f"{p}: the checkpoint holds NaN or infinite values ({bad}); the training had "
             "diverged when it was written: use an earlier checkpoint"
         )
+
+
+def read_torch_file(p: Path, what: str, map_location: Any = "cpu") -> Any:
+    """What ``torch.save`` wrote to ``p``, loaded with ``weights_only=True``; every failure is
+    one :class:`InputError` line naming the file and ``what`` it should be ("checkpoint",
+    "model file"): unreadable, truncated or corrupt, or holding pickled objects."""
+    try:
+        return load_tensors(p, map_location=map_location)
+    except MemoryError:
+        raise
+    except OSError as e:
+        # The file opened fine before: a seek past its end (EINVAL) means it is cut short.
+        if e.errno == errno.EIO:
+            raise InputError(f"{p}: cannot read the {what}: {reason(e)}") from None
+        raise InputError(f"{p}: truncated or corrupt {what} ({reason(e)})") from None
+    except pickle.UnpicklingError as e:
+        why = refused_pickle(e)
+        if why:
+            raise InputError(f"{p}: not an impasto {what}: {why}") from None
+        raise InputError(f"{p}: truncated or corrupt {what} "
+                         f"(UnpicklingError: {reason(e)})") from None
+    except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, zipfile, struct, ...)
+        raise InputError(f"{p}: truncated or corrupt {what} ({_short(e)})") from None
 
 
 def _short(exc: BaseException) -> str:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,14 +55,17 @@ import torch
 
 from impasto._fileutil import (
     atomic_open,
-    load_tensors,
-    one_line,
     reason,
-    refused_pickle,
 )
 from impasto.errors import InputError
 from impasto.train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
-from impasto.train.checkpoint import _check_plain, _verify, load_checkpoint
+from impasto.train.checkpoint import (
+    _check_plain,
+    _short,
+    _verify,
+    load_checkpoint,
+    read_torch_file,
+)
 from impasto.train.config import config_to_dict
 
 __all__ = [
@@ -254,7 +256,7 @@ def load_model(
     if not head:
         raise InputError(f"{p}: empty file, not a model file")
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
-        return _from_dict(_torch_load(p, map_location), p, kind)
+        return _from_dict(read_torch_file(p, "model file", map_location), p, kind)
     if len(head) == 9 and head[8:9] == b"{":  # a safetensors header: u64 length, JSON
         return _read_safetensors(p, map_location, kind)
     raise InputError(f"{p}: not an impasto model file (neither a torch.save nor a "
@@ -291,27 +293,6 @@ def _check_kind(p: Path, found: str, legacy: str | None, wanted: str | None) -> 
     what = f" (an old '{legacy}' file)" if legacy and legacy != found else ""
     raise WrongKindError(f"{p} is a '{found}' model{what}, not '{wanted}'", kind=found,
                          legacy=legacy, wanted=wanted)
-
-
-def _torch_load(p: Path, map_location: Any) -> Any:
-    try:
-        return load_tensors(p, map_location=map_location)
-    except MemoryError:
-        raise
-    except pickle.UnpicklingError as e:
-        why = refused_pickle(e)
-        if why:
-            raise InputError(f"{p}: not an impasto model file: {why}") from None
-        raise InputError(f"{p}: truncated or corrupt model file "
-                         f"(UnpicklingError: {reason(e)})") from None
-    except Exception as e:  # noqa: BLE001  (RuntimeError, EOFError, OSError, zipfile, ...)
-        raise InputError(f"{p}: truncated or corrupt model file ({_short(e)})") from None
-
-
-def _short(exc: BaseException) -> str:
-    if isinstance(exc, EOFError):
-        return "unexpected end of file"
-    return one_line(f"{type(exc).__name__}: {reason(exc).split('. ')[0].rstrip('.')}", 150)
 
 
 def _version(value: Any, p: Path, what: str, newest: int) -> int:
