@@ -15,16 +15,21 @@ SRC = Path(impasto.__file__).parent
 #: Each layer and the impasto packages it must never import (the layers above it).
 FAMILIES = ("impasto.style", "impasto.gan", "impasto.classify")
 ABOVE = ("impasto.cli", "impasto.families", "impasto.web", "impasto.demo")
+#: impasto.temporal (optical flow, warping; OpenCV) sits above io and below metrics and the
+#: families, which use it for video.
+LOW = ("impasto.temporal",)
 RULES = {
-    "io": ("impasto.nets", "impasto.data", "impasto.train", "impasto.infer", "impasto.metrics",
-           *FAMILIES, *ABOVE),
-    "nets": ("impasto.data", "impasto.train", "impasto.infer", "impasto.metrics", *FAMILIES,
-             *ABOVE),
-    "losses": ("impasto.nets", "impasto.data", "impasto.train", "impasto.infer",
+    "io": (*LOW, "impasto.nets", "impasto.data", "impasto.train", "impasto.infer",
+           "impasto.metrics", *FAMILIES, *ABOVE),
+    "nets": (*LOW, "impasto.data", "impasto.train", "impasto.infer", "impasto.metrics",
+             *FAMILIES, *ABOVE),
+    "losses": (*LOW, "impasto.nets", "impasto.data", "impasto.train", "impasto.infer",
                "impasto.metrics", *FAMILIES, *ABOVE),
     "data": ("impasto.train", "impasto.infer", "impasto.metrics", *FAMILIES, *ABOVE),
     "train": ("impasto.infer", "impasto.metrics", *FAMILIES, *ABOVE),
     "infer": ("impasto.data", "impasto.train", "impasto.metrics", *FAMILIES, *ABOVE),
+    "temporal": ("impasto.nets", "impasto.losses", "impasto.data", "impasto.train",
+                 "impasto.infer", "impasto.metrics", *FAMILIES, *ABOVE),
     "style": ("impasto.gan", "impasto.classify", *ABOVE),
     "gan": ("impasto.style", "impasto.classify", *ABOVE),
     "classify": ("impasto.style", "impasto.gan", *ABOVE),
