@@ -162,7 +162,9 @@ def add_parser(sub: Any) -> None:
                    help="one weight per style layer (default: equal)")
     o = p.add_argument_group("Gatys optimisation")
     o.add_argument("--init", default=S,
-                   help=f"start from 'content', 'noise', or an image file (default {d.init})")
+                   help="start from 'content', 'noise', 'instant' (the instant styles' result, "
+                   "made with the style at the scale and in the colours Gatys uses; "
+                   f"docs/instant.md), or an image file (default {d.init})")
     o.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default=S,
                    help=f"L-BFGS or Adam (default {d.optimizer})")
     o.add_argument("--lr", dest="lr", metavar="LR", type=float, default=S,
@@ -206,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         load_image,
         save_image,
     )
-    from impasto.style.gatys import GatysConfig, GatysStyleTransfer
+    from impasto.style.gatys import INITS, GatysConfig, GatysStyleTransfer
     from impasto.style.pipeline import gatys_metadata, stylize
 
     if args.model is not None or args.decoder is not None or args.method in ("adain", "instant") \
@@ -225,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
     if settings["size"] is None:  # the networks' "size of the input"
         del settings["size"]
     init_path = None
-    if settings.get("init", "content") not in ("content", "noise"):
+    if settings.get("init", "content") not in INITS:
         init_path, settings["init"] = settings["init"], "content"
     config = GatysConfig(**settings)
     # Validate everything cheap before the expensive part: options, output, every input file.
@@ -246,6 +248,11 @@ def _run(args: argparse.Namespace) -> int:
         masks = check_masks(_load_masks(args.mask, max_pixels), len(args.style),
                             config.style_blend_weights)
     transfer = GatysStyleTransfer(config)
+    if config.init == "instant" and init_path is None:
+        # the instant networks' files are checked before the run (one line when missing)
+        from impasto.style.instant import InstantStyle
+
+        transfer.instant = InstantStyle.from_file(device=str(transfer.device))
     sizes, its, min_side = transfer.plan(
         (content.height, content.width),
         [(s.height, s.width) for s in styles],
@@ -290,7 +297,8 @@ def _say_what_runs(config: Any, sizes: list[int], its: list[int], min_side: int,
               f"need on the short side); using {len(sizes)}", file=sys.stderr)
     if sum(its) == 0:
         start = (f"the --init image {init_path}" if init_path
-                 else "noise" if config.init == "noise" else "the content image")
+                 else "noise" if config.init == "noise"
+                 else "the instant result" if config.init == "instant" else "the content image")
         print(f"impasto: warning: no iterations to run: the output is {start}, unstylised",
               file=sys.stderr)
 

@@ -11,6 +11,7 @@ continue) and bf16 autocast where the hardware does bf16 fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -122,6 +123,8 @@ class GatysStyleTransfer:
         self.encoder = encoder.to(self.device)
         self._bpp: float | None = None
         self._budget: int | None = None  # bytes; None: gatys_memory_budget(device)
+        #: The instant networks of ``init="instant"`` (built on first use; may be given).
+        self.instant: Any = None
         #: How a scale's result is brought to the next scale's size (a texture that wraps
         #: around replaces it with a periodic resize, style/texture.py).
         self.upsample: Callable[[Tensor, tuple[int, int]], Tensor] = resize_tensor
@@ -152,23 +155,54 @@ class GatysStyleTransfer:
         """Paint ``content`` in the style of ``style`` (one image, or a list to blend with
         ``config.style_blend_weights``): paths, bytes, PIL images, arrays or float tensors
         ``(1, 3, H, W)``/``(3, H, W)`` in ``[0, 1]``. ``seed`` overrides ``config.seed`` for
-        this call. ``output="pil"``: an RGB PIL image; ``"tensor"``: ``(1, 3, H, W)`` float32
-        in ``[0, 1]`` on the CPU. The output's longest side is ``config.size``."""
+        this call. ``init``: a start image, or ``"content"``, ``"noise"`` or ``"instant"``
+        (:meth:`instant_start`) instead of ``config.init`` for this call. ``output="pil"``: an
+        RGB PIL image; ``"tensor"``: ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU. The
+        output's longest side is ``config.size``."""
         if output not in ("pil", "tensor"):
             raise InputError(f"output must be 'pil' or 'tensor', not {output!r}")
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         self.config.validate(len(styles))
         content_t = _image_tensor(content)
         style_ts = [_image_tensor(s) for s in styles]
-        init_t = None if init is None else _image_tensor(init)
+        mode = init if isinstance(init, str) and init in INITS else None
+        init_t = None if init is None or mode else _image_tensor(init)
         if masks is not None and not isinstance(masks, Tensor):
             from impasto.style.adain.pipeline import _load_masks
 
             masks = _load_masks(masks, None)
-        out = self.run(content_t, style_ts, init=init_t, callback=callback, abort=abort,
-                       masks=masks,
-                       seed=seed)
+        saved = self.config
+        if mode is not None:
+            self.config = dataclasses.replace(saved, init=mode)
+        try:
+            out = self.run(content_t, style_ts, init=init_t, callback=callback, abort=abort,
+                           masks=masks, seed=seed)
+        finally:
+            self.config = saved
         return to_pil(out) if output == "pil" else out
+
+    def instant_start(self, content: Tensor, styles: Sequence[Tensor],
+                      masks: Tensor | None = None, longest: int | None = None) -> Tensor:
+        """The instant start (``init="instant"``): the arbitrary-style network's result at the
+        output's size (``longest``: its longest side, default ``config.size``), the styles
+        blended by ``config.style_blend_weights`` (or placed by ``masks``), at the scale and in
+        the colours this config's Gatys loss sees them
+        (:func:`~impasto.style.instant.gatys_start.instant_start`). ``(1, 3, H, W)`` in
+        ``[0, 1]`` on the CPU."""
+        from impasto.style.instant.gatys_start import instant_start
+
+        c = self.config
+        if self.instant is None:
+            from impasto.style.instant import InstantStyle
+
+            self.instant = InstantStyle.from_file(device=str(self.device))
+        longest = longest or c.size
+        x = resize_tensor(content.detach().float(), _fit_longest(content, longest)).clamp(0, 1)
+        return instant_start(
+            self.instant, x, styles, style_side=max(1, round(longest * c.style_scale)),
+            blend=None if masks is not None else c.style_blend_weights, masks=masks,
+            preserve_color=c.preserve_color,
+            precision="fp32" if self.dtype == torch.float32 else "auto")
 
     def _loss(self) -> PerceptualLoss:
         c = self.config
@@ -268,7 +302,8 @@ class GatysStyleTransfer:
             content: RGB ``(1, 3, H, W)`` in ``[0, 1]`` at any size; the output has the longest
                 side ``config.size`` and the content's aspect ratio.
             styles: RGB ``(1, 3, h, w)`` images in ``[0, 1]``, each at any size.
-            init: an optional start image (any size; resized), used instead of ``config.init``.
+            init: an optional start image (any size; resized), used instead of ``config.init``
+                (``"instant"``: :meth:`instant_start`, made before the first scale).
             callback: called with a :class:`StepInfo` after every iteration.
             abort: polled every iteration; returning True stops early with the current image.
             seed: the seed of this call's random draws (noise start), instead of
@@ -306,6 +341,8 @@ class GatysStyleTransfer:
                                          [tuple(x.shape[-2:]) for x in styles])
         if masks is not None:
             masks = check_masks(masks, len(styles), c.style_blend_weights).to(self.device)
+        if init is None and c.init == "instant":
+            init = self.instant_start(content, styles, masks, sizes[-1]).to(self.device)
         total_steps = sum(its)
         step = 0
         image: Tensor | None = None

@@ -13,7 +13,9 @@ from impasto.nets.vgg import VGG19_LAYER_NAMES
 from impasto.style.color import COLOR_MODES
 
 OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise")
+#: The starts: the content photo, noise, or the instant result (Ghiasi et al. 2017's network at
+#: the output's size with the style at Gatys' scale; :mod:`impasto.style.instant.gatys_start`).
+INITS = ("content", "noise", "instant")
 
 # The default schedule, one rule for every size: scales halve the longest side down to
 # MIN_SCALE_SIZE; each coarse scale gets COARSE_ITERATIONS, the full size FINE_ITERATIONS, with
@@ -121,6 +123,8 @@ class GatysConfig:
                 raise InputError("style blend weights must be non-negative and not all zero")
         if self.preserve_color not in COLOR_MODES:
             raise InputError(f"preserve color must be one of {', '.join(COLOR_MODES)}")
+        if self.init not in INITS:
+            raise InputError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.pooling not in ("max", "avg"):
