@@ -1,0 +1,100 @@
+"""impasto.nets.reflect_conv: the cheaper reflection-padded convolutions equal the plain ones,
+and the instant networks' in-place inference path equals their out-of-place one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from impasto.nets.magenta import MULTISTYLE, CINTransformer, ConditionalInstanceNorm
+from impasto.nets.reflect_conv import reflect_conv2d, subpixel_weight, upsample_conv2d
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _reference_up(x, w, b):
+    up = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return F.conv2d(F.pad(up, [1] * 4, mode="reflect"), w, b)
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (8, 12), (10, 6), (7, 9), (5, 8)])
+def test_stride_two_conv_equals_padding_the_whole_input(hw):
+    g = torch.Generator().manual_seed(sum(hw))
+    x = torch.randn(2, 5, *hw, generator=g)
+    w, b = torch.randn(7, 5, 3, 3, generator=g), torch.randn(7, generator=g)
+    ref = F.conv2d(F.pad(x, [1] * 4, mode="reflect"), w, b, 2)
+    out = reflect_conv2d(x, w, b, 2)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # the borders are the point: a zero-padded conv differs there
+    assert (F.conv2d(x, w, b, 2, padding=1) - ref).abs().amax() > 0.1
+
+
+@pytest.mark.parametrize("k", [3, 9])
+def test_stride_one_conv_is_the_plain_one(k):
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(1, 4, 12, 10, generator=g)
+    w = torch.randn(3, 4, k, k, generator=g)
+    torch.testing.assert_close(reflect_conv2d(x, w, None),
+                               F.conv2d(F.pad(x, [k // 2] * 4, mode="reflect"), w))
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (6, 8)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_subpixel_conv_equals_upsample_then_conv(hw, dtype):
+    g = torch.Generator().manual_seed(hw[0] * 10 + hw[1])
+    x = torch.randn(2, 6, *hw, generator=g)
+    w, b = torch.randn(4, 6, 3, 3, generator=g), torch.randn(4, generator=g)
+    ref = _reference_up(x, w, b)
+    out = upsample_conv2d(x.to(dtype), w.to(dtype), b.to(dtype)).float()
+    assert out.shape == ref.shape == (2, 4, 2 * hw[0], 2 * hw[1])
+    tol = 1e-5 if dtype == torch.float32 else 0.1  # bf16: the summed taps round once more
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+
+
+def test_subpixel_weight_keeps_the_sum_of_taps():
+    w = torch.randn(3, 2, 3, 3)
+    k = subpixel_weight(w).reshape(3, 4, 2, 3, 3)
+    # every phase reads each of the 9 taps exactly once
+    torch.testing.assert_close(k.sum((3, 4)), w.sum((2, 3))[:, None].expand(3, 4, 2))
+
+
+def test_moments_in_bands_equal_the_whole_reduction():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 700, 50, generator=g) * 2 + 5  # several bands
+    mean, var = ConditionalInstanceNorm.moments(x)
+    torch.testing.assert_close(mean, x.mean((2, 3), keepdim=True), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(var, x.var((2, 3), keepdim=True, correction=0), rtol=1e-4,
+                               atol=1e-4)
+    mb, vb = ConditionalInstanceNorm.moments(x.bfloat16())
+    assert mb.dtype == torch.float32
+    torch.testing.assert_close(mb, x.bfloat16().float().mean((2, 3), keepdim=True))
+
+
+def test_inplace_inference_equals_the_out_of_place_network():
+    torch.manual_seed(0)
+    net = CINTransformer(MULTISTYLE).eval()
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    x, cond = torch.rand(1, 3, 36, 44), torch.softmax(torch.randn(1, 26), 1)
+    with torch.inference_mode():
+        fast = net(x, cond)  # in place, border-fixed and sub-pixel convolutions
+    y = net(x.requires_grad_(), cond)  # autograd records it: nothing is overwritten
+    assert y.requires_grad
+    torch.testing.assert_close(fast, y.detach(), rtol=1e-5, atol=1e-5)
+    # and both equal the textbook layer order (upsample, pad, conv) of the module doc
+    ref = x.detach()
+    with torch.no_grad():
+        for name, layer in net.layers():
+            if name.startswith("residuals") and name.endswith("conv1"):
+                skip = ref
+            if layer.upsample:
+                ref = F.interpolate(ref, scale_factor=2.0, mode="nearest")
+            ref = layer.conv(F.pad(ref, [layer.pad] * 4, mode="reflect"))
+            c = cond.to(layer.gamma.weight.dtype)
+            ref = layer.norm(ref, layer.gamma(c), layer.beta(c))
+            ref = {"relu": torch.relu, "sigmoid": torch.sigmoid}.get(layer.act, lambda t: t)(ref)
+            if name.endswith("conv2"):
+                ref = skip + ref
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
