@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaIN", "Classifier", "FastStyle", "GanGenerator", "GatysConfig", "GatysStyleTransfer",
-    "InputError", "InstantStyle", "stylize", "__version__",
+    "InputError", "InstantStyle", "stylize", "stylize_video", "__version__",
 ]
 
 
@@ -23,6 +23,10 @@ def __getattr__(name: str):
         from impasto.style.pipeline import stylize
 
         return stylize
+    if name == "stylize_video":
+        from impasto.style.gatys_video import stylize_video
+
+        return stylize_video
     if name in ("GatysConfig", "GatysStyleTransfer"):
         from impasto.style import gatys
 

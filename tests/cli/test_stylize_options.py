@@ -1,6 +1,6 @@
 """``impasto stylize``: every option of one method given to another is refused with one line
-naming the method it belongs to (exit 2, before any file is read); Gatys refuses video with a
-line naming the methods that take it; the help states each option's default once and the
+naming the method it belongs to (exit 2, before any file is read); Gatys on a video checks
+its output name before reading the video; the help states each option's default once and the
 Gatys schedule rule. No files are needed: the refusals come before anything is loaded."""
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ OPTIONS = {
     "--seed": (["1"], {"gatys"}),
     "--save-every": (["5"], {"gatys"}),
     "--vgg": (["torchvision"], {"gatys"}),
+    "--temporal-weight": (["10"], {"gatys"}),
+    "--frame-iterations": (["5"], {"gatys"}),
     "--style-blend-weights": (["1"], {"gatys", "adain", "instant"}),
     "--strength": (["0.5"], {"instant"}),
     "--vgg-weights": (["w.pth"], {"gatys", "adain"}),
@@ -106,10 +108,10 @@ def test_the_table_covers_every_stylize_option():
     flags = {a.option_strings[0] for a in parser._actions
              if a.option_strings and not isinstance(a, argparse._HelpAction)}
     assert flags == set(OPTIONS) | EVERY_METHOD
-    # 18 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights and
+    # 20 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights and
     # --mask by 2, --alpha and --style-size by 3, --strength by 3, --batch-size by 1,
     # --compile and --export by 2
-    assert len(_table()) == 18 * 3 + 1 + 2 * 2 + 2 * 3 + 3 + 1 + 2 * 2
+    assert len(_table()) == 20 * 3 + 1 + 2 * 2 + 2 * 3 + 3 + 1 + 2 * 2
 
 
 @pytest.mark.parametrize("method, flag, expected", _table())
@@ -127,15 +129,24 @@ def test_a_method_accepts_its_own_options(method):
             refuse_foreign(args, method, METHOD_OPTIONS)  # no error
 
 
-@pytest.mark.parametrize("output", ["out.mp4", "out.png"])
-def test_gatys_on_a_video_names_the_methods_that_take_video(output, tmp_path):
+@pytest.mark.parametrize("output, expected", [
+    ("out.mp4", "clip.mp4: video file not found"),
+    ("out.png", "out.png: a video needs a video output"),
+])
+def test_gatys_on_a_video_checks_the_output_then_the_video(output, expected, tmp_path):
     rc, stdout, stderr = _run(["stylize", str(tmp_path / "clip.mp4"), "-s", "s.png", "-o",
                                str(tmp_path / output)])
     line = stderr.strip()
     assert rc == 2 and "\n" not in line and stdout == ""
-    assert "clip.mp4: Gatys style transfer does not take video yet" in line
-    assert "--model FILE" in line and "--method adain" in line
-    assert "unsupported output format" not in line
+    assert expected in line
+    assert not (tmp_path / output).exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--temporal-weight", "10"),
+                                         ("--frame-iterations", "5")])
+def test_the_video_options_are_refused_for_an_image(flag, value, tmp_path):
+    line = _one_line_error([*BASE["gatys"], flag, value], tmp_path)
+    assert f"{flag} applies to a video input only" in line
 
 
 def test_help_states_each_default_once_and_the_schedule():

@@ -75,6 +75,7 @@ def collect() -> dict[str, Any]:
     from impasto.style.fast import ADV_LOSSES, FastStyleTrainConfig
     from impasto.style.gatys import OPTIMIZERS as GATYS_OPTIMIZERS
     from impasto.style.gatys import SCHEDULE_RULE, GatysConfig
+    from impasto.style.gatys_video import DEFAULT_FRAME_ITERATIONS, DEFAULT_TEMPORAL_WEIGHT
 
     return {
         "DEVICES": tuple(DEVICES),
@@ -86,6 +87,8 @@ def collect() -> dict[str, Any]:
         "GATYS_OPTIMIZERS": tuple(GATYS_OPTIMIZERS),
         "GATYS": _defaults(GatysConfig()),
         "GATYS_SCHEDULE": SCHEDULE_RULE,
+        "GATYS_VIDEO": {"temporal_weight": DEFAULT_TEMPORAL_WEIGHT,
+                        "frame_iterations": DEFAULT_FRAME_ITERATIONS},
         "GAN_ARCHS": tuple(GAN_ARCH_REGISTRY.names()),
         "GAN_ARCH_DEFAULTS": dict(ARCH_DEFAULTS),
         "GAN_LOSSES": tuple(GAN_LOSS_KINDS),

@@ -26,6 +26,7 @@ from impasto.cli._args import (
     positive_int,
     refuse_foreign,
 )
+from impasto.cli.gatys_video import add_video_options, refuse_video_options, run_gatys_video
 from impasto.errors import InputError
 
 __all__ = ["add_parser"]
@@ -76,7 +77,8 @@ METHOD_OPTIONS = MethodOptions.of(
         "style_layer_weights": "--style-layer-weights", "init": "--init",
         "optimizer": "--optimizer", "lr": "--lr", "lbfgs_history": "--lbfgs-history",
         "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
-        "weights": "--vgg"}),
+        "weights": "--vgg", "temporal_weight": "--temporal-weight",
+        "frame_iterations": "--frame-iterations"}),
     (("gatys", "adain", "instant"), {"style_blend_weights": "--style-blend-weights"}),
     (("gatys", "adain"), {"vgg_weights": "--vgg-weights", "mask": "--mask"}),
     (("instant",), {"strength": "--strength"}),
@@ -120,6 +122,7 @@ def add_parser(sub: Any) -> None:
                    f"recolour the style to the content's colours first (default "
                    f"{d.preserve_color})")
     _add_network_options(p)
+    add_video_options(p)
     g = p.add_argument_group("size")
     g.add_argument("--size", type=int, default=None,
                    help=f"longest side of the output, px (default {d.size}; with a network: "
@@ -194,11 +197,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=_run)
 
 
-# The options of ``stylize`` that set no GatysConfig field: inputs and outputs, and the
-# trained networks' options (refused for Gatys by _check_gatys_args).
+# The options of ``stylize`` that set no GatysConfig field: inputs and outputs, the trained
+# networks' options (refused for Gatys by _check_gatys_args) and the video options
+# (arguments of impasto.style.gatys_video.stylize_video).
 _NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
               "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export",
-              "preset", "strength")
+              "preset", "strength", "temporal_weight", "frame_iterations")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -215,6 +219,11 @@ def _run(args: argparse.Namespace) -> int:
             or args.preset is not None:
         return _run_network(args)
     _check_gatys_args(args)
+    from impasto.io.video import VIDEO_SUFFIXES
+
+    if Path(args.content).suffix.lower() in VIDEO_SUFFIXES:
+        return run_gatys_video(args, _NOT_GATYS)
+    refuse_video_options(args)
     if args.output is None:
         args.output = "out.png"
     save_every = getattr(args, "save_every", 0)
@@ -355,12 +364,6 @@ def _check_gatys_args(args: argparse.Namespace) -> None:
     refuse_foreign(args, "gatys", METHOD_OPTIONS)
     if args.content is None:
         raise InputError("stylize: the content image is required")
-    from impasto.io.video import VIDEO_SUFFIXES
-
-    if Path(args.content).suffix.lower() in VIDEO_SUFFIXES:
-        raise InputError(f"stylize: {args.content}: Gatys style transfer does not take video yet; "
-                         "per-style networks (--model FILE) and AdaIN (--method adain --decoder "
-                         "FILE) stylise video")
     if not args.style:
         raise InputError("stylize: -s/--style is required")
 

@@ -69,6 +69,7 @@ class StepInfo:
     tv: float
     image: Tensor = field(repr=False)  # current (1, 3, H, W), not clamped
     tiles: int = 1  # tiles an evaluation at this scale is split into (1: whole)
+    extra: float = 0.0  # the weighted extra_loss term (0 without one)
 
 
 def _image_tensor(x: Any) -> Tensor:
@@ -295,6 +296,7 @@ class GatysStyleTransfer:
         seed: int | None = None,
         on_tile: Callable[[int, int], None] | None = None,
         masks: Tensor | None = None,
+        extra_loss: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Stylises ``content``.
 
@@ -313,6 +315,10 @@ class GatysStyleTransfer:
                 soft masks allowed. The style blend weights do not apply with masks.
             on_tile: at a tiled scale, called with ``(done, total)`` after each tile of
                 each of an evaluation's two passes (see :mod:`impasto.style.tiled`).
+            extra_loss: a further term of the objective, already weighted: a function of the
+                image being optimised ``(1, 3, h, w)`` (at each scale's size) returning a
+                float32 scalar, differentiable in the image; for example the temporal loss of
+                :mod:`impasto.style.gatys_video`.
 
         Returns:
             RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
@@ -321,12 +327,14 @@ class GatysStyleTransfer:
         iteration of a scale has the same shapes); the global setting is put back afterwards.
         """
         with _cudnn_autotune(self.device):
-            return self._run(content, styles, init, callback, abort, seed, on_tile, masks)
+            return self._run(content, styles, init, callback, abort, seed, on_tile, masks,
+                             extra_loss)
 
     def _run(self, content: Tensor, styles: Sequence[Tensor], init: Tensor | None,
              callback: Callable[[StepInfo], None] | None, abort: Callable[[], bool] | None,
              seed: int | None, on_tile: Callable[[int, int], None] | None,
-             masks: Tensor | None) -> Tensor:
+             masks: Tensor | None,
+             extra_loss: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """:meth:`run` inside the autotuning context."""
         c = self.config
         content = content.detach().float().to(self.device)
@@ -409,6 +417,11 @@ class GatysStyleTransfer:
                         total.backward()
                     else:  # the whole image's loss and gradient, tile by tile
                         total, parts = tiled.evaluate(image)
+                if extra_loss is not None:  # pixel-level: in fp32, outside autocast
+                    extra = extra_loss(image)
+                    extra.backward()
+                    state["extra"] = extra.detach()
+                    total = total.detach() + state["extra"]
                 state["total"] = total.detach()
                 state.update(parts)
                 return total
@@ -452,6 +465,7 @@ class GatysStyleTransfer:
                             tv=float(state["tv"]),
                             image=image.detach(),
                             tiles=1 if tiles is None else len(tiles),
+                            extra=float(state.get("extra", 0.0)),
                         )
                     )
                 if abort is not None and abort():

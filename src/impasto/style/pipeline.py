@@ -80,6 +80,14 @@ def stylize(
         from impasto.errors import InputError
 
         raise InputError("give a style image (or a preset, for the instant styles)")
+    if isinstance(content, (str, os.PathLike)):
+        from impasto.io.video import VIDEO_SUFFIXES
+
+        if os.path.splitext(os.fspath(content))[1].lower() in VIDEO_SUFFIXES:
+            from impasto.errors import InputError
+
+            raise InputError(f"{os.fspath(content)}: a video; use impasto.stylize_video(source, "
+                             "style, output, ...)")
     styles = [style] if _is_single(style) else list(style)
     config = GatysConfig(**options) if transfer is None else transfer.config
     if transfer is not None and options:
