@@ -226,3 +226,9 @@ def test_interpolation_is_a_slerp_through_the_seeds(run):
         gen.interpolate([1], 5)
     with pytest.raises(InputError, match="frames"):
         gen.interpolate([1, 2], 1)
+    # progress after each batch (the studio's video), the same frames whatever the batches
+    seen = []
+    batched = gen.interpolate(seeds, 9, class_=2, batch_size=4,
+                              progress=lambda done, n, x: seen.append((done, n, len(x))))
+    assert seen == [(4, 9, 4), (8, 9, 4), (9, 9, 1)]
+    torch.testing.assert_close(batched, frames, atol=1e-6, rtol=0)

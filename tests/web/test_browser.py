@@ -3,7 +3,8 @@ against a server started on a free port. The page must render with no request le
 machine; a photo uploaded gets the per-style network's result, pixel for pixel the CLI's;
 Refine shows progress and Cancel stops it within about a second; a short refinement downloads
 as a PNG with its settings; a bad painting gives one message; the Video tab stylises a clip;
-the Generate tab draws a grid.
+the Generate tab draws a grid; the Runs tab lists the runs and shows a run's curves, metrics and
+samples.
 Screenshots go to $IMPASTO_TEST_ARTIFACTS (default: the test's temporary folder).
 
 Skipped, with the reason, only where Chromium or Playwright is missing outside CI; in CI
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from studio_fixtures import make_runs
+from studio_fixtures import make_runs, make_training_runs
 
 from impasto.io import read_png_metadata
 
@@ -56,6 +57,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     runs = make_runs(tmp_path_factory.mktemp("runs"))
+    make_training_runs(runs / "training")
     port = _free_port()
     src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get(
@@ -249,6 +251,25 @@ def test_studio_in_a_browser(server, browser, artifacts, tmp_path):
     _, grid = _image_at(page, "#samples img")
     assert grid.size == (138, 138)  # 4 x 32 px + 5 x 2 px
     page.screenshot(path=str(artifacts / "studio-generate.png"))
+
+    # -- Runs: the table, then one run's curves, metric and samples
+    page.get_by_role("tab", name="Runs").click()
+    page.wait_for_selector("#run-curves img", state="visible")
+    table = page.locator("#runs-table").inner_text()
+    assert "gan/pggan" in table and "not valid JSON" in table, table
+    _set_dropdown(page, "run", "training/gan")
+    page.wait_for_function("document.querySelector('#run-summary').innerText"
+                           ".includes('metric/swd')")
+    page.wait_for_function("document.querySelector('#run-summary').innerText"
+                           ".includes('training/gan')")
+    summary = page.locator("#run-summary").inner_text()
+    assert "gan/dcgan" in summary and "metric/swd 16.67 (step 6)" in summary, summary
+    page.wait_for_selector("#run-samples img", state="visible")
+    _, curves = _image_at(page, "#run-curves img")
+    assert curves.size[0] > 2 * curves.size[1]  # three panels a row: d_loss, g_loss, swd
+    ink = (np.asarray(curves.convert("L")) < 128).mean()
+    assert 0.01 < ink < 0.3, ink
+    page.screenshot(path=str(artifacts / "studio-runs.png"), full_page=True)
 
     assert outside == [], outside
     assert not [f for f in failed if not f.startswith(LOCAL)], failed

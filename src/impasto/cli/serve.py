@@ -27,7 +27,8 @@ def add_parser(sub: Any) -> None:
         description="Serve the studio, a web page over the same pipelines as the command "
         "line: stylise a photo at once (26 built-in styles, any painting, your per-style "
         "networks), refine it with Gatys (live preview, cancel), stylise clips, sample from "
-        "GANs. Fully offline; listens on this machine only unless --host says otherwise. "
+        "GANs and make interpolation videos, browse training runs (loss curves, samples, "
+        "metrics, TensorBoard). Fully offline; listens on this machine only unless --host says otherwise. "
         "Needs pip install 'impasto[web]'.",
     )
     p.add_argument("--host", default="127.0.0.1",
@@ -36,8 +37,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=_port, default=7860, help="port (default 7860)")
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="folder of trained models the studio offers besides the built-in "
-                   "styles: per-style model files, GAN model files and run folders (default: "
-                   "none)")
+                   "styles: per-style model files, GAN model files and run folders; the Runs "
+                   "tab shows every training run under it (default: none)")
     p.add_argument("--max-jobs", type=int_at_least(1), default=None, metavar="N",
                    help="heavy jobs (refinements) at once; the rest wait in a queue "
                    "(default: one per two cores)")

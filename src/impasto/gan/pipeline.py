@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -239,16 +239,23 @@ class GanGenerator:
         return sample_latents(n, self.z_dim, g, truncation)
 
     @torch.no_grad()
-    def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """Images ``(N, C, H, W)`` in ``[0, 1]`` (float32, CPU) for latents ``z`` ``(N, z_dim)``."""
+    def generate(self, z: Tensor, y: Tensor | None = None, *,
+                 progress: Callable[[int, int, Tensor], None] | None = None,
+                 batch_size: int = _CHUNK) -> Tensor:
+        """Images ``(N, C, H, W)`` in ``[0, 1]`` (float32, CPU) for latents ``z`` ``(N, z_dim)``,
+        ``batch_size`` at a time; ``progress(done, N, images)`` is called after each batch
+        with the batch's images (it may raise to stop)."""
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise InputError(f"latents must have shape (N, {self.z_dim}), got {tuple(z.shape)}")
+        step = max(1, int(batch_size))
         outs = []
-        for i in range(0, z.shape[0], _CHUNK):
-            zc = z[i : i + _CHUNK].to(self.device, torch.float32)
-            yc = None if y is None else y[i : i + _CHUNK].to(self.device)
+        for i in range(0, z.shape[0], step):
+            zc = z[i : i + step].to(self.device, torch.float32)
+            yc = None if y is None else y[i : i + step].to(self.device)
             x = self.G(zc, yc) if yc is not None else self.G(zc)
             outs.append(((x.float() + 1.0) / 2.0).clamp_(0.0, 1.0).cpu())
+            if progress is not None:
+                progress(min(i + step, z.shape[0]), z.shape[0], outs[-1])
         return torch.cat(outs)
 
     def __call__(
@@ -330,16 +337,19 @@ class GanGenerator:
         truncation: float | None = None,
         class_: int | str | None = None,
         loop: bool = False,
+        progress: Callable[[int, int, Tensor], None] | None = None,
+        batch_size: int = _CHUNK,
     ) -> Tensor:
         """``(frames, C, H, W)`` in ``[0, 1]``: the images along
-        :meth:`interpolation_latents` (one class for every frame on a conditional model)."""
+        :meth:`interpolation_latents` (one class for every frame on a conditional model);
+        ``progress`` and ``batch_size`` as :meth:`generate`'s."""
         z = self.interpolation_latents(seeds, frames, truncation=truncation, loop=loop)
         y = None
         if self.conditional:
             y = torch.full((frames,), 0 if class_ is None else self.class_index(class_))
         elif class_ is not None:
             self.class_index(class_)  # raises: unconditional
-        return self.generate(z, y)
+        return self.generate(z, y, progress=progress, batch_size=batch_size)
 
     def __repr__(self) -> str:
         return (

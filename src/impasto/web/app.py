@@ -15,6 +15,7 @@ import gradio as gr
 from impasto.errors import InputError
 from impasto.web.jobs import JobLimitError
 from impasto.web.offline import offline_theme
+from impasto.web.runs import RunReport, default_scalars
 from impasto.web.studio import Studio, progress_html, style_request
 from impasto.web.stylize import MAX_VIDEO_SECONDS, SAMPLES
 
@@ -54,6 +55,8 @@ def build_app(studio: Studio) -> gr.Blocks:
             _video_tab(studio)
         with gr.Tab("Generate", id="generate"):
             _generate_tab(studio)
+        with gr.Tab("Runs", id="runs") as runs:
+            _runs_tab(studio, runs)
 
         def end(request: gr.Request) -> None:
             studio.end_session(_key(request))
@@ -272,6 +275,187 @@ def _generate_tab(studio: Studio) -> None:
 
     model.change(classes, model, klass)
     button.click(run, [model, seed, truncation, side, klass], [grid, download, message])
+    _interpolation(studio, model, truncation, klass)
+
+
+def _interpolation(studio: Studio, model: Any, truncation: Any, klass: Any) -> None:
+    """The Generate tab's interpolation video (the GAN, truncation and class of the grid)."""
+    gr.Markdown("### Interpolation video\nA walk through the latent space from seed to seed "
+                "(spherical interpolation, as `impasto gan interpolate`).")
+    with gr.Row():
+        with gr.Column(scale=1):
+            seeds = gr.Textbox(value="0, 1, 2", label="Seeds (two or more, in order)",
+                               elem_id="interp-seeds")
+            frames = gr.Slider(2, 600, value=48, step=1, label="Frames", elem_id="interp-frames")
+            fps = gr.Slider(1, 60, value=12, step=1, label="Frames per second",
+                            elem_id="interp-fps")
+            loop = gr.Checkbox(value=False, label="Loop back to the first seed",
+                               elem_id="interp-loop")
+            length = gr.Markdown(_length(48, 12), elem_id="interp-length")
+            with gr.Row():
+                go = gr.Button("Make the video", variant="primary", elem_id="interp-go")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="interp-cancel")
+        with gr.Column(scale=1):
+            preview = gr.Image(label="Frames as they are done", type="pil", interactive=False,
+                               height=200, elem_id="interp-preview")
+            progress = gr.HTML(elem_id="interp-progress")
+            result = gr.Video(label="Interpolation", interactive=False, elem_id="interp-result")
+            message = gr.Markdown(elem_id="interp-message")
+
+    for control in (frames, fps):
+        control.change(_length, [frames, fps], length, show_progress="hidden")
+
+    def run(name, seeds, frames, fps, truncation, klass, loop, request: gr.Request):
+        key = _key(request)
+        try:
+            job = studio.start_interpolation(key, name, seeds=seeds, frames=int(frames),
+                                             fps=float(fps),
+                                             truncation=float(truncation) or None,
+                                             class_=klass or None, loop=bool(loop))
+        except (InputError, JobLimitError) as e:
+            yield gr.update(), "", gr.update(), f"**{e}**"
+            return
+        for image, bar in _follow(job, "frames"):
+            yield image, bar, gr.update(), ""
+        status = job.status()
+        r = studio.finish(key, job)
+        if r is None:
+            text = f"**{status.error}**" if status.state == "failed" else "Cancelled."
+            yield gr.update(), progress_html(status, "frames"), gr.update(), text
+            return
+        yield gr.update(), progress_html(status, "frames"), str(r.path), f"{r.caption}."
+
+    go.click(run, [model, seeds, frames, fps, truncation, klass, loop],
+             [preview, progress, result, message], concurrency_limit=None,
+             show_progress="hidden")
+
+    def stop(request: gr.Request) -> str:
+        return "Cancelling…" if studio.cancel(_key(request)) else "Nothing to cancel."
+
+    cancel.click(stop, None, message, concurrency_limit=None, show_progress="hidden")
+
+
+def _length(frames: float, fps: float) -> str:
+    return f"{int(frames)} frames at {float(fps):g} fps: {float(frames) / max(float(fps), 1):.1f} s"
+
+
+RUN_COLUMNS = ["run", "kind", "step", "updated (UTC)", "note"]
+
+
+def _runs_tab(studio: Studio, tab: Any) -> None:
+    """The training runs under --runs: a table, then one run's curves, samples and metrics."""
+    if studio.runs.root is None:
+        gr.Markdown("No runs folder: start the studio with `--runs DIR`, where DIR holds run "
+                    "folders (`impasto gan train --run DIR/name ...`, or any family's).")
+    with gr.Row():
+        choice = gr.Dropdown(choices=[], value=None, label="Run", elem_id="run", scale=3)
+        refresh = gr.Button("Refresh", elem_id="runs-refresh", scale=0, min_width=100)
+        board = gr.Button("Start TensorBoard on the runs", elem_id="tensorboard", scale=1)
+    board_message = gr.Markdown(elem_id="tensorboard-message")
+    table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=260,
+                         elem_id="runs-table")
+    summary = gr.Markdown(elem_id="run-summary")
+    with gr.Row():
+        with gr.Column(scale=2):
+            curves = gr.Image(label="Curves", type="filepath", interactive=False,
+                              format="png", elem_id="run-curves")
+        with gr.Column(scale=1):
+            scalars = gr.CheckboxGroup(choices=[], label="Curves", elem_id="run-scalars")
+            samples = gr.Gallery(label="Latest samples", columns=2, height=220, format="png",
+                                 preview=False, object_fit="contain", elem_id="run-samples")
+    with gr.Accordion("config.json", open=False):
+        config = gr.JSON(elem_id="run-config")
+
+    def view(name, keys, request: gr.Request) -> tuple:
+        """The run ``name`` with the curves of ``keys`` (None: its losses and metrics)."""
+        if not name:
+            return "", gr.update(choices=[], value=[]), None, [], None
+        try:
+            report, picture = studio.run_view(_key(request), name, keys)
+        except InputError as e:
+            return f"**{e}**", gr.update(choices=[], value=[]), None, [], None
+        chosen = default_scalars(report.scalars) if keys is None else [
+            k for k in keys if k in report.scalars]
+        pictures = _sample_pictures(report)
+        return (_run_markdown(report), gr.update(choices=report.scalars, value=chosen),
+                picture, pictures, report.config or None)
+
+    def reload(name, request: gr.Request) -> tuple:
+        rows = studio.runs.summaries()
+        names = [r.name for r in rows]
+        name = name if name in names else (names[0] if names else None)
+        table_rows = [[r.name, r.kind or "—", _steps(r), _when(r.updated), r.note]
+                      for r in rows]
+        return (gr.update(choices=names, value=name), table_rows,
+                *view(name, None, request))
+
+    def pick(name, request: gr.Request) -> tuple:
+        return view(name, None, request)
+
+    def redraw(name, keys, request: gr.Request) -> tuple:
+        return view(name, list(keys or []), request)
+
+    outs = [summary, scalars, curves, samples, config]
+    tab.select(reload, choice, [choice, table, *outs])
+    refresh.click(reload, choice, [choice, table, *outs])
+    choice.input(pick, choice, outs)
+    scalars.input(redraw, [choice, scalars], outs)
+
+    def tensorboard() -> str:
+        try:
+            url = studio.tensorboard.start()
+        except InputError as e:
+            return f"**{e}**"
+        return (f"TensorBoard runs at [{url}]({url}) (on this machine; it stops when the "
+                "studio stops).")
+
+    board.click(tensorboard, None, board_message, concurrency_limit=None)
+
+
+def _steps(r: Any) -> str:
+    if r.step is None:
+        return "—"
+    return f"{r.step} of {r.total}" if r.total else str(r.step)
+
+
+def _when(t: float | None) -> str:
+    import time
+
+    return "—" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
+
+def _md(text: str) -> str:
+    """``text`` shown literally in Markdown."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", text)
+
+
+def _run_markdown(report: RunReport) -> str:
+    r = report.summary
+    lines = [(f"**{_md(r.name)}** · {_md(r.kind or 'no checkpoint yet')} · step {_steps(r)} "
+              f"· updated {_when(r.updated)} UTC")]
+    if report.metrics:
+        lines.append("**Metrics** (last): " + " · ".join(
+            f"{_md(k)} {v:.4g} (step {step})" for k, (step, v) in report.metrics.items()))
+    best = report.best
+    if best and isinstance(best.get("value"), (int, float)):
+        lines.append(f"**Best** {_md(str(best.get('metric', '')))} {best['value']:.4g} at step "
+                     f"{best.get('step')} ({_md(str(best.get('file', 'best.pt')))})")
+    lines += [f"⚠ {_md(p)}" for p in report.problems]
+    return "\n\n".join(lines)
+
+
+def _sample_pictures(report: RunReport) -> list[tuple[Any, str]]:
+    from impasto.io import load_image
+
+    out = []
+    for path, caption in report.samples:
+        try:
+            out.append((load_image(path), caption))
+        except InputError as e:
+            report.problems.append(str(e))
+    return out
 
 
 def _classes(studio: Studio, name: str | None) -> list[str]:

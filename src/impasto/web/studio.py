@@ -23,8 +23,15 @@ from typing import Any
 
 from impasto.errors import InputError
 from impasto.web.catalog import Catalog, scan
-from impasto.web.generate import Sampler
+from impasto.web.generate import Sampler, check_interpolation
 from impasto.web.jobs import Job, JobRunner, JobStatus
+from impasto.web.runs import (
+    RunReport,
+    RunsBrowser,
+    TensorBoard,
+    default_scalars,
+    plot_curves,
+)
 from impasto.web.stylize import (
     NEEDS_PAINTING,
     Result,
@@ -35,7 +42,7 @@ from impasto.web.stylize import (
     sample,
 )
 
-__all__ = ["Session", "Studio", "StudioOptions", "Style", "default_max_jobs",
+__all__ = ["Session", "Studio", "StudioOptions", "Style", "default_max_jobs", "parse_seeds",
            "preset_thumbnails", "progress_html", "style_request"]
 
 log = logging.getLogger(__name__)
@@ -131,6 +138,8 @@ class Studio:
                               release=release_memory)
         self.root = Path(tempfile.mkdtemp(prefix="impasto-studio-",
                                           dir=self.options.temp_dir))
+        self.runs = RunsBrowser(self.catalog.root)
+        self.tensorboard = TensorBoard(self.catalog.root, self.root / "tensorboard.log")
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -166,8 +175,9 @@ class Studio:
             shutil.rmtree(s.folder, ignore_errors=True)
 
     def close(self) -> None:
-        """Stop every job and remove every session's files."""
+        """Stop every job and TensorBoard, and remove every session's files."""
         self.jobs.shutdown()
+        self.tensorboard.stop()
         with self._lock:
             for k in list(self._sessions):
                 self._drop(k)
@@ -277,6 +287,70 @@ class Studio:
         s = self.session(key)
         return self.sampler.grid(name, seed=seed, truncation=truncation, side=side,
                                  class_=class_, out=s.next_path(f"samples-seed{seed}"))
+
+    def start_interpolation(self, key: str, name: str | None, *, seeds: str | None,
+                            frames: int, fps: float, truncation: float | None,
+                            class_: str | None, loop: bool) -> Job:
+        """Queue an interpolation video (an .mp4 in the session's folder) between ``seeds``
+        (``"0, 1, 2"``) of the GAN ``name``."""
+        if not name:
+            raise InputError("choose a GAN (a model file or run folder under --runs)")
+        values = parse_seeds(seeds)
+        check_interpolation(values, frames, fps, truncation)
+        if class_:
+            self.sampler.generator(name).class_index(class_)
+        else:
+            self.sampler.generator(name)  # a bad name fails now, in the page
+        s = self.session(key)
+        out = s.next_path(f"interpolation-seeds{'-'.join(map(str, values[:4]))}")
+        out = out.with_suffix(".mp4")
+
+        def work(job: Job) -> Result | None:
+            path = self.sampler.interpolation(job, name, seeds=values, frames=frames, fps=fps,
+                                              truncation=truncation, class_=class_, loop=loop,
+                                              out=out)
+            if path is None:
+                return None
+            caption = (f"{frames} frames at {fps:g} fps ({frames / fps:.1f} s), slerp through "
+                       f"seeds {', '.join(map(str, values))}" + (", looped" if loop else ""))
+            return Result(path, None, "interpolation", caption)
+
+        s.job = self.jobs.submit(work, name="interpolation", owner=key)
+        return s.job
+
+    # -- Runs
+
+    def run_view(self, key: str, name: str | None,
+                 scalars: list[str] | None = None) -> tuple[RunReport, Path | None]:
+        """The run ``name`` under ``--runs`` and its curves (``scalars``; None: the losses and
+        metrics) as a PNG in the session's folder (None when there is nothing to draw, or
+        matplotlib is missing: then a line in the report's problems)."""
+        report = self.runs.report(name)
+        keys = default_scalars(report.scalars) if scalars is None else [
+            k for k in scalars if k in report.scalars]
+        s = self.session(key)
+        try:
+            curves = plot_curves(report.rows, keys, s.next_path("curves"),
+                                 title=report.summary.name)
+        except InputError as e:
+            report.problems.append(str(e))
+            curves = None
+        return report, curves
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    """Seeds from the page: ``"0, 1, 2"`` or ``"0 1 2"`` -> ``[0, 1, 2]`` (two at least)."""
+    parts = [t for t in (text or "").replace(",", " ").split() if t]
+    try:
+        seeds = [int(t) for t in parts]
+    except ValueError:
+        raise InputError(f"seeds must be whole numbers separated by commas, not {text!r}"
+                         ) from None
+    if len(seeds) < 2:
+        raise InputError("give at least two seeds, such as 0, 1")
+    if len(seeds) > 64 or any(not 0 <= s < 2**63 for s in seeds):
+        raise InputError("give 2 to 64 seeds, whole numbers from 0")
+    return seeds
 
 
 def _need_content(content: str | None) -> str:
