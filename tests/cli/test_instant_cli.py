@@ -180,3 +180,83 @@ def test_preset_sheet_tiles_are_the_presets(files):
     row, col = divmod(8, 6)  # preset 7 is the 8th tile after the photo
     tile = sheet[row * 55:row * 55 + 41, col * 61:(col + 1) * 61]
     assert np.abs(tile - one).max() <= 1
+
+
+def _halves(path, size, left: bool) -> None:
+    w, h = size
+    a = np.zeros((h, w), np.uint8)
+    if left:
+        a[:, : w // 2] = 255
+    else:
+        a[:, w // 2:] = 255
+    Image.fromarray(a).save(path)
+
+
+def test_masks_place_the_styles(files, tmp_path):
+    # --mask: one per style image, or one per --preset; the same file format as Gatys/AdaIN
+    ma, mb = tmp_path / "a.png", tmp_path / "b.png"
+    _halves(ma, (30, 20), True)  # another size than the photo: resized, with a note
+    _halves(mb, (30, 20), False)
+    out = tmp_path / "m.png"
+    rc, _, err = _run(["stylize", files / "photo.png", "--method", "instant", "-s",
+                       files / "starry.png", files / "scream.png", "--mask", ma, mb,
+                       "--precision", "fp32", "--device", "cpu", "-o", out])
+    assert rc == 0, err
+    assert "note: the masks (30x20) are resized to the output (61x41)" in err
+    img = Image.open(out)
+    assert json.loads(img.text["settings"])["mask"] == ["a.png", "b.png"]
+    inst = InstantStyle.from_file(device="cpu", precision="fp32")
+    want = inst(files / "photo.png", [files / "starry.png", files / "scream.png"],
+                masks=[ma, mb])
+    assert np.abs(_px(out) - np.asarray(want, np.float32)).max() <= 1
+    out2 = tmp_path / "p.png"
+    rc, _, err = _run(["stylize", files / "photo.png", "--preset", "3", "--preset", "12",
+                       "--mask", ma, mb, "--precision", "fp32", "--device", "cpu", "-o", out2,
+                       "-q"])
+    assert rc == 0 and err == "", err
+    assert json.loads(Image.open(out2).text["preset"]) == ["3 abstract-swirl",
+                                                          "12 lavender-haze"]
+    want = inst(files / "photo.png", preset=[3, 12], masks=[ma, mb])
+    assert np.abs(_px(out2) - np.asarray(want, np.float32)).max() <= 1
+
+
+def test_histogram_colours(files, tmp_path):
+    out = tmp_path / "h.png"
+    rc, _, err = _run(["stylize", files / "photo.png", "--method", "instant", "-s",
+                       files / "starry.png", "--preserve-color", "histogram",
+                       "--precision", "fp32", "--device", "cpu", "-o", out, "-q"])
+    assert rc == 0, err
+    assert json.loads(Image.open(out).text["settings"])["preserve_color"] == "histogram"
+    inst = InstantStyle.from_file(device="cpu", precision="fp32")
+    want = inst(files / "photo.png", files / "starry.png", preserve_color="histogram")
+    assert np.abs(_px(out) - np.asarray(want, np.float32)).max() <= 1
+    plain = np.asarray(inst(files / "photo.png", files / "starry.png"), np.float32)
+    photo = _px(files / "photo.png")
+    gap = lambda a: np.abs(a.mean((0, 1)) - photo.mean((0, 1))).sum()  # noqa: E731
+    assert gap(_px(out)) < 0.5 * gap(plain)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-s", "STARRY", "SCREAM", "--mask", "MA"], "1 masks for 2 style image(s)"),
+    (["-s", "STARRY", "SCREAM", "--mask", "MA", "BLACK"], "mask 2 is black everywhere"),
+    (["-s", "STARRY", "SCREAM", "--mask", "MA", "MB", "--style-blend-weights", "1,2"],
+     "blend weights do not apply with masks"),
+    (["--preset", "3", "--preset", "4"], "give one --mask per preset"),
+    (["--preset", "3", "--preset", "4", "--mask", "MA"], "1 masks for 2 style image(s)"),
+    (["--preset", "3", "--preserve-color", "histogram"], "a preset has none"),
+])
+def test_bad_masks_are_one_line(files, tmp_path, extra, message):
+    _halves(tmp_path / "a.png", (61, 41), True)
+    _halves(tmp_path / "b.png", (61, 41), False)
+    Image.new("L", (61, 41)).save(tmp_path / "black.png")
+    subst = {"STARRY": files / "starry.png", "SCREAM": files / "scream.png",
+             "MA": tmp_path / "a.png", "MB": tmp_path / "b.png", "BLACK": tmp_path / "black.png"}
+    out = tmp_path / "o.png"
+    argv = ["stylize", files / "photo.png", "--device", "cpu", "-o", out]
+    if extra[0] == "-s":
+        argv += ["--method", "instant"]
+    rc, _, stderr = _run(argv + [subst.get(a, a) for a in extra])
+    line = stderr.strip()
+    assert rc == 2 and "\n" not in line and "Traceback" not in stderr, stderr
+    assert message in line
+    assert not out.exists()

@@ -53,7 +53,7 @@ OPTIONS = {
     "--strength": (["0.5"], {"instant"}),
     "--vgg-weights": (["w.pth"], {"gatys", "adain"}),
     "--alpha": (["0.5"], {"adain"}),
-    "--mask": (["m.png"], {"gatys", "adain"}),
+    "--mask": (["m.png"], {"gatys", "adain", "instant"}),
     "--style-size": (["64"], {"adain"}),
     "--batch-size": (["2"], {"fast", "adain", "instant"}),
     "--tile": (["64"], {"gatys", "fast", "adain", "instant"}),
@@ -108,10 +108,10 @@ def test_the_table_covers_every_stylize_option():
     flags = {a.option_strings[0] for a in parser._actions
              if a.option_strings and not isinstance(a, argparse._HelpAction)}
     assert flags == set(OPTIONS) | EVERY_METHOD
-    # 20 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights and
-    # --mask by 2, --alpha and --style-size by 3, --strength by 3, --batch-size by 1,
+    # 20 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights by
+    # 2, --mask by 1, --alpha and --style-size by 3, --strength by 3, --batch-size by 1,
     # --compile and --export by 2
-    assert len(_table()) == 20 * 3 + 1 + 2 * 2 + 2 * 3 + 3 + 1 + 2 * 2
+    assert len(_table()) == 20 * 3 + 1 + 2 + 1 + 2 * 3 + 3 + 1 + 2 * 2
 
 
 @pytest.mark.parametrize("method, flag, expected", _table())

@@ -75,7 +75,8 @@ def test_luminance_keeps_the_photos_colours(photos):
 @pytest.mark.parametrize("kwargs, message", [
     ({"method": "instant", "iterations": 5}, "takes no iterations"),
     ({"method": "instant", "init_image": "x.png"}, "takes no init_image"),
-    ({"method": "instant", "preserve_color": "histogram"}, "'none' or 'luminance'"),
+    ({"preset": 3, "preserve_color": "histogram"}, "a preset has none"),
+    ({"method": "instant", "preset": 3, "preserve_color": "hue"}, "must be one of none, "),
     ({"method": "nope"}, "unknown method 'nope'"),
     ({"method": "gatys", "preset": 3}, "method='instant'"),
     ({"preset": 26}, "preset 26 does not exist"),

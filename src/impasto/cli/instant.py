@@ -20,56 +20,56 @@ __all__ = ["add_parser", "instant_transform"]
 def instant_transform(args: argparse.Namespace, style_images: list[Any]
                       ) -> tuple[Any, dict[str, str], str]:
     """``(transform, label, precision)`` of ``stylize --method instant`` or ``--preset``: a
-    batch transform ``(N, 3, H, W) -> (N, 3, H, W)`` for :mod:`impasto.style.apply`, the
-    metadata naming the style, and the precision chosen. Checks the preset, the blend weights
-    and the weight files (one-line :class:`InputError`) before anything is stylised."""
+    batch transform ``(N, 3, H, W) -> (N, 3, H, W)`` for :mod:`impasto.style.apply`
+    (:meth:`InstantStyle.transform <impasto.style.instant.InstantStyle.transform>`, as the
+    studio runs it), the metadata naming the style, and the precision chosen. Checks the
+    preset, the blend weights, the masks and the weight files (one-line :class:`InputError`)
+    before anything is stylised."""
     from impasto.io import to_tensor
-    from impasto.style.color import combine_luminance
     from impasto.style.instant import InstantStyle, parse_preset, preset_label
+    from impasto.style.instant.pipeline import _blend
+    from impasto.style.masks import check_masks, load_masks
 
-    preset = getattr(args, "preset", None)
+    presets = getattr(args, "preset", None)
     strength = getattr(args, "strength", 1.0)
     weights = args.style_blend_weights
-    if preset is not None and style_images:
+    mask_files = getattr(args, "mask", None)
+    if presets is not None and style_images:
         raise InputError("--preset is a built-in style: it takes no -s/--style")
-    if preset is None and not style_images:
+    if presets is None and not style_images:
         raise InputError("--method instant needs a style image (-s/--style) or --preset")
-    if args.preserve_color == "histogram":
-        raise InputError("--preserve-color histogram is not supported by the instant styles; "
-                         "use luminance")
-    if preset is not None:
+    if presets is not None and len(presets) > 1 and mask_files is None:
+        raise InputError(f"{len(presets)} --preset options: give one --mask per preset, or "
+                         "blend them as --preset 3:0.5,12:0.5")
+    if presets is not None:
         if weights is not None:
             raise InputError("--style-blend-weights are for style images; blend presets as "
                              "--preset 3:0.5,12:0.5")
-        mix = parse_preset(preset)  # one line for a bad preset, before the weights load
-        label = {"preset": preset_label(mix)}
+        mixes = [parse_preset(p) for p in presets]  # one line for a bad preset, before loading
+        label = {"preset": json.dumps([preset_label(m) for m in mixes]) if len(mixes) > 1
+                 else preset_label(mixes[0])}
+        n_styles = len(mixes)
     else:
-        from impasto.style.instant.pipeline import _blend
-
         _blend(weights, len(style_images))  # one line for bad weights, before loading
         label = {"style": json.dumps([Path(s).name for s in args.style])}
+        n_styles = len(style_images)
+    masks = None
+    if mask_files is not None:
+        masks = check_masks(load_masks(mask_files, args.max_pixels or None), n_styles,
+                            weights)
     inst = InstantStyle.from_file(device=args.device)
     choice = inst._precision(args.precision)
-    if preset is not None:
-        net = inst.stylizer(preset=mix, strength=strength)
-    elif strength >= 1.0:
-        net = inst.stylizer([to_tensor(im) for im in style_images], weights=weights)
+    if presets is not None:
+        transform = inst.transform(preset=mixes if masks is not None else mixes[0],
+                                   strength=strength, masks=masks,
+                                   preserve_color=args.preserve_color, precision=choice,
+                                   tile=args.tile)
     else:
-        net = None
-    styles = [to_tensor(im) for im in style_images]
-    runner = inst.runner(net, precision=choice, tile=args.tile) if net is not None else None
-
-    def transform(x):
-        if runner is not None:
-            y = runner(x)
-        else:  # each image moves towards its own style vector
-            y = inst(x, styles, weights=weights, strength=strength, precision=choice,
-                     tile=args.tile, output="tensor")
-        return combine_luminance(y, x) if args.preserve_color == "luminance" else y
-
-    if runner is not None:
-        transform.expect = runner.expect  # type: ignore[attr-defined]
-    return transform, label, str(choice.name if hasattr(choice, "name") else choice)
+        transform = inst.transform([to_tensor(im) for im in style_images], weights=weights,
+                                   strength=strength, masks=masks,
+                                   preserve_color=args.preserve_color, precision=choice,
+                                   tile=args.tile)
+    return transform, label, choice.name
 
 
 def add_parser(sub: Any) -> None:

@@ -80,7 +80,8 @@ METHOD_OPTIONS = MethodOptions.of(
         "weights": "--vgg", "temporal_weight": "--temporal-weight",
         "frame_iterations": "--frame-iterations"}),
     (("gatys", "adain", "instant"), {"style_blend_weights": "--style-blend-weights"}),
-    (("gatys", "adain"), {"vgg_weights": "--vgg-weights", "mask": "--mask"}),
+    (("gatys", "adain", "instant"), {"mask": "--mask"}),
+    (("gatys", "adain"), {"vgg_weights": "--vgg-weights"}),
     (("instant",), {"strength": "--strength"}),
     (("adain",), {"alpha": "--alpha", "style_size": "--style-size"}),
     (("fast", "adain", "instant"), {"batch_size": "--batch-size"}),
@@ -322,9 +323,10 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="gatys: optimisation (default); adain: arbitrary style transfer with "
                    "--decoder; instant: Magenta's pretrained networks, any painting as a style "
                    "in under a second at the photo's own resolution (docs/instant.md)")
-    n.add_argument("--preset", default=None, metavar="N|NAME",
+    n.add_argument("--preset", action="append", default=None, metavar="N|NAME",
                    help="a built-in instant style (implies --method instant): a number 0-25, a "
-                   "name (impasto presets list) or a blend 3:0.5,12:0.5")
+                   "name (impasto presets list) or a blend 3:0.5,12:0.5; repeated (--preset 3 "
+                   "--preset 12) with one --mask each")
     n.add_argument("--strength", type=_unit, default=S,
                    help="instant: 1 the full style, lower moves the style towards the photo's "
                    "own (with --preset: blends with the photo) (default 1)")
@@ -334,8 +336,9 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="AdaIN content-style trade-off: 0 keeps the content, 1 full style "
                    "(default 1)")
     n.add_argument("--mask", nargs="+", default=S, metavar="FILE",
-                   help="Gatys, AdaIN: spatial control, one mask image per style (white = where "
-                   "that style goes; soft masks allowed; resized to the output)")
+                   help="Gatys, AdaIN, instant: spatial control, one mask image per style (or "
+                   "per --preset) (white = where that style goes; soft masks allowed; resized "
+                   "to the output)")
     n.add_argument("--style-size", type=positive_int, default=S,
                    help="AdaIN: shrink style images to this longest side (default 512)")
     n.add_argument("--batch-size", type=positive_int, default=S,
@@ -473,7 +476,9 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     # -- the network and its inputs
     style_images = [load_image(s, max_pixels=max_pixels) for s in styles]
     if kind == "image":
-        load_image(src, max_pixels=max_pixels)  # a bad image fails before the network loads
+        photo = load_image(src, max_pixels=max_pixels)  # a bad image fails before the network
+        if args.mask and not args.export and not args.quiet:
+            _note_mask_size(args.mask[0], photo, args.size, max_pixels)
     if method == "fast":
         from impasto.style.fast import FastStyle
 
@@ -542,6 +547,17 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _note_mask_size(mask: str, photo: Any, size: int | None, max_pixels: int) -> None:
+    """One note line when the masks are resized to the output (they need not match it)."""
+    from impasto.io import load_image, resize
+
+    out = resize(photo, longest=size).size if size else photo.size
+    got = load_image(mask, max_pixels=max_pixels).size
+    if got != out:
+        print(f"impasto: note: the masks ({got[0]}x{got[1]}) are resized to the output "
+              f"({out[0]}x{out[1]})", file=sys.stderr)
 
 
 def check_output_dir(path: Path) -> None:

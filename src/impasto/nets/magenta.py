@@ -35,7 +35,7 @@ default). The modules keep the graph's order of operations so both settings are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -52,9 +52,17 @@ __all__ = [
     "CINTransformerConfig",
     "ConditionalInstanceNorm",
     "FixedCondition",
+    "NormStats",
     "StylePredictor",
+    "region_sums",
     "set_fake_quant",
 ]
+
+#: ``stats(index, x, weights) -> (mean, var) | None``: the fixed statistics (float32, ``(N, C,
+#: 1, 1)``, or ``(N, K, C)`` per region with region ``weights`` ``(N, K, H, W)``, else None) for
+#: the norm numbered ``index`` (in the order the network runs them; ``x`` is its input), or
+#: None for ``x``'s own (:meth:`CINTransformer.forward`).
+NormStats = Callable[[int, Tensor, "Tensor | None"], "tuple[Tensor, Tensor] | None"]
 
 #: Sides are padded to a multiple of this (two stride-2 convolutions), and to at least MIN_SIDE.
 MULTIPLE = 4
@@ -106,6 +114,14 @@ def _q(quantized: bool) -> nn.Module:
     return ActQuant() if quantized else nn.Identity()
 
 
+def region_sums(x: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Weighted sums over ``H, W`` in float32: ``(sum w (N, K), sum w x (N, K, C), sum w x^2
+    (N, K, C))`` of ``x`` ``(N, C, H, W)`` with region weights ``(N or 1, K, H, W)``."""
+    xf, w = x.float(), weights.float().expand(x.shape[0], -1, -1, -1)
+    return (w.sum((2, 3)), torch.einsum("nchw,nkhw->nkc", xf, w),
+            torch.einsum("nchw,nkhw->nkc", xf * xf, w))
+
+
 #: The quantisation points inside a conditional instance norm, in the graph's order.
 CIN_POINTS = ("mean", "sqdiff", "var", "var_eps", "rsqrt", "scale", "mean_scale", "shift",
               "x_scale", "out")
@@ -115,11 +131,20 @@ class ConditionalInstanceNorm(nn.Module):
     """Instance normalisation with a per-sample scale and shift (Dumoulin et al. 2017):
     ``(x - mean) / sqrt(var + eps) * gamma + beta`` over each channel's ``H x W``.
 
-    ``forward(x, gamma, beta)``: ``x`` ``(N, C, H, W)``, ``gamma`` and ``beta`` ``(N, C)``.
-    With fake quantisation on it computes the graph's form step by step (``scale = gamma *
-    rsqrt(var + eps)``, ``shift = beta - mean * scale``, ``x * scale + shift``), rounding at each
-    of :data:`CIN_POINTS`; otherwise the same formula with float32 statistics (also for bf16
+    ``forward(x, gamma, beta, stats=None, weights=None)``: ``x`` ``(N, C, H, W)``, ``gamma``
+    and ``beta`` ``(N, C)``. ``stats``: a fixed ``(mean, var)`` float32 used instead of ``x``'s
+    own (tiles of a large image normalise with the whole image's statistics). With fake
+    quantisation on it computes the graph's form step by step (``scale = gamma * rsqrt(var +
+    eps)``, ``shift = beta - mean * scale``, ``x * scale + shift``), rounding at each of
+    :data:`CIN_POINTS`; otherwise the same formula with float32 statistics (also for bf16
     inputs).
+
+    Regions (``weights`` ``(N, K, H, W)``, summing to 1 at each pixel, and ``gamma``/``beta``
+    ``(K, C)``, one per style): each style's scale and shift apply with the statistics of its
+    own region (means and variances weighted by its weights, ``(N, K, C)``), and each pixel
+    mixes the styles' normalised values by its weights: a style per pixel (spatial control,
+    Dumoulin et al. 2017 section 5; region statistics as AdaIN's and Gatys' guided Gram
+    matrices). One region of ones is the plain norm. Always in float (no fake quantisation).
     """
 
     def __init__(self, eps: float = 1e-5, *, quantized: bool = False) -> None:
@@ -131,12 +156,17 @@ class ConditionalInstanceNorm(nn.Module):
         return self.q is not None and bool(self.q["out"].enabled)
 
     @staticmethod
-    def moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    def moments(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(mean, var)`` ``(N, C, 1, 1)`` float32 of ``x`` over ``H, W``: ``E[x^2] - E[x]^2``
         accumulated in float32, a band of rows at a time (about 4 MB in float32, so the
         second pass reads the cache and a bf16 input is converted a band at a time; on a CPU
         core 5-10x faster than one reduction with ``dtype=float32`` over a bf16 tensor, and
-        than ``torch.var_mean``)."""
+        than ``torch.var_mean``). With region ``weights`` ``(N, K, H, W)``: per region,
+        ``(N, K, C)``."""
+        if weights is not None:
+            s0, s1, s2 = region_sums(x, weights)
+            mean = s1 / s0.clamp_min(1e-12)[..., None]
+            return mean, (s2 / s0.clamp_min(1e-12)[..., None] - mean * mean).clamp_min(0)
         n, c, h, w = x.shape
         rows = max(1, (1 << 20) // max(1, n * c * w))
         total = x.new_zeros((n, c, 1, 1), dtype=torch.float32)
@@ -148,14 +178,22 @@ class ConditionalInstanceNorm(nn.Module):
         mean = total / (h * w)
         return mean, (squares / (h * w) - mean * mean).clamp_min(0)
 
-    def forward(self, x: Tensor, gamma: Tensor, beta: Tensor, *,
+    def forward(self, x: Tensor, gamma: Tensor, beta: Tensor,
+                stats: tuple[Tensor, Tensor] | None = None, weights: Tensor | None = None, *,
                 inplace: bool = False) -> Tensor:
         """``inplace``: overwrite ``x`` with the result (float only; for a tensor nothing
         else holds: a new one as large as a full-resolution activation costs its page
         faults)."""
+        if weights is not None:
+            mean, var = self.moments(x, weights) if stats is None else stats
+            scale = gamma.float()[None] * torch.rsqrt(var + self.eps)  # (N, K, C)
+            shift = beta.float()[None] - mean * scale
+            w = weights.to(x.dtype)
+            return x * torch.einsum("nkc,nkhw->nchw", scale.to(x.dtype), w) + \
+                torch.einsum("nkc,nkhw->nchw", shift.to(x.dtype), w)
         gamma, beta = gamma[:, :, None, None], beta[:, :, None, None]
         if not self._fake_quant():
-            mean, var = self.moments(x)
+            mean, var = self.moments(x) if stats is None else stats
             scale = gamma.float() * torch.rsqrt(var + self.eps)
             shift = beta.float() - mean * scale
             if inplace:
@@ -163,8 +201,11 @@ class ConditionalInstanceNorm(nn.Module):
             return x * scale.to(x.dtype) + shift.to(x.dtype)
         q = self.q
         assert q is not None
-        mean = q["mean"](x.mean((2, 3), keepdim=True))
-        var = q["var"](q["sqdiff"]((x - mean) * (x - mean)).mean((2, 3), keepdim=True))
+        if stats is None:
+            mean = q["mean"](x.mean((2, 3), keepdim=True))
+            var = q["var"](q["sqdiff"]((x - mean) * (x - mean)).mean((2, 3), keepdim=True))
+        else:
+            mean, var = q["mean"](stats[0]), q["var"](stats[1])
         rsqrt = q["rsqrt"](torch.reciprocal(torch.sqrt(q["var_eps"](var + self.eps))))
         scale = q["scale"](rsqrt * gamma)
         shift = q["shift"](beta - q["mean_scale"](mean * scale))
@@ -223,14 +264,22 @@ class _Layer(nn.Module):
             self.q_gamma, self.q_beta = _q(cfg.quantized), _q(cfg.quantized)
             self.q_conv = _q(cfg.quantized)
         self.q_act = _q(cfg.quantized and act is not None)
+        #: This layer's norm's place among the network's norms (set by CINTransformer).
+        self.norm_index = -1
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, masks: dict | None = None,
+                stats: NormStats | None = None) -> Tensor:
         x = self._conv(x)
         if self.norm is not None:
             c = cond.to(self.gamma.weight.dtype)
             gamma, beta = self.q_gamma(self.gamma(c)), self.q_beta(self.beta(c))
+            w = None
+            if masks is not None:  # (K, C) per style; the weights at this resolution
+                w = masks[tuple(x.shape[-2:])].expand(x.shape[0], -1, -1, -1)
             inplace = _may_overwrite(x)  # the conv's own output
-            x = self.norm(self.q_conv(x), gamma, beta, inplace=inplace)
+            x = self.q_conv(x)
+            fixed = None if stats is None else stats(self.norm_index, x, w)
+            x = self.norm(x, gamma, beta, fixed, w, inplace=inplace)
         inplace = _may_overwrite(x)  # the conv's or the norm's own output
         if self.act == "relu":
             x = torch.relu_(x) if inplace else torch.relu(x)
@@ -258,8 +307,10 @@ class _Residual(nn.Module):
         self.conv2 = _Layer(width, width, 3, norm=True, act=None, cfg=cfg)
         self.q_add = _q(cfg.quantized)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        return self.q_add(x + self.conv2(self.conv1(x, cond), cond))
+    def forward(self, x: Tensor, cond: Tensor, masks: dict | None = None,
+                stats: NormStats | None = None) -> Tensor:
+        y = self.conv1(x, cond, masks, stats)
+        return self.q_add(x + self.conv2(y, cond, masks, stats))
 
 
 class CINTransformer(nn.Module):
@@ -286,6 +337,8 @@ class CINTransformer(nn.Module):
             _Layer(d1, d2, 3, upsample=True, norm=True, act="relu", cfg=cfg),
             _Layer(d2, 3, 9, norm=True, act="sigmoid", cfg=cfg),
         ])
+        for i, layer in enumerate(self.norm_layers()):
+            layer.norm_index = i
 
     def layers(self) -> Iterator[tuple[str, _Layer]]:
         """``(name, layer)`` of every convolution layer in the order the network runs them."""
@@ -303,21 +356,45 @@ class CINTransformer(nn.Module):
         return max(MIN_SIDE, -(-h // MULTIPLE) * MULTIPLE) - h, \
             max(MIN_SIDE, -(-w // MULTIPLE) * MULTIPLE) - w
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+    def norm_layers(self) -> list[_Layer]:
+        """The layers with a conditional instance norm, in the order the network runs them
+        (their ``norm_index``)."""
+        return [layer for _, layer in self.layers() if layer.norm is not None]
+
+    def forward(self, x: Tensor, cond: Tensor, masks: Tensor | None = None,
+                stats: NormStats | None = None) -> Tensor:
+        """``x`` ``(N, 3, H, W)`` in ``[0, 1]``; ``cond`` ``(N, cond_dim)``, or with ``masks``
+        ``(K, cond_dim)``: one condition per style, mixed per pixel by ``masks`` ``(N or 1,
+        K, H, W)`` (weights that sum to 1 at each pixel; each norm layer mixes the styles'
+        scales and shifts with the weights averaged to its resolution, each style normalised
+        with its own region's statistics: :class:`ConditionalInstanceNorm`). ``stats``: fixed
+        norm statistics (:data:`NormStats`)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError("CINTransformer expects (N, 3, H, W) images")
         h, w = x.shape[-2:]
         ph, pw = self.padding(h, w)
+        mode = "reflect" if ph < h and pw < w else "replicate"
         if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, [0, pw, 0, ph], mode=mode)
+        pyramid = None
+        if masks is not None:
+            if masks.dim() != 4 or masks.shape[-2:] != (h, w) or masks.shape[1] != cond.shape[0]:
+                raise ValueError(f"masks must be (N, {cond.shape[0]}, {h}, {w}), not "
+                                 f"{tuple(masks.shape)}")
+            m = masks.float()
+            if ph or pw:
+                m = F.pad(m, [0, pw, 0, ph], mode=mode)
+            pyramid = {tuple(m.shape[-2:]): m}
+            for f in (2, 4):
+                pm = F.avg_pool2d(m, f)
+                pyramid[tuple(pm.shape[-2:])] = pm
         x, cond = self.q_input(x), self.q_cond(cond)
         for layer in self.encoder:
-            x = layer(x, cond)
+            x = layer(x, cond, pyramid, stats)
         for block in self.residuals:
-            x = block(x, cond)
+            x = block(x, cond, pyramid, stats)
         for layer in self.decoder:
-            x = layer(x, cond)
+            x = layer(x, cond, pyramid, stats)
         return x[:, :, :h, :w]
 
 
@@ -336,8 +413,9 @@ class FixedCondition(nn.Module):
         self.mix = float(mix)
         self.register_buffer("cond", cond.detach().float().reshape(1, -1).clone())
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.net(x, self.cond.expand(x.shape[0], -1))
+    def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:
+        """``stats``: fixed norm statistics (:data:`NormStats`; tiles of a large image)."""
+        y = self.net(x, self.cond.expand(x.shape[0], -1), stats=stats)
         return y if self.mix == 1.0 else self.mix * y + (1.0 - self.mix) * x
 
     def extra_repr(self) -> str:

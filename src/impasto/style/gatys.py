@@ -39,6 +39,7 @@ from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.st
     default_config,
 )
 from impasto.style.losses import PerceptualLoss
+from impasto.style.masks import check_masks  # (re-exported: impasto.style.gatys)
 from impasto.style.optim import ImageLBFGS
 from impasto.style.tiled import (
     Tile,
@@ -479,25 +480,3 @@ class GatysStyleTransfer:
         if c.preserve_color == "luminance":
             out = combine_luminance(out, resize_tensor(content, tuple(out.shape[-2:])))
         return out.float().cpu()
-
-
-def check_masks(masks: Tensor, n_styles: int,
-                blend: Sequence[float] | None = None) -> Tensor:
-    """``masks`` as float ``(K, H, W)`` in ``[0, 1]``; :class:`InputError` unless there is one
-    per style image, none is empty and no blend weights are given."""
-    m = masks.detach().float()
-    if m.ndim == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    if m.ndim != 3:
-        raise InputError(f"masks must be (K, H, W), not {tuple(masks.shape)}")
-    if m.shape[0] != n_styles:
-        raise InputError(f"{m.shape[0]} masks for {n_styles} style image(s); give one mask per "
-                         "style")
-    if blend is not None:
-        raise InputError("style blend weights do not apply with masks (each mask says where "
-                         "its style goes)")
-    empty = [k + 1 for k in range(m.shape[0]) if float(m[k].max()) <= 1 / 255]
-    if empty:
-        raise InputError(f"mask {', '.join(map(str, empty))} is black everywhere: its style "
-                         "would go nowhere")
-    return m.clamp(0, 1)

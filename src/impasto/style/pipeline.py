@@ -55,7 +55,7 @@ def stylize(
     (:class:`~impasto.style.instant.InstantStyle`, Ghiasi et al. 2017 / Dumoulin et al.
     2017): the result in well under a second at the content's own size. Its options:
     ``strength``, ``style_blend_weights``, ``size``, ``tile``, ``precision``, ``device``,
-    ``preserve_color`` (``"none"`` or ``"luminance"``), ``seed``::
+    ``preserve_color``, ``seed``, and ``masks`` (one per style)::
 
         out = impasto.stylize("photo.jpg", "painting.jpg", method="instant", strength=0.8)
         out = impasto.stylize("photo.jpg", preset="starry-blue")   # or 19, "3:0.5,12:0.5"
@@ -68,8 +68,8 @@ def stylize(
         from impasto.style.instant.pipeline import instant_stylize
 
         given = {"init_image": init_image, "callback": callback, "abort": abort,
-                 "transfer": transfer, "masks": masks}
-        return instant_stylize(content, style, preset=preset, max_pixels=max_pixels,
+                 "transfer": transfer}
+        return instant_stylize(content, style, preset=preset, masks=masks, max_pixels=max_pixels,
                                refuse=[k for k, v in given.items() if v is not None],
                                **options)
     if preset is not None:

@@ -175,7 +175,6 @@ class Stylizer:
         ``like``: the photo (PIL), or a video's first frame: a painting's strength below 1
         moves towards its style, and ``histogram`` recolours the paintings to its colours."""
         from impasto.io import resize, to_tensor
-        from impasto.style.color import keep_colours, match_color
         from impasto.style.pipeline import network_metadata
 
         req.check()
@@ -193,18 +192,15 @@ class Stylizer:
             inst = self.instant()
             if req.preset is not None:
                 colour = _network_colour(colour)
-                net = inst.stylizer(preset=req.preset, strength=req.strength)
+                transform = inst.transform(preset=req.preset, strength=req.strength,
+                                           preserve_color=colour)
                 labels = {"preset": preset_label(parse_preset(req.preset))}
-            else:
+            else:  # histogram: the paintings recoloured to the photo's colours (as the CLI)
                 x = to_tensor(resize(like, longest=req.size))
-                styles = [to_tensor(p) for p in paintings]
-                if colour == "histogram":  # the paintings recoloured to the photo's colours
-                    styles = [match_color(st, x) for st in styles]
-                net = inst.stylizer(styles, weights=req.weights, strength=req.strength,
-                                    content=x)
+                transform = inst.transform([to_tensor(p) for p in paintings],
+                                           weights=req.weights, strength=req.strength,
+                                           preserve_color=colour, content=x)
                 labels = {"style": _json_names(req.paintings)}
-            run = inst.runner(net)
-            transform = keep_colours(run) if colour == "luminance" else run
             caption = labels.get("preset") or "your painting" + ("s" if len(paintings) > 1 else "")
             method, strength = "instant", req.strength
         else:

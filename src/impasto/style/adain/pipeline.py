@@ -48,6 +48,7 @@ from impasto.style.color import (
     luminance_image,
     match_color,
 )
+from impasto.style.masks import load_masks
 
 __all__ = ["OUTPUTS", "AdaIN"]
 
@@ -72,28 +73,8 @@ def _load_styles(styles: Any, max_pixels: int | None, style_size: int | None) ->
     return out
 
 
-def _load_masks(masks: Any, max_pixels: int | None) -> Tensor:
-    """Mask images (paths, PIL, arrays; white = the region) or a tensor ``(K, H, W)`` ->
-    float ``(K, H, W)`` in ``[0, 1]``; all masks are brought to the first one's size."""
-    if isinstance(masks, Tensor):
-        m = masks.float()
-        if m.ndim == 4 and m.shape[1] == 1:
-            m = m[:, 0]
-        if m.ndim != 3:
-            raise InputError(f"masks must be a (K, H, W) tensor, not {tuple(masks.shape)}")
-        return m.clamp(0, 1)
-    out: list[Tensor] = []
-    for item in masks:
-        if isinstance(item, Tensor) and item.ndim == 2:
-            t = item.float()[None]
-        else:
-            img = load_image(item, max_pixels=max_pixels)
-            t = to_tensor(img).mean(1)  # (1, H, W)
-        if out and t.shape[-2:] != out[0].shape[-2:]:
-            t = torch.nn.functional.interpolate(t[None], size=out[0].shape[-2:],
-                                                mode="bilinear", align_corners=False)[0]
-        out.append(t)
-    return torch.cat(out).clamp(0, 1)
+#: The masks loader every method shares (kept under its old name for the CLI and benchmarks).
+_load_masks = load_masks
 
 
 class AdaIN:

@@ -31,11 +31,11 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from impasto.device import resolve_device
@@ -54,7 +54,11 @@ from impasto.nets.magenta_onnx import (
     load_multistyle_transformer,
     load_style_predictor,
 )
+from impasto.style.color import COLOR_MODES, combine_luminance, match_color
+from impasto.style.instant.masks import MaskedCondition
 from impasto.style.instant.presets import Preset, parse_preset
+from impasto.style.instant.tiled import tiled_instant
+from impasto.style.masks import check_masks, load_masks
 
 __all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "instant_stylize", "preset_sheet",
            "square_crop"]
@@ -63,6 +67,9 @@ __all__ = ["OUTPUTS", "STYLE_SIDE", "InstantStyle", "instant_stylize", "preset_s
 OUTPUTS = ("pil", "tensor")
 #: The side of the square a style image is cropped and resized to for the prediction network.
 STYLE_SIDE = 256
+#: The overlap of neighbouring tiles, px (at most half a tile): wide enough that what a tile's
+#: padding changes stays out of the blended result (docs/instant.md).
+TILE_OVERLAP = 128
 
 
 def _image_tensor(item: Any, max_pixels: int | None, what: str) -> Tensor:
@@ -188,8 +195,9 @@ class InstantStyle:
         weights: Sequence[float] | None = None,
         strength: float = 1.0,
         content: Tensor | None = None,
+        masks: Any = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    ) -> FixedCondition:
+    ) -> nn.Module:
         """An image-to-image module ``(N, 3, H, W) -> (N, 3, H, W)`` in ``[0, 1]`` with the
         style fixed (for batches, folders, video, tiling and export):
 
@@ -198,7 +206,11 @@ class InstantStyle:
           style vector the blend moves towards;
         * or ``preset`` (a number, name, blend string, mapping or 26 weights;
           :func:`~impasto.style.instant.presets.parse_preset`); ``strength < 1`` blends the
-          output with the input.
+          output with the input;
+        * ``masks``: one per style image (or, with a list of presets, one per preset; each may
+          be a blend): images or a ``(K, H, W)`` tensor, white = where that style goes
+          (:mod:`impasto.style.masks`); the styles are mixed per pixel inside the network
+          (:class:`~impasto.style.instant.masks.MaskedCondition`). No blend weights then.
 
         ``styles`` may also be a preset number (``int``) or :class:`Preset`.
         """
@@ -211,37 +223,119 @@ class InstantStyle:
             styles, preset = None, styles
         if styles is not None and preset is not None:
             raise InputError("give a style image or a preset, not both")
+        m = None if masks is None else load_masks(masks, max_pixels)
         if preset is not None:
             if weights is not None:
                 raise InputError("blend weights are for style images; blend presets as "
                                  "'3:0.5,12:0.5'")
-            return FixedCondition(self.multistyle, parse_preset(preset), mix=s)
+            if m is None:
+                return FixedCondition(self.multistyle, parse_preset(preset), mix=s)
+            specs = list(preset) if isinstance(preset, (list, tuple)) else [preset]
+            m = check_masks(m, len(specs))
+            mixes = torch.stack([parse_preset(p).float() for p in specs])
+            return MaskedCondition(self.multistyle, mixes, m, mix=s).to(self.device)
         if styles is None:
             raise InputError("give a style image or a preset")
         items = list(styles) if isinstance(styles, (list, tuple)) else [styles]
         if not items:
             raise InputError("no style image given")
+        if m is not None:
+            m = check_masks(m, len(items), weights)
         w = _blend(weights, len(items))
         vectors = self.style_vectors([_image_tensor(i, max_pixels, "a style image")
                                       for i in items])
-        vector = (w.to(vectors.device)[:, None] * vectors).sum(0)
         if s < 1.0:
             if content is None:
                 raise InputError("strength below 1 needs the content image (its own style)")
             own = self.style_vectors([content[:1]])[0]
-            vector = s * vector + (1.0 - s) * own
-        return FixedCondition(self.transformer, vector)
+            vectors = s * vectors + (1.0 - s) * own
+        if m is not None:
+            return MaskedCondition(self.transformer, vectors, m).to(self.device)
+        return FixedCondition(self.transformer, (w.to(vectors.device)[:, None] * vectors).sum(0))
 
-    def runner(self, stylizer: FixedCondition, *,
+    def transform(
+        self,
+        styles: Any = None,
+        *,
+        preset: Any = None,
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        masks: Any = None,
+        preserve_color: str = "none",
+        content: Tensor | None = None,
+        precision: str | InferencePrecision | None = None,
+        tile: int | str | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> Callable[[Tensor], Tensor]:
+        """A batch function ``(N, 3, H, W) -> (N, 3, H, W)`` in ``[0, 1]`` for
+        :mod:`impasto.style.apply` (what ``impasto stylize --method instant``/``--preset`` and
+        the studio run), the style as :meth:`stylizer` takes it, with colour preservation
+        (Gatys et al. 2017): ``luminance`` puts each input's chroma back on the result;
+        ``histogram`` recolours the paintings to the photo's colours (mean and covariance,
+        :func:`~impasto.style.color.match_color`) before their style vectors are taken
+        (paintings only: a preset has no image to recolour).
+
+        What depends on the photo (``strength < 1``: its own style vector; ``histogram``: its
+        colours) is taken from ``content`` ``(1, 3, H, W)`` when given (the studio: the photo,
+        or a video's first frame), else from each input image in turn. The function carries
+        ``precision`` (the name) and, when one network serves every input, ``expect``."""
+        if preserve_color not in COLOR_MODES:
+            raise InputError(f"preserve color must be one of {', '.join(COLOR_MODES)}, "
+                             f"not {preserve_color!r}")
+        if isinstance(styles, (int, Preset)) and not isinstance(styles, bool):
+            styles, preset = None, styles if preset is None else preset
+        paintings = styles is not None
+        if not paintings and preset is None:
+            raise InputError("give a style image or a preset")
+        if preserve_color == "histogram" and not paintings:
+            raise InputError("--preserve-color histogram recolours the style images; a preset "
+                             "has none (use luminance)")
+        choice = self._precision(precision)
+        items = None
+        if paintings:
+            items = [_image_tensor(i, max_pixels, "a style image")
+                     for i in (list(styles) if isinstance(styles, (list, tuple)) else [styles])]
+        m = None if masks is None else load_masks(masks, max_pixels)
+        if m is not None:  # one line before anything runs
+            n = len(items) if items is not None else \
+                len(preset) if isinstance(preset, (list, tuple)) else 1
+            check_masks(m, n, weights)
+        per_image = paintings and (_strength(strength) < 1.0 or preserve_color == "histogram")
+
+        def build(like: Tensor | None) -> InferenceRunner:
+            st = items
+            if preserve_color == "histogram":
+                assert st is not None and like is not None
+                st = [match_color(t, like.to(t.device)) for t in st]
+            net = self.stylizer(st, preset=preset, weights=weights, strength=strength,
+                                content=like, masks=m, max_pixels=max_pixels)
+            return self.runner(net, precision=choice, tile=tile)
+
+        fixed = build(content) if content is not None or not per_image else None
+
+        def apply(x: Tensor) -> Tensor:
+            if fixed is not None:
+                y = fixed(x)
+            else:  # each image by its own style vector or colours
+                y = torch.cat([build(xi)(xi) for xi in x.split(1)])
+            return combine_luminance(y, x.to(y.device)) if preserve_color == "luminance" else y
+
+        if fixed is not None:
+            apply.expect = fixed.expect  # type: ignore[attr-defined]
+        apply.precision = choice.name  # type: ignore[attr-defined]
+        return apply
+
+    def runner(self, stylizer: nn.Module, *,
                precision: str | InferencePrecision | None = None,
-               tile: int | str | None = None) -> InferenceRunner:
+               tile: int | str | None = None, overlap: int = TILE_OVERLAP) -> InferenceRunner:
         """An :class:`~impasto.infer.runner.InferenceRunner` for ``stylizer`` (never compiled:
         one call does not pay for it). Tiles (``tile``; default: only when an image would not
-        fit the memory budget) normalise with their own statistics, so a tiled result differs
-        from a whole one."""
+        fit the memory budget) normalise with the whole image's statistics, found tile by tile
+        first (:func:`~impasto.style.instant.tiled.tiled_instant`), so a tiled result matches
+        the whole one."""
         return InferenceRunner(stylizer, device=self.device,
                                precision=self._precision(precision), compile="off",
-                               tile=tile, align=4)
+                               tile=tile, overlap=overlap, align=4, tiled=tiled_instant)
 
     # -- the call
 
@@ -253,6 +347,8 @@ class InstantStyle:
         preset: Any = None,
         weights: Sequence[float] | None = None,
         strength: float = 1.0,
+        masks: Any = None,
+        preserve_color: str = "none",
         size: int | None = None,
         tile: int | str | None = None,
         precision: str | InferencePrecision | None = None,
@@ -265,7 +361,9 @@ class InstantStyle:
         resolution (``size``: resize its longer side to this first).
 
         ``strength`` in ``[0, 1]``: for style images the style vector moves towards the
-        content's own; for presets the result is blended with the content. Images may be
+        content's own; for presets the result is blended with the content. ``masks``: one per
+        style (or per preset in a list), white = where it goes (:meth:`stylizer`);
+        ``preserve_color``: ``none``, ``luminance`` or ``histogram`` (:meth:`transform`). Images may be
         paths, PIL images, arrays or tensors (``(N, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``).
         ``output="pil"``: an RGB PIL image (a list for a batch of several); ``"tensor"``:
         float32 ``(N, 3, H, W)`` in ``[0, 1]``; the default: a tensor for a tensor content,
@@ -283,19 +381,9 @@ class InstantStyle:
             if size:
                 img = resize(img, longest=size)
             x = to_tensor(img)
-        choice = self._precision(precision)
-        own_each = style is not None and not isinstance(style, (int, Preset)) and \
-            _strength(strength) < 1.0 and x.shape[0] > 1
-        if own_each:  # each image of a batch moves towards its own style
-            ys = [self.runner(self.stylizer(style, preset=preset, weights=weights,
-                                            strength=strength, content=xi,
-                                            max_pixels=max_pixels),
-                              precision=choice, tile=tile)(xi) for xi in x.split(1)]
-            y = torch.cat(ys)
-        else:
-            net = self.stylizer(style, preset=preset, weights=weights, strength=strength,
-                                content=x[:1], max_pixels=max_pixels)
-            y = self.runner(net, precision=choice, tile=tile)(x)
+        y = self.transform(style, preset=preset, weights=weights, strength=strength,
+                           masks=masks, preserve_color=preserve_color, precision=precision,
+                           tile=tile, max_pixels=max_pixels)(x)
         if isinstance(content, Tensor):
             y = y.to(content.device)
             if content.ndim == 3 and as_tensor:
@@ -321,12 +409,14 @@ def _shared(device: str) -> InstantStyle:
 
 
 def instant_stylize(content: Any, style: Any = None, *, preset: Any = None,
-                    max_pixels: int | None = DEFAULT_MAX_PIXELS, refuse: Sequence[str] = (),
-                    **options: Any) -> Any:
+                    masks: Any = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                    refuse: Sequence[str] = (), **options: Any) -> Any:
     """``impasto.stylize(..., method="instant")``: ``content`` styled by ``style`` (one image
     or a list, blended by ``style_blend_weights``) or a ``preset``; an RGB PIL image at the
-    content's size (``size``: its longest side first). Options: :data:`STYLIZE_OPTIONS`
-    (``preserve_color="luminance"`` puts the content's colours back, Gatys et al. 2017).
+    content's size (``size``: its longest side first); ``masks``: one per style (white = where
+    it goes). Options: :data:`STYLIZE_OPTIONS` (``preserve_color``: ``"luminance"`` puts the
+    content's colours back, ``"histogram"`` recolours the paintings to them, Gatys et al.
+    2017).
     ``refuse``: arguments the caller was given that the instant styles do not take (one-line
     :class:`InputError` naming the first)."""
     unknown = [k for k in options if k not in STYLIZE_OPTIONS]
@@ -334,22 +424,14 @@ def instant_stylize(content: Any, style: Any = None, *, preset: Any = None,
         name = (list(refuse) + unknown)[0]
         raise InputError(f"method 'instant' takes no {name}; its options: "
                          f"{', '.join(STYLIZE_OPTIONS)}")
-    colour = options.get("preserve_color", "none")
-    if colour not in ("none", "luminance"):
-        raise InputError(f"the instant styles preserve colour as 'none' or 'luminance', "
-                         f"not {colour!r}")
     inst = _shared(str(options.get("device", "auto")))
     img = load_image(content, max_pixels=max_pixels)
     if options.get("size"):
         img = resize(img, longest=options["size"])
-    x = to_tensor(img)
-    y = inst(x, style, preset=preset, weights=options.get("style_blend_weights"),
-             strength=options.get("strength", 1.0), tile=options.get("tile"),
+    y = inst(to_tensor(img), style, preset=preset, weights=options.get("style_blend_weights"),
+             strength=options.get("strength", 1.0), tile=options.get("tile"), masks=masks,
+             preserve_color=options.get("preserve_color", "none"),
              precision=options.get("precision"), max_pixels=max_pixels, output="tensor")
-    if colour == "luminance":
-        from impasto.style.color import combine_luminance
-
-        y = combine_luminance(y, x.to(y.device))
     return to_pil(y[0])
 
 

@@ -1,0 +1,95 @@
+"""Masks for per-region styles, one meaning for every method (Gatys, AdaIN, the instant
+styles): one mask per style image, white = where that style goes, grey values weigh it (soft
+masks), any size (resized to the output).
+
+* :func:`load_masks`: mask images (paths, PIL images, arrays) or a tensor -> float ``(K, H, W)``
+  in ``[0, 1]`` (all brought to the first mask's size);
+* :func:`check_masks`: one mask per style, none black everywhere, no blend weights beside
+  them (one-line :class:`~impasto.errors.InputError`);
+* :func:`mask_shares`: what a pixel takes from each style: masks that overlap share the pixel in
+  proportion, and where the masks add up to less than 1 the rest keeps the photo (AdaIN keeps
+  the content's features there, Gatys puts no style loss there, the instant styles blend with
+  the photo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from impasto.errors import InputError
+from impasto.io import load_image, to_tensor
+
+__all__ = ["check_masks", "load_masks", "mask_shares", "resize_masks"]
+
+
+def load_masks(masks: Any, max_pixels: int | None) -> Tensor:
+    """Mask images (paths, PIL, arrays; white = the region) or a tensor ``(K, H, W)`` ->
+    float ``(K, H, W)`` in ``[0, 1]``; all masks are brought to the first one's size."""
+    if isinstance(masks, Tensor):
+        m = masks.float()
+        if m.ndim == 4 and m.shape[1] == 1:
+            m = m[:, 0]
+        if m.ndim != 3:
+            raise InputError(f"masks must be a (K, H, W) tensor, not {tuple(masks.shape)}")
+        return m.clamp(0, 1)
+    out: list[Tensor] = []
+    for item in masks:
+        if isinstance(item, Tensor) and item.ndim == 2:
+            t = item.float()[None]
+        else:
+            img = load_image(item, max_pixels=max_pixels)
+            t = to_tensor(img).mean(1)  # (1, H, W)
+        if out and t.shape[-2:] != out[0].shape[-2:]:
+            t = F.interpolate(t[None], size=out[0].shape[-2:], mode="bilinear",
+                              align_corners=False)[0]
+        out.append(t)
+    return torch.cat(out).clamp(0, 1)
+
+
+def check_masks(masks: Tensor, n_styles: int,
+                blend: Sequence[float] | None = None) -> Tensor:
+    """``masks`` as float ``(K, H, W)`` in ``[0, 1]``; :class:`InputError` unless there is one
+    per style image, none is empty and no blend weights are given."""
+    m = masks.detach().float()
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim != 3:
+        raise InputError(f"masks must be (K, H, W), not {tuple(masks.shape)}")
+    if m.shape[0] != n_styles:
+        raise InputError(f"{m.shape[0]} masks for {n_styles} style image(s); give one mask per "
+                         "style")
+    if blend is not None:
+        raise InputError("style blend weights do not apply with masks (each mask says where "
+                         "its style goes)")
+    empty = [k + 1 for k in range(m.shape[0]) if float(m[k].max()) <= 1 / 255]
+    if empty:
+        raise InputError(f"mask {', '.join(map(str, empty))} is black everywhere: its style "
+                         "would go nowhere")
+    return m.clamp(0, 1)
+
+
+def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
+    """``masks`` ``(K, Hm, Wm)`` resized to ``size`` ``(H, W)`` (bilinear, antialiased when
+    shrinking) as ``(1, K, H, W)`` in ``[0, 1]``."""
+    m = masks.float()[None]
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m.clamp(0, 1)
+    return F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp(0, 1)
+
+
+def mask_shares(masks: Tensor) -> tuple[Tensor, Tensor]:
+    """``(weights, cover)`` of masks ``(N, K, H, W)`` in ``[0, 1]``: ``weights`` ``(N, K, H,
+    W)`` sum to 1 at every pixel (each style's share where masks overlap; equal where no mask
+    covers the pixel), ``cover`` ``(N, 1, H, W)`` = ``min(sum of the masks, 1)``, how much of
+    the pixel is styled at all (the rest keeps the photo)."""
+    total = masks.sum(1, keepdim=True)
+    k = masks.shape[1]
+    weights = torch.where(total > 0, masks / total.clamp_min(1e-12),
+                          torch.full_like(masks, 1.0 / k))
+    return weights, total.clamp(max=1.0)
