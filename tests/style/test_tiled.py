@@ -112,8 +112,37 @@ def test_tiles_come_from_the_memory_budget():
     per_pixel = 4 * 4 + 4 / 4 + 4 * 8 / 4 + 8 / 16 + 8 * 8 / 16 + 8 / 64 + 8 * 8 / 64 + 8 / 256 \
         + 2 * 8 / 256
     assert gatys_bytes_per_pixel(tr.encoder) == pytest.approx(2 * 4 * per_pixel + 48)
-    tr._budget, tr._bpp = 20_000 * 400, 400.0
-    assert tr.tiles((96, 112)) is None and len(tr.tiles((192, 224))) > 1
+
+    # The budget covers the full-size buffers too: the crops get what they leave.
+    tr = _transfer(optimizer="adam")  # (no L-BFGS history)
+    tr._bpp = 100.0
+    held = tr.memory((192, 448))["full_size"]
+    assert held == pytest.approx(192 * 448 * (12 * 7 + 4 * 8 / 64))  # 7 images, relu4_2 targets
+    tr._budget = held + 6_000_000
+    assert tr.tiles((96, 112)) is None and len(tr.tiles((192, 448))) > 1
+    tr._budget = held + 1_000_000  # not even the smallest crop fits: one line, before any work
+    with pytest.raises(InputError, match="does not fit the memory budget of .* even in tiles"):
+        tr.tiles((192, 448))
+
+
+def test_the_lbfgs_history_fits_a_quarter_of_the_budget():
+    from impasto.style.optim import history_for_budget
+
+    px8k = 3 * 8192 * 8192
+    # Normal sizes: all 30 pairs in float32, as before (results unchanged).
+    assert history_for_budget(30, 3 * 1024 * 1024, 4 << 30) == (30, torch.float32)
+    assert history_for_budget(30, 3 * 2048 * 2048, 12 << 30) == (30, torch.float32)
+    # 8192 px: 30 float32 pairs would take 48 GB; a 20 GB budget keeps 6 bf16 pairs (4.8 GB).
+    assert 30 * 8 * px8k == pytest.approx(48.3e9, rel=1e-2)
+    assert history_for_budget(30, px8k, 20 * 10**9) == (6, torch.bfloat16)
+    assert history_for_budget(30, px8k, 10**9) == (3, torch.bfloat16)  # never under 3
+    assert history_for_budget(2, px8k, 10**9) == (2, torch.bfloat16)
+    tr = _transfer()
+    tr._budget = 3 * 192 * 224 * 30 * 8 * 4  # exactly fits 30 float32 pairs
+    assert tr.history((192, 224)) == (30, torch.float32)
+    assert tr.memory((192, 224))["history"] == 30 * 8 * 3 * 192 * 224
+    tr._budget -= 1
+    assert tr.history((192, 224)) == (30, torch.bfloat16)  # 30 bf16 pairs fit in the quarter
 
 
 def test_coarse_scales_run_whole_and_a_forced_tile_applies_where_the_image_is_larger():

@@ -40,11 +40,12 @@ from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.st
 )
 from impasto.style.losses import PerceptualLoss
 from impasto.style.masks import check_masks  # (re-exported: impasto.style.gatys)
-from impasto.style.optim import ImageLBFGS
+from impasto.style.optim import ImageLBFGS, history_for_budget
 from impasto.style.tiled import (
     Tile,
     TiledPerceptualLoss,
     auto_tile_side,
+    full_size_bytes_per_pixel,
     gatys_bytes_per_pixel,
     gatys_memory_budget,
     layer_geometry,
@@ -124,6 +125,7 @@ class GatysStyleTransfer:
             )
         self.encoder = encoder.to(self.device)
         self._bpp: float | None = None
+        self._fixed_bpp: float | None = None
         self._budget: int | None = None  # bytes; None: gatys_memory_budget(device)
         #: The instant networks of ``init="instant"`` (built on first use; may be given).
         self.instant: Any = None
@@ -261,11 +263,38 @@ class GatysStyleTransfer:
         its = [n for n, k in zip(its, keep) if k]
         return sizes, its, min_side
 
+    def budget(self) -> int:
+        """The memory budget of a run in bytes (:func:`~impasto.style.tiled.gatys_memory_budget`
+        unless set)."""
+        return self._budget or gatys_memory_budget(self.device)
+
+    def history(self, hw: tuple[int, int]) -> tuple[int, torch.dtype]:
+        """L-BFGS curvature pairs kept at ``hw`` and their dtype: ``config.lbfgs_history``
+        pairs in float32 while they take at most a quarter of the memory budget, else fewer
+        (at least 3) in bf16 (:func:`~impasto.style.optim.history_for_budget`)."""
+        return history_for_budget(self.config.lbfgs_history, 3 * hw[0] * hw[1], self.budget())
+
+    def memory(self, hw: tuple[int, int]) -> dict[str, int]:
+        """Bytes a run holds at ``hw`` besides the encoder's activations: ``"full_size"`` (the
+        image-sized buffers and content targets, :func:`~impasto.style.tiled.
+        full_size_bytes_per_pixel`) and ``"history"`` (the L-BFGS pairs)."""
+        c = self.config
+        if self._fixed_bpp is None:
+            self._fixed_bpp = full_size_bytes_per_pixel(self.encoder, c.content_layers,
+                                                        c.optimizer)
+        pixels = hw[0] * hw[1]
+        history = 0
+        if c.optimizer == "lbfgs":
+            pairs, dtype = self.history(hw)
+            history = pairs * 2 * 3 * pixels * torch.finfo(dtype).bits // 8
+        return {"full_size": int(self._fixed_bpp * pixels), "history": history}
+
     def tile_side(self, hw: tuple[int, int]) -> int | None:
         """The interior side of the tiles one evaluation at ``hw`` = (H, W) is split into, or
         None to run whole: ``config.tile`` when given (0: never; N: tiles of N px wherever the
-        image is larger), else from the memory budget
-        (:func:`~impasto.style.tiled.gatys_memory_budget`)."""
+        image is larger), else the largest whose crop fits what the memory budget
+        (:meth:`budget`) leaves after the full-size buffers and the L-BFGS history
+        (:meth:`memory`); :class:`InputError` when not even a small crop fits."""
         c = self.config
         if c.tile == 0:
             return None
@@ -274,8 +303,17 @@ class GatysStyleTransfer:
         align, halo = layer_geometry(c.content_layers + c.style_layers)
         if self._bpp is None:
             self._bpp = gatys_bytes_per_pixel(self.encoder, self.dtype)
-        return auto_tile_side(*hw, self._bpp, self._budget or gatys_memory_budget(self.device),
-                              align, halo)
+        budget, held = self.budget(), sum(self.memory(hw).values())
+        left = budget - held
+        if hw[0] * hw[1] * self._bpp <= left:
+            return None
+        smallest = min(hw[0], align + 2 * halo) * min(hw[1], align + 2 * halo)  # one crop
+        if left < self._bpp * smallest:
+            raise InputError(
+                f"{hw[1]}x{hw[0]} px does not fit the memory budget of {budget / 2**30:.1f} GiB "
+                f"even in tiles: its full-size buffers and L-BFGS history alone take "
+                f"{held / 2**30:.1f} GiB (set $IMPASTO_MEMORY_BUDGET or give a smaller --size)")
+        return auto_tile_side(*hw, self._bpp, left, align, halo)
 
     def tiles(self, hw: tuple[int, int]) -> list[Tile] | None:
         """The tiles of one evaluation at ``hw``, or None when it runs whole."""
@@ -356,7 +394,11 @@ class GatysStyleTransfer:
         step = 0
         image: Tensor | None = None
         loss_fn = self._loss()
+        opt: Any = None
         for k, (longest, n_iter) in enumerate(zip(sizes, its)):
+            opt = tiled = None  # the previous scale's optimiser state and targets go first
+            if image is not None:
+                image.grad = None
             hw = _fit_longest(content, longest)
             content_k = resize_tensor(content, hw)
             style_side = max(1, round(longest * c.style_scale))
@@ -407,6 +449,7 @@ class GatysStyleTransfer:
             else:
                 start = content_k.clone()
             image = start.detach().clone().contiguous().requires_grad_(True)
+            del start  # image-sized: not held through the scale
 
             state: dict[str, Tensor] = {}
 
@@ -428,7 +471,12 @@ class GatysStyleTransfer:
                 return total
 
             if c.optimizer == "lbfgs":
-                opt = ImageLBFGS(image, history=c.lbfgs_history, bounds=(0.0, 1.0))
+                pairs, history_dtype = self.history(hw)
+                if (pairs, history_dtype) != (c.lbfgs_history, torch.float32):
+                    log.info("scale %d: L-BFGS keeps %d curvature pairs in %s to fit the memory "
+                             "budget", k + 1, pairs, str(history_dtype).replace("torch.", ""))
+                opt = ImageLBFGS(image, history=pairs, bounds=(0.0, 1.0),
+                                 history_dtype=history_dtype)
             else:
                 opt = torch.optim.Adam([image], lr=c.lr or 0.02)
             log.debug("scale %d/%d: %s px, %d iterations", k + 1, len(sizes), hw, n_iter)

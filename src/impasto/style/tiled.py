@@ -39,8 +39,10 @@ from impasto.losses.perceptual import style_loss
 from impasto.nets.vgg import VGG19_LAYER_NAMES
 
 __all__ = [
+    "FULL_SIZE_VECTORS",
     "Tile",
     "TiledPerceptualLoss",
+    "full_size_bytes_per_pixel",
     "gatys_bytes_per_pixel",
     "gatys_memory_budget",
     "layer_geometry",
@@ -138,9 +140,33 @@ def gatys_bytes_per_pixel(encoder: nn.Module, dtype: torch.dtype = torch.float32
     return 2.0 * elem * total[0] / probe**2 + 48.0  # + image, gradient and crop copies (fp32)
 
 
+#: Image-sized float32 buffers (3 values a pixel) a run holds at its full size besides the
+#: encoder's activations, by optimiser. L-BFGS: the image, its gradient being summed over tiles,
+#: the optimiser's start point, gradient, direction, current trial, best trial and its gradient,
+#: and the content image at full size. Adam: the image, its gradient, the two moment estimates,
+#: the content image and two temporaries. (The L-BFGS history comes on top:
+#: :func:`impasto.style.optim.history_for_budget`.)
+FULL_SIZE_VECTORS = {"lbfgs": 9, "adam": 7}
+
+
+def full_size_bytes_per_pixel(encoder: nn.Module, content_layers: Sequence[str],
+                              optimizer: str = "lbfgs", probe: int = 64) -> float:
+    """Bytes per output pixel of what a run holds at full size besides one crop's
+    activations: :data:`FULL_SIZE_VECTORS` float32 RGB images plus the float32 content targets
+    (``relu4_2``: 512 channels at 1/8 the side, 32 B/px). About 140 B/px for L-BFGS with the
+    default layers: 9.4 GB at 8192 x 8192."""
+    p = next(iter(encoder.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    with torch.inference_mode():
+        feats = encoder(torch.rand(1, 3, probe, probe, device=device))
+    targets = sum(feats[n].numel() for n in content_layers) / probe**2
+    return 12.0 * FULL_SIZE_VECTORS[optimizer] + 4.0 * targets
+
+
 def gatys_memory_budget(device: torch.device) -> int:
-    """Bytes one evaluation may take: ``$IMPASTO_MEMORY_BUDGET``; else on a GPU 70% of its
-    free memory, on a CPU half the available RAM (2 GiB when it cannot be read)."""
+    """Bytes a run may take at its largest scale (the full-size buffers, the L-BFGS history
+    and one crop's evaluation): ``$IMPASTO_MEMORY_BUDGET``; else on a GPU 70% of its free
+    memory, on a CPU half the available RAM (2 GiB when it cannot be read)."""
     from impasto.infer.tiling import _available_ram, _parse_bytes
 
     env = os.environ.get("IMPASTO_MEMORY_BUDGET")
