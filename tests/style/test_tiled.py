@@ -105,7 +105,11 @@ def test_tiles_come_from_the_memory_budget():
     side = auto_tile_side(4096, 4096, 10_000.0, 8 << 30, 16, 96)
     assert auto_tile_side(512, 512, 10_000.0, 8 << 30, 16, 96) is None
     assert side is not None and side % 16 == 0 and (side + 2 * 96) ** 2 * 10_000 <= 8 << 30
-    assert (side + 2 * 96 + 16) ** 2 * 10_000 > 8 << 30  # as large as fits
+    largest = ((8 << 30) // 10_000) ** 0.5 - 2 * 96  # 734 px: the largest interior that fits
+    tiles = plan_tiles(4096, 4096, side, 16, 96)
+    assert len(tiles) == 6 * 6  # as few as fit: 4096 / 734 -> 6 per side, evenly (688 px)
+    assert all(t.crop_pixels * 10_000 <= 8 << 30 for t in tiles)  # every crop fits, the last too
+    assert auto_tile_side(4096, 4096, 10_000.0, 3 * 734**2 * 10_000, 16, 96) is not None
     tr = _transfer()
     # Every layer's output per input pixel (4-8 channels, 1/4 as many after each pooling),
     # twice (kept + gradients), 4 bytes, plus 48 B of image copies.

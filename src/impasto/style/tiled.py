@@ -181,11 +181,20 @@ def gatys_memory_budget(device: torch.device) -> int:
 
 def auto_tile_side(height: int, width: int, bpp: float, budget: int, align: int,
                    halo: int) -> int | None:
-    """The interior side of tiles whose crops fit ``budget``; None when the whole image fits."""
+    """The interior side of tiles whose crops fit ``budget``; None when the whole image fits.
+    The tiles split the longest side evenly (no short remainder), and none of
+    :func:`plan_tiles`'s, a joined remainder included, is larger than fits."""
     if height * width * bpp <= budget:
         return None
     crop = int(math.sqrt(budget / bpp))
-    return max(align, (crop - 2 * halo) // align * align)
+    largest = max(align, (crop - 2 * halo) // align * align)
+    longest = max(height, width)
+    n = math.ceil(longest / largest)
+    side = min(largest, math.ceil(longest / n / align) * align)
+    while side > align and any(b - a > largest for n_px in (height, width)
+                               for a, b in pairwise(_cuts(n_px, side, align))):
+        side -= align
+    return side
 
 
 class TiledPerceptualLoss:
