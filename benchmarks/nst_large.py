@@ -58,15 +58,19 @@ def run_size(args, size: int) -> dict:
     content, style, source = _images()
     final_hw = (size, size) if content.shape[-1] == content.shape[-2] else None
     evals: list[tuple[tuple[int, int], float, float]] = []
-    original = ImageLBFGS._evaluate
+    # One loss-and-gradient evaluation: L-BFGS's, or an Adam step (one evaluation + update).
+    owner, name = (ImageLBFGS, "_evaluate") if args.optimizer == "lbfgs" \
+        else (torch.optim.Adam, "step")
+    original = getattr(owner, name)
 
-    def timed(self, closure):  # one loss-and-gradient evaluation
+    def timed(self, closure):
         t, c = time.perf_counter(), _cpu()
         out = original(self, closure)
-        evals.append((tuple(self.x.shape[-2:]), time.perf_counter() - t, _cpu() - c))
+        x = self.x if args.optimizer == "lbfgs" else self.param_groups[0]["params"][0]
+        evals.append((tuple(x.shape[-2:]), time.perf_counter() - t, _cpu() - c))
         return out
 
-    ImageLBFGS._evaluate = timed
+    setattr(owner, name, timed)
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     steps: list = []
@@ -74,7 +78,7 @@ def run_size(args, size: int) -> dict:
     try:
         out = tr.run(content, [style], callback=steps.append)
     finally:
-        ImageLBFGS._evaluate = original
+        setattr(owner, name, original)
     if tr.device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
