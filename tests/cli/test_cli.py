@@ -595,3 +595,22 @@ def test_texture_writes_a_tileable_texture_and_its_preview(capsys, f):
     with Image.open(f.out) as im, Image.open(f.out_dir / "out_2x2.png") as rep:
         assert im.size == (48, 48) and rep.size == (96, 96)  # 50 -> 48: a multiple of 16
     assert json.loads(read_png_metadata(f.out)["settings"])["tileable"] == "xy"
+
+
+def test_stylize_masks_in_tiles(capsys, f):
+    # --mask with a tiled full size: guided Grams summed over the tiles (no longer refused).
+    left, right = f.src / "left.png", f.src / "right.png"
+    half = np.zeros((32, 32), np.uint8)
+    half[:, :16] = 255
+    Image.fromarray(half).save(left)
+    Image.fromarray(255 - half).save(right)
+    stylize_ok(capsys, f.content, "-s", f.style, f.style2, "--mask", left, right, "-o", f.out,
+               "--size", "48", "--scales", "1", "--iterations", "2", "--tile", "32", *SHALLOW)
+    with Image.open(f.out) as im:
+        assert im.size == (48, 48)
+
+
+def test_a_size_that_fits_not_even_in_tiles_is_refused(capsys, f, monkeypatch):
+    monkeypatch.setenv("IMPASTO_MEMORY_BUDGET", "20M")  # 1024 px holds 147 MB of buffers
+    assert_fails(capsys, ["stylize", f.content, "-s", f.style, "-o", f.out, "--size", "1024"],
+                 ["memory budget", "even in tiles"], f.out, f.out_dir)

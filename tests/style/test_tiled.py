@@ -169,3 +169,57 @@ def test_the_progress_bar_counts_tiles(capsys):
     err = capsys.readouterr().err
     assert out.size == (192, 160)
     assert "tile 9/9" in err and "it 2/2" in err and "(9 tiles)" in err
+
+
+def _masks(h, w):
+    """Two soft regions: a left/right split with a ramp, and its complement."""
+    ramp = torch.linspace(-3, 3, w).sigmoid()[None].expand(h, w)
+    return torch.stack([1 - ramp, ramp])
+
+
+def test_masked_evaluation_in_tiles_equals_the_whole_image():
+    tr = _transfer()
+    loss = tr._loss()
+    content, style = _images()
+    style_b = style.flip(-1).roll(7, -2) ** 0.5
+    masks = _masks(192, 224)
+    loss.set_masks(masks)
+    loss.set_content(content)
+    loss.set_styles([style, style_b])
+    image = torch.rand(1, 3, 192, 224, generator=torch.Generator().manual_seed(2))
+    image.requires_grad_(True)
+    total, parts = loss(image)
+    total.backward()
+    whole_grad = image.grad.clone()
+    targets = {n: m.target.clone() for n, m in loss.style.items()}
+
+    loss.set_masks(None)
+    tiled = TiledPerceptualLoss(loss, 48)
+    tiled.set_masks(masks, (192, 224))
+    tiled.set_content(content)
+    tiled.set_styles([style, style_b])
+    for n, m in loss.style.items():
+        assert m.target.shape[0] == 2 and torch.allclose(m.target, targets[n], rtol=1e-4)
+    image.grad = None
+    t_total, t_parts = tiled.evaluate(image)
+    assert abs(float(t_total) / total.item() - 1) < 1e-5, (float(t_total), total.item())
+    assert abs(float(t_parts["style"]) / parts["style"].item() - 1) < 1e-5
+    rel = float((image.grad - whole_grad).norm() / whole_grad.norm())
+    assert rel < 1e-5, rel
+
+
+def test_masked_runs_in_tiles_agree_with_whole_runs():
+    content, style = _images(160, 192)
+    style_b = style.flip(-1) ** 0.5
+    masks = _masks(80, 96)  # any size: resized to each scale
+    kw = dict(iterations=6, size=192)
+    finals = {}
+    for tile in (0, 64):
+        losses, tiles = [], []
+        out = _transfer(tile=tile, **kw).run(
+            content, [style, style_b], masks=masks,
+            callback=lambda i: (losses.append(i.loss), tiles.append(i.tiles)))
+        finals[tile] = (out, losses[-1], tiles[-1])
+    assert finals[0][2] == 1 and finals[64][2] == 9
+    assert abs(finals[64][1] / finals[0][1] - 1) < 1e-3, (finals[64][1], finals[0][1])
+    assert float((finals[64][0] - finals[0][0]).abs().mean()) < 1e-3

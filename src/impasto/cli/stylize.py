@@ -268,13 +268,10 @@ def _run(args: argparse.Namespace) -> int:
         [(s.height, s.width) for s in styles],
         style_names=[str(s) for s in args.style],
     )
-    if masks is not None:
-        from impasto.style.gatys import _fit_longest
+    from impasto.style.gatys import _fit_longest
 
-        hw = _fit_longest((content.height, content.width), sizes[-1])
-        if transfer.tiles(hw) is not None:
-            raise InputError(f"--mask is not supported in tiles yet, and {hw[1]}x{hw[0]} px "
-                             "needs tiles here (or --tile): use a smaller --size")
+    # A size that would not fit even in tiles is refused here, before any work.
+    transfer.tiles(_fit_longest((content.height, content.width), sizes[-1]))
     _say_what_runs(config, sizes, its, min_side, init_path)
 
     metadata = gatys_metadata(config, Path(args.content).name, [Path(s).name for s in args.style])

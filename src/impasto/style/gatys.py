@@ -422,10 +422,13 @@ class GatysStyleTransfer:
                 log.info("scale %d: %dx%d px in %d tiles", k + 1, hw[1], hw[0], len(tiles))
 
             if masks is not None:
-                if tiled is not None:
-                    raise InputError(f"masks are not supported in tiles yet: {hw[1]}x{hw[0]} px "
-                                     "needs tiles here; use a smaller size")
-                loss_fn.set_masks(resize_tensor(masks[None], hw)[0].clamp(0, 1))
+                masks_k = resize_tensor(masks[None], hw)[0].clamp(0, 1)
+                if tiled is None:
+                    loss_fn.set_masks(masks_k)
+                else:  # guided Grams summed over the tiles
+                    loss_fn.set_masks(None)
+                    tiled.set_masks(masks_k, hw)
+                del masks_k
 
             def set_targets() -> None:
                 with autocast(self.device, dtype):

@@ -17,6 +17,11 @@ The style loss stays global (Gatys et al. 2016 on the whole image): one evaluati
    gradient) plus the tile's content error, back-propagated into the crop and added to the
    image's gradient.
 
+With masks (Gatys et al. 2017, :func:`~impasto.style.losses.masked_grams`) the sums are the
+guided Gram matrices ``(F m_k)(F m_k)^T``, one per region ``k``, with each mask resized once to
+the whole image's feature map of each layer and cropped to each tile's interior: again the
+whole image's statistics.
+
 So the optimiser (L-BFGS or Adam) sees the loss and gradient of the whole image, every tile is
 pulled towards the same Gram matrices, and no seam can appear: there is no blending to do,
 because the gradients the tiles return are the exact pieces of one gradient. Memory is that of
@@ -31,6 +36,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -216,6 +222,47 @@ class TiledPerceptualLoss:
         self.tiles: list[Tile] = []
         self.content_targets: list[dict[str, Tensor]] = []
         self.content_numel: dict[str, int] = {}
+        self.masks: dict[str, Tensor] | None = None  # per style layer: (K, h, w) at its size
+        self.mask_norms: dict[str, Tensor] = {}  # per style layer: sum of m_k^2, (K,)
+
+    def set_masks(self, masks: Tensor | None, hw: tuple[int, int] | None = None) -> None:
+        """Per-region styles: ``masks`` ``(K, H, W)`` in ``[0, 1]`` at the optimised image's
+        size ``hw``, one per style image (:func:`~impasto.style.losses.masked_grams`), resized
+        here to each style layer's whole feature map; None: plain Gram matrices. Set before
+        :meth:`set_styles`."""
+        if masks is None:
+            self.masks, self.mask_norms = None, {}
+            return
+        h, w = hw if hw is not None else masks.shape[-2:]
+        self.masks = {}
+        for n in self.style_layers:
+            s = _stride(n)
+            m = nn.functional.interpolate(masks[None].float(), size=(h // s, w // s),
+                                          mode="bilinear", align_corners=False,
+                                          antialias=True)[0]
+            self.masks[n] = m
+            self.mask_norms[n] = m.flatten(1).pow(2).sum(1)
+
+    def _masked(self, f: Tensor, n: str, t: Tile) -> Tensor:
+        """A tile's interior features ``(1, C, hw)`` of layer ``n`` times each region's mask
+        cropped to the tile: ``(K, C, hw)`` (``f`` itself without masks)."""
+        if self.masks is None:
+            return f
+        s = _stride(n)
+        m = self.masks[n][:, t.y0 // s:t.y1 // s, t.x0 // s:t.x1 // s]
+        return f * m.reshape(m.shape[0], 1, -1).to(f.device)
+
+    def _norms(self, sums: dict[str, Tensor], counts: dict[str, int]) -> dict[str, Any]:
+        """What each layer's summed ``F F^T`` is divided by: ``C * N``, or with masks
+        ``C * sum m_k^2`` per region ``(K, 1, 1)``."""
+        out = {}
+        for n in self.style_layers:
+            c = sums[n].shape[-1]
+            if self.masks is None:
+                out[n] = c * counts[n]
+            else:
+                out[n] = (c * self.mask_norms[n]).clamp_min(1e-8)[:, None, None].to(sums[n].device)
+        return out
 
     def plan(self, height: int, width: int) -> list[Tile]:
         return plan_tiles(height, width, self.tile, self.align, self.halo)
@@ -259,6 +306,9 @@ class TiledPerceptualLoss:
         total = float(sum(blend))
         per_image = [self.grams(img, self.style_layers) for img in images]
         for n, mod in self.loss.style.items():
+            if self.masks is not None:  # one target per region: (K, C, C)
+                mod.target = torch.cat([g[n].mean(0, keepdim=True) for g in per_image])
+                continue
             mod.target = sum(w / total * g[n].mean(0, keepdim=True)
                              for w, g in zip(blend, per_image))
 
@@ -287,14 +337,14 @@ class TiledPerceptualLoss:
                 feats = self._encode(image, t)
                 content = content + self._content_part(feats, i)
                 for n in self.style_layers:
-                    f = _interior(feats[n], t, _stride(n)).float().flatten(2)
+                    f = self._masked(_interior(feats[n], t, _stride(n)).float().flatten(2), n, t)
                     g = torch.bmm(f, f.transpose(1, 2))
                     sums[n] = sums[n] + g if n in sums else g
                     counts[n] += f.shape[-1]
                 if self.on_tile is not None:
                     self.on_tile(i + 1, 2 * n_tiles)
         # 2. The style loss and its gradient in each Gram matrix.
-        norms = {n: sums[n].shape[-1] * counts[n] for n in self.style_layers}
+        norms = self._norms(sums, counts)
         grams = {n: (sums[n] / norms[n]).requires_grad_(True) for n in self.style_layers}
         with torch.enable_grad():
             style = sum(mod.weight * style_loss(grams[n], mod.target)
@@ -313,7 +363,7 @@ class TiledPerceptualLoss:
                 feats = loss.encoder(crop)
                 surrogate = loss.content_weight * self._content_part(feats, i)
                 for n in self.style_layers:
-                    f = _interior(feats[n], t, _stride(n)).float().flatten(2)
+                    f = self._masked(_interior(feats[n], t, _stride(n)).float().flatten(2), n, t)
                     surrogate = surrogate + (f * torch.bmm(coef[n], f)).sum()
                 (g,) = torch.autograd.grad(surrogate, crop)
                 grad[..., t.cy0:t.cy1, t.cx0:t.cx1] += g.float()
