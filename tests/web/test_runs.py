@@ -116,6 +116,14 @@ def test_a_damaged_checkpoint_and_a_log_cut_short(runs, tmp_path):
     assert [r["step"] for r in report.rows] == [1, 2, 3, 4, 5, 6]
 
 
+def test_tensorboard_event_files_are_found(tmp_path):
+    root = make_training_runs(tmp_path / "runs")
+    browser = RunsBrowser(root)
+    assert not browser.has_event_files()  # the fixture's runs log without TensorBoard
+    (root / "pggan" / "events.out.tfevents.1.host").write_bytes(b"")
+    assert browser.has_event_files()
+
+
 def test_nothing_outside_the_runs_folder_is_read(runs, tmp_path):
     browser = RunsBrowser(runs)
     secret = tmp_path / "secret"

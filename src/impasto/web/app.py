@@ -406,8 +406,11 @@ def _runs_tab(studio: Studio, tab: Any) -> None:
             url = studio.tensorboard.start()
         except InputError as e:
             return f"**{e}**"
+        note = "" if studio.runs.has_event_files() else (
+            " No run under the runs folder has TensorBoard event files yet: runs write them "
+            "while they train, unless trained with TensorBoard logging off.")
         return (f"TensorBoard runs at [{url}]({url}) (on this machine; it stops when the "
-                "studio stops).")
+                f"studio stops).{note}")
 
     board.click(tensorboard, None, board_message, concurrency_limit=None)
 

@@ -102,10 +102,8 @@ class RunsBrowser:
         if self.root is None:
             return []
         found: list[str] = []
-        for folder, dirs, files in os.walk(self.root, followlinks=False):
+        for folder, dirs, files in _walk(self.root):
             here = Path(folder)
-            depth = len(here.relative_to(self.root).parts)
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < MAX_DEPTH else []
             if here != self.root and (any(m in files for m in MARKERS)
                                       or any(_is_ckpt(f) for f in files)):
                 found.append(here.relative_to(self.root).as_posix())
@@ -115,6 +113,12 @@ class RunsBrowser:
                                 MAX_RUNS, self.root)
                     break
         return found
+
+    def has_event_files(self) -> bool:
+        """Whether any run under the root has TensorBoard event files (``events.out.tfevents.*``:
+        runs trained with TensorBoard logging on)."""
+        return any(any(f.startswith("events.out.tfevents.") for f in files)
+                   for _, _, files in _walk(self.root)) if self.root is not None else False
 
     def summaries(self) -> list[RunSummary]:
         """Every run's summary (one damaged run does not hide the others)."""
@@ -379,6 +383,15 @@ class TensorBoard:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+def _walk(root: Path) -> Any:
+    """``os.walk`` of ``root``, :data:`MAX_DEPTH` folders down, links and hidden folders
+    skipped."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        depth = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < MAX_DEPTH else []
+        yield folder, dirs, files
 
 
 def _free_port() -> int:
