@@ -58,7 +58,7 @@ def test_decision_table(hardware, request_, vnni, bf16, kind, compile, want):
 @pytest.mark.parametrize("request_, vnni, kind, device, words", [
     ("int4", True, TransformerNet, "cpu",
      "unknown precision 'int4'; choose from auto, fp32, bf16, int8"),
-    ("int8", True, nn.Conv2d, "cpu", "per-style networks and AdaIN only"),
+    ("int8", True, nn.Conv2d, "cpu", "per-style networks, AdaIN and the instant styles only"),
     ("int8", False, TransformerNet, "cpu", "needs a CPU with VNNI"),
     ("bf16", True, TransformerNet, "mps", "not supported on MPS"),
 ])

@@ -67,9 +67,23 @@ def test_moments_in_bands_equal_the_whole_reduction():
     torch.testing.assert_close(mean, x.mean((2, 3), keepdim=True), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(var, x.var((2, 3), keepdim=True, correction=0), rtol=1e-4,
                                atol=1e-4)
-    mb, vb = ConditionalInstanceNorm.moments(x.bfloat16())
+    mb, _ = ConditionalInstanceNorm.moments(x.bfloat16())
     assert mb.dtype == torch.float32
     torch.testing.assert_close(mb, x.bfloat16().float().mean((2, 3), keepdim=True))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_moments_are_float32_under_bf16_autocast(channels_last):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 6, 40, 30, generator=g) * 3 + 7
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        mean, var = ConditionalInstanceNorm.moments(x)
+    assert mean.dtype == var.dtype == torch.float32
+    torch.testing.assert_close(mean, x.mean((2, 3), keepdim=True), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(var, x.var((2, 3), keepdim=True, correction=0), rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_inplace_inference_equals_the_out_of_place_network():

@@ -112,9 +112,10 @@ def test_the_pipeline_runs_the_networks(inst, photos):
         v = inst.predictor(square_crop(_t(__import__("PIL").Image.open(photos["scream"])
                                           .convert("RGB"))))
         arbitrary = inst.transformer(x, v)
-    assert torch.allclose(inst(x, preset=7), direct, atol=1e-5)
-    assert torch.allclose(inst(x, 7), direct, atol=1e-5)  # a number as the style is a preset
-    assert torch.allclose(inst(x, photos["scream"]), arbitrary, atol=1e-5)
+    # the runner works in NHWC, whose norm statistics sum in another order: 1.6e-5 apart
+    assert torch.allclose(inst(x, preset=7), direct, atol=1e-4)
+    assert torch.allclose(inst(x, 7), direct, atol=1e-4)  # a number as the style is a preset
+    assert torch.allclose(inst(x, photos["scream"]), arbitrary, atol=1e-4)
 
 
 def test_style_vectors_blend_and_move_towards_the_photo(inst, photos):
@@ -177,7 +178,7 @@ def test_fake_quantisation_runs_in_fp32(photos):
     ({"style": ["S", "S"], "weights": [1, -1]}, "must be non-negative with a positive sum"),
     ({"preset": 3, "weights": [1]}, "blend weights are for style images"),
     ({"style": "S", "output": "png"}, "output must be one of pil, tensor"),
-    ({"style": "S", "precision": "int8"}, "precision int8 is for per-style networks"),
+    ({"style": "S", "precision": "int4"}, "unknown precision 'int4'"),
     ({"style": []}, "no style image given"),
 ])
 def test_bad_input_is_one_line(inst, photos, kwargs, message):

@@ -188,7 +188,8 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--precision", choices=_choices.INFERENCE_PRECISIONS, default=d.precision,
                    help="auto: bf16 where the hardware does bf16 fast, else fp32; with --model "
                    "or --method adain on a CPU with VNNI, int8 (calibrated on the first "
-                   f"input). int8 is for the networks only (default {d.precision})")
+                   "input). int8 is for the networks only; the instant styles run it only "
+                   f"when asked (docs/instant.md) (default {d.precision})")
     r.add_argument("--vgg", dest="weights", choices=_choices.VGG19_WEIGHTS, default=S,
                    help=f"Gatys: VGG19 weight source (default {d.weights})")
     r.add_argument("--vgg-weights", dest="vgg_weights", metavar="VGG_WEIGHTS", default=S,

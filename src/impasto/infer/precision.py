@@ -9,7 +9,9 @@ needs it (the runner, the float work beside the network, the int8 calibration):
   (:class:`~impasto.nets.adain.AdaINStylizer`) on a CPU where
   :func:`~impasto.nets.int8.int8_supported` (VNNI): when asked, or under ``auto`` unless the
   network is to be compiled (``compile="on"``: int8 is never compiled). Asked for where it
-  cannot run, it is an :class:`~impasto.errors.InputError`.
+  cannot run, it is an :class:`~impasto.errors.InputError`. The instant styles
+  (:class:`~impasto.nets.magenta.FixedCondition`, :mod:`impasto.nets.int8_magenta`) run
+  int8 only when asked (:func:`int8_by_default`).
 * otherwise bf16 or fp32 as :func:`impasto.device.resolve_precision` gives them (``auto``:
   bf16 where the hardware computes it fast).
 """
@@ -29,6 +31,7 @@ __all__ = [
     "INFERENCE_PRECISIONS",
     "InferencePrecision",
     "decide_precision",
+    "int8_by_default",
     "int8_capable",
 ]
 
@@ -62,7 +65,20 @@ class InferencePrecision:
 
 
 def int8_capable(kind: type[nn.Module] | None) -> bool:
-    """Whether :mod:`impasto.nets.int8` has an int8 version of networks of class ``kind``."""
+    """Whether :mod:`impasto.nets.int8` (or :mod:`impasto.nets.int8_magenta`, for the instant
+    styles) has an int8 version of networks of class ``kind``."""
+    from impasto.nets.adain import AdaINStylizer
+    from impasto.nets.magenta import CINTransformer, FixedCondition
+    from impasto.nets.transformer import TransformerNet
+
+    return kind is not None and issubclass(
+        kind, (TransformerNet, AdaINStylizer, CINTransformer, FixedCondition))
+
+
+def int8_by_default(kind: type[nn.Module] | None) -> bool:
+    """Whether ``auto`` picks int8 for networks of class ``kind`` (where it can run): the
+    per-style networks and AdaIN (31-40 dB PSNR to fp32), not the instant styles, whose int8
+    results differ from fp32 by 21-35 dB (they run int8 when asked; ``docs/instant.md``)."""
     from impasto.nets.adain import AdaINStylizer
     from impasto.nets.transformer import TransformerNet
 
@@ -83,14 +99,14 @@ def decide_precision(request: str, device: torch.device, kind: type[nn.Module] |
                          f"{', '.join(INFERENCE_PRECISIONS)}")
     if request == "int8":
         if not int8_capable(kind):
-            raise InputError("precision int8 is for per-style networks and AdaIN only; "
-                             "use auto, bf16 or fp32")
+            raise InputError("precision int8 is for per-style networks, AdaIN and the "
+                             "instant styles only; use auto, bf16 or fp32")
         if not int8_supported(device):
             raise InputError("precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or "
                              "AMX) and PyTorch's quantised engine; use auto, bf16 or fp32")
         int8 = True
     else:
-        int8 = (request == "auto" and mode != "on" and int8_capable(kind)
+        int8 = (request == "auto" and mode != "on" and int8_by_default(kind)
                 and int8_supported(device))
     work = resolve_precision("auto" if request == "int8" else request, device)
     if int8:

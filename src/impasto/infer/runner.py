@@ -226,12 +226,16 @@ class InferenceRunner:
         input. A no-op at other precisions."""
         if self.int8:
             from impasto.nets.int8 import Int8TransformerNet, quantize_adain
+            from impasto.nets.int8_magenta import Int8CINTransformer
+            from impasto.nets.magenta import FixedCondition
             from impasto.nets.transformer import TransformerNet
 
             images = [x.to(self.device) for x in images]
             dtype = self.choice.work_dtype
             if isinstance(self.source, TransformerNet):
                 self.quantized = Int8TransformerNet.calibrate(self.source, images, dtype=dtype)
+            elif isinstance(self.source, FixedCondition):
+                self.quantized = Int8CINTransformer.calibrate(self.source, images, dtype=dtype)
             else:
                 self.quantized = quantize_adain(self.source, images, dtype=dtype)
 
