@@ -93,3 +93,15 @@ def test_the_pipeline_and_runner_run_int8_when_asked(inst, photo, painting):
     tiled = InferenceRunner(inst.stylizer(painting), device="cpu", precision="int8", tile=64,
                             align=4)(photo)
     assert psnr8(tiled, ref) > 20  # tiles normalise with their own statistics
+
+
+def test_int8_tiles_and_refuses_masks(inst, photo, painting):
+    from impasto.errors import InputError
+
+    ref = inst(photo, painting, output="tensor")
+    tiled = inst(photo, painting, precision="int8", tile=64, output="tensor")
+    assert tiled.shape == ref.shape and psnr8(tiled, ref) > 20
+    left = torch.zeros(1, 1, *photo.shape[-2:])
+    left[..., : photo.shape[-1] // 2] = 1
+    with pytest.raises(InputError, match="int8 does not cover masks"):
+        inst(photo, [painting, painting], masks=[left, 1 - left], precision="int8")

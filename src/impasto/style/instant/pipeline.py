@@ -332,10 +332,14 @@ class InstantStyle:
         one call does not pay for it). Tiles (``tile``; default: only when an image would not
         fit the memory budget) normalise with the whole image's statistics, found tile by tile
         first (:func:`~impasto.style.instant.tiled.tiled_instant`), so a tiled result matches
-        the whole one."""
-        return InferenceRunner(stylizer, device=self.device,
-                               precision=self._precision(precision), compile="off",
-                               tile=tile, overlap=overlap, align=4, tiled=tiled_instant)
+        the whole one. int8 (only when asked: :mod:`impasto.nets.int8_magenta`) covers one
+        style or preset without masks; its tiles normalise with their own statistics."""
+        choice = self._precision(precision)
+        if choice.int8 and not isinstance(stylizer, FixedCondition):
+            raise InputError("precision int8 does not cover masks; use auto, bf16 or fp32")
+        return InferenceRunner(stylizer, device=self.device, precision=choice, compile="off",
+                               tile=tile, overlap=overlap, align=4,
+                               tiled=None if choice.int8 else tiled_instant)
 
     # -- the call
 
