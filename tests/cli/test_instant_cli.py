@@ -276,3 +276,45 @@ def test_int8_when_asked(files, tmp_path):
     assert json.loads(Image.open(outs["int8"]).text["settings"])["precision"] == "int8"
     diff = np.abs(_px(outs["int8"]) - _px(outs["fp32"]))
     assert 0 < diff.mean() < 8  # close to fp32, but int8 (measured 33-35 dB at 512 px)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_export_a_preset_and_a_painting(files, tmp_path):
+    # --export writes the transformer with the style fixed; it runs at any size and gives
+    # the pipeline's pixels (TorchScript here; ONNX in tests/style/test_instant_export.py)
+    import torch
+
+    from impasto.io import load_image, to_tensor
+
+    inst = InstantStyle.from_file(device="cpu", precision="fp32")
+    x = to_tensor(load_image(files / "photo.png"))  # 61 x 41: not a multiple of 4
+    for extra, want in (
+        (["--preset", "3:0.5,12:0.5", "--strength", "0.8"],
+         inst(x, preset="3:0.5,12:0.5", strength=0.8)),
+        (["--method", "instant", "-s", files / "starry.png", files / "scream.png",
+          "--style-blend-weights", "3,1"],
+         inst(x, [files / "starry.png", files / "scream.png"], weights=[3, 1])),
+    ):
+        out = tmp_path / "net.pt"
+        rc, stdout, err = _run(["stylize", *extra, "--export", "torchscript", "-o", out,
+                                "--device", "cpu"])
+        assert rc == 0, err
+        assert "max abs difference to the eager model" in stdout
+        with torch.inference_mode():
+            got = torch.jit.load(str(out))(x)
+        assert got.shape == x.shape and float((got - want).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "instant", "-s", "STARRY", "--strength", "0.5"], "export at strength 1"),
+    (["--method", "instant", "-s", "STARRY", "--mask", "STARRY"], "cannot be exported"),
+    (["--preset", "3", "--preserve-color", "luminance"], "cannot be exported"),
+    (["--preset", "3"], "a torchscript file should end in"),
+])
+def test_bad_exports_are_one_line(files, tmp_path, extra, message):
+    out = tmp_path / ("net.onnx" if extra == ["--preset", "3"] else "net.pt")
+    rc, _, stderr = _run(["stylize", *[files / "starry.png" if a == "STARRY" else a
+                                       for a in extra],
+                          "--export", "torchscript", "-o", out, "--device", "cpu"])
+    assert rc == 2 and "\n" not in stderr.strip() and "Traceback" not in stderr, stderr
+    assert message in stderr and not out.exists()

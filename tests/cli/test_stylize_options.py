@@ -58,7 +58,7 @@ OPTIONS = {
     "--batch-size": (["2"], {"fast", "adain", "instant"}),
     "--tile": (["64"], {"gatys", "fast", "adain", "instant"}),
     "--compile": ([], {"fast", "adain"}),
-    "--export": (["onnx"], {"fast", "adain"}),
+    "--export": (["onnx"], {"fast", "adain", "instant"}),
 }
 # Options every method takes, or that choose the method.
 EVERY_METHOD = {"-s", "-o", "--size", "--max-pixels", "--preserve-color", "--device",
@@ -110,8 +110,8 @@ def test_the_table_covers_every_stylize_option():
     assert flags == set(OPTIONS) | EVERY_METHOD
     # 20 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights by
     # 2, --mask by 1, --alpha and --style-size by 3, --strength by 3, --batch-size by 1,
-    # --compile and --export by 2
-    assert len(_table()) == 20 * 3 + 1 + 2 + 1 + 2 * 3 + 3 + 1 + 2 * 2
+    # --compile by 2, --export by 1
+    assert len(_table()) == 20 * 3 + 1 + 2 + 1 + 2 * 3 + 3 + 1 + 2 + 1
 
 
 @pytest.mark.parametrize("method, flag, expected", _table())

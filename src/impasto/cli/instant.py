@@ -14,24 +14,20 @@ from impasto.cli import _choices
 from impasto.cli._args import add_subcommands
 from impasto.errors import InputError
 
-__all__ = ["add_parser", "instant_transform"]
+__all__ = ["add_parser", "instant_network", "instant_transform"]
 
 
-def instant_transform(args: argparse.Namespace, style_images: list[Any]
-                      ) -> tuple[Any, dict[str, str], str]:
-    """``(transform, label, precision)`` of ``stylize --method instant`` or ``--preset``: a
-    batch transform ``(N, 3, H, W) -> (N, 3, H, W)`` for :mod:`impasto.style.apply`
-    (:meth:`InstantStyle.transform <impasto.style.instant.InstantStyle.transform>`, as the
-    studio runs it), the metadata naming the style, and the precision chosen. Checks the
-    preset, the blend weights, the masks and the weight files (one-line :class:`InputError`)
-    before anything is stylised."""
+def _style(args: argparse.Namespace, style_images: list[Any]) -> tuple[dict, dict[str, str]]:
+    """The style of ``stylize --method instant``/``--preset`` as keyword arguments of
+    :meth:`InstantStyle.transform <impasto.style.instant.InstantStyle.transform>`, and the
+    metadata naming it; checks the preset, the blend weights and the masks (one-line
+    :class:`InputError`) before any network loads."""
     from impasto.io import to_tensor
-    from impasto.style.instant import InstantStyle, parse_preset, preset_label
+    from impasto.style.instant import parse_preset, preset_label
     from impasto.style.instant.pipeline import _blend
     from impasto.style.masks import check_masks, load_masks
 
     presets = getattr(args, "preset", None)
-    strength = getattr(args, "strength", 1.0)
     weights = args.style_blend_weights
     mask_files = getattr(args, "mask", None)
     if presets is not None and style_images:
@@ -57,19 +53,49 @@ def instant_transform(args: argparse.Namespace, style_images: list[Any]
     if mask_files is not None:
         masks = check_masks(load_masks(mask_files, args.max_pixels or None), n_styles,
                             weights)
+    spec: dict[str, Any] = {"strength": getattr(args, "strength", 1.0), "masks": masks}
+    if presets is not None:
+        spec["preset"] = mixes if masks is not None else mixes[0]
+    else:
+        spec.update(styles=[to_tensor(im) for im in style_images], weights=weights)
+    return spec, label
+
+
+def instant_transform(args: argparse.Namespace, style_images: list[Any]
+                      ) -> tuple[Any, dict[str, str], str]:
+    """``(transform, label, precision)`` of ``stylize --method instant`` or ``--preset``: a
+    batch transform ``(N, 3, H, W) -> (N, 3, H, W)`` for :mod:`impasto.style.apply`
+    (:meth:`InstantStyle.transform <impasto.style.instant.InstantStyle.transform>`, as the
+    studio runs it), the metadata naming the style, and the precision chosen. Checks the
+    preset, the blend weights, the masks and the weight files (one-line :class:`InputError`)
+    before anything is stylised."""
+    from impasto.style.instant import InstantStyle
+
+    spec, label = _style(args, style_images)
     inst = InstantStyle.from_file(device=args.device)
     choice = inst._precision(args.precision)
-    if presets is not None:
-        transform = inst.transform(preset=mixes if masks is not None else mixes[0],
-                                   strength=strength, masks=masks,
-                                   preserve_color=args.preserve_color, precision=choice,
-                                   tile=args.tile)
-    else:
-        transform = inst.transform([to_tensor(im) for im in style_images], weights=weights,
-                                   strength=strength, masks=masks,
-                                   preserve_color=args.preserve_color, precision=choice,
-                                   tile=args.tile)
+    transform = inst.transform(**spec, preserve_color=args.preserve_color, precision=choice,
+                               tile=args.tile)
     return transform, label, choice.name
+
+
+def instant_network(args: argparse.Namespace, style_images: list[Any]) -> Any:
+    """The network ``stylize --method instant``/``--preset --export`` writes: the transformer
+    with the style fixed (a preset's mix, or the paintings' blended style vector), an
+    ``(N, 3, H, W) -> (N, 3, H, W)`` module for any size. Masks and a painting's strength
+    below 1 (which needs the photo's own style) cannot be fixed in it: one line."""
+    from impasto.style.instant import InstantStyle
+
+    if getattr(args, "mask", None) is not None:
+        raise InputError("--export writes the network for any image size; --mask fits one "
+                         "image and cannot be exported")
+    spec, _ = _style(args, style_images)
+    if "styles" in spec and spec["strength"] < 1.0:
+        raise InputError("--strength below 1 moves a painting's style towards the photo's own, "
+                         "which an exported network does not have; export at strength 1")
+    inst = InstantStyle.from_file(device="cpu", precision="fp32")
+    return inst.stylizer(spec.get("styles"), preset=spec.get("preset"),
+                         weights=spec.get("weights"), strength=spec["strength"])
 
 
 def add_parser(sub: Any) -> None:

@@ -85,7 +85,8 @@ METHOD_OPTIONS = MethodOptions.of(
     (("instant",), {"strength": "--strength"}),
     (("adain",), {"alpha": "--alpha", "style_size": "--style-size"}),
     (("fast", "adain", "instant"), {"batch_size": "--batch-size"}),
-    (("fast", "adain"), {"compile": "--compile", "export": "--export"}),
+    (("fast", "adain"), {"compile": "--compile"}),
+    (("fast", "adain", "instant"), {"export": "--export"}),
 )
 
 #: The values the network path reads for the method-specific options not given.
@@ -350,8 +351,9 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    "measured). A failed compile falls back to eager with a warning (default "
                    "auto)")
     n.add_argument("--export", choices=("onnx", "torchscript"), default=S,
-                   help="networks: write the network (with the AdaIN styles fixed) to -o "
-                   "instead of stylising; the export is checked against the eager model")
+                   help="networks: write the network (with the AdaIN styles, the instant "
+                   "painting's style vector or the preset fixed) to -o instead of stylising, "
+                   "for any image size; the export is checked against the eager model")
 
 
 def _check_gatys_args(args: argparse.Namespace) -> None:
@@ -359,7 +361,8 @@ def _check_gatys_args(args: argparse.Namespace) -> None:
     if args.method == "gatys" and (args.model or args.decoder):
         raise InputError("--method gatys takes no --model or --decoder")
     if hasattr(args, "export"):
-        raise InputError("--export needs a network: --model FILE or --method adain --decoder FILE")
+        raise InputError("--export needs a network: --model FILE or --method adain --decoder FILE "
+                         "(or an instant style: --preset, --method instant)")
     if args.precision == "int8":
         raise InputError("--precision int8 is for the networks (--model, --method adain) only")
     refuse_foreign(args, "gatys", METHOD_OPTIONS)
@@ -487,9 +490,12 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
                                     compile=args.compile, preserve_color=args.preserve_color)
         precision = transform.precision  # type: ignore[union-attr]
     elif method == "instant":
-        from impasto.cli.instant import instant_transform
+        from impasto.cli.instant import instant_network, instant_transform
 
-        transform, label, precision = instant_transform(args, style_images)
+        if args.export:
+            net = instant_network(args, style_images)
+        else:
+            transform, label, precision = instant_transform(args, style_images)
     else:
         from impasto.io import resize, to_tensor
         from impasto.style.adain import AdaIN, _load_masks

@@ -105,9 +105,17 @@ def set_fake_quant(net: nn.Module, on: bool = True) -> nn.Module:
 
 def _may_overwrite(x: Tensor) -> bool:
     """Whether an activation may be changed in place: no autograd records it (inference, or
-    no gradient needed) and it is not a script being traced (export keeps the out-of-place
-    graph)."""
-    return not (x.requires_grad or torch.jit.is_tracing() or torch.jit.is_scripting())
+    no gradient needed) and the network is not being traced or exported (export keeps the
+    out-of-place graph)."""
+    return not (x.requires_grad or _exporting())
+
+
+def _exporting() -> bool:
+    """Whether the network is being traced or exported (TorchScript, ONNX, torch.export): the
+    plain layer order then (no in-place bands, no strips whose count depends on the traced
+    size), so the graph holds for every input size."""
+    return bool(torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 
 
 def _q(quantized: bool) -> nn.Module:
@@ -209,6 +217,13 @@ class ConditionalInstanceNorm(nn.Module):
             return x * torch.einsum("nkc,nkhw->nchw", scale.to(x.dtype), w) + \
                 torch.einsum("nkc,nkhw->nchw", shift.to(x.dtype), w)
         gamma, beta = gamma[:, :, None, None], beta[:, :, None, None]
+        if _exporting() and stats is None and not self._fake_quant():
+            # float32 throughout, with no casts (onnxruntime's optimiser drops a cast of a
+            # float32 tensor to float32 and then rejects the graph) and plain reductions
+            mean = x.mean((2, 3), keepdim=True)
+            var = ((x * x).mean((2, 3), keepdim=True) - mean * mean).clamp_min(0)
+            scale = gamma * torch.rsqrt(var + self.eps)
+            return x * scale + (beta - mean * scale)
         if not self._fake_quant():
             mean, var = self.moments(x) if stats is None else stats
             scale = gamma.float() * torch.rsqrt(var + self.eps)
@@ -308,6 +323,10 @@ class _Layer(nn.Module):
         """[x2 nearest] -> reflection pad -> conv, without padding or upsampling the whole
         input where :mod:`impasto.nets.reflect_conv` can (the same values)."""
         conv = self.conv
+        if _exporting():
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            return conv(F.pad(x, [self.pad] * 4, mode="reflect"))
         if self.upsample:
             if conv.kernel_size == (3, 3):
                 return upsample_conv2d(x, conv.weight, conv.bias)
@@ -420,6 +439,9 @@ class FixedCondition(nn.Module):
     in ``[0, 1]``, the shape :class:`~impasto.infer.runner.InferenceRunner` runs and exports.
     ``cond``: ``(cond_dim,)`` or ``(1, cond_dim)``, kept float32 as a buffer. ``mix`` in
     ``[0, 1]`` blends the output with the input: ``mix * net(x) + (1 - mix) * x``."""
+
+    #: Sides are padded to a multiple of this (:func:`impasto.infer.export.pad_multiple`).
+    pad_multiple = MULTIPLE
 
     def __init__(self, net: CINTransformer, cond: Tensor, mix: float = 1.0) -> None:
         super().__init__()
