@@ -97,10 +97,12 @@ class FastStyle:
         run in tiles."""
         runner = self._runners.get(precision)
         if runner is None:
+            from impasto.infer.global_norm import tiled_global_norm
             from impasto.infer.runner import InferenceRunner
 
             runner = InferenceRunner(self.net, device=self.device, precision=precision,
-                                     compile="off", calibrate_each=True)
+                                     compile="off", calibrate_each=True,
+                                     tiled=tiled_global_norm)
             self._runners[precision] = runner
         return runner(x.to(self.device, torch.float32))
 
@@ -112,13 +114,14 @@ class FastStyle:
         chosen) and ``.expect``. ``preserve_color="luminance"``: the network restyles and each
         input's chroma is put back (Gatys et al. 2017); a per-style network has no style image
         to recolour, so ``"histogram"`` is refused."""
+        from impasto.infer.global_norm import tiled_global_norm
         from impasto.infer.runner import InferenceRunner
 
         if preserve_color not in ("none", "luminance"):
             raise InputError(f"a per-style network preserves colour by 'luminance' only, not "
                              f"{preserve_color!r}")
         runner = InferenceRunner(self.net, device=self.device, precision=precision, tile=tile,
-                                 compile=compile)
+                                 compile=compile, tiled=tiled_global_norm)
         return keep_colours(runner) if preserve_color == "luminance" else runner
 
     def __call__(

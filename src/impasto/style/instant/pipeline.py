@@ -367,8 +367,8 @@ class InstantStyle:
         ``strength`` in ``[0, 1]``: for style images the style vector moves towards the
         content's own; for presets the result is blended with the content. ``masks``: one per
         style (or per preset in a list), white = where it goes (:meth:`stylizer`);
-        ``preserve_color``: ``none``, ``luminance`` or ``histogram`` (:meth:`transform`). Images may be
-        paths, PIL images, arrays or tensors (``(N, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``).
+        ``preserve_color``: ``none``, ``luminance`` or ``histogram`` (:meth:`transform`).
+        Images may be paths, PIL images, arrays or tensors (``(N, 3, H, W)`` or ``(3, H, W)`` in ``[0, 1]``).
         ``output="pil"``: an RGB PIL image (a list for a batch of several); ``"tensor"``:
         float32 ``(N, 3, H, W)`` in ``[0, 1]``; the default: a tensor for a tensor content,
         else a PIL image. ``seed`` is accepted for the pipelines' common shape; the networks
