@@ -56,6 +56,7 @@ OPTIONS = {
     "--mask": (["m.png"], {"gatys", "adain", "instant"}),
     "--style-size": (["64"], {"adain"}),
     "--batch-size": (["2"], {"fast", "adain", "instant"}),
+    "--temporal": (["0.5"], {"fast", "adain", "instant"}),
     "--tile": (["64"], {"gatys", "fast", "adain", "instant"}),
     "--compile": ([], {"fast", "adain"}),
     "--export": (["onnx"], {"fast", "adain", "instant"}),
@@ -109,9 +110,9 @@ def test_the_table_covers_every_stylize_option():
              if a.option_strings and not isinstance(a, argparse._HelpAction)}
     assert flags == set(OPTIONS) | EVERY_METHOD
     # 20 Gatys-only options refused by 3 methods, --style-blend-weights by 1, --vgg-weights by
-    # 2, --mask by 1, --alpha and --style-size by 3, --strength by 3, --batch-size by 1,
-    # --compile by 2, --export by 1
-    assert len(_table()) == 20 * 3 + 1 + 2 + 1 + 2 * 3 + 3 + 1 + 2 + 1
+    # 2, --mask by 1, --alpha and --style-size by 3, --strength by 3, --batch-size and
+    # --temporal by 1, --compile by 2, --export by 1
+    assert len(_table()) == 20 * 3 + 1 + 2 + 1 + 2 * 3 + 3 + 2 * 1 + 2 + 1
 
 
 @pytest.mark.parametrize("method, flag, expected", _table())

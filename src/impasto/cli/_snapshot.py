@@ -76,6 +76,7 @@ def collect() -> dict[str, Any]:
     from impasto.style.gatys import OPTIMIZERS as GATYS_OPTIMIZERS
     from impasto.style.gatys import SCHEDULE_RULE, GatysConfig
     from impasto.style.gatys_video import DEFAULT_FRAME_ITERATIONS, DEFAULT_TEMPORAL_WEIGHT
+    from impasto.temporal.blend import TemporalConfig
 
     return {
         "DEVICES": tuple(DEVICES),
@@ -121,6 +122,7 @@ def collect() -> dict[str, Any]:
         "NST_OBJECTIVE": NST_OBJECTIVE,
         "NST_DEFAULT_SIZE": NST_DEFAULT_SIZE,
         "NST_SIZES": (NST_MIN_SIZE, NST_MAX_SIZE),
+        "TEMPORAL": _defaults(TemporalConfig()),
     }
 
 

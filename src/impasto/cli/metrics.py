@@ -37,6 +37,8 @@ _HELP = {
     "pr": "improved precision and recall, k-NN manifolds (Kynkäänniemi et al. 2019)",
     "swd": "multi-scale sliced Wasserstein distance (Karras et al. 2018); no network needed",
     "all": "every metric above that the inputs allow",
+    "flicker": "flicker of a stylised video: the warping error of Lai et al. 2018 on the "
+    "input's optical flow, with the input's own as the floor; lower is better",
     "nst": f"stylised images under the fixed objective {_choices.NST_OBJECTIVE} (Gatys content "
     "and style loss); for folders also an ArtFID-style figure",
 }
@@ -105,6 +107,7 @@ def add_parser(sub: Any) -> None:
                              usage=f"impasto metrics {name} {sets} [options]")
         sp.set_defaults(func=_run)
     _add_nst(msub)
+    _add_flicker(msub)
 
 
 #: The options of ``impasto metrics METRIC`` that apply to some metrics only (``all`` takes
@@ -337,6 +340,62 @@ def _run_nst_set(args: argparse.Namespace, json_out: Path | None) -> int:
     print(report.format_text())
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+        if not args.quiet:
+            print(f"wrote {json_out}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# impasto metrics flicker
+
+_FLICKER_DESCRIPTION = """\
+The flicker of STYLISED, a stylisation of the video INPUT: the warping error of Lai et al. 2018
+("Learning Blind Video Temporal Consistency"). For each pair of consecutive frames, the optical
+flow of the INPUT frames (OpenCV DIS, both ways) gives an occlusion mask (forward-backward
+consistency, frame borders, motion boundaries; Sundaram et al. 2010, Ruder et al. 2016); the
+error is the mean squared difference (RGB in [0, 1]) between a stylised frame and the next one
+warped back onto it, over the pixels in the mask, averaged over the pairs. The same figure for
+INPUT itself is the floor (flow errors, resampling, lighting, compression). STYLISED frames of
+another size are resized (bicubic) to INPUT's. Both videos must have the same number of frames.
+"""
+
+
+def _add_flicker(msub: Any) -> None:
+    p = msub.add_parser(
+        "flicker", help=_HELP["flicker"], description=_FLICKER_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="impasto metrics flicker INPUT_VIDEO STYLISED_VIDEO [options]",
+    )
+    p.add_argument("input", metavar="INPUT_VIDEO", help="the video that was stylised")
+    p.add_argument("stylised", metavar="STYLISED_VIDEO", help="its stylisation")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    p.set_defaults(func=_run_flicker)
+
+
+def _run_flicker(args: argparse.Namespace) -> int:
+    from impasto._fileutil import write_text_atomic
+    from impasto.metrics.flicker import FLICKER_NAME, flicker
+
+    json_out = _check_out(args.json, "--json")
+    report, resized = flicker(args.input, args.stylised, progress=not args.quiet)
+    w, h = report.size
+    if resized is not None and not args.quiet:
+        print(f"impasto: note: {args.stylised} ({resized[0]}x{resized[1]}) resized to the "
+              f"input's {w}x{h}", file=sys.stderr)
+    print(f"{FLICKER_NAME}: {report.pairs} frame pairs at {w}x{h}"
+          + (f" ({report.skipped} without consistent pixels left out)" if report.skipped else ""))
+    for label, value, why in (
+        ("stylised", f"{report.stylised:.6g}", "warping error, lower is better"),
+        ("input (floor)", f"{report.floor:.6g}", "the input's own"),
+        ("ratio", f"{report.ratio:.3g}", "stylised / floor"),
+        ("consistent pixels", f"{100 * report.consistent:.1f}%", "mean share in the masks"),
+    ):
+        print(f"  {label:<18}  {value:>12}  ({why})")
+    if json_out is not None:
+        data = {"input": str(args.input), "stylised_video": str(args.stylised),
+                "resized_from": list(resized) if resized else None, **report.to_dict()}
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
         if not args.quiet:
             print(f"wrote {json_out}", file=sys.stderr)
     return 0

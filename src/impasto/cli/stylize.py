@@ -84,14 +84,14 @@ METHOD_OPTIONS = MethodOptions.of(
     (("gatys", "adain"), {"vgg_weights": "--vgg-weights"}),
     (("instant",), {"strength": "--strength"}),
     (("adain",), {"alpha": "--alpha", "style_size": "--style-size"}),
-    (("fast", "adain", "instant"), {"batch_size": "--batch-size"}),
+    (("fast", "adain", "instant"), {"batch_size": "--batch-size", "temporal": "--temporal"}),
     (("fast", "adain"), {"compile": "--compile"}),
     (("fast", "adain", "instant"), {"export": "--export"}),
 )
 
 #: The values the network path reads for the method-specific options not given.
 _NETWORK_DEFAULTS = {"alpha": 1.0, "mask": None, "style_size": 512, "batch_size": 4,
-                     "tile": None, "compile": "auto", "export": None,
+                     "tile": None, "compile": "auto", "export": None, "temporal": None,
                      "style_blend_weights": None, "vgg_weights": None, "strength": 1.0,
                      "preset": None}
 
@@ -205,7 +205,7 @@ def add_parser(sub: Any) -> None:
 # (arguments of impasto.style.gatys_video.stylize_video).
 _NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
               "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export",
-              "preset", "strength", "temporal_weight", "frame_iterations")
+              "preset", "strength", "temporal_weight", "frame_iterations", "temporal")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -342,6 +342,12 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="AdaIN: shrink style images to this longest side (default 512)")
     n.add_argument("--batch-size", type=positive_int, default=S,
                    help="networks: images or video frames per forward pass (default 4)")
+    n.add_argument("--temporal", type=_unit, nargs="?", default=S,
+                   const=_choices.TEMPORAL["strength"], metavar="STRENGTH",
+                   help="networks, video: blend each stylised frame with the previous output "
+                   "warped by the optical flow of the input (DIS), where the flow passes the "
+                   "forward-backward check, with this weight in [0, 1] (a bare --temporal means "
+                   f"{_choices.TEMPORAL['strength']:g}); cuts flicker (docs/video.md)")
     n.add_argument("--compile", choices=("auto", "on", "off"), default=S, nargs="?",
                    const="on",
                    help="networks: torch.compile the network (a bare --compile means on): auto "
@@ -460,6 +466,9 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         if not src.exists():
             raise InputError(f"{src}: no such file or folder")
         kind = input_kind(src)
+        if args.temporal is not None and kind != "video":
+            raise InputError(f"--temporal is for a video input; {src} is "
+                             f"{'a folder' if kind == 'folder' else 'an image'}")
         out = Path(args.output) if args.output else _default_output(kind, src)
         if kind == "image":
             check_output_path(out)
@@ -547,7 +556,7 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
             return 0
     else:
         apply_video(transform, src, out, batch_size=args.batch_size, size=args.size,
-                    progress=progress)
+                    progress=progress, temporal=args.temporal)
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -41,6 +41,7 @@ from impasto.io.video import (
     probe_video,
     read_frames,
 )
+from impasto.temporal.blend import TemporalConfig, TemporalStylizer, temporal_config
 
 __all__ = ["apply_folder", "apply_image", "apply_video", "input_kind"]
 
@@ -212,18 +213,23 @@ def apply_video(
     quality: float = 8.0,
     progress: bool = False,
     audio: bool = True,
+    temporal: float | TemporalConfig | None = None,
 ) -> Path:
     """Stylise every frame of the video ``source`` into the video ``output`` (container by
     suffix; H.264 for .mp4), at the source's frame rate, with its audio track (re-encoded;
     when ``audio`` and there is one). ``size`` resizes the frames to that longest side. The
-    output is written to a temporary file beside it and renamed when complete. Raises
-    :class:`InputError` for a video that cannot be decoded."""
+    output is written to a temporary file beside it and renamed when complete. ``temporal``
+    (a strength in ``[0, 1]``, True for the default, or a
+    :class:`~impasto.temporal.blend.TemporalConfig`) blends each frame with the previous
+    output warped by the input's optical flow (:mod:`impasto.temporal.blend`), against
+    flicker. Raises :class:`InputError` for a video that cannot be decoded."""
     src, dst = Path(source), Path(output)
     if dst.suffix.lower() not in OUTPUT_CODECS:
         raise InputError(f"{dst}: a video input needs a video output "
                          f"({', '.join(OUTPUT_CODECS)})")
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, not {batch_size}")
+    config = temporal_config(temporal)
     info = probe_video(src)
     w, h = frame_size(info.size, size)
     if w < 2 or h < 2:
@@ -237,10 +243,11 @@ def apply_video(
                                       if v})
         bar = _bar(progress, info.frames or None, "frame")
         batch: list[Tensor] = []
+        run = transform if config is None else TemporalStylizer(transform, config)
 
         def flush() -> None:
             if batch:
-                writer.write(transform(torch.cat(batch)))
+                writer.write(run(torch.cat(batch)))
                 if bar is not None:
                     bar.update(len(batch))
                 batch.clear()

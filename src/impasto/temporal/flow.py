@@ -24,11 +24,17 @@ from torch import Tensor
 
 from impasto.errors import InputError
 
-__all__ = ["FLOW_METHODS", "consistency_mask", "flow_grid", "optical_flow", "to_gray8", "warp",
+__all__ = ["FLOW_METHODS", "consistency_mask", "flow_grid", "optical_flow", "require_opencv",
+           "to_gray8", "warp",
            "warp_tensor"]
 
 #: Flow methods :func:`optical_flow` knows; ``dis`` is the default.
-FLOW_METHODS = ("dis", "farneback")
+FLOW_METHODS = ("dis", "dis-fast", "farneback")
+
+
+def require_opencv() -> None:
+    """:class:`InputError` (one line: how to install it) if OpenCV is missing."""
+    _cv2()
 
 
 def _cv2():
@@ -61,14 +67,16 @@ def optical_flow(a: np.ndarray | Tensor, b: np.ndarray | Tensor, method: str = "
                  ) -> np.ndarray:
     """Dense flow from frame ``a`` to frame ``b`` (same size; see :func:`to_gray8` for the
     layouts taken): ``(H, W, 2)`` float32, ``(dx, dy)`` in pixels, with ``a(x) ~ b(x + flow)``.
-    ``method``: ``"dis"`` (default, medium preset) or ``"farneback"``."""
+    ``method``: ``"dis"`` (default, medium preset), ``"dis-fast"`` (DIS's fast preset: about
+    5x quicker, twice the end-point error) or ``"farneback"``."""
     cv2 = _cv2()
     ga, gb = to_gray8(a), to_gray8(b)
     if ga.shape != gb.shape:
         raise InputError(f"optical flow needs frames of one size, not {ga.shape} and {gb.shape}")
-    if method == "dis":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOpticalFlow_PRESET_MEDIUM)
-        flow = dis.calc(ga, gb, None)
+    if method in ("dis", "dis-fast"):
+        preset = cv2.DISOpticalFlow_PRESET_MEDIUM if method == "dis" else \
+            cv2.DISOpticalFlow_PRESET_FAST
+        flow = cv2.DISOpticalFlow_create(preset).calc(ga, gb, None)
     elif method == "farneback":
         flow = cv2.calcOpticalFlowFarneback(ga, gb, None, pyr_scale=0.5, levels=4, winsize=15,
                                             iterations=3, poly_n=5, poly_sigma=1.2, flags=0)

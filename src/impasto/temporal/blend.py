@@ -1,0 +1,145 @@
+"""Flow-guided temporal consistency for feed-forward stylisation of video.
+
+Each new stylised frame ``y_t`` is blended with the previous *output* warped onto it by the
+optical flow of the *input* frames, inside the pixels where that flow passes the
+forward-backward check (:func:`~impasto.temporal.flow.consistency_mask`)::
+
+    o_t = y_t + strength * M_t * (warp(o_{t-1}, F_{t->t-1}) - y_t)
+
+an exponential moving average along motion trajectories: strokes that a network paints
+differently on every frame settle, while what the flow cannot follow (occlusions, motion
+boundaries, new content at the borders) is the network's own frame. With ``feed`` the
+warped previous output is also mixed into the network's input, ``x_t + feed * M_t *
+(warp(o_{t-1}) - x_t)`` (the idea of Gupta et al. 2017 and Ruder et al. 2016's initialisation
+for networks that take only an RGB frame); it needs frames one at a time.
+
+:class:`TemporalConfig` holds the settings; :class:`TemporalStylizer` wraps a batch transform
+``(N, 3, H, W) -> (N, 3, H, W)`` in ``[0, 1]`` and stylises a video's frames in order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from impasto.errors import InputError
+from impasto.temporal.flow import (
+    FLOW_METHODS,
+    consistency_mask,
+    optical_flow,
+    require_opencv,
+    to_gray8,
+    warp_tensor,
+)
+
+__all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "temporal_config"]
+
+#: The blend strength ``--temporal`` uses when given no value: about the least that cuts the
+#: warping error of the instant networks' frame-by-frame output 3x (benchmarks/video.py,
+#: docs/video.md; the style loss rises with it).
+DEFAULT_STRENGTH = 0.4
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """``strength`` in ``[0, 1]``: weight of the warped previous output in each output frame
+    (0: frame by frame; 1: keep whatever the flow can carry); ``feed`` in ``[0, 1]``: weight
+    of the warped previous output mixed into the network's input (0: off; measured worse than
+    the blend alone); ``flow``: a method of :func:`~impasto.temporal.flow.optical_flow` (DIS's
+    fast preset: two flows per frame cost a few ms at 256 px)."""
+
+    strength: float = DEFAULT_STRENGTH
+    feed: float = 0.0
+    flow: str = "dis-fast"
+
+    def validate(self) -> TemporalConfig:
+        for name in ("strength", "feed"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0):
+                raise InputError(f"temporal {name} must lie in [0, 1], not {v}")
+        if self.flow not in FLOW_METHODS:
+            raise InputError(f"unknown flow method {self.flow!r}: {', '.join(FLOW_METHODS)}")
+        require_opencv()
+        return self
+
+
+def temporal_config(value: float | TemporalConfig | None | bool) -> TemporalConfig | None:
+    """What ``apply_video(temporal=...)`` takes: None/False (off), True (the defaults), a
+    strength, or a :class:`TemporalConfig`; returns a checked config or None."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return TemporalConfig().validate()
+    if isinstance(value, TemporalConfig):
+        return value.validate()
+    if isinstance(value, (int, float)):
+        return TemporalConfig(strength=float(value)).validate()
+    raise InputError(f"temporal must be a strength in [0, 1] or a TemporalConfig, not {value!r}")
+
+
+class TemporalStylizer:
+    """Stylises the frames of one video in order with ``transform``, blending each with the
+    previous output warped by the input's flow (see the module). Call it with consecutive
+    batches ``(N, 3, H, W)`` in ``[0, 1]``; it returns the output frames of the batch. One
+    instance per video (it keeps the previous frame)."""
+
+    def __init__(self, transform: Callable[[Tensor], Tensor], config: TemporalConfig) -> None:
+        self.transform = transform
+        self.config = config.validate()
+        self._prev_gray: np.ndarray | None = None
+        self._prev_out: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the previous frame (a new video, or a cut)."""
+        self._prev_gray = self._prev_out = None
+
+    def _carry(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(flow t -> t-1 (H, W, 2), consistent-pixel mask (H, W) bool)`` from the previous
+        input frame to the one whose luminance is ``gray``; None for the first frame."""
+        if self._prev_out is None or self._prev_gray is None \
+                or self._prev_gray.shape != gray.shape:
+            return None
+        back = optical_flow(gray, self._prev_gray, self.config.flow)  # t -> t-1
+        fwd = optical_flow(self._prev_gray, gray, self.config.flow)  # t-1 -> t
+        return back, consistency_mask(back, fwd)
+
+    def _warped(self, carried: tuple[np.ndarray, np.ndarray], like: Tensor
+                ) -> tuple[Tensor, Tensor] | None:
+        """The previous output warped onto the new frame ``(1, 3, H, W)`` and the mask ``(1, 1,
+        H, W)``, on ``like``'s device and dtype; None if the sizes differ."""
+        assert self._prev_out is not None
+        flow, mask = carried
+        if self._prev_out.shape[-2:] != like.shape[-2:] or flow.shape[:2] != like.shape[-2:]:
+            return None
+        warped = warp_tensor(self._prev_out.to(like.device, like.dtype), flow)
+        m = torch.from_numpy(mask).to(device=like.device, dtype=like.dtype)[None, None]
+        return warped, m
+
+    def __call__(self, frames: Tensor) -> Tensor:
+        grays = [to_gray8(f) for f in frames]
+        feed = self.config.feed > 0.0
+        ys = None if feed else self.transform(frames)  # the network keeps its batches
+        outs = []
+        for i, gray in enumerate(grays):
+            x = frames[i : i + 1]
+            carried = self._carry(gray)
+            if feed:
+                xin = x
+                w = self._warped(carried, x) if carried is not None else None
+                if w is not None:
+                    xin = x + (self.config.feed * w[1]) * (w[0] - x)
+                y = self.transform(xin)
+            else:
+                y = ys[i : i + 1]
+            w = self._warped(carried, y) if carried is not None else None
+            if w is not None and self.config.strength > 0.0:
+                y = y + (self.config.strength * w[1]) * (w[0] - y)
+            o = y.clamp(0.0, 1.0)
+            self._prev_gray, self._prev_out = gray, o.detach()
+            outs.append(o)
+        return torch.cat(outs)
