@@ -18,6 +18,7 @@ from PIL import Image
 from studio_fixtures import SCALARS, loss_at, make_runs, make_training_runs
 
 from impasto.errors import InputError
+from impasto.web.catalog import scan
 from impasto.web.runs import RunsBrowser, TensorBoard, default_scalars, plot_curves
 from impasto.web.studio import Studio, StudioOptions, parse_seeds
 
@@ -34,9 +35,15 @@ def runs(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def catalog(runs):
+    return scan(runs)
+
+
 @pytest.fixture
-def studio(runs, tmp_path):
-    s = Studio(StudioOptions(runs=runs, max_jobs=1, device="cpu", temp_dir=tmp_path))
+def studio(runs, catalog, tmp_path):
+    s = Studio(StudioOptions(runs=runs, max_jobs=1, device="cpu", temp_dir=tmp_path),
+               catalog=catalog)
     yield s
     s.close()
 

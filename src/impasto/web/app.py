@@ -380,14 +380,16 @@ def _runs_tab(studio: Studio, tab: Any) -> None:
         return (_run_markdown(report), gr.update(choices=report.scalars, value=chosen),
                 picture, pictures, report.config or None)
 
-    def reload(name, request: gr.Request) -> tuple:
+    def reload(name, keys, request: gr.Request) -> tuple:
+        """The table again, and the run shown (its curves kept) or the first."""
         rows = studio.runs.summaries()
         names = [r.name for r in rows]
-        name = name if name in names else (names[0] if names else None)
+        kept = name in names
+        name = name if kept else (names[0] if names else None)
         table_rows = [[r.name, r.kind or "—", _steps(r), _when(r.updated), r.note]
                       for r in rows]
         return (gr.update(choices=names, value=name), table_rows,
-                *view(name, None, request))
+                *view(name, list(keys) if kept and keys else None, request))
 
     def pick(name, request: gr.Request) -> tuple:
         return view(name, None, request)
@@ -396,8 +398,8 @@ def _runs_tab(studio: Studio, tab: Any) -> None:
         return view(name, list(keys or []), request)
 
     outs = [summary, scalars, curves, samples, config]
-    tab.select(reload, choice, [choice, table, *outs])
-    refresh.click(reload, choice, [choice, table, *outs])
+    tab.select(reload, [choice, scalars], [choice, table, *outs])
+    refresh.click(reload, [choice, scalars], [choice, table, *outs])
     choice.input(pick, choice, outs)
     scalars.input(redraw, [choice, scalars], outs)
 
