@@ -349,3 +349,10 @@ def test_video_is_stylised_frame_by_frame_and_can_be_cancelled(studio, tmp_path)
     bad.write_bytes(b"not a video")
     job = studio.start_video("v", str(bad), req)
     assert job.wait(30) and job.status().error.startswith("bad.mp4: cannot decode the video")
+    pytest.importorskip("cv2")
+    job = studio.start_video("v", str(short), req, temporal=0.5)  # stylize --temporal 0.5
+    assert job.wait(60) and job.status().state == "done", job.status()
+    r = studio.finish("v", job)
+    assert "--temporal 0.5" in r.caption and len(list(read_frames(r.path))) == 10
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        studio.start_video("v", str(short), req, temporal=2.0)

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from impasto.errors import InputError
+from impasto.temporal.blend import DEFAULT_STRENGTH
 from impasto.web.jobs import JobLimitError
 from impasto.web.offline import offline_theme
 from impasto.web.runs import RunReport, default_scalars
@@ -196,6 +197,12 @@ def _video_tab(studio: Studio) -> None:
             clip = gr.Video(label=f"Clip (at most {MAX_VIDEO_SECONDS} s)", sources=["upload"],
                             elem_id="clip")
             settings = _style_inputs(studio, "video-", size=480, max_size=1920)
+            with gr.Row():
+                smooth = gr.Checkbox(value=False, label="Reduce flicker (optical flow)",
+                                     elem_id="video-temporal")
+                smooth_strength = gr.Slider(0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05,
+                                            label="Flicker reduction strength",
+                                            elem_id="video-temporal-strength")
         with gr.Column(scale=1):
             preview = gr.Image(label="Frames as they are done", type="pil", interactive=False,
                                height=240, elem_id="video-preview")
@@ -206,11 +213,13 @@ def _video_tab(studio: Studio) -> None:
             result = gr.Video(label="Result", interactive=False, elem_id="video-result")
             message = gr.Markdown(elem_id="video-message")
 
-    def run(clip, style, paintings, weights, strength, size, colour, request: gr.Request):
+    def run(clip, style, paintings, weights, strength, size, colour, temporal, temporal_strength,
+            request: gr.Request):
         key = _key(request)
         try:
             req = style_request(style, paintings, weights, strength, size, colour)
-            job = studio.start_video(key, clip, req)
+            job = studio.start_video(key, clip, req,
+                                     float(temporal_strength) if temporal else None)
         except (InputError, JobLimitError) as e:
             yield gr.update(), "", gr.update(), f"**{e}**"
             return
@@ -224,7 +233,8 @@ def _video_tab(studio: Studio) -> None:
             return
         yield gr.update(), progress_html(status, "frames"), str(r.path), f"{r.caption}."
 
-    start.click(run, [clip, *settings], [preview, progress, result, message],
+    start.click(run, [clip, *settings, smooth, smooth_strength],
+                [preview, progress, result, message],
                 concurrency_limit=None, show_progress="hidden")
 
     def stop(request: gr.Request) -> str:

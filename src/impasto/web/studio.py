@@ -240,16 +240,21 @@ class Studio:
         s.job = self.jobs.submit(work, name="refine", owner=key)
         return s.job
 
-    def start_video(self, key: str, clip: str | None, req: StyleRequest) -> Job:
-        """Queue the stylisation of a video clip (an .mp4 with its frame rate and sound)."""
+    def start_video(self, key: str, clip: str | None, req: StyleRequest,
+                    temporal: float | None = None) -> Job:
+        """Queue the stylisation of a video clip (an .mp4 with its frame rate and sound);
+        ``temporal``: the strength of the flow-guided blend against flicker (None: off)."""
         if not clip:
             raise InputError("upload a video clip first")
         req.check()
+        from impasto.temporal.blend import temporal_config
+
+        temporal_config(temporal)  # a bad strength or no OpenCV: one line, before queueing
         s = self.session(key)
         out = s.next_path("video").with_suffix(".mp4")
 
         def work(job: Job) -> Result | None:
-            return self.stylizer.video(job, clip, req, out)
+            return self.stylizer.video(job, clip, req, out, temporal=temporal)
 
         s.job = self.jobs.submit(work, name="video", owner=key)
         return s.job

@@ -226,9 +226,11 @@ class Stylizer:
 
     # -- video
 
-    def video(self, job: Any, clip: Any, req: StyleRequest, out: Path) -> Result | None:
+    def video(self, job: Any, clip: Any, req: StyleRequest, out: Path, *,
+              temporal: float | None = None) -> Result | None:
         """Stylise every frame of the video file ``clip`` into ``out`` (.mp4) with
-        ``apply_video`` (the CLI's), reporting frames done and a preview to ``job``; stops
+        ``apply_video`` (the CLI's; ``temporal``: its flow-guided blend, as ``stylize
+        --temporal``), reporting frames done and a preview to ``job``; stops
         when it is cancelled (then returns None; nothing is left behind). Clips longer than
         :data:`MAX_VIDEO_SECONDS` are refused."""
         from impasto.io import to_pil
@@ -261,11 +263,12 @@ class Stylizer:
             return y
 
         try:
-            path = apply_video(counted, clip, out, size=req.size)
+            path = apply_video(counted, clip, out, size=req.size, temporal=temporal)
         except _Cancelled:
             return None
+        smooth = f", --temporal {temporal:g}" if temporal is not None else ""
         return Result(path, None, json.loads(meta["settings"])["method"],
-                      f"{caption}, {done} frames", meta)
+                      f"{caption}, {done} frames{smooth}", meta)
 
     # -- the refinement
 
