@@ -46,3 +46,38 @@ def test_periodic_resize_and_sizes():
     assert texture_size(1000) == 992 and texture_size(1024) == 1024 and texture_size(5) == 16
     with pytest.raises(InputError, match="tileable"):
         synthesize_texture(_sample(), size=32, tileable="z")
+
+
+def test_a_tileable_texture_in_tiles_wraps_around_and_matches_the_whole_run():
+    # Large enough to need tiles (forced here): the crops continue across the edges, so the
+    # tiled run optimises the same torus as the whole one.
+    cfg = dict(scales=1, iterations=15, precision="fp32", device="cpu")
+    runs = {}
+    for tile in (0, 32):
+        seen = []
+        runs[tile] = synthesize_texture(
+            _sample(), size=64, tileable="xy", config=GatysConfig(tile=tile, **cfg),
+            encoder=tiny_vgg(), callback=lambda i: seen.append((i.tiles, i.loss)))
+        runs[tile] = (runs[tile], seen[-1])
+    (whole, (t0, l0)), (tiled, (t1, l1)) = runs[0], runs[32]
+    assert t0 == 1 and t1 == 4
+    assert abs(l1 / l0 - 1) < 1e-3, (l0, l1)
+    assert float((tiled - whole).abs().mean()) < 1e-3
+    wrap, inner = _jumps(tiled)
+    assert wrap < 1.15 * inner, (wrap, inner)
+
+
+def test_make_periodic_and_periodic_sizes():
+    from impasto.style.wrap import make_periodic, periodic_hw
+
+    x = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    p = make_periodic(x, "x")
+    assert torch.equal(p[..., :, 12:36], x[..., :, 12:36])  # the middle half is the photo
+    jump = (p[..., 0] - p[..., -1]).abs().mean()  # across the wrap-around
+    inner = (p[..., 1:] - p[..., :-1]).abs().mean()
+    assert jump < 1.2 * inner and (x[..., 0] - x[..., -1]).abs().mean() > 0.3
+    assert torch.equal(make_periodic(x, "y")[..., 8:24, :], x[..., 8:24, :])
+    assert periodic_hw((341, 512)) == (336, 512) and periodic_hw((5, 1000)) == (16, 992)
+    up = periodic_resize(x, (40, 60))  # a non-integer factor stays periodic
+    assert torch.allclose(periodic_resize(torch.roll(x, 8, -1), (40, 60)),
+                          torch.roll(up, 10, -1), atol=1e-5)

@@ -270,10 +270,8 @@ def _run(args: argparse.Namespace) -> int:
         [(s.height, s.width) for s in styles],
         style_names=[str(s) for s in args.style],
     )
-    from impasto.style.gatys import _fit_longest
-
     # A size that would not fit even in tiles is refused here, before any work.
-    transfer.tiles(_fit_longest((content.height, content.width), sizes[-1]))
+    transfer.tiles(transfer.scale_hw((content.height, content.width), sizes[-1]))
     _say_what_runs(config, sizes, its, min_side, init_path)
 
     metadata = gatys_metadata(config, Path(args.content).name, [Path(s).name for s in args.style])

@@ -41,6 +41,7 @@ from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.st
 from impasto.style.losses import PerceptualLoss
 from impasto.style.masks import check_masks  # (re-exported: impasto.style.gatys)
 from impasto.style.optim import ImageLBFGS, history_for_budget
+from impasto.style.wrap import circular, make_periodic, periodic_hw, periodic_resize
 from impasto.style.tiled import (
     Tile,
     TiledPerceptualLoss,
@@ -132,6 +133,9 @@ class GatysStyleTransfer:
         #: How a scale's result is brought to the next scale's size (a texture that wraps
         #: around replaces it with a periodic resize, style/texture.py).
         self.upsample: Callable[[Tensor, tuple[int, int]], Tensor] = resize_tensor
+        if self.config.tileable != "none":  # the result wraps around (style/wrap.py)
+            self.encoder = circular(self.encoder, self.config.tileable)
+            self.upsample = periodic_resize
 
     @classmethod
     def from_file(
@@ -289,6 +293,16 @@ class GatysStyleTransfer:
             history = pairs * 2 * 3 * pixels * torch.finfo(dtype).bits // 8
         return {"full_size": int(self._fixed_bpp * pixels), "history": history}
 
+    def scale_hw(self, content_hw: tuple[int, int], longest: int) -> tuple[int, int]:
+        """``(H, W)`` of a scale whose longest side is ``longest`` for a content of this size:
+        its aspect ratio, with the sides rounded to multiples of the deepest layer's stride
+        when the result wraps around (``config.tileable``; so the pooled maps are periodic)."""
+        hw = _fit_longest(content_hw, longest)
+        if self.config.tileable == "none":
+            return hw
+        c = self.config
+        return periodic_hw(hw, layer_geometry(c.content_layers + c.style_layers)[0])
+
     def tile_side(self, hw: tuple[int, int]) -> int | None:
         """The interior side of the tiles one evaluation at ``hw`` = (H, W) is split into, or
         None to run whole: ``config.tile`` when given (0: never; N: tiles of N px wherever the
@@ -321,7 +335,7 @@ class GatysStyleTransfer:
         if side is None:
             return None
         align, halo = layer_geometry(self.config.content_layers + self.config.style_layers)
-        tiles = plan_tiles(*hw, side, align, halo)
+        tiles = plan_tiles(*hw, side, align, halo, self.config.tileable)
         return tiles if len(tiles) > 1 else None
 
     def run(
@@ -394,13 +408,16 @@ class GatysStyleTransfer:
         step = 0
         image: Tensor | None = None
         loss_fn = self._loss()
+        loss_fn.tv.wrap = c.tileable  # the TV term across the wrap-around too
         opt: Any = None
         for k, (longest, n_iter) in enumerate(zip(sizes, its)):
             opt = tiled = None  # the previous scale's optimiser state and targets go first
             if image is not None:
                 image.grad = None
-            hw = _fit_longest(content, longest)
+            hw = self.scale_hw(tuple(content.shape[-2:]), longest)
             content_k = resize_tensor(content, hw)
+            if c.tileable != "none":  # a photo whose edges meet (style/wrap.py)
+                content_k = make_periodic(content_k, c.tileable)
             style_side = max(1, round(longest * c.style_scale))
             styles_k = []
             for s in styles:
@@ -418,7 +435,8 @@ class GatysStyleTransfer:
             tiles = self.tiles(hw)
             tiled = None
             if tiles is not None:
-                tiled = TiledPerceptualLoss(loss_fn, self.tile_side(hw) or 0, on_tile=on_tile)
+                tiled = TiledPerceptualLoss(loss_fn, self.tile_side(hw) or 0, on_tile=on_tile,
+                                            wrap=c.tileable)
                 log.info("scale %d: %dx%d px in %d tiles", k + 1, hw[1], hw[0], len(tiles))
 
             if masks is not None:
@@ -529,5 +547,8 @@ class GatysStyleTransfer:
         assert image is not None
         out = image.detach().clamp(0, 1)
         if c.preserve_color == "luminance":
-            out = combine_luminance(out, resize_tensor(content, tuple(out.shape[-2:])))
+            photo = resize_tensor(content, tuple(out.shape[-2:]))
+            if c.tileable != "none":
+                photo = make_periodic(photo, c.tileable)
+            out = combine_luminance(out, photo)
         return out.float().cpu()

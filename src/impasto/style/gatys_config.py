@@ -47,6 +47,10 @@ class GatysConfig:
     squared errors of caffe-VGG features and of Gram matrices divided by ``C*H*W``, and the TV
     term is neural-style's (half the sum of squared neighbour differences on a 0-255 scale,
     :func:`~impasto.style.losses.total_variation` with ``reduction="sum"``).
+
+    ``tileable`` (``"x"``, ``"y"`` or ``"xy"``) makes the result wrap around along those axes
+    (:mod:`impasto.style.wrap`): circular padding, each scale's sides rounded to multiples of
+    16, the photo made periodic first, the TV term taken across the wrap-around too.
     """
 
     size: int = 512
@@ -69,6 +73,7 @@ class GatysConfig:
     lbfgs_history: int = 30
     seed: int | None = 0
     tile: int | None = None
+    tileable: str = "none"
     device: str = "auto"
     precision: str = "auto"
     weights: str = "caffe"
@@ -139,6 +144,8 @@ class GatysConfig:
             raise InputError(f"seed must be between 0 and 2**63-1, got {self.seed}")
         if self.tile is not None and self.tile != 0 and self.tile < 32:
             raise InputError(f"tile must be 0 (never tile) or at least 32 px, not {self.tile}")
+        if self.tileable not in ("none", "x", "y", "xy"):
+            raise InputError(f"tileable must be one of none, x, y, xy, not {self.tileable!r}")
         if self.lbfgs_history <= 0:
             raise InputError(f"L-BFGS history must be positive, got {self.lbfgs_history}")
         its = self.iterations

@@ -19,7 +19,7 @@ from impasto.losses.perceptual import content_loss, gram_matrix, style_loss
 TV_REDUCTIONS = ("mean", "sum")
 
 
-def total_variation(image: Tensor, reduction: str = "mean") -> Tensor:
+def total_variation(image: Tensor, reduction: str = "mean", wrap: str = "none") -> Tensor:
     """Squared total variation of ``(N, C, H, W)`` images in ``[0, 1]``, on a 0-255 scale.
 
     ``reduction="sum"`` is jcjohnson/neural-style's TV term: half the sum, over the pixels that
@@ -29,8 +29,16 @@ def total_variation(image: Tensor, reduction: str = "mean") -> Tensor:
     scale, still used by the per-style networks) is the sum of the squared differences to the
     right and lower neighbours divided by the number of elements: at 512 px about 3e5 times
     smaller than ``"sum"``.
+
+    ``wrap`` (``"x"``, ``"y"``, ``"xy"``; with ``"sum"``): the image wraps around along those
+    axes, and every pixel's difference to its right (lower) neighbour counts, the last
+    column's (row's) to the first.
     """
     x = image.float() * 255.0
+    if reduction == "sum" and wrap != "none":
+        dx = x - torch.roll(x, -1, -1) if "x" in wrap else x[..., :, :-1] - x[..., :, 1:]
+        dy = x - torch.roll(x, -1, -2) if "y" in wrap else x[..., :-1, :] - x[..., 1:, :]
+        return 0.5 * (dx.pow(2).sum() + dy.pow(2).sum())
     if reduction == "sum":
         corner = x[..., :-1, :-1]
         dx = corner - x[..., :-1, 1:]
@@ -120,9 +128,10 @@ class TVLoss(nn.Module):
             raise ValueError(f"reduction must be one of {', '.join(TV_REDUCTIONS)}")
         self.weight = weight
         self.reduction = reduction
+        self.wrap = "none"  # axes the image wraps around along (total_variation)
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.weight * total_variation(image, self.reduction)
+        return self.weight * total_variation(image, self.reduction, self.wrap)
 
 
 class PerceptualLoss(nn.Module):

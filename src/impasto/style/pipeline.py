@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from impasto.io import DEFAULT_MAX_PIXELS, load_image, to_pil, to_tensor
-from impasto.style.gatys import GatysConfig, GatysStyleTransfer, StepInfo, _fit_longest
+from impasto.style.gatys import GatysConfig, GatysStyleTransfer, StepInfo
 
 ImageLike = Any  # a path, bytes, a PIL image, an array or a tensor (see impasto.io.load_image)
 
@@ -106,7 +106,8 @@ def stylize(
     if progress:
         from tqdm.auto import tqdm
 
-        costs = [_evaluation_cost(transfer, _fit_longest(content_t, n)) for n in sizes]
+        hw = tuple(content_t.shape[-2:])
+        costs = [_evaluation_cost(transfer, transfer.scale_hw(hw, n)) for n in sizes]
         starts = [sum(n * c for n, c in zip(iterations[:k], costs)) for k in range(len(sizes))]
         bar = tqdm(total=starts[-1] + iterations[-1] * costs[-1], dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")

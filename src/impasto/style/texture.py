@@ -21,60 +21,9 @@ from torch import Tensor, nn
 from impasto.errors import InputError
 from impasto.style.gatys import GatysConfig, GatysStyleTransfer, StepInfo, _image_tensor
 from impasto.style.tiled import layer_geometry
+from impasto.style.wrap import TILEABLE, circular, periodic_resize  # noqa: F401 (re-exported)
 
 __all__ = ["TILEABLE", "circular", "periodic_resize", "synthesize_texture", "texture_size"]
-
-#: ``tileable`` choices: the axes along which the texture wraps around.
-TILEABLE = ("none", "x", "y", "xy")
-
-
-class _WrapPad(nn.Module):
-    """Pads ``(N, C, H, W)`` by one pixel: circular along the wrapped axes, zeros elsewhere."""
-
-    def __init__(self, wrap_x: bool, wrap_y: bool) -> None:
-        super().__init__()
-        self.wrap_x, self.wrap_y = wrap_x, wrap_y
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.wrap_x:
-            x = torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)
-        else:
-            x = nn.functional.pad(x, (1, 1, 0, 0))
-        if self.wrap_y:
-            x = torch.cat([x[..., -1:, :], x, x[..., :1, :]], dim=-2)
-        else:
-            x = nn.functional.pad(x, (0, 0, 1, 1))
-        return x
-
-
-def circular(encoder: nn.Module, tileable: str = "xy") -> nn.Module:
-    """A copy of a VGG encoder whose 3x3 convolutions pad circularly along ``tileable``'s axes
-    (the weights are shared, not copied)."""
-    if tileable not in TILEABLE or tileable == "none":
-        raise InputError(f"tileable must be one of x, y, xy, not {tileable!r}")
-    body = nn.ModuleDict()
-    for name, module in encoder.body.items():
-        if isinstance(module, nn.Conv2d) and module.padding == (1, 1):
-            conv = nn.Conv2d(module.in_channels, module.out_channels, 3, padding=0)
-            conv.weight, conv.bias = module.weight, module.bias
-            body[name] = nn.Sequential(_WrapPad("x" in tileable, "y" in tileable), conv)
-        else:
-            body[name] = module
-    enc = copy.copy(encoder)
-    enc._modules = {**encoder._modules, "body": body}
-    return enc
-
-
-def periodic_resize(x: Tensor, hw: tuple[int, int], pad: int = 2) -> Tensor:
-    """Bilinear resize of a periodic image ``(N, C, h, w)`` to ``hw`` that stays periodic (the
-    wrap-around neighbours are interpolated as neighbours); for integer scale factors."""
-    h, w = x.shape[-2:]
-    sy, sx = hw[0] // h, hw[1] // w
-    xp = torch.cat([x[..., -pad:, :], x, x[..., :pad, :]], dim=-2)
-    xp = torch.cat([xp[..., -pad:], xp, xp[..., :pad]], dim=-1)
-    up = nn.functional.interpolate(xp, size=((h + 2 * pad) * sy, (w + 2 * pad) * sx),
-                                   mode="bilinear", align_corners=False)
-    return up[..., pad * sy: pad * sy + hw[0], pad * sx: pad * sx + hw[1]]
 
 
 def texture_size(size: int, align: int = 16) -> int:
@@ -119,13 +68,8 @@ def synthesize_texture(
             if base.iterations is not None and not isinstance(base.iterations, int) \
                     and len(base.iterations) != base.scales:
                 base.iterations = base.iterations[-1]
+    base.tileable = tileable  # circular padding, periodic resizing, tiles that wrap around
     transfer = GatysStyleTransfer(base, encoder=encoder)
-    if tileable != "none":
-        transfer.encoder = circular(transfer.encoder, tileable)
-        transfer.upsample = periodic_resize
-        if transfer.tiles((h, w)) is not None:
-            raise InputError(f"a tileable texture of {w}x{h} px would need tiles, which do not "
-                             "wrap around yet: use a smaller --size")
     placeholder = torch.zeros(1, 3, h, w)  # the output's size; no content term
     return transfer.run(placeholder, [_image_tensor(sample)], seed=seed, callback=callback,
                         on_tile=on_tile)

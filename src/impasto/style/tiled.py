@@ -22,6 +22,10 @@ guided Gram matrices ``(F m_k)(F m_k)^T``, one per region ``k``, with each mask 
 the whole image's feature map of each layer and cropped to each tile's interior: again the
 whole image's statistics.
 
+An image that wraps around (``wrap``, :mod:`impasto.style.wrap`: a circular-padding encoder
+and sides that are multiples of ``align``) is a torus: along a wrapped axis every crop takes its
+full halo, continued from the opposite edge, and its gradient is added back there.
+
 So the optimiser (L-BFGS or Adam) sees the loss and gradient of the whole image, every tile is
 pulled towards the same Gram matrices, and no seam can appear: there is no blending to do,
 because the gradients the tiles return are the exact pieces of one gradient. Memory is that of
@@ -78,7 +82,9 @@ def _stride(name: str) -> int:
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile: its interior ``[y0, y1) x [x0, x1)`` and its crop (interior plus halo)."""
+    """One tile: its interior ``[y0, y1) x [x0, x1)`` and its crop (interior plus halo; along
+    an axis that wraps around, the crop may start before 0 or end past the image's side, and
+    continues from the opposite edge)."""
 
     y0: int
     y1: int
@@ -104,14 +110,48 @@ def _cuts(n: int, tile: int, align: int) -> list[int]:
     return cuts + [n]
 
 
-def plan_tiles(height: int, width: int, tile: int, align: int, halo: int) -> list[Tile]:
-    """Tiles of about ``tile`` x ``tile`` interior pixels covering ``height`` x ``width``."""
+def plan_tiles(height: int, width: int, tile: int, align: int, halo: int,
+               wrap: str = "none") -> list[Tile]:
+    """Tiles of about ``tile`` x ``tile`` interior pixels covering ``height`` x ``width``; along
+    the axes in ``wrap`` ("x", "y", "xy") the crops take their whole halo across the edges."""
     ys, xs = _cuts(height, tile, align), _cuts(width, tile, align)
+    wy, wx = "y" in wrap, "x" in wrap
     return [
-        Tile(y0, y1, x0, x1, max(0, y0 - halo), min(height, y1 + halo),
-             max(0, x0 - halo), min(width, x1 + halo))
+        Tile(y0, y1, x0, x1,
+             y0 - halo if wy else max(0, y0 - halo), y1 + halo if wy else min(height, y1 + halo),
+             x0 - halo if wx else max(0, x0 - halo), x1 + halo if wx else min(width, x1 + halo))
         for y0, y1 in pairwise(ys) for x0, x1 in pairwise(xs)
     ]
+
+
+def _crop(image: Tensor, t: Tile) -> Tensor:
+    """The crop of tile ``t`` from ``image`` ``(N, C, H, W)``, continued across the edges
+    where it reaches past them (a view when it does not)."""
+    h, w = image.shape[-2:]
+    if t.cy0 < 0 or t.cy1 > h:
+        rows = torch.arange(t.cy0, t.cy1, device=image.device) % h
+        image = image.index_select(-2, rows)
+    else:
+        image = image[..., t.cy0:t.cy1, :]
+    if t.cx0 < 0 or t.cx1 > w:
+        return image.index_select(-1, torch.arange(t.cx0, t.cx1, device=image.device) % w)
+    return image[..., t.cx0:t.cx1]
+
+
+def _add_crop(grad: Tensor, g: Tensor, t: Tile) -> None:
+    """Adds a crop's gradient ``g`` into the image's ``grad`` at tile ``t``'s crop (wrapping
+    around the edges where the crop does)."""
+    h, w = grad.shape[-2:]
+    x0, x1 = t.cx0, t.cx1
+    if x0 < 0 or x1 > w:
+        full = g.new_zeros(*g.shape[:-1], w)
+        full.index_add_(-1, torch.arange(x0, x1, device=g.device) % w, g)
+        g, x0, x1 = full, 0, w
+    target = grad[..., x0:x1]
+    if t.cy0 < 0 or t.cy1 > h:
+        target.index_add_(-2, torch.arange(t.cy0, t.cy1, device=g.device) % h, g)
+    else:
+        target[..., t.cy0:t.cy1, :] += g
 
 
 def _interior(features: Tensor, t: Tile, stride: int) -> Tensor:
@@ -212,9 +252,10 @@ class TiledPerceptualLoss:
     """
 
     def __init__(self, loss: nn.Module, tile: int,
-                 on_tile: Callable[[int, int], None] | None = None) -> None:
+                 on_tile: Callable[[int, int], None] | None = None, wrap: str = "none") -> None:
         self.loss = loss
         self.tile = tile
+        self.wrap = wrap
         self.on_tile = on_tile
         self.content_layers = list(loss.content)
         self.style_layers = list(loss.style)
@@ -265,10 +306,16 @@ class TiledPerceptualLoss:
         return out
 
     def plan(self, height: int, width: int) -> list[Tile]:
-        return plan_tiles(height, width, self.tile, self.align, self.halo)
+        """The tiles of an image of this size; it wraps around along ``self.wrap``'s axes
+        where its side is a multiple of ``align`` (a style image of another size is encoded
+        without wrapping: its statistics then differ from the whole image's within the
+        receptive field's reach of its border)."""
+        wrap = "".join(a for a, n in (("x", width), ("y", height))
+                       if a in self.wrap and n % self.align == 0)
+        return plan_tiles(height, width, self.tile, self.align, self.halo, wrap or "none")
 
     def _encode(self, image: Tensor, t: Tile) -> dict[str, Tensor]:
-        return self.loss.encoder(image[..., t.cy0:t.cy1, t.cx0:t.cx1])
+        return self.loss.encoder(_crop(image, t))
 
     @torch.no_grad()
     def grams(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
@@ -359,14 +406,14 @@ class TiledPerceptualLoss:
                 tv = loss.tv(image)
                 grad += torch.autograd.grad(tv, image)[0].float()
             for i, t in enumerate(self.tiles):
-                crop = image.detach()[..., t.cy0:t.cy1, t.cx0:t.cx1].clone().requires_grad_(True)
+                crop = _crop(image.detach(), t).clone().requires_grad_(True)
                 feats = loss.encoder(crop)
                 surrogate = loss.content_weight * self._content_part(feats, i)
                 for n in self.style_layers:
                     f = self._masked(_interior(feats[n], t, _stride(n)).float().flatten(2), n, t)
                     surrogate = surrogate + (f * torch.bmm(coef[n], f)).sum()
                 (g,) = torch.autograd.grad(surrogate, crop)
-                grad[..., t.cy0:t.cy1, t.cx0:t.cx1] += g.float()
+                _add_crop(grad, g.float(), t)
                 if self.on_tile is not None:
                     self.on_tile(n_tiles + i + 1, 2 * n_tiles)
         image.grad = grad.to(image.dtype)
