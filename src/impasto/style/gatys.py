@@ -14,8 +14,8 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,6 @@ from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.st
 from impasto.style.losses import PerceptualLoss
 from impasto.style.masks import check_masks  # (re-exported: impasto.style.gatys)
 from impasto.style.optim import ImageLBFGS, history_for_budget
-from impasto.style.wrap import circular, make_periodic, periodic_hw, periodic_resize
 from impasto.style.tiled import (
     Tile,
     TiledPerceptualLoss,
@@ -52,6 +51,7 @@ from impasto.style.tiled import (
     layer_geometry,
     plan_tiles,
 )
+from impasto.style.wrap import circular, make_periodic, periodic_hw, periodic_resize
 
 log = logging.getLogger(__name__)
 

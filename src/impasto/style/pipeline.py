@@ -102,45 +102,9 @@ def stylize(
     sizes, iterations, _ = transfer.plan(
         tuple(content_t.shape[-2:]), [tuple(s.shape[-2:]) for s in style_ts]
     )  # raises InputError for impossible sizes before any work or output
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        hw = tuple(content_t.shape[-2:])
-        costs = [_evaluation_cost(transfer, transfer.scale_hw(hw, n)) for n in sizes]
-        starts = [sum(n * c for n, c in zip(iterations[:k], costs)) for k in range(len(sizes))]
-        bar = tqdm(total=starts[-1] + iterations[-1] * costs[-1], dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
-        where = {"scale": 0, "iteration": 0, "tiles": ""}
-
-        def show() -> None:
-            k = where["scale"]
-            bar.set_description_str(
-                f"scale {k + 1}/{len(sizes)} it {where['iteration']}/{iterations[k]}"
-                f"{where['tiles']}", refresh=False)
-
-        def on_tile(done: int, total: int) -> None:
-            # Progress within an iteration (an evaluation's two passes over the tiles),
-            # weighted as the passes cost: 1 forward, then 1 forward + backward (~2 forwards).
-            k, i = where["scale"], where["iteration"]
-            n_tiles = total // 2
-            frac = done / 4 / n_tiles if done <= n_tiles else 0.25 + 0.75 * (done - n_tiles) / n_tiles
-            bar.n = min(starts[k] + (i + min(frac, 1.0)) * costs[k], bar.total)
-            where["tiles"] = f" tile {(done - 1) % n_tiles + 1}/{n_tiles}"
-            show()
-            bar.refresh()
-
-    def on_step(info: StepInfo) -> None:
-        if bar is not None:
-            where.update(scale=info.scale, iteration=info.iteration,
-                         tiles="" if info.tiles == 1 else f" ({info.tiles} tiles)")
-            bar.n = min(starts[info.scale] + info.iteration * costs[info.scale], bar.total)
-            show()
-            bar.set_postfix_str(f"{info.size[1]}x{info.size[0]} loss {info.loss:.4g}",
-                                refresh=False)
-            bar.refresh()
-        if callback is not None:
-            callback(info)
+    bar = GatysProgress(transfer, tuple(content_t.shape[-2:]), sizes, iterations, callback) \
+        if progress else None
+    on_step = bar.on_step if bar is not None else callback
 
     try:
         if masks is not None and not isinstance(masks, torch.Tensor):
@@ -149,11 +113,65 @@ def stylize(
             masks = _load_masks(masks, max_pixels)
         out = transfer.run(content_t, style_ts, init=init_t, callback=on_step, abort=abort,
                            masks=masks,
-                           on_tile=on_tile if bar is not None else None)
+                           on_tile=bar.on_tile if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
     return to_pil(out)
+
+
+class GatysProgress:
+    """The progress bar of a Gatys run (stylize, texture): iterations and tiles (``scale 4/4 it
+    12/150 tile 3/16``), its ETA weighing each iteration by the pixels it processes, so the
+    cheap coarse scales do not make it optimistic. Pass :meth:`on_step` as the run's
+    ``callback`` (it calls ``callback`` too) and :meth:`on_tile` as its ``on_tile``."""
+
+    def __init__(self, transfer: GatysStyleTransfer, content_hw: tuple[int, int],
+                 sizes: Sequence[int], iterations: Sequence[int],
+                 callback: Callable[[StepInfo], None] | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.costs = [_evaluation_cost(transfer, transfer.scale_hw(content_hw, n))
+                      for n in sizes]
+        self.starts = [sum(n * c for n, c in zip(iterations[:k], self.costs))
+                       for k in range(len(sizes))]
+        self.sizes, self.iterations, self.callback = list(sizes), list(iterations), callback
+        self.bar = tqdm(total=self.starts[-1] + iterations[-1] * self.costs[-1],
+                        dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+        self.where: dict[str, Any] = {"scale": 0, "iteration": 0, "tiles": ""}
+
+    def _show(self) -> None:
+        k = self.where["scale"]
+        self.bar.set_description_str(
+            f"scale {k + 1}/{len(self.sizes)} it {self.where['iteration']}/"
+            f"{self.iterations[k]}{self.where['tiles']}", refresh=False)
+
+    def on_tile(self, done: int, total: int) -> None:
+        # Progress within an iteration (an evaluation's two passes over the tiles), weighted
+        # as the passes cost: 1 forward, then 1 forward + backward (~2 forwards).
+        k, i = self.where["scale"], self.where["iteration"]
+        n_tiles = total // 2
+        frac = done / 4 / n_tiles if done <= n_tiles else 0.25 + 0.75 * (done - n_tiles) / n_tiles
+        self.bar.n = min(self.starts[k] + (i + min(frac, 1.0)) * self.costs[k], self.bar.total)
+        self.where["tiles"] = f" tile {(done - 1) % n_tiles + 1}/{n_tiles}"
+        self._show()
+        self.bar.refresh()
+
+    def on_step(self, info: StepInfo) -> None:
+        self.where.update(scale=info.scale, iteration=info.iteration,
+                          tiles="" if info.tiles == 1 else f" ({info.tiles} tiles)")
+        self.bar.n = min(self.starts[info.scale] + info.iteration * self.costs[info.scale],
+                         self.bar.total)
+        self._show()
+        self.bar.set_postfix_str(f"{info.size[1]}x{info.size[0]} loss {info.loss:.4g}",
+                                 refresh=False)
+        self.bar.refresh()
+        if self.callback is not None:
+            self.callback(info)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _evaluation_cost(transfer: GatysStyleTransfer, hw: tuple[int, int]) -> float:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from impasto.errors import InputError
 from impasto.style.gatys import GatysConfig, GatysStyleTransfer, StepInfo, _image_tensor
 from impasto.style.tiled import layer_geometry
-from impasto.style.wrap import TILEABLE, circular, periodic_resize  # noqa: F401 (re-exported)
+from impasto.style.wrap import TILEABLE, circular, periodic_resize  # (re-exported)
 
 __all__ = ["TILEABLE", "circular", "periodic_resize", "synthesize_texture", "texture_size"]
 
@@ -42,13 +42,16 @@ def synthesize_texture(
     seed: int | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """A new texture with the statistics of ``sample`` (a path, PIL image, array or ``(1, 3,
     h, w)`` tensor in ``[0, 1]``): ``size`` (square) or ``(H, W)``; returns ``(1, 3, H, W)``
     float32 in ``[0, 1]``. ``config``: the Gatys settings (its content weight is ignored, the
     start is noise, ``style_scale`` sizes the sample relative to the output). With
     ``tileable`` ``"x"``, ``"y"`` or ``"xy"`` the result wraps around along those axes; its
-    sides are then rounded to multiples of 16 (:func:`texture_size`)."""
+    sides are then rounded to multiples of 16 (:func:`texture_size`). A size too large for
+    the memory budget is optimised in tiles (:mod:`impasto.style.tiled`; they wrap around too).
+    ``progress``: stylize's progress bar (iterations and tiles)."""
     if tileable not in TILEABLE:
         raise InputError(f"tileable must be one of {', '.join(TILEABLE)}, not {tileable!r}")
     h, w = (size, size) if isinstance(size, int) else size
@@ -71,5 +74,17 @@ def synthesize_texture(
     base.tileable = tileable  # circular padding, periodic resizing, tiles that wrap around
     transfer = GatysStyleTransfer(base, encoder=encoder)
     placeholder = torch.zeros(1, 3, h, w)  # the output's size; no content term
-    return transfer.run(placeholder, [_image_tensor(sample)], seed=seed, callback=callback,
-                        on_tile=on_tile)
+    sample_t = _image_tensor(sample)
+    bar = None
+    if progress:
+        from impasto.style.pipeline import GatysProgress
+
+        sizes, its, _ = transfer.plan((h, w), [tuple(sample_t.shape[-2:])])
+        bar = GatysProgress(transfer, (h, w), sizes, its, callback)
+        callback, on_tile = bar.on_step, bar.on_tile
+    try:
+        return transfer.run(placeholder, [sample_t], seed=seed, callback=callback,
+                            on_tile=on_tile)
+    finally:
+        if bar is not None:
+            bar.close()
