@@ -48,7 +48,7 @@ def studio(runs, catalog, tmp_path):
     s.close()
 
 
-def test_the_runs_table_has_every_family_and_the_damaged_runs(runs):
+def test_the_runs_table_has_every_family_and_the_damaged_runs(runs, tmp_path):
     rows = {r.name: r for r in RunsBrowser(runs).summaries()}
     assert sorted(rows) == sorted([f"training/{f}" for f in FAMILY_KINDS]
                                   + ["training/broken", "training/partial"])
@@ -58,8 +58,17 @@ def test_the_runs_table_has_every_family_and_the_damaged_runs(runs):
         assert r.updated == pytest.approx((runs / r.name / "stats.jsonl").stat().st_mtime)
     assert rows["training/gan"].total == json.loads(
         (runs / "training/gan/config.json").read_text())["steps"]
+    # a long log: the table reads its end only; the whole of it when the run is shown
+    long = make_training_runs(tmp_path / "long")
+    with (long / "adain" / "stats.jsonl").open("a") as f:
+        for step in range(7, 20001):
+            f.write(json.dumps({"step": step, "loss": 1.0, "content": 0.5}) + "\n")
+        f.write('{"step": 20001, "lo')  # cut short
+    browser = RunsBrowser(long)
+    assert {r.name: r.step for r in browser.summaries()}["adain"] == 20000
+    assert len(browser.report("adain").rows) == 20000
     broken, partial = rows["training/broken"], rows["training/partial"]
-    assert (broken.kind, broken.step) == ("", None)
+    assert (broken.kind, broken.step) == ("", 2)  # the table reads the log's last good line
     assert broken.note.startswith("config.json: not valid JSON")
     assert (partial.step, partial.total, partial.note) == (
         None, 100, "no stats.jsonl: nothing logged yet")

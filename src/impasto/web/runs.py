@@ -42,6 +42,7 @@ INSIDE = ("images", "checkpoints", "tb", "logs")  # a run's own folders: not run
 MAX_RUNS = 200
 MAX_SAMPLES = 6  # the latest picture of each tag, at most this many tags
 MAX_PANELS = 12  # curves drawn at once
+TAIL_BYTES = 65536  # the end of a stats.jsonl read for the runs table
 #: Scalars that count things rather than measure the training (not offered by default).
 BOOKKEEPING = frozenset({"step", "time", "epoch", "images_per_s", "kimg", "phase_index",
                          "batch_size", "fading", "alpha", "resolution"})
@@ -142,8 +143,9 @@ class RunsBrowser:
         return path
 
     def report(self, name: str | None, *, rows: bool = True) -> RunReport:
-        """What the run ``name`` holds (see :class:`RunReport`); ``rows``: keep the log's
-        rows, scalars, metrics and samples (the runs table needs only the summary)."""
+        """What the run ``name`` holds (see :class:`RunReport`); ``rows``: read the whole log,
+        its scalars, metrics and samples (the runs table needs only the summary: its last
+        step, from the log's end, whatever its length)."""
         folder = self.folder(name)
         assert self.root is not None and name
         problems: list[str] = []
@@ -155,8 +157,10 @@ class RunsBrowser:
         stats = folder / "stats.jsonl"
         if not stats.exists():
             problems.append("no stats.jsonl: nothing logged yet")
-        else:
+        elif rows:
             data = self._stats(folder, problems)
+        else:  # the table: only the last step, from the end of a log of any length
+            data = self._tail(folder, problems)
         step = _last_step(data, latest)
         total = config.get("steps") if isinstance(config.get("steps"), int) else None
         updated = _mtime(stats if stats.exists() else folder)
@@ -212,6 +216,28 @@ class RunsBrowser:
         except InputError as e:  # "stats.jsonl: line 3 is not a JSON object", say
             problems.append(self._short(str(e), folder))
             return []
+
+    def _tail(self, folder: Path, problems: list[str]) -> list[dict[str, Any]]:
+        """The last complete row of ``stats.jsonl`` with a step (read from its last
+        :data:`TAIL_BYTES`), as a one-row list; empty when there is none."""
+        try:
+            with self._inside(folder / "stats.jsonl").open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
+                lines = f.read().decode("utf-8", errors="replace").split("\n")
+        except InputError as e:
+            problems.append(self._short(str(e)))
+            return []
+        except OSError as e:
+            problems.append(f"stats.jsonl: cannot read it ({_reason(e)})")
+            return []
+        for line in reversed(lines[1:] if len(lines) > 1 else lines):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                return [row]
+        return []
 
     def _kind(self, folder: Path, problems: list[str]) -> str:
         """The kind of the run's latest checkpoint (cached by file, time and size)."""
