@@ -318,3 +318,16 @@ def test_bad_exports_are_one_line(files, tmp_path, extra, message):
                           "--export", "torchscript", "-o", out, "--device", "cpu"])
     assert rc == 2 and "\n" not in stderr.strip() and "Traceback" not in stderr, stderr
     assert message in stderr and not out.exists()
+
+
+def test_adain_refuses_a_black_mask_as_the_others_do(files, tmp_path):
+    # the masks are checked by one function for Gatys, AdaIN and the instant styles
+    Image.new("L", (61, 41), 255).save(tmp_path / "white.png")
+    Image.new("L", (61, 41)).save(tmp_path / "black.png")
+    out = tmp_path / "o.png"
+    rc, _, stderr = _run(["stylize", files / "photo.png", "--method", "adain", "--decoder",
+                          tmp_path / "no-decoder.pt", "-s", files / "starry.png",
+                          files / "scream.png", "--mask", tmp_path / "white.png",
+                          tmp_path / "black.png", "-o", out])
+    assert rc == 2 and "mask 2 is black everywhere" in stderr and not out.exists()
+    assert "\n" not in stderr.strip()

@@ -534,7 +534,11 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         from impasto.io import resize, to_tensor
         from impasto.style.adain import AdaIN, _load_masks
 
-        masks = _load_masks(args.mask, max_pixels) if args.mask else None
+        from impasto.style.masks import check_masks
+
+        # one mask per style, none black everywhere: as for Gatys and the instant styles
+        masks = check_masks(_load_masks(args.mask, max_pixels), len(styles)) \
+            if args.mask else None
         ada = AdaIN.load(args.decoder, vgg_weights=args.vgg_weights, device=args.device,
                          precision=args.precision)
         style_ts = [to_tensor(resize(im, longest=args.style_size)

@@ -392,19 +392,17 @@ class CINTransformer(nn.Module):
         return max(MIN_SIDE, -(-h // MULTIPLE) * MULTIPLE) - h, \
             max(MIN_SIDE, -(-w // MULTIPLE) * MULTIPLE) - w
 
-    def norm_layers(self) -> list[_Layer]:
-        """The layers with a conditional instance norm, in the order the network runs them
-        (their ``norm_index``)."""
-        return [layer for _, layer in self.layers() if layer.norm is not None]
+    def stages(self) -> list[nn.Module]:
+        """The encoder layers, residual blocks and decoder layers in the order they run, each
+        called as ``stage(x, cond, pyramid, stats)`` on what :meth:`begin` returns (the output
+        of the last one, cropped to the input's size, is the result)."""
+        return [*self.encoder, *self.residuals, *self.decoder]
 
-    def forward(self, x: Tensor, cond: Tensor, masks: Tensor | None = None,
-                stats: NormStats | None = None) -> Tensor:
-        """``x`` ``(N, 3, H, W)`` in ``[0, 1]``; ``cond`` ``(N, cond_dim)``, or with ``masks``
-        ``(K, cond_dim)``: one condition per style, mixed per pixel by ``masks`` ``(N or 1,
-        K, H, W)`` (weights that sum to 1 at each pixel; each norm layer mixes the styles'
-        scales and shifts with the weights averaged to its resolution, each style normalised
-        with its own region's statistics: :class:`ConditionalInstanceNorm`). ``stats``: fixed
-        norm statistics (:data:`NormStats`)."""
+    def begin(self, x: Tensor, cond: Tensor, masks: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, dict | None]:
+        """What the first stage takes: ``x`` padded (reflect) to a multiple of 4 and the
+        condition (both rounded when fake quantisation is on), and with ``masks`` their
+        weights at every resolution the layers see (``{(h, w): (N, K, h, w)}``)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError("CINTransformer expects (N, 3, H, W) images")
         h, w = x.shape[-2:]
@@ -424,13 +422,25 @@ class CINTransformer(nn.Module):
             for f in (2, 4):
                 pm = F.avg_pool2d(m, f)
                 pyramid[tuple(pm.shape[-2:])] = pm
-        x, cond = self.q_input(x), self.q_cond(cond)
-        for layer in self.encoder:
-            x = layer(x, cond, pyramid, stats)
-        for block in self.residuals:
-            x = block(x, cond, pyramid, stats)
-        for layer in self.decoder:
-            x = layer(x, cond, pyramid, stats)
+        return self.q_input(x), self.q_cond(cond), pyramid
+
+    def norm_layers(self) -> list[_Layer]:
+        """The layers with a conditional instance norm, in the order the network runs them
+        (their ``norm_index``)."""
+        return [layer for _, layer in self.layers() if layer.norm is not None]
+
+    def forward(self, x: Tensor, cond: Tensor, masks: Tensor | None = None,
+                stats: NormStats | None = None) -> Tensor:
+        """``x`` ``(N, 3, H, W)`` in ``[0, 1]``; ``cond`` ``(N, cond_dim)``, or with ``masks``
+        ``(K, cond_dim)``: one condition per style, mixed per pixel by ``masks`` ``(N or 1,
+        K, H, W)`` (weights that sum to 1 at each pixel; each norm layer mixes the styles'
+        scales and shifts with the weights averaged to its resolution, each style normalised
+        with its own region's statistics: :class:`ConditionalInstanceNorm`). ``stats``: fixed
+        norm statistics (:data:`NormStats`)."""
+        h, w = x.shape[-2:]
+        x, cond, pyramid = self.begin(x, cond, masks)
+        for stage in self.stages():
+            x = stage(x, cond, pyramid, stats)
         return x[:, :, :h, :w]
 
 
@@ -454,7 +464,10 @@ class FixedCondition(nn.Module):
 
     def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:
         """``stats``: fixed norm statistics (:data:`NormStats`; tiles of a large image)."""
-        y = self.net(x, self.cond.expand(x.shape[0], -1), stats=stats)
+        return self.finish(x, self.net(x, self.cond.expand(x.shape[0], -1), stats=stats))
+
+    def finish(self, x: Tensor, y: Tensor) -> Tensor:
+        """The result from the input ``x`` and the transformer's output ``y``."""
         return y if self.mix == 1.0 else self.mix * y + (1.0 - self.mix) * x
 
     def extra_repr(self) -> str:

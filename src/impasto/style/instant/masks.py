@@ -69,8 +69,12 @@ class MaskedCondition(nn.Module):
         NormStats`)."""
         h, w = x.shape[-2:]
         weights, cover = self.shares(image_size or (h, w), box if image_size else None)
-        weights = weights.to(x.device)
-        y = self.net(x, self.conds, masks=weights, stats=stats)
+        y = self.net(x, self.conds, masks=weights.to(x.device), stats=stats)
+        return self.finish(x, y, cover)
+
+    def finish(self, x: Tensor, y: Tensor, cover: Tensor) -> Tensor:
+        """The result from the input ``x``, the transformer's output ``y`` and the masks'
+        ``cover`` (:meth:`shares`): the photo where the masks leave it."""
         keep = (cover.to(x.device) * self.mix).to(y.dtype)
         if bool((keep >= 1).all()):
             return y
