@@ -98,7 +98,11 @@ def flow_aligner() -> Aligner:
     """The default :data:`Aligner`: OpenCV DIS optical flow on the input frames
     (:mod:`impasto.temporal.flow`), backward warping of the previous output, and the
     forward-backward consistency mask."""
+    import numpy as np
+
     from impasto.temporal.flow import consistency_mask, optical_flow, warp_tensor
+
+    optical_flow(np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8))  # OpenCV there?
 
     def align(previous: Tensor, frame: Tensor, output: Tensor) -> tuple[Tensor, Tensor]:
         to_prev = optical_flow(frame, previous)  # frame(x) ~ previous(x + to_prev(x))
@@ -141,6 +145,8 @@ def stylize_frames(
         raise InputError(f"temporal weight must be a non-negative number, not {temporal_weight}")
     if frame_iterations < 1:
         raise InputError(f"frame iterations must be at least 1, not {frame_iterations}")
+    if temporal and align is None:
+        align = flow_aligner()  # before any frame: one line if OpenCV is missing
     return _frames(transfer, frames, styles, temporal_weight, frame_iterations, temporal, align,
                    occluded, callback, abort, seed)
 
@@ -169,9 +175,7 @@ def _frames(transfer: GatysStyleTransfer, frames: Iterable[Tensor], styles: Sequ
         if not temporal or output is None:
             result = transfer.run(frame, styles, callback=step, abort=abort, seed=seed)
         else:
-            assert previous is not None
-            if align is None:
-                align = flow_aligner()
+            assert previous is not None and align is not None
             warped, mask = align(previous, frame, output)
             warped, mask = warped.float().cpu().clamp(0, 1), mask.float().cpu().clamp(0, 1)
             init = warped if occluded == "warped" else mask * warped + (1 - mask) * frame
