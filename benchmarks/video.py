@@ -20,7 +20,12 @@ Rows (one function each, ``METHODS``; a new method adds a function returning a
 network with scikit-image's immunohistochemistry image as the style). Per-style networks
 (``--model``) and AdaIN need a trained network, and none ships: training one costs tens of
 minutes per style (benchmarks/fast_style_train.py), so they have no row; ``--temporal`` is the
-same code for them (it wraps the frame transform).
+same code for them (it wraps the frame transform). ``gatys`` (Gatys on video, Ruder et al.
+2016; variants ``frame``, ``temporal``, ``warm``) runs only when named: an iteration is a VGG19
+forward and backward pass, so run it small::
+
+    OMP_NUM_THREADS=1 python benchmarks/video.py --methods gatys --clips pan --frames 8 \
+        --size 128 --repeats 1 --score-every 1 --gif docs/gatys_video.gif
 
 Variants of a feed-forward row: ``frame`` (frame by frame, as ``impasto stylize`` without
 ``--temporal``), ``temporal`` (the blend at the default strength), ``temporal+feed`` (the
@@ -224,10 +229,73 @@ def method_instant_style(args) -> Method:
                   "--method instant -s immunohistochemistry")
 
 
+def method_gatys(args) -> Method:
+    """Gatys (``impasto stylize clip.mp4 -s ...``, :mod:`impasto.style.gatys_video`), with the
+    immunohistochemistry style of ``instant-style`` at the default settings (the CLI's
+    precision). Variants: ``frame`` (every frame a still: the full schedule from the photo),
+    ``temporal`` (Ruder et al. 2016: the first frame a still, later frames started from the
+    previous result warped by the flow, the temporal loss, ``frame_iterations`` at full size)
+    and ``warm`` (the warped start alone, ``--temporal-weight 0``). Slow: an iteration is a
+    VGG19 forward and backward pass, so run it small (``--methods gatys --clips pan --frames 8
+    --size 128 --repeats 1``: about 10 CPU minutes). ``--gif PATH`` also writes input |
+    frame by frame | temporal side by side."""
+    from skimage import data
+
+    from impasto.style import GatysConfig, GatysStyleTransfer
+    from impasto.style.gatys_video import stylize_frames
+
+    style = _frames([data.immunohistochemistry()], 512)[0]
+    transfer = GatysStyleTransfer(GatysConfig(size=args.size, device="cpu"))
+    made: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+
+    def variant(name: str, **kw) -> Run:
+        def run(frames: list[torch.Tensor]) -> list[torch.Tensor]:
+            with torch.enable_grad():  # measure() runs the variants under no_grad
+                out = list(stylize_frames(transfer, frames, [style], **kw))
+            made[name] = (frames, out)
+            if args.gif and {"frame", "temporal"} <= made.keys():
+                side_by_side_gif(args.gif, made["frame"][0], made["frame"][1],
+                                 made["temporal"][1])
+            return out
+
+        return run
+
+    variants = {"frame": variant("frame", temporal=False), "temporal": variant("temporal"),
+                "warm": variant("warm", temporal_weight=0.0)}
+    return Method("gatys", variants, _frames([data.immunohistochemistry()], args.size)[0],
+                  f"-s immunohistochemistry, size {args.size}, precision {transfer.dtype}")
+
+
+def side_by_side_gif(path: str, frames: list[torch.Tensor], left: list[torch.Tensor],
+                     right: list[torch.Tensor], ms: int = 125) -> None:
+    """A looping GIF of ``frames`` | ``left`` | ``right`` (labelled input, frame by frame,
+    temporal), ``ms`` per frame, written atomically."""
+    from PIL import Image, ImageDraw
+
+    from impasto.io import to_pil
+
+    pages = []
+    for panels in zip(frames, left, right):
+        ims = [to_pil(p.clamp(0, 1)) for p in panels]
+        w, h = ims[0].size
+        page = Image.new("RGB", (3 * w + 8, h + 14), "white")
+        draw = ImageDraw.Draw(page)
+        for i, (im, label) in enumerate(zip(ims, ("input", "frame by frame", "temporal"))):
+            page.paste(im, (i * (w + 4), 14))
+            draw.text((i * (w + 4) + 2, 1), label, fill="black")
+        pages.append(page.quantize(colors=255, dither=Image.Dither.NONE))
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pages[0].save(tmp, format="GIF", save_all=True, append_images=pages[1:], duration=ms, loop=0)
+    tmp.replace(out)
+
+
 METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {
     "instant-preset": method_instant_preset,
     "instant-style": method_instant_style,
 }
+#: Rows run only when named in ``--methods`` (minutes per frame at the default size).
+SLOW_METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {"gatys": method_gatys}
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated rows")
     p.add_argument("--clips", default=",".join(CLIPS))
     p.add_argument("--json", default=str(OUT / "video.json"))
+    p.add_argument("--gif", default=None, help="gatys row: write input | frame by frame | "
+                   "temporal side by side to this GIF")
     args = p.parse_args(argv)
     if args.quick:
         args.frames, args.size, args.repeats, args.score_every = 12, 128, 1, 3
@@ -405,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = StyleScorer(args.size)
     results: list[Result] = []
     for m in args.methods.split(","):
-        method = METHODS[m](args)
+        method = {**METHODS, **SLOW_METHODS}[m](args)
         for c in args.clips.split(","):
             frames = CLIPS[c](args.frames, args.size)
             results.extend(measure(method, c, frames, args, scorer))

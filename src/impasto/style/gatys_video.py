@@ -98,11 +98,9 @@ def flow_aligner() -> Aligner:
     """The default :data:`Aligner`: OpenCV DIS optical flow on the input frames
     (:mod:`impasto.temporal.flow`), backward warping of the previous output, and the
     forward-backward consistency mask."""
-    import numpy as np
+    from impasto.temporal.flow import consistency_mask, optical_flow, require_opencv, warp_tensor
 
-    from impasto.temporal.flow import consistency_mask, optical_flow, warp_tensor
-
-    optical_flow(np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8))  # OpenCV there?
+    require_opencv()
 
     def align(previous: Tensor, frame: Tensor, output: Tensor) -> tuple[Tensor, Tensor]:
         to_prev = optical_flow(frame, previous)  # frame(x) ~ previous(x + to_prev(x))
