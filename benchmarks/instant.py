@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="rounds (default 2; quick 1)")
     ap.add_argument("--frames", type=int, default=None, help="images per stream (8; quick 2)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "instant.json"))
+    ap.add_argument("--sizes", default=None, help="sizes, e.g. 1024x768,1024x1024 (default: "
+                    "512x384, 1024x768, 1024x1024, 2048x1536; quick: 256x192, 512x384)")
     ap.add_argument("--many-sizes", default=None,
                     help="sizes of the all-threads rows, e.g. 1024x768 (default: the same as "
                     "one thread)")
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [(256, 192), (512, 384)] if args.quick else \
         [(512, 384), (1024, 768), (1024, 1024), (2048, 1536)]
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     rounds = args.rounds or (1 if args.quick else 2)
     frames = args.frames or (2 if args.quick else 8)
     if args.threads is not None:  # a child: one thread count, set by OMP_NUM_THREADS too
@@ -221,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             cmd += ["--quick"] if args.quick else []
             cmd += ["--many-sizes", args.many_sizes] if args.many_sizes else []
+            cmd += ["--sizes", args.sizes] if args.sizes else []
             subprocess.run(cmd, env=env, check=True)
             rows += json.loads(part.read_text())
     load_end = os.getloadavg()
