@@ -39,9 +39,9 @@ from impasto.temporal.flow import (
 
 __all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "temporal_config"]
 
-#: The blend strength ``--temporal`` uses when given no value: about the least that cuts the
-#: warping error of the instant networks' frame-by-frame output 3x (benchmarks/video.py,
-#: docs/video.md; the style loss rises with it).
+#: The blend strength ``--temporal`` uses when given no value: it cuts the warping error of
+#: the instant networks' frame-by-frame output about 3x (2.96-3.45x on benchmarks/video.py's
+#: clips); the style loss rises with the strength (+29-133% at 0.4; docs/video.md).
 DEFAULT_STRENGTH = 0.4
 
 

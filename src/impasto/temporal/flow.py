@@ -9,11 +9,12 @@
   and pixels that leave the frame: ``True`` where the flow can be trusted.
 
 Why DIS and not Farneback (both ship with ``opencv-python-headless``, neither needs weights):
-on a 256 x 256 photo moved by a known shift and 2% zoom, DIS (medium preset) finds the motion
-to 0.11 px (mean end-point error) against Farneback's 0.59 px, keeps 95% of the pixels
-through the consistency check against 86%, and runs in about 6 ms against 12 ms on one CPU
-thread; its warping error (7.3e-4) is that of the true flow (7.2e-4, bilinear resampling's
-own), Farneback's 7.9e-4 (``benchmarks/video.py`` measures it again; docs/video.md).
+on a 256 x 256 photo moved by a known shift and 2% zoom (``benchmarks/video.py``,
+``flow_choice``), DIS (medium preset) finds the motion to 0.087 px (mean end-point error)
+against Farneback's 0.38 px, keeps 95% of the pixels through the consistency check against
+86%, and takes about 7 ms against 12 ms on one CPU thread; its warping error (8.4e-4) is that
+of the true motion (8.5e-4, bilinear resampling's own), Farneback's 8.9e-4. DIS's fast preset
+(0.16 px, 1.3 ms) serves the per-frame blend of :mod:`impasto.temporal.blend`. docs/video.md.
 """
 
 from __future__ import annotations
