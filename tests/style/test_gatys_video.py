@@ -282,3 +282,23 @@ def test_cli_video_options_that_do_not_apply_are_refused(files, capsys, extra, w
                       *extra)
     assert rc == 2 and words in err and "\n" not in err.strip(), err
     assert not (files / "o.mp4").exists()
+
+
+def test_the_extra_term_is_the_same_in_tiles():
+    # A frame too large for one evaluation is evaluated tile by tile; the temporal term is
+    # added to the whole image's loss and gradient all the same.
+    g = torch.Generator().manual_seed(3)
+    content = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 96, 128, generator=g), 5, 1, 2)
+    style, target = torch.rand(1, 3, 64, 64, generator=g) ** 2, content.flip(-1)
+    runs = {}
+    for tile in (0, 64):
+        infos = []
+        transfer = GatysStyleTransfer(_cfg(size=128, iterations=6, tile=tile), encoder=tiny_vgg())
+        runs[tile] = (transfer.run(content, [style], init=target, callback=infos.append,
+                                   extra_loss=TemporalLoss(1e3, target, torch.ones(96, 128))),
+                      infos)
+    (whole, w_infos), (tiled, t_infos) = runs[0], runs[64]
+    assert {i.tiles for i in w_infos} == {1} and min(i.tiles for i in t_infos) > 1
+    assert all(i.extra > 0 for i in w_infos[1:])
+    assert t_infos[-1].extra == pytest.approx(w_infos[-1].extra, rel=1e-3)
+    assert float((tiled - whole).abs().mean()) < 1e-3
