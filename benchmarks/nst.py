@@ -12,6 +12,13 @@ over to the full size (``--handover-only`` adds just that to an existing JSON).
 
     OMP_NUM_THREADS=1 python benchmarks/nst.py   # about 75 minutes on one core
     python benchmarks/nst.py --quick             # 128 px, 40 baseline iterations: a smoke test
+    OMP_NUM_THREADS=1 python benchmarks/nst.py --pastiche   # pastiche itself (~70 CPU min)
+
+``--pastiche`` (``_nst_pastiche.py``) runs the ``pastiche`` command line with its defaults
+(1000 L-BFGS steps at ``--size 512``) and scores its saved images and impasto's (the current
+default, and the instant start of ``nst_instant.py``) with one evaluator under pastiche's
+objective, both inputs resized as pastiche resizes them: a table of CPU seconds to reach
+pastiche's score at each of its steps, out/nst_pastiche.json and out/nst_pastiche.png.
 
 Prints a table and writes benchmarks/out/nst.json and a loss-over-time plot, nst_loss.png.
 
@@ -232,8 +239,23 @@ def main() -> None:
     ap.add_argument("--handover-only", action="store_true",
                     help="only add the coarse-scale hand-over losses of the saved baseline "
                          "output to an existing --json")
+    ap.add_argument("--pastiche", action="store_true",
+                    help="pastiche itself against impasto's default and the instant start")
+    ap.add_argument("--pastiche-steps", type=int, default=1000)
+    ap.add_argument("--runs", nargs="+",
+                    default=["photo-default", "instant-default", "instant-single"],
+                    help="with --pastiche: nst_instant.py runs to compare")
+    ap.add_argument("--budget", type=float, default=300.0,
+                    help="with --pastiche: CPU seconds of each impasto run")
+    ap.add_argument("--rerun", action="store_true",
+                    help="with --pastiche: run pastiche again even if its record exists")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pastiche:
+        import _nst_pastiche
+
+        _nst_pastiche.main(args.size, args.pastiche_steps, args.runs, args.budget, args.rerun)
+        return
     if args.quick:
         args.size, args.baseline_iterations, args.single_iterations = 128, 40, 20
     OUT.mkdir(parents=True, exist_ok=True)

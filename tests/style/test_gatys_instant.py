@@ -176,3 +176,16 @@ def test_missing_instant_weights_exit_2_before_the_run(tmp_path, capsys, monkeyp
     monkeypatch.setenv("IMPASTO_MAGENTA_PREDICT", str(tmp_path / "gone.onnx"))
     one_line_error(capsys, ["stylize", str(cp), "-s", str(cp), "--init", "instant",
                             "--size", "48", "-o", str(out)], "gone.onnx", out)
+
+
+def test_the_instant_start_has_its_own_default_schedule():
+    from impasto.style.gatys_config import INSTANT_ITERATIONS, SCHEDULE_RULE
+
+    cfg = GatysConfig(size=512, init="instant")
+    assert cfg.scale_sizes() == [512] and cfg.scale_iterations() == [INSTANT_ITERATIONS]
+    assert f"from --init instant: full size only, {INSTANT_ITERATIONS}" in SCHEDULE_RULE
+    # given scales or iterations are kept; the photo's default is unchanged
+    assert GatysConfig(size=512, init="instant", scales=2).scale_iterations() == \
+        [100, INSTANT_ITERATIONS]
+    assert GatysConfig(size=512, init="instant", iterations=7).scale_iterations() == [7]
+    assert GatysConfig(size=512).scale_iterations() == [100, 100, 150]

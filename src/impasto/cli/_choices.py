@@ -45,7 +45,8 @@ GATYS = {'size': 512,
          'vgg_weights': None}
 GATYS_SCHEDULE = ('scales halving the longest side down to about 128 px, 100 iterations at each '
                   'coarse scale and 150 at full size, with L-BFGS or Adam: 150 at 128 px, 100,150 '
-                  'at 256 px, 100,100,150 at 512 px')
+                  'at 256 px, 100,100,150 at 512 px; from --init instant: full size only, 100 '
+                  'iterations')
 GATYS_VIDEO = {'temporal_weight': 1000.0, 'frame_iterations': 40}
 GAN_ARCHS = ('dcgan', 'sngan', 'pggan')
 GAN_ARCH_DEFAULTS = {'dcgan': ('nonsaturating', 0.0002, (0.5, 0.999), 1),

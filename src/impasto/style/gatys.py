@@ -31,6 +31,7 @@ from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.st
     COARSE_ITERATIONS,
     COLOR_MODES,
     FINE_ITERATIONS,
+    INSTANT_ITERATIONS,
     INITS,
     MIN_SCALE_SIZE,
     OPTIMIZERS,

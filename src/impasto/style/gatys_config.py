@@ -23,11 +23,15 @@ INITS = ("content", "noise", "instant")
 MIN_SCALE_SIZE = 128
 COARSE_ITERATIONS = 100
 FINE_ITERATIONS = 150
+#: From the instant start (init="instant"): full size only, INSTANT_ITERATIONS iterations
+#: (benchmarks/nst_instant.py: the coarse scales throw away the start's full-size detail).
+INSTANT_ITERATIONS = 100
 SCHEDULE_RULE = (
     f"scales halving the longest side down to about {MIN_SCALE_SIZE} px, {COARSE_ITERATIONS} "
     f"iterations at each coarse scale and {FINE_ITERATIONS} at full size, with L-BFGS or Adam: "
     f"{FINE_ITERATIONS} at 128 px, {COARSE_ITERATIONS},{FINE_ITERATIONS} at 256 px, "
-    f"{COARSE_ITERATIONS},{COARSE_ITERATIONS},{FINE_ITERATIONS} at 512 px"
+    f"{COARSE_ITERATIONS},{COARSE_ITERATIONS},{FINE_ITERATIONS} at 512 px; from --init "
+    f"instant: full size only, {INSTANT_ITERATIONS} iterations"
 )
 
 
@@ -41,7 +45,8 @@ class GatysConfig:
 
     ``iterations`` is per scale, coarse to fine; one number applies to every scale. With
     ``scales=0`` the number of scales is chosen from ``size`` (each scale halves the longest side,
-    down to about 128 px). The default schedule is :data:`SCHEDULE_RULE`.
+    down to about 128 px; from ``init="instant"``, the full size only). The default schedule is
+    :data:`SCHEDULE_RULE`.
 
     The loss weights mean what jcjohnson/neural-style's do: content and style terms are mean
     squared errors of caffe-VGG features and of Gram matrices divided by ``C*H*W``, and the TV
@@ -161,6 +166,8 @@ class GatysConfig:
     def scale_sizes(self) -> list[int]:
         """Longest side at each scale, coarse to fine, ending at ``size``."""
         n = self.scales
+        if n == 0 and self.init == "instant":
+            n = 1
         if n == 0:
             n = 1 + max(0, int(math.floor(math.log2(max(self.size, 1) / MIN_SCALE_SIZE))))
         # The finest scale is exactly `size`; coarser ones too small to encode are skipped later.
@@ -180,7 +187,8 @@ class GatysConfig:
         sizes = self.scale_sizes()
         its = self.iterations
         if its is None:
-            return [COARSE_ITERATIONS] * (len(sizes) - 1) + [FINE_ITERATIONS]
+            fine = INSTANT_ITERATIONS if self.init == "instant" else FINE_ITERATIONS
+            return [COARSE_ITERATIONS] * (len(sizes) - 1) + [fine]
         its = [its] if isinstance(its, int) else list(its)
         return its * len(sizes) if len(its) == 1 else its
 
