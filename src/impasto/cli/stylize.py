@@ -26,6 +26,7 @@ from impasto.cli._args import (
     positive_int,
     refuse_foreign,
 )
+from impasto.cli._masks import load_keep_mask, note_mask_size
 from impasto.cli.gatys_video import add_video_options, refuse_video_options, run_gatys_video
 from impasto.errors import InputError
 
@@ -79,7 +80,7 @@ METHOD_OPTIONS = MethodOptions.of(
         "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
         "weights": "--vgg", "temporal_weight": "--temporal-weight",
         "frame_iterations": "--frame-iterations", "tileable": "--tileable",
-        "preview_repeat": "--preview-repeat"}),
+        "preview_repeat": "--preview-repeat", "keep_mask": "--keep-mask"}),
     (("gatys", "adain", "instant"), {"style_blend_weights": "--style-blend-weights"}),
     (("gatys", "adain", "instant"), {"mask": "--mask"}),
     (("gatys", "adain"), {"vgg_weights": "--vgg-weights"}),
@@ -120,6 +121,11 @@ def add_parser(sub: Any) -> None:
                    "folder; default out.png)")
     p.add_argument("--style-blend-weights", type=_csv(float), default=S,
                    help="Gatys, AdaIN: one weight per style image (default: equal)")
+    p.add_argument("--keep-mask", default=S, metavar="FILE",
+                   help="Gatys: a content-only region, white = keep the photo there (soft "
+                   "masks allowed; resized to the output): no style statistics there and the "
+                   "photo composited back by the mask; composes with --mask (a single style "
+                   "without --mask goes everywhere else); black everywhere keeps nothing")
     p.add_argument("--preserve-color", choices=_choices.COLOR_MODES, default=d.preserve_color,
                    help="luminance: transfer on luminance only; histogram (Gatys, AdaIN): "
                    f"recolour the style to the content's colours first (default "
@@ -217,7 +223,8 @@ def add_parser(sub: Any) -> None:
 _NOT_GATYS = ("content", "style", "output", "max_pixels", "save_every", "preview_repeat",
               "model", "method",
               "decoder", "alpha", "mask", "style_size", "batch_size", "compile", "export",
-              "preset", "strength", "temporal_weight", "frame_iterations", "temporal")
+              "preset", "strength", "temporal_weight", "frame_iterations", "temporal",
+              "keep_mask")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -241,6 +248,9 @@ def _run(args: argparse.Namespace) -> int:
             if hasattr(args, dest):
                 raise InputError(f"{flag} is for still images: a video's frames follow the "
                                  "motion, which does not wrap around")
+        if hasattr(args, "keep_mask"):
+            raise InputError("--keep-mask is for still images: a region fixed in the frame "
+                             "does not follow a video's motion")
         return run_gatys_video(args, _NOT_GATYS)
     refuse_video_options(args)
     if args.output is None:
@@ -275,6 +285,7 @@ def _run(args: argparse.Namespace) -> int:
 
         masks = check_masks(_load_masks(args.mask, max_pixels), len(args.style),
                             config.style_blend_weights)
+    keep = load_keep_mask(args, content, config, masks, max_pixels)
     transfer = GatysStyleTransfer(config)
     if config.init == "instant" and init_path is None:
         # the instant networks' files are checked before the run (one line when missing)
@@ -297,6 +308,8 @@ def _run(args: argparse.Namespace) -> int:
     metadata = gatys_metadata(config, Path(args.content).name, [Path(s).name for s in args.style])
     if masks is not None:
         metadata["mask"] = json.dumps([Path(m).name for m in args.mask])
+    if keep is not None:
+        metadata["keep_mask"] = Path(args.keep_mask).name
 
     def on_step(info) -> None:
         if save_every and info.step % save_every == 0 and info.step < info.total_steps:
@@ -305,7 +318,7 @@ def _run(args: argparse.Namespace) -> int:
 
     image = stylize(
         content, styles, init_image=init_image, transfer=transfer, callback=on_step, masks=masks,
-        progress=not args.quiet, max_pixels=None,  # already loaded and checked above
+        keep_mask=keep, progress=not args.quiet, max_pixels=None,  # already loaded and checked above
     )
     save_image(image, out, metadata=metadata)
     if getattr(args, "preview_repeat", False):
@@ -513,7 +526,7 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     if kind == "image":
         photo = load_image(src, max_pixels=max_pixels)  # a bad image fails before the network
         if args.mask and not args.export and not args.quiet:
-            _note_mask_size(args.mask[0], photo, args.size, max_pixels)
+            note_mask_size(args.mask[0], photo, args.size, max_pixels)
     if method == "fast":
         from impasto.style.fast import FastStyle
 
@@ -589,17 +602,6 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0
-
-
-def _note_mask_size(mask: str, photo: Any, size: int | None, max_pixels: int) -> None:
-    """One note line when the masks are resized to the output (they need not match it)."""
-    from impasto.io import load_image, resize
-
-    out = resize(photo, longest=size).size if size else photo.size
-    got = load_image(mask, max_pixels=max_pixels).size
-    if got != out:
-        print(f"impasto: note: the masks ({got[0]}x{got[1]}) are resized to the output "
-              f"({out[0]}x{out[1]})", file=sys.stderr)
 
 
 def check_output_dir(path: Path) -> None:

@@ -40,7 +40,12 @@ from impasto.style.gatys_config import (  # noqa: F401  (re-exported: impasto.st
     default_config,
 )
 from impasto.style.losses import PerceptualLoss
-from impasto.style.masks import check_masks  # (re-exported: impasto.style.gatys)
+from impasto.style.masks import (  # check_masks: re-exported (impasto.style.gatys)
+    check_keep_mask,
+    check_masks,
+    keep_style_masks,
+    resize_masks,
+)
 from impasto.style.optim import ImageLBFGS, history_for_budget
 from impasto.style.tiled import (
     Tile,
@@ -160,6 +165,7 @@ class GatysStyleTransfer:
         callback: Callable[[StepInfo], None] | None = None,
         abort: Callable[[], bool] | None = None,
         masks: Any = None,
+        keep_mask: Any = None,
     ) -> Any:
         """Paint ``content`` in the style of ``style`` (one image, or a list to blend with
         ``config.style_blend_weights``): paths, bytes, PIL images, arrays or float tensors
@@ -167,7 +173,8 @@ class GatysStyleTransfer:
         this call. ``init``: a start image, or ``"content"``, ``"noise"`` or ``"instant"``
         (:meth:`instant_start`) instead of ``config.init`` for this call. ``output="pil"``: an
         RGB PIL image; ``"tensor"``: ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU. The
-        output's longest side is ``config.size``."""
+        output's longest side is ``config.size``. ``masks``, ``keep_mask``: as for
+        :meth:`run` (also files)."""
         if output not in ("pil", "tensor"):
             raise InputError(f"output must be 'pil' or 'tensor', not {output!r}")
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
@@ -185,7 +192,7 @@ class GatysStyleTransfer:
             self.config = dataclasses.replace(saved, init=mode)
         try:
             out = self.run(content_t, style_ts, init=init_t, callback=callback, abort=abort,
-                           masks=masks, seed=seed)
+                           masks=masks, seed=seed, keep_mask=keep_mask)
         finally:
             self.config = saved
         return to_pil(out) if output == "pil" else out
@@ -351,6 +358,7 @@ class GatysStyleTransfer:
         on_tile: Callable[[int, int], None] | None = None,
         masks: Tensor | None = None,
         extra_loss: Callable[[Tensor], Tensor] | None = None,
+        keep_mask: Any = None,
     ) -> Tensor:
         """Stylises ``content``.
 
@@ -373,6 +381,17 @@ class GatysStyleTransfer:
                 image being optimised ``(1, 3, h, w)`` (at each scale's size) returning a
                 float32 scalar, differentiable in the image; for example the temporal loss of
                 :mod:`impasto.style.gatys_video`.
+            keep_mask: a content-only region (Gatys et al. 2017, "Controlling perceptual
+                factors"): ``(H, W)`` in ``[0, 1]`` (or an image file), white = keep the photo
+                there, soft masks allowed, any size (resized to each scale). Three parts: the
+                style masks become ``masks * (1 - keep)`` (``1 - keep`` for one style without
+                masks), so no style statistics are taken or pulled there; the gradient is
+                multiplied by ``1 - keep`` at every scale (tiled or whole) and each scale starts
+                from the photo there, so a hard-kept pixel never leaves the photo (no extra
+                loss weight to tune against the style term); the result is composited
+                ``keep * photo + (1 - keep) * result``, which holds soft masks to the photo in
+                proportion. Black everywhere keeps nothing (a no-op); white everywhere, and
+                ``config.tileable``, are refused.
 
         Returns:
             RGB ``(1, 3, H, W)`` float32 in ``[0, 1]`` on the CPU.
@@ -382,13 +401,14 @@ class GatysStyleTransfer:
         """
         with _cudnn_autotune(self.device):
             return self._run(content, styles, init, callback, abort, seed, on_tile, masks,
-                             extra_loss)
+                             extra_loss, keep_mask)
 
     def _run(self, content: Tensor, styles: Sequence[Tensor], init: Tensor | None,
              callback: Callable[[StepInfo], None] | None, abort: Callable[[], bool] | None,
              seed: int | None, on_tile: Callable[[int, int], None] | None,
              masks: Tensor | None,
-             extra_loss: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+             extra_loss: Callable[[Tensor], Tensor] | None = None,
+             keep_mask: Any = None) -> Tensor:
         """:meth:`run` inside the autotuning context."""
         c = self.config
         content = content.detach().float().to(self.device)
@@ -401,6 +421,15 @@ class GatysStyleTransfer:
 
         sizes, its, min_side = self.plan(tuple(content.shape[-2:]),
                                          [tuple(x.shape[-2:]) for x in styles])
+        keep = None if keep_mask is None else check_keep_mask(keep_mask)
+        if keep is not None:
+            if c.tileable != "none":
+                raise InputError("a keep mask cannot be honoured with tileable: the photo kept "
+                                 "there does not wrap around")
+            if masks is not None:
+                masks = check_masks(masks, len(styles), c.style_blend_weights)
+            masks = keep_style_masks(keep, masks, len(styles))
+            keep = keep.to(self.device)
         if masks is not None:
             masks = check_masks(masks, len(styles), c.style_blend_weights).to(self.device)
         if init is None and c.init == "instant":
@@ -470,6 +499,10 @@ class GatysStyleTransfer:
                 start = torch.rand((1, 3, *hw), generator=gen).to(self.device)
             else:
                 start = content_k.clone()
+            free = None  # 1 - keep at this scale, (1, 1, h, w)
+            if keep is not None:
+                free = 1 - resize_masks(keep[None], hw)
+                start = content_k + free * (start - content_k)
             image = start.detach().clone().contiguous().requires_grad_(True)
             del start  # image-sized: not held through the scale
 
@@ -488,6 +521,8 @@ class GatysStyleTransfer:
                     extra.backward()
                     state["extra"] = extra.detach()
                     total = total.detach() + state["extra"]
+                if free is not None:  # the kept region does not move (whole or tiled alike)
+                    image.grad.mul_(free)
                 state["total"] = total.detach()
                 state.update(parts)
                 return total
@@ -552,4 +587,7 @@ class GatysStyleTransfer:
             if c.tileable != "none":
                 photo = make_periodic(photo, c.tileable)
             out = combine_luminance(out, photo)
+        if keep is not None:
+            photo = resize_tensor(content, tuple(out.shape[-2:]))
+            out = photo + (1 - resize_masks(keep[None], tuple(out.shape[-2:]))) * (out - photo)
         return out.float().cpu()

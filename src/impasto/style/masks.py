@@ -9,7 +9,9 @@ masks), any size (resized to the output).
 * :func:`mask_shares`: what a pixel takes from each style: masks that overlap share the pixel in
   proportion, and where the masks add up to less than 1 the rest keeps the photo (AdaIN keeps
   the content's features there, Gatys puts no style loss there, the instant styles blend with
-  the photo).
+  the photo);
+* :func:`check_keep_mask` and :func:`keep_style_masks`: a content-only region (``--keep-mask``,
+  white = keep the photo there) and the style masks it leaves, ``masks * (1 - keep)``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from torch.nn import functional as F
 from impasto.errors import InputError
 from impasto.io import load_image, to_tensor
 
-__all__ = ["check_masks", "load_masks", "mask_shares", "resize_masks"]
+__all__ = ["check_keep_mask", "check_masks", "keep_style_masks", "load_masks", "mask_shares",
+           "resize_masks"]
 
 
 def load_masks(masks: Any, max_pixels: int | None) -> Tensor:
@@ -93,3 +96,43 @@ def mask_shares(masks: Tensor) -> tuple[Tensor, Tensor]:
     weights = torch.where(total > 0, masks / total.clamp_min(1e-12),
                           torch.full_like(masks, 1.0 / k))
     return weights, total.clamp(max=1.0)
+
+
+def check_keep_mask(keep: Any) -> Tensor | None:
+    """A keep mask (a path, PIL image, array, or tensor ``(H, W)``/``(1, H, W)``; white = keep
+    the photo there) as float ``(H, W)`` in ``[0, 1]``, or None when it is black everywhere (it
+    keeps nothing: a no-op). :class:`InputError` when it is white everywhere (nothing would be
+    left to stylise)."""
+    if isinstance(keep, Tensor):
+        k = keep.detach().float()
+        while k.ndim > 2 and k.shape[0] == 1:
+            k = k[0]
+        if k.ndim != 2:
+            raise InputError(f"the keep mask must be (H, W), not {tuple(keep.shape)}")
+        k = k.clamp(0, 1)
+    else:
+        k = load_masks([keep], None)[0]
+    if float(k.min()) >= 1 - 1 / 255:
+        raise InputError("the keep mask is white everywhere: nothing would be left to stylise")
+    if float(k.max()) <= 1 / 255:
+        return None
+    return k
+
+
+def keep_style_masks(keep: Tensor, masks: Tensor | None, n_styles: int) -> Tensor:
+    """The style masks ``(K, H, W)`` at ``keep``'s size ``(H, W)`` once the keep region is
+    taken out: ``masks * (1 - keep)``, or ``1 - keep`` for a single style without masks
+    (Gatys et al. 2017: no style statistics are taken or pulled in the kept region).
+    :class:`InputError` for several styles without masks, or a mask left empty."""
+    free = (1 - keep.float())[None]
+    if masks is None:
+        if n_styles != 1:
+            raise InputError("--keep-mask with several style images needs one --mask per style "
+                             "(where each goes)")
+        return free
+    m = resize_masks(masks, tuple(keep.shape[-2:]))[0].to(free.device) * free
+    inside = [k + 1 for k in range(m.shape[0]) if float(m[k].max()) <= 1 / 255]
+    if inside:
+        raise InputError(f"mask {', '.join(map(str, inside))} lies inside the keep mask: its "
+                         "style would go nowhere")
+    return m

@@ -34,6 +34,7 @@ def stylize(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     transfer: GatysStyleTransfer | None = None,
     masks: Any = None,
+    keep_mask: Any = None,
     **options: Any,
 ) -> Image.Image:
     """Paints ``content`` in the style of ``style`` (one image or a list to blend).
@@ -43,7 +44,9 @@ def stylize(
     arrays; the result is an RGB PIL image whose longest side is ``size``. ``progress`` shows a
     progress bar. Pass a prebuilt ``transfer`` to reuse its VGG across calls. ``masks``: one
     mask per style image (files or a ``(K, H, W)`` tensor in ``[0, 1]``; white = where that
-    style goes; Gatys et al. 2017).
+    style goes; Gatys et al. 2017). ``keep_mask``: Gatys only, a content-only region (a file or
+    an ``(H, W)`` tensor in ``[0, 1]``; white = keep the photo there;
+    :meth:`~impasto.style.GatysStyleTransfer.run`).
 
     Example::
 
@@ -68,7 +71,7 @@ def stylize(
         from impasto.style.instant.pipeline import instant_stylize
 
         given = {"init_image": init_image, "callback": callback, "abort": abort,
-                 "transfer": transfer}
+                 "transfer": transfer, "keep_mask": keep_mask}
         return instant_stylize(content, style, preset=preset, masks=masks, max_pixels=max_pixels,
                                refuse=[k for k, v in given.items() if v is not None],
                                **options)
@@ -112,7 +115,7 @@ def stylize(
 
             masks = _load_masks(masks, max_pixels)
         out = transfer.run(content_t, style_ts, init=init_t, callback=on_step, abort=abort,
-                           masks=masks,
+                           masks=masks, keep_mask=keep_mask,
                            on_tile=bar.on_tile if bar is not None else None)
     finally:
         if bar is not None:
