@@ -105,3 +105,17 @@ def test_bad_keep_masks_are_refused(kw, n_styles, masks, message):
     with pytest.raises(InputError, match=message):
         _transfer(iterations=1, **kw).run(content, [style] * n_styles, masks=masks,
                                           keep_mask=keep)
+
+
+def test_impasto_stylize_takes_a_keep_mask_file(tmp_path):
+    import impasto
+
+    content, style = _images()
+    path = tmp_path / "keep.png"
+    to_pil(_keep()[None].expand(3, -1, -1)[None]).save(path)
+    out = impasto.stylize(to_pil(content), to_pil(style), transfer=_transfer(),
+                          keep_mask=path)
+    diff = np.abs(np.asarray(out, dtype=np.float64) / 255 - _bytes(content))
+    assert diff[:, :44].mean() < 2 / 255 and diff[:, 52:].mean() > 10 / 255
+    with pytest.raises(InputError, match="keep_mask"):
+        impasto.stylize(to_pil(content), to_pil(style), method="instant", keep_mask=path)
