@@ -46,3 +46,25 @@ def load_keep_mask(args: argparse.Namespace, photo: Any, config: Any, masks: Any
     if not args.quiet:
         note_mask_size(args.keep_mask, photo, config.size, max_pixels, "the keep mask")
     return keep
+
+
+def network_keep_mask(args: argparse.Namespace, kind: str, photo: Any, max_pixels: int) -> Any:
+    """``--keep-mask`` for a feed-forward network (``kind``: ``"image"``, ``"folder"``,
+    ``"video"`` or ``"export"``) as for :func:`load_keep_mask`: the network's output is then
+    composited with the photo by it (:func:`~impasto.style.masks.keep_photo`); a still image
+    only."""
+    if getattr(args, "keep_mask", None) is None:
+        return None
+    if kind != "image":
+        what = {"export": "--export", "folder": "a folder", "video": "a video"}[kind]
+        raise InputError(f"--keep-mask is for one still image, not {what}")
+    from impasto.style.masks import check_keep_mask, load_masks
+
+    keep = check_keep_mask(load_masks([args.keep_mask], max_pixels)[0])
+    if not args.quiet:
+        if keep is None:
+            print("impasto: note: the keep mask is black everywhere: it keeps nothing",
+                  file=sys.stderr)
+        else:
+            note_mask_size(args.keep_mask, photo, args.size, max_pixels, "the keep mask")
+    return keep

@@ -9,6 +9,7 @@ and exit status 2, with no output left behind.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from impasto.cli._args import (
     positive_int,
     refuse_foreign,
 )
-from impasto.cli._masks import load_keep_mask, note_mask_size
+from impasto.cli._masks import load_keep_mask, network_keep_mask, note_mask_size
 from impasto.cli.gatys_video import add_video_options, refuse_video_options, run_gatys_video
 from impasto.errors import InputError
 
@@ -80,7 +81,7 @@ METHOD_OPTIONS = MethodOptions.of(
         "pooling": "--pooling", "seed": "--seed", "save_every": "--save-every",
         "weights": "--vgg", "temporal_weight": "--temporal-weight",
         "frame_iterations": "--frame-iterations", "tileable": "--tileable",
-        "preview_repeat": "--preview-repeat", "keep_mask": "--keep-mask"}),
+        "preview_repeat": "--preview-repeat"}),
     (("gatys", "adain", "instant"), {"style_blend_weights": "--style-blend-weights"}),
     (("gatys", "adain", "instant"), {"mask": "--mask"}),
     (("gatys", "adain"), {"vgg_weights": "--vgg-weights"}),
@@ -95,7 +96,7 @@ METHOD_OPTIONS = MethodOptions.of(
 _NETWORK_DEFAULTS = {"alpha": 1.0, "mask": None, "style_size": 512, "batch_size": 4,
                      "tile": None, "compile": "auto", "export": None, "temporal": None,
                      "style_blend_weights": None, "vgg_weights": None, "strength": 1.0,
-                     "preset": None}
+                     "preset": None, "keep_mask": None}
 
 
 def add_parser(sub: Any) -> None:
@@ -122,10 +123,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--style-blend-weights", type=_csv(float), default=S,
                    help="Gatys, AdaIN: one weight per style image (default: equal)")
     p.add_argument("--keep-mask", default=S, metavar="FILE",
-                   help="Gatys: a content-only region, white = keep the photo there (soft "
-                   "masks allowed; resized to the output): no style statistics there and the "
-                   "photo composited back by the mask; composes with --mask (a single style "
-                   "without --mask goes everywhere else); black everywhere keeps nothing")
+                   help="a content-only region, white = keep the photo there (soft masks "
+                   "allowed; resized to the output); Gatys: no style statistics there and the "
+                   "photo composited back, composes with --mask (a single style without --mask "
+                   "goes everywhere else); networks (one image): their output composited with "
+                   "the photo by the mask; black everywhere keeps nothing")
     p.add_argument("--preserve-color", choices=_choices.COLOR_MODES, default=d.preserve_color,
                    help="luminance: transfer on luminance only; histogram (Gatys, AdaIN): "
                    f"recolour the style to the content's colours first (default "
@@ -520,6 +522,8 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
                                  f"({', '.join(OUTPUT_CODECS)})")
             check_output_dir(out)
             probe_video(src)  # a video that cannot be decoded fails here
+    if args.keep_mask is not None and kind != "image":
+        network_keep_mask(args, kind, None, max_pixels)  # refused before the network loads
 
     # -- the network and its inputs
     style_images = [load_image(s, max_pixels=max_pixels) for s in styles]
@@ -527,6 +531,7 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         photo = load_image(src, max_pixels=max_pixels)  # a bad image fails before the network
         if args.mask and not args.export and not args.quiet:
             note_mask_size(args.mask[0], photo, args.size, max_pixels)
+        keep = network_keep_mask(args, kind, photo, max_pixels)
     if method == "fast":
         from impasto.style.fast import FastStyle
 
@@ -588,6 +593,9 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
         strength=args.strength if method == "instant" else None, **label)
     progress = not args.quiet
     if kind == "image":
+        if keep is not None:  # the photo composited back by the keep mask
+            transform = functools.partial(_kept, transform, keep)
+            metadata["keep_mask"] = Path(args.keep_mask).name
         apply_image(transform, src, out, size=args.size, max_pixels=max_pixels,
                     metadata=metadata)
     elif kind == "folder":
@@ -602,6 +610,12 @@ def _run_network(args: argparse.Namespace) -> int:  # noqa: C901  (checks, in or
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _kept(transform: Any, keep: Any, x: Any) -> Any:
+    from impasto.style.masks import keep_photo
+
+    return keep_photo(x, transform(x), keep)
 
 
 def check_output_dir(path: Path) -> None:

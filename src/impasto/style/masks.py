@@ -26,8 +26,8 @@ from torch.nn import functional as F
 from impasto.errors import InputError
 from impasto.io import load_image, to_tensor
 
-__all__ = ["check_keep_mask", "check_masks", "keep_style_masks", "load_masks", "mask_shares",
-           "resize_masks"]
+__all__ = ["check_keep_mask", "check_masks", "keep_photo", "keep_style_masks", "load_masks",
+           "mask_shares", "resize_masks"]
 
 
 def load_masks(masks: Any, max_pixels: int | None) -> Tensor:
@@ -136,3 +136,15 @@ def keep_style_masks(keep: Tensor, masks: Tensor | None, n_styles: int) -> Tenso
         raise InputError(f"mask {', '.join(map(str, inside))} lies inside the keep mask: its "
                          "style would go nowhere")
     return m
+
+
+def keep_photo(photo: Tensor, stylised: Tensor, keep: Tensor) -> Tensor:
+    """``keep * photo + (1 - keep) * stylised``: images ``(N, 3, H, W)`` in ``[0, 1]`` (the
+    stylised one resized to the photo's size if it differs), ``keep`` ``(H', W')`` in ``[0, 1]``
+    resized to ``(H, W)``."""
+    hw = tuple(photo.shape[-2:])
+    if tuple(stylised.shape[-2:]) != hw:
+        stylised = F.interpolate(stylised.float(), size=hw, mode="bilinear", align_corners=False)
+    k = resize_masks(keep[None], hw).to(stylised.device)
+    photo = photo.to(stylised.device, stylised.dtype)
+    return photo + (1 - k).to(stylised.dtype) * (stylised - photo)
