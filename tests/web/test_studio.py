@@ -203,7 +203,7 @@ def test_refine_runs_gatys_from_the_result_with_previews(studio, runs, tmp_path)
     assert "done in" in progress_html(st) and 'data-state="done"' in progress_html(st)
 
 
-def test_cancel_stops_a_refinement_within_a_second_and_writes_nothing(studio, runs):
+def test_cancel_stops_a_refinement_at_its_next_iteration_and_writes_nothing(studio, runs):
     req = StyleRequest(paintings=[str(runs / "painting.png")], size=96)
     job = studio.start_refine("s", str(runs / "photo.png"), None, req, 2000)
     deadline = time.monotonic() + 30
@@ -211,13 +211,13 @@ def test_cancel_stops_a_refinement_within_a_second_and_writes_nothing(studio, ru
         time.sleep(0.02)
     assert job.status().state == "running"
     assert "about" in progress_html(job.status())  # an ETA
-    t = time.monotonic()
+    # The job stops at its next iteration (an iteration at 96 px takes well under a second on
+    # an idle machine); counted in iterations, not seconds, so a loaded machine cannot fail it.
+    before = job.status().done
     assert studio.cancel("s")
-    assert job.wait(1.0)
-    took = time.monotonic() - t
-    assert took < 1.0, took
+    assert job.wait(30.0)
     st = job.status()
-    assert st.state == "cancelled" and st.done < st.total
+    assert st.state == "cancelled" and st.done <= before + 2 < st.total, (before, st.done)
     assert studio.finish("s", job) is None
     assert not list(studio.session("s").folder.glob("*refined*"))
     assert "cancelled after" in progress_html(st)
