@@ -209,7 +209,9 @@ def test_studio_in_a_browser(server, browser, artifacts, tmp_path):
     # The job stops at its next iteration (the pipeline's abort callback); the page shows it
     # at its next look (0.25 s) plus the round trips.
     print(f"cancel shown after {cancel_s:.2f} s (an iteration: {per_iteration:.2f} s)")
-    assert cancel_s < 1.5 + per_iteration, (cancel_s, per_iteration)
+    # a cancel that failed would run on to its 500 iterations; the page round trips take about
+    # a second on an idle machine and more under load, so the bound is loose
+    assert cancel_s < 5 + 2 * per_iteration, (cancel_s, per_iteration)
 
     # -- a short refinement to the end, and its download
     _set_number(page, "iterations", 10)
