@@ -335,10 +335,13 @@ def test_video_is_stylised_frame_by_frame_and_can_be_cancelled(studio, tmp_path)
     deadline = time.monotonic() + 30
     while job.status().done < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
-    t = time.monotonic()
+    before = job.status().done
     job.cancel()
-    assert job.wait(1.0) and time.monotonic() - t < 1.0
-    assert job.status().state == "cancelled" and studio.finish("v", job) is None
+    # it stops at its next frame; counted in frames, not seconds (a loaded machine took 1.03 s)
+    assert job.wait(30.0)
+    st = job.status()
+    assert st.state == "cancelled" and st.done <= before + 8 < 400, (before, st.done)
+    assert studio.finish("v", job) is None
     assert not list(studio.session("v").folder.glob("*.mp4*"))[1:]  # only the first clip
 
     too_long = clip(tmp_path / "too-long.mp4", 62, fps=1.0)
