@@ -170,6 +170,19 @@ def _follow(job: Any, unit: str) -> Iterator[tuple[Any, str]]:
         last = preview
 
 
+def _follow_to_file(studio: Studio, key: str, job: Any) -> Iterator[tuple]:
+    """A video job's page updates (preview, progress bar, file, message) until it ends."""
+    for image, bar in _follow(job, "frames"):
+        yield image, bar, gr.update(), ""
+    status = job.status()
+    r = studio.finish(key, job)
+    if r is None:
+        text = f"**{status.error}**" if status.state == "failed" else "Cancelled."
+        yield gr.update(), progress_html(status, "frames"), gr.update(), text
+        return
+    yield gr.update(), progress_html(status, "frames"), str(r.path), f"{r.caption}."
+
+
 def _style_inputs(studio: Studio, prefix: str, *, size: int, max_size: int) -> list[Any]:
     """The style, paintings, weights, strength, size and colour controls of a tab (their
     ``elem_id``s start with ``prefix``)."""
@@ -223,15 +236,7 @@ def _video_tab(studio: Studio) -> None:
         except (InputError, JobLimitError) as e:
             yield gr.update(), "", gr.update(), f"**{e}**"
             return
-        for image, bar in _follow(job, "frames"):
-            yield image, bar, gr.update(), ""
-        status = job.status()
-        r = studio.finish(key, job)
-        if r is None:
-            text = f"**{status.error}**" if status.state == "failed" else "Cancelled."
-            yield gr.update(), progress_html(status, "frames"), gr.update(), text
-            return
-        yield gr.update(), progress_html(status, "frames"), str(r.path), f"{r.caption}."
+        yield from _follow_to_file(studio, key, job)
 
     start.click(run, [clip, *settings, smooth, smooth_strength],
                 [preview, progress, result, message],
@@ -325,15 +330,7 @@ def _interpolation(studio: Studio, model: Any, truncation: Any, klass: Any) -> N
         except (InputError, JobLimitError) as e:
             yield gr.update(), "", gr.update(), f"**{e}**"
             return
-        for image, bar in _follow(job, "frames"):
-            yield image, bar, gr.update(), ""
-        status = job.status()
-        r = studio.finish(key, job)
-        if r is None:
-            text = f"**{status.error}**" if status.state == "failed" else "Cancelled."
-            yield gr.update(), progress_html(status, "frames"), gr.update(), text
-            return
-        yield gr.update(), progress_html(status, "frames"), str(r.path), f"{r.caption}."
+        yield from _follow_to_file(studio, key, job)
 
     go.click(run, [model, seeds, frames, fps, truncation, klass, loop],
              [preview, progress, result, message], concurrency_limit=None,
