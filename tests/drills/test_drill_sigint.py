@@ -50,7 +50,10 @@ def test_early_ctrl_c_is_one_line(after, drill_world, tmp_path):
     proc = subprocess.Popen(
         command("gan", "train", drill_world.images, "--run", tmp_path / "run", "--steps", "50",
                 *GAN_TINY, python_flags=("-X", "importtime")),
-        env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a suite started in the background (nohup, `&` in a script)
+        # ignores SIGINT, and a child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # A hung child is killed after 120 s (then the assertions below fail).
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()
