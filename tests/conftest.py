@@ -303,3 +303,11 @@ def cuda_syncs() -> Iterator[SyncLog]:
             yield SyncLog(records)
         finally:
             torch.cuda.set_sync_debug_mode(previous)
+
+
+@pytest.fixture(scope="module")
+def inst():
+    """The instant-style networks in fp32 on the CPU, loaded once per test module."""
+    from impasto.style.instant import InstantStyle
+
+    return InstantStyle.from_file(device="cpu", precision="fp32")

@@ -14,17 +14,12 @@ from impasto.io import to_tensor
 from impasto.nets.int8 import int8_supported
 from impasto.nets.int8_magenta import Int8CINTransformer
 from impasto.nets.magenta import CINTransformer, FixedCondition
-from impasto.style.instant import InstantStyle, parse_preset
+from impasto.style.instant import parse_preset
 from tests.conftest import psnr8
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not int8_supported("cpu"),
                                  reason="int8 needs a CPU with VNNI")]
-
-
-@pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,11 @@ from impasto.errors import InputError
 from impasto.io import resize_tensor
 from impasto.style import GatysConfig, GatysStyleTransfer
 from impasto.style.color import rgb_to_yiq
-from impasto.style.instant import InstantStyle
 from impasto.style.instant.gatys_start import style_crops
 
 from conftest import one_line_error, smooth_image, tiny_vgg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
 
 
 def _transfer(inst, **kw):

@@ -24,11 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
-
-
-@pytest.fixture(scope="module")
 def photos(shared_data):
     from PIL import Image
 

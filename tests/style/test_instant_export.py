@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from impasto.infer.export import export_model
-from impasto.style.instant import InstantStyle
 
 ort = pytest.importorskip("onnxruntime")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
 
 
 @pytest.mark.parametrize("kind", ["preset", "painting"])

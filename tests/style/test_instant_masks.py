@@ -10,14 +10,8 @@ import torch
 
 from impasto.errors import InputError
 from impasto.style.color import match_color
-from impasto.style.instant import InstantStyle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

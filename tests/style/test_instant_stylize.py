@@ -9,7 +9,6 @@ from PIL import Image
 
 import impasto
 from impasto.errors import InputError
-from impasto.style.instant import InstantStyle
 from impasto.style.instant.pipeline import _shared
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,11 +24,6 @@ def photos(shared_data):
                 (64, 64)),
             "scream": Image.open(root / "style" / "the_scream.jpg").convert("RGB").resize(
                 (64, 64))}
-
-
-@pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
 
 
 def _a(img) -> np.ndarray:

@@ -12,15 +12,9 @@ import torch
 from impasto.infer.runner import InferenceRunner
 from impasto.infer.tiling import plan_tiles
 from impasto.nets.magenta import ConditionalInstanceNorm
-from impasto.style.instant import InstantStyle
 from impasto.style.instant.tiled import global_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def inst():
-    return InstantStyle.from_file(device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
