@@ -233,6 +233,20 @@ def _quantize_input(x: Tensor, q: tuple[float, int]) -> Tensor:
                                      q[0], q[1], torch.quint8)
 
 
+def _quantize_image(x: Tensor, padding, what: str) -> tuple[Tensor, Tensor, int, int]:
+    """A transformer's input: ``x`` (N, 3, H, W) in [0, 1] as float, its quantised copy padded
+    (reflect, or replicate when too small) to what ``padding(h, w)`` asks, and ``h, w``."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{what} expects (N, 3, H, W) images")
+    h, w = x.shape[-2], x.shape[-1]
+    ph, pw = padding(h, w)
+    x = x.float()
+    xp = x
+    if ph > 0 or pw > 0:
+        xp = F.pad(x, [0, pw, 0, ph], mode="reflect" if ph < h and pw < w else "replicate")
+    return x, _quantize_input(xp, (1.0 / 255.0, 0)), h, w
+
+
 def _calibration_view(x: Tensor, side: int) -> Tensor:
     """``x`` as float ``(N, 3, h, w)`` scaled down to at most ``side`` (antialiased)."""
     x = (x if x.ndim == 4 else x[None]).float()
@@ -373,14 +387,7 @@ class Int8TransformerNet(nn.Module):
 
     @_quiet()
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError("Int8TransformerNet expects (N, 3, H, W) images")
-        h, w = x.shape[-2], x.shape[-1]
-        ph, pw = TransformerNet.padding(h, w)
-        x = x.float()
-        if ph > 0 or pw > 0:
-            x = F.pad(x, [0, pw, 0, ph], mode="reflect" if ph < h and pw < w else "replicate")
-        q = _quantize_input(x, (1.0 / 255.0, 0))
+        _, q, h, w = _quantize_image(x, TransformerNet.padding, "Int8TransformerNet")
         L = self.layers
         for i in range(3):
             q = L[f"encoder_{i}"](q)

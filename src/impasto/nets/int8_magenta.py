@@ -34,7 +34,7 @@ from impasto.nets.int8 import (
     _ChannelStats,
     _int8_conv,
     _qparams,
-    _quantize_input,
+    _quantize_image,
     _quiet,
     _Range,
     _reflect_pad_nhwc,
@@ -166,15 +166,7 @@ class Int8CINTransformer(nn.Module):
 
     @_quiet()
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError("Int8CINTransformer expects (N, 3, H, W) images")
-        h, w = x.shape[-2], x.shape[-1]
-        ph, pw = CINTransformer.padding(h, w)
-        x = x.float()
-        xp = x
-        if ph or pw:
-            xp = F.pad(x, [0, pw, 0, ph], mode="reflect" if ph < h and pw < w else "replicate")
-        q = _quantize_input(xp, (1.0 / 255.0, 0))
+        x, q, h, w = _quantize_image(x, CINTransformer.padding, "Int8CINTransformer")
         L = self.layers
         for i in range(3):
             q = L[f"encoder_{i}"](q)
