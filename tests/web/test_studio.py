@@ -5,6 +5,7 @@ folders, and the offline settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -201,6 +202,33 @@ def test_refine_runs_gatys_from_the_result_with_previews(studio, runs, tmp_path)
                            transfer=GatysStyleTransfer(config, encoder=tiny_vgg()))
     assert np.abs(np.asarray(same, np.int16) - _pixels(r.path)).max() <= 1
     assert "done in" in progress_html(st) and 'data-state="done"' in progress_html(st)
+
+
+def test_refine_from_the_photo_starts_from_the_instant_result(studio, runs):
+    """No result shown: Refine is ``--init instant`` (the instant network's start, then the
+    iterations at full size only), the same picture as the library's pipeline gives."""
+    src, style = runs / "photo.png", runs / "painting.png"
+    req = StyleRequest(paintings=[str(style)], size=64)
+    job = studio.start_refine("s", str(src), None, req, 6)
+    assert job.wait(60), job.status()
+    st = job.status()
+    assert (st.state, st.done, st.total) == ("done", 6, 6), st
+    assert "scale 1/1" in st.message
+    r = studio.finish("s", job)
+    settings = json.loads(read_png_metadata(r.path)["settings"])
+    assert (settings["init"], settings["scales"], settings["iterations"]) == ("instant", 1, 6)
+    import impasto
+    from impasto.style import GatysConfig, GatysStyleTransfer
+
+    config = GatysConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in settings.items()})
+    same = np.asarray(impasto.stylize(src, style, transfer=GatysStyleTransfer(
+        config, encoder=tiny_vgg())), np.int16)
+    assert np.abs(same - _pixels(r.path)).max() <= 1
+    # ... and not the photo's start: from the photo the same 6 iterations give another picture
+    photo = np.asarray(impasto.stylize(src, style, transfer=GatysStyleTransfer(
+        dataclasses.replace(config, init="content"), encoder=tiny_vgg())), np.int16)
+    assert np.abs(photo - same).mean() > 2.0
 
 
 def test_cancel_stops_a_refinement_at_its_next_iteration_and_writes_nothing(studio, runs):

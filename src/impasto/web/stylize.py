@@ -275,8 +275,7 @@ class Stylizer:
     def refine(self, job: Any, content: Any, content_name: str, start: Any, req: StyleRequest,
                iterations: int, out: Path) -> Result | None:
         """Gatys on the paintings, from ``start`` (the result shown, a file or PIL image) or,
-        when None, from the photo with the coarse-to-fine schedule; ``iterations`` at full
-        size. Reports progress and a preview to ``job`` every few iterations and stops when
+        when None, from the instant start (``init="instant"``); ``iterations`` at full size. Reports progress and a preview to ``job`` every few iterations and stops when
         it is cancelled (then returns None and writes nothing)."""
         from impasto.io import save_image, to_pil
         from impasto.style.gatys import GatysConfig, GatysStyleTransfer
@@ -290,18 +289,19 @@ class Stylizer:
         settings: dict[str, Any] = dict(size=req.size, preserve_color=req.preserve_color,
                                         style_blend_weights=req.weights, seed=0,
                                         device=self.device)
-        if start is not None:
-            settings.update(scales=1, iterations=iterations)
-        else:
-            n = len(GatysConfig(size=req.size).scale_sizes())
-            coarse = list(GatysConfig(size=req.size).scale_iterations()[:-1])
-            settings.update(iterations=tuple(coarse + [iterations]) if n > 1 else iterations)
+        # From the photo, the instant start (``--init instant``): the instant network's result
+        # at full size, at the scale and in the colours Gatys sees the painting, then the
+        # iterations at full size only (benchmarks/nst_instant.py: it reaches a given score
+        # several times sooner than the coarse-to-fine schedule from the photo).
+        settings.update(scales=1, iterations=iterations,
+                        init="content" if start is not None else "instant")
         config = GatysConfig(**settings)
         config.validate(len(req.paintings))
         photo = _load(content, self.max_pixels)
         styles = [_load(p, self.max_pixels) for p in req.paintings]
         init = None if start is None else _load(start, self.max_pixels)
         transfer = GatysStyleTransfer(config, encoder=self.gatys_encoder())
+        transfer.instant = self.instant()  # the studio's instant networks, loaded once
 
         def on_step(info: Any) -> None:
             preview = None
