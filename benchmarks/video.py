@@ -28,7 +28,8 @@ forward and backward pass, so run it small::
         --size 128 --repeats 1 --score-every 1 --gif docs/gatys_video.gif
 
 Variants of a feed-forward row: ``frame`` (frame by frame, as ``impasto stylize`` without
-``--temporal``), ``temporal`` (the blend at the default strength), ``temporal+feed`` (the
+``--temporal``), ``temporal`` (the blend at the default strength, keeping the detail),
+``temporal-plain`` (the plain average at 0.4, the blend before ``detail``), ``temporal+feed`` (the
 blend, and the warped previous output mixed into the network's input, frame by frame).
 ``--sweep`` adds the blend at other strengths (to tune the default). Also measured: DIS against
 Farneback flow on a known motion (``flow_choice``).
@@ -182,13 +183,16 @@ def temporal(transform: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
 
 def feedforward_variants(transform: Callable[[torch.Tensor], torch.Tensor], args
                          ) -> dict[str, Run]:
-    """``frame``, ``temporal`` (default strength), ``temporal+feed``, and with ``--sweep``
-    ``temporal@S`` for other strengths."""
+    """``frame``, ``temporal`` (default strength), ``temporal-plain`` (the plain average at
+    0.4, without ``detail``), ``temporal+feed``, and with ``--sweep`` ``temporal@S`` for other
+    strengths."""
     from impasto.temporal.blend import DEFAULT_STRENGTH
 
     b = args.batch_size
     v = {"frame": batched(transform, b),
          "temporal": temporal(transform, b, strength=args.strength or DEFAULT_STRENGTH),
+         # the plain average at the former default 0.4 (no detail; the warp is bicubic as now)
+         "temporal-plain": temporal(transform, b, strength=0.4, detail=False),
          "temporal+feed": temporal(transform, b, strength=args.strength or DEFAULT_STRENGTH,
                                    feed=args.feed)}
     for s in args.sweep or ():

@@ -386,7 +386,8 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    const=_choices.TEMPORAL["strength"], metavar="STRENGTH",
                    help="networks, video: blend each stylised frame with the previous output "
                    "warped by the optical flow of the input (DIS), where the flow passes the "
-                   "forward-backward check, with this weight in [0, 1] (a bare --temporal means "
+                   "forward-backward check, with this weight in [0, 1], keeping the network's "
+                   "local contrast (a bare --temporal means "
                    f"{_choices.TEMPORAL['strength']:g}); cuts flicker (docs/video.md)")
     n.add_argument("--compile", choices=("auto", "on", "off"), default=S, nargs="?",
                    const="on",

@@ -8,7 +8,22 @@ forward-backward check (:func:`~impasto.temporal.flow.consistency_mask`)::
 
 an exponential moving average along motion trajectories: strokes that a network paints
 differently on every frame settle, while what the flow cannot follow (occlusions, motion
-boundaries, new content at the borders) is the network's own frame. With ``feed`` the
+boundaries, new content at the borders) is the network's own frame. The warp is bicubic
+(a bilinear warp blurs a little more on every frame and the blur accumulates along the
+average).
+
+Averaging two stroke patterns that do not line up lowers their contrast (two uncorrelated
+textures mixed with weights ``1-w`` and ``w`` keep ``sqrt((1-w)^2 + w^2)`` of their standard
+deviation, 0.71 at ``w = 0.5``), which is what softens the style. With ``detail`` (the default),
+the blend's fine detail (what a ``DETAIL_CELL``-pixel low-pass leaves) is rescaled to the local
+contrast of the network's frame, by at most that factor's inverse (the idea of the
+variance-preserving blending of Heitz and Neyret 2018, measured per neighbourhood)::
+
+    b = y_t + w (warp(o_{t-1}) - y_t),   w = strength * M_t
+    o_t = L(b) + g (b - L(b)),   g = clamp(sqrt(L((y_t - L(y_t))^2) / L((b - L(b))^2)),
+                                        1, 1 / sqrt((1-w)^2 + w^2))
+
+Where ``w = 0`` it is the network's frame, and where ``w = 1`` the warped previous output. With ``feed`` the
 warped previous output is also mixed into the network's input, ``x_t + feed * M_t *
 (warp(o_{t-1}) - x_t)`` (the idea of Gupta et al. 2017 and Ruder et al. 2016's initialisation
 for networks that take only an RGB frame); it needs frames one at a time.
@@ -25,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from impasto.errors import InputError
@@ -37,25 +53,55 @@ from impasto.temporal.flow import (
     warp_tensor,
 )
 
-__all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "temporal_config"]
+__all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "keep_detail",
+           "temporal_config"]
 
-#: The blend strength ``--temporal`` uses when given no value: it cuts the warping error of
-#: the instant networks' frame-by-frame output about 3x (2.96-3.45x on benchmarks/video.py's
-#: clips); the style loss rises with the strength (+29-133% at 0.4; docs/video.md).
-DEFAULT_STRENGTH = 0.4
+#: The blend strength ``--temporal`` uses when given no value: with ``detail`` it cuts the
+#: warping error of the instant networks' frame-by-frame output about 3x or more on
+#: benchmarks/video.py's clips; the style loss rises with the strength (docs/video.md).
+DEFAULT_STRENGTH = 0.5
+
+#: The low-pass of ``keep_detail``: the mean over cells of this many pixels, upsampled
+#: bilinearly (cheap on any device; 4 measured better than 8 and than a Gaussian of sigma 3).
+DETAIL_CELL = 4
+
+
+def _low_pass(x: Tensor, cell: int = DETAIL_CELL) -> Tensor:
+    """``x`` ``(N, C, H, W)`` averaged over ``cell`` x ``cell`` blocks and upsampled back
+    bilinearly (edges replicated to a whole number of cells)."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (0, (-w) % cell, 0, (-h) % cell), mode="replicate")
+    up = F.interpolate(F.avg_pool2d(padded, cell), scale_factor=cell, mode="bilinear",
+                       align_corners=False)
+    return up[..., :h, :w]
+
+
+def keep_detail(blend: Tensor, frame: Tensor, weight: Tensor) -> Tensor:
+    """``blend`` (``frame`` mixed with another image by ``weight``, ``(N, 1, H, W)`` in
+    ``[0, 1]``) with its fine detail rescaled to ``frame``'s local contrast, by a gain between
+    1 and ``1 / sqrt((1-w)^2 + w^2)`` (see the module)."""
+    low = _low_pass(blend)
+    detail = blend - low
+    fine = frame - _low_pass(frame)
+    gain = (_low_pass(fine.square()) / (_low_pass(detail.square()) + 1e-6)).sqrt()
+    most = ((1.0 - weight).square() + weight.square()).rsqrt()
+    return low + detail * torch.minimum(gain.clamp(min=1.0), most)
 
 
 @dataclass(frozen=True)
 class TemporalConfig:
     """``strength`` in ``[0, 1]``: weight of the warped previous output in each output frame
-    (0: frame by frame; 1: keep whatever the flow can carry); ``feed`` in ``[0, 1]``: weight
-    of the warped previous output mixed into the network's input (0: off; measured worse than
-    the blend alone); ``flow``: a method of :func:`~impasto.temporal.flow.optical_flow` (DIS's
-    fast preset: two flows per frame cost a few ms at 256 px)."""
+    (0: frame by frame; 1: keep whatever the flow can carry); ``detail``: keep the network's
+    local contrast in the blend (:func:`keep_detail`; False: the plain average);
+    ``feed`` in ``[0, 1]``: weight of the warped previous output mixed into the network's input
+    (0: off; measured worse than the blend alone); ``flow``: a method of
+    :func:`~impasto.temporal.flow.optical_flow` (DIS's fast preset: two flows per frame cost a
+    few ms at 256 px)."""
 
     strength: float = DEFAULT_STRENGTH
     feed: float = 0.0
     flow: str = "dis-fast"
+    detail: bool = True
 
     def validate(self) -> TemporalConfig:
         for name in ("strength", "feed"):
@@ -116,7 +162,7 @@ class TemporalStylizer:
         flow, mask = carried
         if self._prev_out.shape[-2:] != like.shape[-2:] or flow.shape[:2] != like.shape[-2:]:
             return None
-        warped = warp_tensor(self._prev_out.to(like.device, like.dtype), flow)
+        warped = warp_tensor(self._prev_out.to(like.device, like.dtype), flow, mode="bicubic")
         m = torch.from_numpy(mask).to(device=like.device, dtype=like.dtype)[None, None]
         return warped, m
 
@@ -138,7 +184,9 @@ class TemporalStylizer:
                 y = ys[i : i + 1]
             w = self._warped(carried, y) if carried is not None else None
             if w is not None and self.config.strength > 0.0:
-                y = y + (self.config.strength * w[1]) * (w[0] - y)
+                weight = self.config.strength * w[1]
+                blend = y + weight * (w[0] - y)
+                y = keep_detail(blend, y, weight) if self.config.detail else blend
             o = y.clamp(0.0, 1.0)
             self._prev_gray, self._prev_out = gray, o.detach()
             outs.append(o)

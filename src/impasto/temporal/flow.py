@@ -115,11 +115,12 @@ def flow_grid(flow: np.ndarray | Tensor, device: torch.device | str | None = Non
     return torch.stack((gx, gy), dim=-1)[None]
 
 
-def warp_tensor(image: Tensor, flow: np.ndarray | Tensor) -> Tensor:
+def warp_tensor(image: Tensor, flow: np.ndarray | Tensor, mode: str = "bilinear") -> Tensor:
     """:func:`warp` for tensors: ``image`` ``(N, C, H, W)`` (any device and float dtype),
-    ``flow`` ``(H, W, 2)`` (numpy or tensor), bilinear with borders replicated."""
+    ``flow`` ``(H, W, 2)`` (numpy or tensor), borders replicated; ``mode``: ``grid_sample``'s
+    ``"bilinear"`` or ``"bicubic"`` (sharper; may overshoot the input's range)."""
     grid = flow_grid(flow, image.device).to(image.dtype).expand(image.shape[0], -1, -1, -1)
-    return torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border",
+    return torch.nn.functional.grid_sample(image, grid, mode=mode, padding_mode="border",
                                            align_corners=True)
 
 
