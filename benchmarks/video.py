@@ -18,9 +18,10 @@ and reports for each:
 Rows (one function each, ``METHODS``; a new method adds a function returning a
 :class:`Method`): ``instant-preset`` (the built-in style 3), ``instant-style`` (the instant
 network with scikit-image's immunohistochemistry image as the style). Per-style networks
-(``--model``) and AdaIN need a trained network, and none ships: training one costs tens of
-minutes per style (benchmarks/fast_style_train.py), so they have no row; ``--temporal`` is the
-same code for them (it wraps the frame transform). ``gatys`` (Gatys on video, Ruder et al.
+(``--model PATH --model-style PAINTING``) and AdaIN (``--adain DECODER``) need a trained network,
+and none ships: their rows (``model``, ``adain``) run when a file is given (training one costs
+tens of minutes per style on a CPU: ``impasto train fast-style``, ``impasto train adain``);
+``--temporal`` is the same code for them (it wraps the frame transform). ``gatys`` (Gatys on video, Ruder et al.
 2016; variants ``frame``, ``temporal``, ``warm``) runs only when named: an iteration is a VGG19
 forward and backward pass, so run it small::
 
@@ -233,6 +234,44 @@ def method_instant_style(args) -> Method:
                   "--method instant -s immunohistochemistry")
 
 
+def _style_frame(path: str, size: int) -> torch.Tensor:
+    """The style image at ``path`` as a ``(1, 3, h, w)`` tensor, longest side ``size``."""
+    from impasto.io import load_image
+
+    return _frames([np.asarray(load_image(path).convert("RGB"))], size)[0]
+
+
+def method_model(args) -> Method:
+    """A per-style network (``--model PATH``: ``impasto stylize clip.mp4 --model PATH``), fp32;
+    the style loss against ``--model-style`` (the painting it was trained on). Runs only when
+    ``--model`` is given: no trained network ships."""
+    from impasto.style.fast import FastStyle
+
+    if not args.model_style:
+        sys.exit("--model needs --model-style: the painting the network was trained on")
+    runner = FastStyle.from_file(args.model, device="cpu").transform(precision="fp32",
+                                                                     compile="off")
+    return Method("model", feedforward_variants(runner, args),
+                  _style_frame(args.model_style, args.size),
+                  f"--model {Path(args.model).name}, style {Path(args.model_style).name}")
+
+
+def method_adain(args) -> Method:
+    """AdaIN (``--method adain -s ...`` with the decoder ``--adain PATH``) with scikit-image's
+    immunohistochemistry image as the style (as ``instant-style``), fp32. Runs only when
+    ``--adain`` is given: no trained decoder ships."""
+    from skimage import data
+
+    from impasto.style.adain import AdaIN
+
+    style = _frames([data.immunohistochemistry()], 512)[0]
+    runner = AdaIN.from_file(args.adain, device="cpu", precision="fp32").transform(
+        [style], compile="off")
+    return Method("adain", feedforward_variants(runner, args),
+                  _frames([data.immunohistochemistry()], args.size)[0],
+                  f"--method adain (decoder {Path(args.adain).name}) -s immunohistochemistry")
+
+
 def method_gatys(args) -> Method:
     """Gatys (``impasto stylize clip.mp4 -s ...``, :mod:`impasto.style.gatys_video`), with the
     immunohistochemistry style of ``instant-style`` at the default settings (the CLI's
@@ -300,6 +339,10 @@ METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {
 }
 #: Rows run only when named in ``--methods`` (minutes per frame at the default size).
 SLOW_METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {"gatys": method_gatys}
+#: Rows that need a trained network file (``--model PATH --model-style IMAGE``, ``--adain
+#: PATH``); they run when the file is given.
+NETWORK_METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {
+    "model": method_model, "adain": method_adain}
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,7 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=str(OUT / "video.json"))
     p.add_argument("--gif", default=None, help="gatys row: write input | frame by frame | "
                    "temporal side by side to this GIF")
+    p.add_argument("--model", default=None,
+                   help="a per-style network file: adds the 'model' row")
+    p.add_argument("--model-style", default=None,
+                   help="with --model: the painting it was trained on (for the style loss)")
+    p.add_argument("--adain", default=None, help="an AdaIN decoder file: adds the 'adain' row")
     args = p.parse_args(argv)
+    if "--methods" not in (argv if argv is not None else sys.argv):
+        args.methods += "".join(f",{m}" for m in ("model", "adain") if getattr(args, m))
     if args.quick:
         args.frames, args.size, args.repeats, args.score_every = 12, 128, 1, 3
     if os.environ.get("OMP_NUM_THREADS") != "1":
@@ -479,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = StyleScorer(args.size)
     results: list[Result] = []
     for m in args.methods.split(","):
-        method = {**METHODS, **SLOW_METHODS}[m](args)
+        method = {**METHODS, **SLOW_METHODS, **NETWORK_METHODS}[m](args)
         for c in args.clips.split(","):
             frames = CLIPS[c](args.frames, args.size)
             results.extend(measure(method, c, frames, args, scorer))
