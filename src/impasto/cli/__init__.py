@@ -5,7 +5,8 @@ a bad option) prints one line on stderr and returns 2; it never shows a tracebac
 
 Building the parser imports no torch (a test guards it): ``impasto --help``, ``--version``,
 ``COMMAND --help`` and argument errors answer at once; each command imports the library when
-it runs. One module per command: :mod:`~impasto.cli.stylize`, :mod:`~impasto.cli.gan`
+it runs. One module per command: :mod:`~impasto.cli.stylize` (its trained networks in
+:mod:`~impasto.cli.stylize_networks`), :mod:`~impasto.cli.gan`
 (``gan train`` in :mod:`~impasto.cli.gan_train`), :mod:`~impasto.cli.metrics`,
 :mod:`~impasto.cli.classify`, :mod:`~impasto.cli.fast_style`, :mod:`~impasto.cli.adain`,
 :mod:`~impasto.cli.demo`, :mod:`~impasto.cli.serve` (the web studio, :mod:`impasto.web`),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -267,3 +268,14 @@ def seeds(text: str) -> tuple[int, ...]:
     if any(s < 0 for s in items):
         raise argparse.ArgumentTypeError(f"seeds must not be negative: {text!r}")
     return items
+
+
+def check_output_dir(path: Path) -> None:
+    """The nearest existing folder above ``path`` must be a writable folder."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{path}: cannot create its folder: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: folder {ancestor} is not writable")

@@ -50,7 +50,7 @@ def refuse_video_options(args: argparse.Namespace) -> None:
 def run_gatys_video(args: argparse.Namespace, not_gatys: tuple[str, ...]) -> int:
     """Runs ``impasto stylize VIDEO -s STYLE ...`` with Gatys; returns 0. ``not_gatys``: the
     options in ``args`` that set no :class:`~impasto.style.GatysConfig` field."""
-    from impasto.cli.stylize import check_output_dir
+    from impasto.cli._args import check_output_dir
     from impasto.io import DEFAULT_MAX_PIXELS
     from impasto.io.video import OUTPUT_CODECS
     from impasto.style.gatys import INITS, GatysConfig
