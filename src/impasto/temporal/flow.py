@@ -119,6 +119,19 @@ def warp_tensor(image: Tensor, flow: np.ndarray | Tensor, mode: str = "bilinear"
     """:func:`warp` for tensors: ``image`` ``(N, C, H, W)`` (any device and float dtype),
     ``flow`` ``(H, W, 2)`` (numpy or tensor), borders replicated; ``mode``: ``grid_sample``'s
     ``"bilinear"`` or ``"bicubic"`` (sharper; may overshoot the input's range)."""
+    if image.device.type == "cpu" and image.dtype == torch.float32 and image.shape[1] <= 4 \
+            and not (image.requires_grad and torch.is_grad_enabled()):
+        # OpenCV's remap: the same sampling (its bicubic is grid_sample's, a = -0.75), 2-3x
+        # faster on a CPU
+        f = flow.detach().cpu().numpy() if isinstance(flow, Tensor) else np.asarray(flow)
+        cv2 = _cv2()
+        mx, my = _maps(f)
+        interp = cv2.INTER_CUBIC if mode == "bicubic" else cv2.INTER_LINEAR
+        out = [cv2.remap(np.ascontiguousarray(im.permute(1, 2, 0).numpy()), mx, my,
+                         interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
+               for im in image.detach()]
+        return torch.from_numpy(np.stack(out)).reshape(image.shape[0], *image.shape[2:], -1
+                                                       ).permute(0, 3, 1, 2).contiguous()
     grid = flow_grid(flow, image.device).to(image.dtype).expand(image.shape[0], -1, -1, -1)
     return torch.nn.functional.grid_sample(image, grid, mode=mode, padding_mode="border",
                                            align_corners=True)
