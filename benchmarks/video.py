@@ -389,8 +389,9 @@ class StyleScorer:
 
 
 def measure(method: Method, clip: str, frames: list[torch.Tensor], args,
-            scorer: StyleScorer) -> list[Result]:
-    """Every variant of ``method`` on ``frames``, alternating, ``args.repeats`` times."""
+            scorer: StyleScorer, gif: str | None = None) -> list[Result]:
+    """Every variant of ``method`` on ``frames``, alternating, ``args.repeats`` times;
+    ``gif``: also write input | frame by frame | temporal (the first 16 frames) there."""
     from impasto.metrics.flicker import warping_error
 
     outputs: dict[str, list[torch.Tensor]] = {}
@@ -403,6 +404,9 @@ def measure(method: Method, clip: str, frames: list[torch.Tensor], args,
                 outputs[name] = run(frames)
             walls[name].append((time.perf_counter() - t0) / len(frames))
             cpus[name].append((time.process_time() - c0) / len(frames))
+    if gif and {"frame", "temporal"} <= outputs.keys():
+        n = min(len(frames), 16)
+        side_by_side_gif(gif, frames[:n], outputs["frame"][:n], outputs["temporal"][:n])
     results = []
     for name in method.variants:
         rep = warping_error(frames, outputs[name])
@@ -511,8 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated rows")
     p.add_argument("--clips", default=",".join(CLIPS))
     p.add_argument("--json", default=str(OUT / "video.json"))
-    p.add_argument("--gif", default=None, help="gatys row: write input | frame by frame | "
-                   "temporal side by side to this GIF")
+    p.add_argument("--gif", default=None, help="write input | frame by frame | temporal side "
+                   "by side to this GIF (the first row's first clip; the gatys row its own)")
     p.add_argument("--model", default=None,
                    help="a per-style network file: adds the 'model' row")
     p.add_argument("--model-style", default=None,
@@ -528,11 +532,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     scorer = StyleScorer(args.size)
     results: list[Result] = []
+    gif_written = False  # --gif: the first feed-forward method's first clip
     for m in args.methods.split(","):
         method = {**METHODS, **SLOW_METHODS, **NETWORK_METHODS}[m](args)
         for c in args.clips.split(","):
             frames = CLIPS[c](args.frames, args.size)
-            results.extend(measure(method, c, frames, args, scorer))
+            gif = args.gif if method.name != "gatys" and not gif_written else None
+            results.extend(measure(method, c, frames, args, scorer, gif))
+            gif_written = gif_written or gif is not None
     rows = summary(results)
     flows = flow_choice(args.size)
     print_tables(results, rows, flows)
