@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import impasto
@@ -86,3 +87,23 @@ def test_the_networks_load_once_per_device(photos):
     impasto.stylize(photos["content"], preset=1, device="cpu", size=32)
     impasto.stylize(photos["content"], preset=2, device="cpu", size=32)
     assert _shared.cache_info().currsize >= 1 and _shared.cache_info().hits >= 1
+
+
+def test_bf16_runners_share_one_cast_network_and_match_a_runner_of_their_own(inst):
+    """A bf16 runner per call (one image, the studio) no longer copies and casts the whole
+    transformer each time: runners share the pipeline's cast copy and give the same pixels
+    as a runner that made its own; the memory probe for tiling runs once per transformer."""
+    from impasto.infer.runner import InferenceRunner
+    from impasto.infer.tiling import _BPP_CACHE
+
+    a = inst.runner(inst.stylizer(preset=3), precision="bf16")
+    b = inst.runner(inst.stylizer(preset=12), precision="bf16")
+    assert a.net.net is b.net.net and a.net.net is not inst.multistyle
+    assert {p.dtype for p in a.net.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in inst.multistyle.parameters()} == {torch.float32}  # untouched
+    x = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    own = InferenceRunner(inst.stylizer(preset=3), device="cpu", precision=a.choice,
+                          compile="off", align=4)
+    torch.testing.assert_close(a(x), own(x), atol=0, rtol=0)
+    assert not torch.equal(a(x), b(x))  # and each keeps its own condition
+    assert inst.multistyle in _BPP_CACHE  # the probe is kept for the shared transformer

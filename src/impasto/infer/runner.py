@@ -79,6 +79,10 @@ class InferenceRunner:
             an int: always tile with this side (when the image is larger).
         tiled: replaces the generic tiling for networks that need more than one pass (AdaIN):
             ``tiled(runner, x, tile) -> y``. Such tiling runs ``runner.net`` eagerly.
+        prepared: ``net`` already as this runner would prepare it (weights in the chosen
+            dtype, the memory layout), made by the caller once and shared by its runners
+            (the instant styles: copying a whole module tree costs tens of ms in Python); it
+            is run as given, and ``net`` stays the source (tiling's memory probe, export).
 
     Calling the runner takes a float tensor ``(N, 3, H, W)`` (any device) and returns float32
     on the same device, clamped to ``[0, 1]``. ``net`` itself is not modified (it is moved to
@@ -100,6 +104,7 @@ class InferenceRunner:
         align: int = 8,
         tiled: Callable[[InferenceRunner, Tensor, int], Tensor] | None = None,
         calibrate_each: bool = False,
+        prepared: nn.Module | None = None,
     ) -> None:
         self.compile_mode = compile_mode(compile)
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -135,10 +140,13 @@ class InferenceRunner:
         if self.int8:
             channels_last = False
             self.channels_last, self.memory_format = False, torch.contiguous_format
-        if self.dtype != torch.float32:
-            net = _cast_parameters(copy.deepcopy(net), self.dtype)
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last)
+        if prepared is not None:  # the caller's copy of ``net`` in this dtype and layout
+            net = prepared
+        else:
+            if self.dtype != torch.float32:
+                net = _cast_parameters(copy.deepcopy(net), self.dtype)
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)
         self.net = net
         self.tiled = tiled
         self._compiled_fn: Callable[[Tensor], Tensor] | None = None

@@ -180,9 +180,12 @@ def bytes_per_pixel(net: nn.Module, *, channels: int = 3, probe: int = 64,
     """Estimated peak activation memory of ``net`` per input pixel (bytes), from one probe run
     at ``probe`` x ``probe``: three times the largest activation any layer produces (its input,
     its output and one more held at the same time, e.g. a residual) plus input and output,
-    at the element size of ``dtype``. Cached per network."""
+    at the element size of ``dtype``. Cached per network, or per ``net.memory_owner`` when it
+    has one (a wrapper built per call around a shared network, whose activations it does not
+    change: the instant styles' :class:`~impasto.nets.magenta.FixedCondition`)."""
     key = (channels, probe, dtype)
-    cache = _BPP_CACHE.setdefault(net, {}) if _weakable(net) else {}
+    owner = getattr(net, "memory_owner", net)
+    cache = _BPP_CACHE.setdefault(owner, {}) if _weakable(owner) else {}
     if key in cache:
         return cache[key]
     largest = [0]

@@ -471,6 +471,12 @@ class FixedCondition(nn.Module):
         """``stats``: fixed norm statistics (:data:`NormStats`; tiles of a large image)."""
         return self.finish(x, self.net(x, self.cond.expand(x.shape[0], -1), stats=stats))
 
+    @property
+    def memory_owner(self) -> nn.Module:
+        """The transformer: :func:`~impasto.infer.tiling.bytes_per_pixel` probes it once for
+        every condition (a condition changes no activation's size)."""
+        return self.net
+
     def finish(self, x: Tensor, y: Tensor) -> Tensor:
         """The result from the input ``x`` and the transformer's output ``y``."""
         return y if self.mix == 1.0 else self.mix * y + (1.0 - self.mix) * x
