@@ -188,12 +188,17 @@ class ConditionalInstanceNorm(nn.Module):
             ones = x.new_ones((1, min(step, h * w)), dtype=torch.float32)
             sums = x.new_zeros((n, 1, c), dtype=torch.float32)
             sq = torch.zeros_like(sums)
+            # one float32 band buffer, squared in place: a new 4 MB tensor per band is a
+            # fresh mapping from the allocator, and its page faults cost more than the sums
+            buf = x.new_empty((n, min(step, h * w), c), dtype=torch.float32)
             with torch.autocast(x.device.type, enabled=False):  # float32 sums, not bf16
                 for band in pixels.split(step, dim=1):
-                    band = band.float()
-                    o = ones[:, :band.shape[1]]
-                    sums += o @ band
-                    sq += o @ (band * band)
+                    k = band.shape[1]
+                    b = buf[:, :k]
+                    b.copy_(band)
+                    o = ones[:, :k]
+                    sums += o @ b
+                    sq += o @ b.square_()
             total, squares = sums.reshape(n, c, 1, 1), sq.reshape(n, c, 1, 1)
         else:
             rows = max(1, (1 << 20) // max(1, n * c * w))
