@@ -23,9 +23,9 @@ variance-preserving blending of Heitz and Neyret 2018, measured per neighbourhoo
     o_t = L(b) + g (b - L(b)),   g = clamp(sqrt(L((y_t - L(y_t))^2) / L((b - L(b))^2)),
                                         1, 1 / sqrt((1-w)^2 + w^2))
 
-Where ``w = 0`` it is the network's frame, and where ``w = 1`` the warped previous output. With ``feed`` the
-warped previous output is also mixed into the network's input, ``x_t + feed * M_t *
-(warp(o_{t-1}) - x_t)`` (the idea of Gupta et al. 2017 and Ruder et al. 2016's initialisation
+Where ``w = 0`` it is the network's frame, and where ``w = 1`` the warped previous output.
+With ``feed`` the warped previous output is also mixed into the network's input, ``x_t +
+feed * M_t * (warp(o_{t-1}) - x_t)`` (the idea of Gupta et al. 2017 and Ruder et al. 2016's initialisation
 for networks that take only an RGB frame); it needs frames one at a time.
 
 :class:`TemporalConfig` holds the settings; :class:`TemporalStylizer` wraps a batch transform

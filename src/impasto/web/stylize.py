@@ -275,8 +275,9 @@ class Stylizer:
     def refine(self, job: Any, content: Any, content_name: str, start: Any, req: StyleRequest,
                iterations: int, out: Path) -> Result | None:
         """Gatys on the paintings, from ``start`` (the result shown, a file or PIL image) or,
-        when None, from the instant start (``init="instant"``); ``iterations`` at full size. Reports progress and a preview to ``job`` every few iterations and stops when
-        it is cancelled (then returns None and writes nothing)."""
+        when None, from the instant start (``init="instant"``); ``iterations`` at full size.
+        Reports progress and a preview to ``job`` every few iterations and stops when it is
+        cancelled (then returns None and writes nothing)."""
         from impasto.io import save_image, to_pil
         from impasto.style.gatys import GatysConfig, GatysStyleTransfer
         from impasto.style.pipeline import gatys_metadata, stylize
