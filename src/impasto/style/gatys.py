@@ -43,6 +43,7 @@ from impasto.style.losses import PerceptualLoss
 from impasto.style.masks import (  # check_masks: re-exported (impasto.style.gatys)
     check_keep_mask,
     check_masks,
+    keep_photo,
     keep_style_masks,
     resize_masks,
 )
@@ -588,6 +589,5 @@ class GatysStyleTransfer:
                 photo = make_periodic(photo, c.tileable)
             out = combine_luminance(out, photo)
         if keep is not None:
-            photo = resize_tensor(content, tuple(out.shape[-2:]))
-            out = photo + (1 - resize_masks(keep[None], tuple(out.shape[-2:]))) * (out - photo)
+            out = keep_photo(resize_tensor(content, tuple(out.shape[-2:])), out, keep)
         return out.float().cpu()
