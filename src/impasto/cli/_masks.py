@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from impasto.errors import InputError
@@ -31,21 +32,13 @@ def load_keep_mask(args: argparse.Namespace, photo: Any, config: Any, masks: Any
     it."""
     if not hasattr(args, "keep_mask"):
         return None
-    from impasto.style.masks import check_keep_mask, keep_style_masks, load_masks
+    from impasto.style.masks import keep_style_masks
 
     if config.tileable != "none":
         raise InputError("--keep-mask cannot be honoured with --tileable: the photo kept there "
                          "does not wrap around")
-    keep = check_keep_mask(load_masks([args.keep_mask], max_pixels)[0])
-    if keep is None:
-        if not args.quiet:
-            print("impasto: note: the keep mask is black everywhere: it keeps nothing (a plain "
-                  "run)", file=sys.stderr)
-        return None
-    keep_style_masks(keep, masks, len(args.style))
-    if not args.quiet:
-        note_mask_size(args.keep_mask, photo, config.size, max_pixels, "the keep mask")
-    return keep
+    return _read_keep_mask(args, photo, config.size, max_pixels, " (a plain run)",
+                           check=lambda keep: keep_style_masks(keep, masks, len(args.style)))
 
 
 def network_keep_mask(args: argparse.Namespace, kind: str, photo: Any, max_pixels: int) -> Any:
@@ -58,13 +51,23 @@ def network_keep_mask(args: argparse.Namespace, kind: str, photo: Any, max_pixel
     if kind != "image":
         what = {"export": "--export", "folder": "a folder", "video": "a video"}[kind]
         raise InputError(f"--keep-mask is for one still image, not {what}")
+    return _read_keep_mask(args, photo, args.size, max_pixels, "")
+
+
+def _read_keep_mask(args: argparse.Namespace, photo: Any, size: int | None, max_pixels: int,
+                    plain: str, check: Callable[[Any], object] | None = None) -> Any:
+    """``args.keep_mask`` loaded and checked (``check``: more refusals), with its notes: black
+    everywhere (it keeps nothing; ``plain`` ends that line), or resized to the output."""
     from impasto.style.masks import check_keep_mask, load_masks
 
     keep = check_keep_mask(load_masks([args.keep_mask], max_pixels)[0])
-    if not args.quiet:
-        if keep is None:
-            print("impasto: note: the keep mask is black everywhere: it keeps nothing",
+    if keep is None:
+        if not args.quiet:
+            print(f"impasto: note: the keep mask is black everywhere: it keeps nothing{plain}",
                   file=sys.stderr)
-        else:
-            note_mask_size(args.keep_mask, photo, args.size, max_pixels, "the keep mask")
+        return None
+    if check is not None:
+        check(keep)
+    if not args.quiet:
+        note_mask_size(args.keep_mask, photo, size, max_pixels, "the keep mask")
     return keep
