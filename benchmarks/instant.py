@@ -62,6 +62,18 @@ TARGET_S = 0.5
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
+def native_precisions() -> tuple[str, ...]:
+    """The precisions this CPU computes natively: fp32, bf16 with AVX512-BF16 or AMX (without
+    them PyTorch's bf16 convolutions take a slow reference path, 15x fp32 on a Zen 3), int8
+    with VNNI."""
+    from impasto.device import fast_bf16
+    from impasto.nets.int8 import int8_supported
+
+    cpu = torch.device("cpu")
+    return ("fp32",) + (("bf16",) if fast_bf16(cpu) else ()) + \
+        (("int8",) if int8_supported(cpu) else ())
+
+
 def _photo(size: tuple[int, int]) -> Image.Image:
     src = DATA / "content" / "tubingen.jpg"
     if src.exists():
@@ -133,7 +145,8 @@ def _timed(fn, arg) -> tuple[float, float, object]:
     return time.process_time() - c, time.perf_counter() - w, out
 
 
-def measure(sizes: list[tuple[int, int]], threads: int, rounds: int, frames: int) -> list[dict]:
+def measure(sizes: list[tuple[int, int]], threads: int, rounds: int, frames: int,
+            precisions: tuple[str, ...] = PRECISIONS) -> list[dict]:
     """Every setting at ``threads`` threads (this process), alternating the two sides; the
     best round of each. bf16/int8 rows carry their PSNR against fp32 (``image``)."""
     torch.set_num_threads(threads)
@@ -146,7 +159,7 @@ def measure(sizes: list[tuple[int, int]], threads: int, rounds: int, frames: int
         stream = [photo.transpose(Image.FLIP_LEFT_RIGHT) if i % 2 else photo
                   for i in range(frames)]
         for kind in ("builtin", "arbitrary"):
-            sides = [("impasto", p, _Impasto(inst, kind, p, painting)) for p in PRECISIONS]
+            sides = [("impasto", p, _Impasto(inst, kind, p, painting)) for p in precisions]
             peer = _Peer(threads, kind, painting, max(size))
             peer.image(photo)  # warm-up (sessions, weights)
             for _, _, side in sides:
@@ -195,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--many-sizes", default=None,
                     help="sizes of the all-threads rows, e.g. 1024x768 (default: the same as "
                     "one thread)")
+    ap.add_argument("--precisions", default=None,
+                    help="impasto's precisions, e.g. fp32,bf16 (default: those this CPU "
+                    "computes natively: fp32, bf16 with AVX512-BF16 or AMX, int8 with VNNI)")
     ap.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--part", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -207,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:  # a child: one thread count, set by OMP_NUM_THREADS too
         if args.threads > 1 and args.many_sizes:
             sizes = [tuple(int(v) for v in s.split("x")) for s in args.many_sizes.split(",")]
-        rows = measure(sizes, args.threads, rounds, frames)
+        rows = measure(sizes, args.threads, rounds, frames, tuple(args.precisions.split(",")))
         Path(args.part).write_text(json.dumps(rows))
         return 0
 
@@ -224,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--rounds", str(rounds), "--frames", str(frames)]
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             cmd += ["--quick"] if args.quick else []
+            cmd += ["--precisions", args.precisions or ",".join(native_precisions())]
             cmd += ["--many-sizes", args.many_sizes] if args.many_sizes else []
             cmd += ["--sizes", args.sizes] if args.sizes else []
             subprocess.run(cmd, env=env, check=True)
@@ -261,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp_out.write_text(json.dumps({"torch": torch.__version__, "cpus": all_threads,
                                    "load_start": load_start, "load_end": load_end,
                                    "auto_precision": default, "frames": frames,
+                                   "precisions": args.precisions or ",".join(native_precisions()),
                                    "rounds": rounds, "rows": rows, "targets": targets},
                                   indent=1))
     tmp_out.replace(args.out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from impasto.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -70,8 +73,38 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "bf16":
         if device.type == "mps":
             raise InputError("precision 'bf16' is not supported on MPS; use fp32")
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            _warn_slow_bf16()
         return torch.bfloat16
     return torch.bfloat16 if fast_bf16(device) else torch.float32
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_slow_bf16() -> None:
+    """Once per process: bf16 asked for on a CPU without native bf16 arithmetic, where
+    PyTorch's bf16 convolutions take a reference path (the instant network at 1024 x 768:
+    5.5 s against 0.58 s in fp32 on an AVX2 Zen 3 core)."""
+    log.warning("precision bf16 on this CPU (no AVX512-BF16 or AMX) runs about 10x slower "
+                "than fp32; precision auto picks fp32 here")
+
+
+def nhwc_trainable(device: torch.device, *nets: torch.nn.Module) -> bool:
+    """Whether ``nets`` may train in NHWC (channels_last) on ``device``: not on a CPU when one
+    of them has a 1 x 1 convolution of stride above 1 on fewer than 8 input channels (a tiny
+    ResNet's shortcut), whose backward pass in NHWC corrupts the heap in PyTorch 2.14's oneDNN
+    on AVX2 CPUs (a Zen 3: the process aborts in ``free()``). Such thin layers gain nothing
+    from NHWC, so training falls back to NCHW there."""
+    if device.type != "cpu":
+        return True
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) \
+                    and max(m.stride) > 1 and m.in_channels < 8:
+                log.info("channels_last off: %s has a 1x1 convolution of stride %s on %d "
+                         "channels (NHWC backward is unsafe there on a CPU)",
+                         type(net).__name__, m.stride, m.in_channels)
+                return False
+    return True
 
 
 def precision_name(dtype: torch.dtype) -> str:

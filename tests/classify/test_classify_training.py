@@ -304,3 +304,23 @@ def test_resnet_learns_colour_with_flips_and_adamw(tmp_path):
     assert r.val["val_acc"] >= 0.95
     model = load_classifier(tmp_path / "run")
     assert (model.in_channels, model.image_size, model.feature_dim) == (3, 16, 16)
+
+
+def test_thin_strided_shortcuts_train_in_nchw_on_a_cpu(caplog):
+    # PyTorch 2.14's oneDNN corrupts the heap in the NHWC backward pass of a 1x1 stride-2
+    # convolution on fewer than 8 channels on AVX2 CPUs (a width-4 ResNet's shortcut)
+    from impasto.device import nhwc_trainable
+    from impasto.nets.classifier import build_classifier
+
+    def resnet(width):
+        return build_classifier({"arch": "resnet", "image_size": 16, "width": width,
+                                 "blocks": 1, "num_classes": 2, "in_channels": 3})
+
+    cpu = torch.device("cpu")
+    with caplog.at_level("INFO", logger="impasto.device"):
+        assert not nhwc_trainable(cpu, resnet(4))
+    assert "1x1 convolution of stride (2, 2) on 4 channels" in caplog.text
+    assert nhwc_trainable(cpu, resnet(8))
+    assert nhwc_trainable(cpu, torch.nn.Conv2d(4, 8, 3, 2), torch.nn.Conv2d(4, 8, 1, 1))
+    assert not nhwc_trainable(cpu, torch.nn.Conv2d(8, 8, 3), torch.nn.Conv2d(7, 8, 1, 2))
+    assert nhwc_trainable(torch.device("cuda"), resnet(4))

@@ -65,7 +65,9 @@ def test_a_short_runs_ema_samples_are_not_flat(digits, tmp_path):
         pixels = np.asarray(im.convert("L"), dtype=np.float64) / 255
     tiles = [pixels[2 + 34 * r: 34 + 34 * r, 2 + 34 * c: 34 + 34 * c]
              for r in range(4) for c in range(4)]
-    assert np.mean([t.std() for t in tiles]) > 0.8 * raw
+    # 0.6: the 8-bit grid of one fp32 trajectory came to 0.79 x raw on an AVX2 CPU (0.14 of
+    # 0.18); flat grey is 0.01 x
+    assert np.mean([t.std() for t in tiles]) > 0.6 * raw
     assert not list((tmp_path / "new" / "images").glob("samples-0*.png"))
 
 

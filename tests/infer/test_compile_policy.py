@@ -247,13 +247,15 @@ def folder_of(path, n=4):
 def test_cli_fallback_when_compile_fails(tmp_path, model_file, monkeypatch, capsys, caplog):
     src = folder_of(tmp_path / "in")
     rc, _, err = cli(capsys, "stylize", src, "--model", model_file, "-o", tmp_path / "off",
-                     "-q", "--device", "cpu", "--compile", "off", "--precision", "bf16")
+                     "-q", "--device", "cpu", "--compile", "off", "--precision", "fp32")
     assert rc == 0, err
     fake = FakeCompile(fail="call")
     monkeypatch.setattr(torch, "compile", fake)
     with caplog.at_level(logging.WARNING):
+        # the same precision on both sides (auto is bf16 or fp32 depending on the CPU)
         rc, _, err = cli(capsys, "stylize", src, "--model", model_file, "-o", tmp_path / "on",
-                         "-q", "--device", "cpu", "--compile", "on", "--batch-size", "2")
+                         "-q", "--device", "cpu", "--compile", "on", "--batch-size", "2",
+                         "--precision", "fp32")
     assert rc == 0, err
     assert "Traceback" not in err
     assert len(fake.compiles) == 1 and fake.shapes == [(2, 3, 12, 16)]

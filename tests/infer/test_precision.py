@@ -113,3 +113,38 @@ def test_int8_calibrates_under_the_decided_float_precision(monkeypatch, work):
     r = InferenceRunner(tiny_transformer(), device="cpu", precision=choice, tile=0)
     y = r(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
     assert seen == [work] and r.precision == "int8" and y.dtype == F32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_explicit_bf16_on_a_cpu_without_native_bf16_warns_once(monkeypatch, caplog, native):
+    from impasto.device import resolve_precision
+
+    monkeypatch.setattr(device_mod, "cpu_has_fast_bf16", lambda: native)
+    device_mod._warn_slow_bf16.cache_clear()
+    with caplog.at_level("WARNING", logger="impasto.device"):
+        assert resolve_precision("bf16", CPU) == BF16
+        assert resolve_precision("bf16", CPU) == BF16
+        assert resolve_precision("auto", CPU) == (BF16 if native else F32)
+    slow = [r for r in caplog.records if "10x slower than fp32" in r.getMessage()]
+    assert len(slow) == (0 if native else 1)
+    device_mod._warn_slow_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_runner_leaves_the_callers_network_as_it_was(precision):
+    # a channels_last runner works on its own copy: converting the caller's module in place
+    # made AdaIN's style statistics (from the shared encoder) round differently after the
+    # first call, so two identical calls differed (1.5e-8) on a CPU where auto is fp32
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    before = {k: (v.clone(), v.stride()) for k, v in net.state_dict().items()}
+    r = InferenceRunner(net, device="cpu", precision=precision, channels_last=True, tile=0)
+    x = torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(0))
+    y = r(x)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k][0]) and v.stride() == before[k][1], k
+        assert v.dtype == F32 and v.is_contiguous(), k
+    assert r.net is not net
+    assert next(r.net.parameters()).is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        want = net(x).clamp(0, 1)
+    assert torch.allclose(y, want, atol=0.05 if precision == "bf16" else 1e-5)

@@ -48,9 +48,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _session(model) -> ort.InferenceSession:
+    """The graph as written (no fusion into onnxruntime's int8 kernels): its QDQ arithmetic
+    is then the same on every CPU. Fused, it is exact on a CPU with VNNI, but on an AVX2 one
+    onnxruntime's u8 x s8 products saturate in int16 pairs, and the style vector moved by 6
+    int8 steps (0.12 mean) on a Zen 3; unfused it agrees with the fused VNNI run (the figures
+    below)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model, so)
 
 
@@ -266,7 +272,8 @@ def test_against_the_int8_graphs(images, nets, fake_quant):
 
 def test_int8_graph_is_this_sensitive(images):
     """Why the fake-quantised port cannot follow the int8 graph more closely: the graph itself
-    moves by ~25 dB when 1% of the pixels change by one 8-bit step."""
+    moves by ~30 dB PSNR (30.3) when 1% of the pixels change by one 8-bit step (25 dB in
+    onnxruntime's fused int8 kernels on a Zen 4)."""
     style, content = images
     v = _session(str(locate_magenta_file("predict"))).run(None, {"style_image": style})[0]
     s = _session(str(locate_magenta_file("transform")))
@@ -276,7 +283,7 @@ def test_int8_graph_is_this_sensitive(images):
     mask = np.random.default_rng(0).random(content.shape) < 0.01
     nudged[mask] = np.clip(nudged[mask] + 1 / 255, 0, 1)
     b = s.run(None, {names[0]: nudged, names[1]: v})[0]
-    assert _psnr(a, b) < 30
+    assert _psnr(a, b) < 33
 
 
 def test_the_transformer_runs_at_any_size(images, nets):

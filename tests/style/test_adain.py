@@ -79,7 +79,9 @@ def test_alpha_zero_reproduces_the_decoders_reconstruction_of_the_content():
     ada = pipeline()
     content, style, _ = images()
     out = ada(content, style, alpha=0.0)
-    torch.testing.assert_close(out, reconstruction(ada, content), atol=1e-6, rtol=0)
+    # 1e-5: the pipeline's runner works in NHWC, the reference in NCHW (4e-6 apart in fp32
+    # on an AVX2 CPU)
+    torch.testing.assert_close(out, reconstruction(ada, content), atol=1e-5, rtol=0)
     full = ada(content, style, alpha=1.0)
     assert (full - out).abs().mean() > 1e-3  # alpha matters
 

@@ -242,9 +242,14 @@ def test_save_load_run_identical(trained, tmp_path):
     with torch.no_grad():
         expected = res.net.eval()(x)
     got = model(x, precision="fp32")
-    assert got.shape == x.shape and torch.equal(got, expected)
+    # the same weights, bit for bit; the outputs to float rounding (the trained network may be
+    # NHWC, the loaded one NCHW: different kernels, bit-identical on a Zen 4, not on a Zen 3)
+    for k, v in res.net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v), k
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     # one image alone: the same up to the summation order of another batch size
-    torch.testing.assert_close(model(x[0], precision="fp32"), expected[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(model(x[0], precision="fp32"), expected[0], rtol=0, atol=1e-5)
     # PIL in, PIL out; the same numbers as the tensor path, to 8-bit rounding
     pil = Image.fromarray(photo(3, 37, 53))
     out = model(pil, precision="fp32")
@@ -262,7 +267,7 @@ def test_save_load_run_identical(trained, tmp_path):
     again = tmp_path / "again.pt"
     model.save(again)
     model2 = FastStyle.load(again, device="cpu")
-    assert torch.equal(model2(x, precision="fp32"), expected)
+    assert torch.equal(model2(x, precision="fp32"), got)  # loaded the same way: bit for bit
     assert model2.metadata == meta and torch.equal(model2.thumbnail, model.thumbnail)
     assert impasto.FastStyle is FastStyle
 

@@ -50,8 +50,10 @@ def test_periodic_resize_and_sizes():
 
 def test_a_tileable_texture_in_tiles_wraps_around_and_matches_the_whole_run():
     # Large enough to need tiles (forced here): the crops continue across the edges, so the
-    # tiled run optimises the same torus as the whole one.
-    cfg = dict(scales=1, iterations=15, precision="fp32", device="cpu")
+    # tiled run optimises the same torus as the whole one. 10 iterations: the two L-BFGS runs
+    # agree to 1e-5 through the 10th, then float rounding drives them apart (2.5% by the 15th
+    # on an AVX2 Zen 3; 1e-3 on a Zen 4).
+    cfg = dict(scales=1, iterations=10, precision="fp32", device="cpu")
     runs = {}
     for tile in (0, 32):
         seen = []

@@ -69,7 +69,7 @@ from impasto.classify.data import (
 )
 from impasto.classify.pipeline import export_model
 from impasto.data import make_loader
-from impasto.device import autocast, resolve_device, resolve_precision
+from impasto.device import autocast, nhwc_trainable, resolve_device, resolve_precision
 from impasto.errors import InputError
 from impasto.nets.classifier import ClassifierNetConfig, build_classifier
 from impasto.train import (
@@ -314,7 +314,8 @@ def _train(
         net_config = config.net_config(len(classes), classes, mean, std)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = build_classifier(net_config)
-    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    nhwc = config.channels_last and nhwc_trainable(device, model)
+    memory_format = torch.channels_last if nhwc else torch.preserve_format
     model.to(device=device, memory_format=memory_format)
     model.train()
     opt = _optimizer(model, config)

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
+from impasto.device import nhwc_trainable
 from impasto.data import make_loader, open_dataset
 from impasto.errors import InputError
 from impasto.gan.config import EMA_RAMPUP_RATIO, resolved_ema
@@ -176,7 +177,8 @@ def place_networks(
     :data:`~impasto.gan.config.EMA_RAMPUP_RATIO` of the run, or a fixed ``ema_beta`` with
     ``ema_rampup`` kimg of linear ramp-up (see :func:`~impasto.gan.config.resolved_ema`).
     Update it with ``ema.update(G, images_seen=..., images=...)``."""
-    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    nhwc = config.channels_last and nhwc_trainable(device, G, D)
+    memory_format = torch.channels_last if nhwc else torch.preserve_format
     for net in (G, D):
         net.to(device=device, memory_format=memory_format)
         net.train()

@@ -145,6 +145,11 @@ class InferenceRunner:
         else:
             if self.dtype != torch.float32:
                 net = _cast_parameters(copy.deepcopy(net), self.dtype)
+            elif channels_last:
+                # a copy: converting in place would change the caller's module, and whatever
+                # else it computes (AdaIN's style statistics from the shared encoder) would
+                # round differently after the first runner (its repeated calls not identical)
+                net = copy.deepcopy(net)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)
         self.net = net

@@ -341,8 +341,7 @@ class InstantStyle:
         if choice.int8 and not isinstance(stylizer, FixedCondition):
             raise InputError("precision int8 does not cover masks; use auto, bf16 or fp32")
         prepared = None
-        if isinstance(stylizer, FixedCondition) and not choice.int8 \
-                and choice.dtype != torch.float32:
+        if isinstance(stylizer, FixedCondition) and not choice.int8:
             cast = self._cast(stylizer.net, choice)
             if cast is not None:
                 prepared = FixedCondition(cast, stylizer.cond, stylizer.mix)
