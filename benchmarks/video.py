@@ -184,18 +184,25 @@ def temporal(transform: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
 
 def feedforward_variants(transform: Callable[[torch.Tensor], torch.Tensor], args
                          ) -> dict[str, Run]:
-    """``frame``, ``temporal`` (default strength), ``temporal-plain`` (the plain average at
-    0.4, without ``detail``), ``temporal+feed``, and with ``--sweep`` ``temporal@S`` for other
+    """``frame``, ``temporal`` (the defaults: stabilised, then blended at the default
+    strength), ``stabilize`` (stabilised, no blend), ``blend-0.5`` (the former default: the
+    blend alone at 0.5), ``temporal-plain`` (the plain average at 0.4, not stabilised), with
+    ``--feed-row`` ``temporal+feed``, and with ``--sweep`` ``temporal@S`` for other
     strengths."""
     from impasto.temporal.blend import DEFAULT_STRENGTH
 
     b = args.batch_size
     v = {"frame": batched(transform, b),
          "temporal": temporal(transform, b, strength=args.strength or DEFAULT_STRENGTH),
-         # the plain average at the former default 0.4 (no detail; the warp is bicubic as now)
-         "temporal-plain": temporal(transform, b, strength=0.4, detail=False),
-         "temporal+feed": temporal(transform, b, strength=args.strength or DEFAULT_STRENGTH,
-                                   feed=args.feed)}
+         # the camera's motion followed, no blend
+         "stabilize": temporal(transform, b, strength=0.0),
+         # the former default: the blend alone at 0.5, keeping the detail
+         "blend-0.5": temporal(transform, b, strength=0.5, stabilize=False),
+         # the plain average at the first default 0.4 (no detail; the warp is bicubic as now)
+         "temporal-plain": temporal(transform, b, strength=0.4, detail=False, stabilize=False)}
+    if args.feed_row:
+        v["temporal+feed"] = temporal(transform, b, strength=args.strength or DEFAULT_STRENGTH,
+                                      feed=args.feed)
     for s in args.sweep or ():
         v[f"temporal@{s:g}"] = temporal(transform, b, strength=s)
     return v
@@ -509,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=4, help="as impasto stylize's default")
     p.add_argument("--strength", type=float, default=None, help="default: the library's")
     p.add_argument("--feed", type=float, default=0.5, help="feed weight of temporal+feed")
+    p.add_argument("--feed-row", action="store_true", help="also the temporal+feed row")
     p.add_argument("--sweep", type=lambda t: [float(x) for x in t.split(",")], default=None,
                    help="also the blend at these strengths, e.g. 0.4,0.5,0.7,0.8")
     p.add_argument("--score-every", type=int, default=4, help="style loss of every N-th frame")

@@ -1,5 +1,9 @@
 """Flow-guided temporal consistency for feed-forward stylisation of video.
 
+With ``stabilize`` (the default) each frame is first stylised in the coordinates of an anchor
+frame that follows the camera (:mod:`impasto.temporal.stabilize`), so that the network paints
+the same strokes where only the camera moved; then the blend below settles the rest.
+
 Each new stylised frame ``y_t`` is blended with the previous *output* warped onto it by the
 optical flow of the *input* frames, inside the pixels where that flow passes the
 forward-backward check (:func:`~impasto.temporal.flow.consistency_mask`)::
@@ -52,14 +56,16 @@ from impasto.temporal.flow import (
     to_gray8,
     warp_tensor,
 )
+from impasto.temporal.stabilize import Anchor, fit_motion
 
 __all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "keep_detail",
            "temporal_config"]
 
-#: The blend strength ``--temporal`` uses when given no value: with ``detail`` it cuts the
-#: warping error of the instant networks' frame-by-frame output about 3x or more on
-#: benchmarks/video.py's clips; the style loss rises with the strength (docs/video.md).
-DEFAULT_STRENGTH = 0.5
+#: The blend strength ``--temporal`` uses when given no value. With ``stabilize`` (the
+#: default) the blend only has to settle what the camera's motion does not explain: on
+#: benchmarks/video.py's clips 0.3 cut the warping error 2.5-19x, where the blend alone needed
+#: 0.5 for 3.5x and raised the style loss 4-10 times as much (docs/video.md).
+DEFAULT_STRENGTH = 0.3
 
 #: The low-pass of ``keep_detail``: the mean over cells of this many pixels, upsampled
 #: bilinearly (cheap on any device; 4 measured better than 8 and than a Gaussian of sigma 3).
@@ -113,12 +119,15 @@ class TemporalConfig:
     ``feed`` in ``[0, 1]``: weight of the warped previous output mixed into the network's input
     (0: off; measured worse than the blend alone); ``flow``: a method of
     :func:`~impasto.temporal.flow.optical_flow` (DIS's fast preset: two flows per frame cost a
-    few ms at 256 px)."""
+    few ms at 256 px); ``stabilize``: stylise each frame in the coordinates of an anchor frame,
+    following the camera (:mod:`impasto.temporal.stabilize`; frames then go through the
+    network one at a time)."""
 
     strength: float = DEFAULT_STRENGTH
     feed: float = 0.0
     flow: str = "dis-fast"
     detail: bool = True
+    stabilize: bool = True
 
     def validate(self) -> TemporalConfig:
         for name in ("strength", "feed"):
@@ -156,10 +165,13 @@ class TemporalStylizer:
         self.config = config.validate()
         self._prev_gray: np.ndarray | None = None
         self._prev_out: Tensor | None = None
+        #: The camera's motion since the anchor frame (with ``stabilize``).
+        self.anchor = Anchor()
 
     def reset(self) -> None:
         """Forget the previous frame (a new video, or a cut)."""
         self._prev_gray = self._prev_out = None
+        self.anchor.reset()
 
     def _carry(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(flow t -> t-1 (H, W, 2), consistent-pixel mask (H, W) bool)`` from the previous
@@ -185,18 +197,23 @@ class TemporalStylizer:
 
     def __call__(self, frames: Tensor) -> Tensor:
         grays = [to_gray8(f) for f in frames]
-        feed = self.config.feed > 0.0
-        ys = None if feed else self.transform(frames)  # the network keeps its batches
+        feed, stabilize = self.config.feed > 0.0, self.config.stabilize
+        # the network keeps its batches unless each frame needs its own input
+        ys = None if feed or stabilize else self.transform(frames)
         outs = []
         for i, gray in enumerate(grays):
             x = frames[i : i + 1]
             carried = self._carry(gray)
-            if feed:
+            if ys is None:
                 xin = x
-                w = self._warped(carried, x) if carried is not None else None
+                w = self._warped(carried, x) if carried is not None and feed else None
                 if w is not None:
                     xin = x + (self.config.feed * w[1]) * (w[0] - x)
-                y = self.transform(xin)
+                if stabilize:
+                    self.anchor.update(None if carried is None else fit_motion(*carried))
+                    y = self.anchor.stylize(self.transform, xin)
+                else:
+                    y = self.transform(xin)
             else:
                 y = ys[i : i + 1]
             w = self._warped(carried, y) if carried is not None else None
