@@ -349,10 +349,11 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="networks: images or video frames per forward pass (default 4)")
     n.add_argument("--temporal", type=_unit, nargs="?", default=S,
                    const=_choices.TEMPORAL["strength"], metavar="STRENGTH",
-                   help="networks, video: blend each stylised frame with the previous output "
-                   "warped by the optical flow of the input (DIS), where the flow passes the "
-                   "forward-backward check, with this weight in [0, 1], keeping the network's "
-                   "local contrast (a bare --temporal means "
+                   help="networks, video: stylise each frame on the pixel grid of an anchor "
+                   "frame that follows the camera (zoom and shift from the optical flow of the "
+                   "input, DIS), then blend it with the previous output warped by the flow, "
+                   "where the flow passes the forward-backward check, with this weight in "
+                   "[0, 1], keeping the network's local contrast (a bare --temporal means "
                    f"{_choices.TEMPORAL['strength']:g}); cuts flicker (docs/video.md)")
     n.add_argument("--compile", choices=("auto", "on", "off"), default=S, nargs="?",
                    const="on",
