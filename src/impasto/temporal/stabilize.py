@@ -51,6 +51,8 @@ MAX_SCALE = 1.08
 MIN_POINTS = 64
 #: At most about this many flow samples (larger frames are sampled more sparsely).
 MAX_SAMPLES = 4096
+#: RANSAC scores its hypotheses on this many of them.
+SCORE_SAMPLES = 512
 
 
 def _scale_shift(p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray]:
@@ -82,16 +84,19 @@ def fit_motion(flow: np.ndarray, mask: np.ndarray, step: int = 4, *, tries: int 
         return None
     p = np.stack([xs[keep], ys[keep]], axis=-1).astype(np.float64)
     q = p + flow[ys, xs][keep].astype(np.float64)
-    i, j = np.random.default_rng(0).integers(0, n, (2, tries))
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, n, (2, tries))
     dp, dq = p[i] - p[j], q[i] - q[j]
     s = (dp * dq).sum(1) / np.maximum((dp * dp).sum(1), 1e-12)  # (tries,)
     t = q[i] - s[:, None] * p[i]  # (tries, 2)
     far = (dp * dp).sum(1) >= 64.0  # pairs too close fix the scale badly
-    err = np.linalg.norm(s[:, None, None] * p[None] + t[:, None] - q[None], axis=-1)
-    counts = np.where(far, (err < threshold).sum(1), -1)
-    best = int(counts.argmax())
-    inliers = err[best] < threshold
-    if counts[best] < max(MIN_POINTS, n // 2):
+    # each hypothesis scored on a subset (a few hundred samples tell a dominant motion), the
+    # best one's inliers found among all
+    k = rng.choice(n, min(n, SCORE_SAMPLES), replace=False)
+    err2 = ((s[:, None, None] * p[k][None] + t[:, None] - q[k][None]) ** 2).sum(-1)
+    best = int(np.where(far, (err2 < threshold ** 2).sum(1), -1).argmax())
+    inliers = ((s[best] * p + t[best] - q) ** 2).sum(-1) < threshold ** 2
+    if int(inliers.sum()) < max(MIN_POINTS, n // 2):
         return None
     s1, t1 = _scale_shift(p[inliers], q[inliers])
     return np.array([[s1, 0.0, t1[0]], [0.0, s1, t1[1]], [0.0, 0.0, 1.0]])
