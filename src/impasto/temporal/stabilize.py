@@ -27,6 +27,7 @@ strokes).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -178,7 +179,7 @@ class Anchor:
         shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
         return shift @ self.m, (ch, cw)
 
-    def stylize(self, transform, x: Tensor) -> Tensor:
+    def stylize(self, transform: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         """``transform`` ``(1, 3, H, W) -> (1, 3, H, W)`` applied to ``x`` through the canvas:
         ``x`` resampled onto it (bilinear), stylised, and resampled back with Lanczos' 8 x 8
         kernel on a CPU (bicubic elsewhere). The output's resampling is what softens the
