@@ -19,6 +19,8 @@ of the true motion (8.5e-4, bilinear resampling's own), Farneback's 8.9e-4. DIS'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -104,6 +106,16 @@ def warp(image: np.ndarray, flow: np.ndarray, mode: str = "bilinear") -> np.ndar
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+def per_image(image: Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> Tensor:
+    """``fn`` (an OpenCV operation) on each image of ``image`` ``(N, C, H, W)`` (float32 on
+    the CPU) as an ``(H, W, C)`` array; the results as ``(N, C, H', W')``."""
+    out = np.stack([fn(np.ascontiguousarray(im.permute(1, 2, 0).numpy()))
+                    for im in image.detach()])
+    if out.ndim == 3:  # OpenCV returns one channel as (H, W)
+        out = out[..., None]
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
 def flow_grid(flow: np.ndarray | Tensor, device: torch.device | str | None = None) -> Tensor:
     """The ``grid_sample`` grid ``(1, H, W, 2)`` in ``[-1, 1]`` (``align_corners=True``) that
     samples at ``x + flow(x)``."""
@@ -125,9 +137,7 @@ def warp_tensor(image: Tensor, flow: np.ndarray | Tensor, mode: str = "bilinear"
             and not (image.requires_grad and torch.is_grad_enabled()):
         # :func:`warp` (OpenCV's remap): the same sampling, 2-3x faster on a CPU
         f = flow.detach().cpu().numpy() if isinstance(flow, Tensor) else np.asarray(flow)
-        out = np.stack([warp(im.permute(1, 2, 0).numpy(), f, mode) for im in image.detach()])
-        return torch.from_numpy(out).reshape(image.shape[0], *image.shape[2:], -1
-                                             ).permute(0, 3, 1, 2).contiguous()
+        return per_image(image, lambda im: warp(im, f, mode))
     grid = flow_grid(flow, image.device).to(image.dtype).expand(image.shape[0], -1, -1, -1)
     return torch.nn.functional.grid_sample(image, grid, mode=mode, padding_mode="border",
                                            align_corners=True)

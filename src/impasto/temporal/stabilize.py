@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from impasto.temporal.flow import _cv2
+from impasto.temporal.flow import _cv2, per_image
 
 __all__ = ["GRID", "MAX_SCALE", "MIN_POINTS", "Anchor", "fit_motion",
            "warp_affine_tensor"]
@@ -104,7 +104,7 @@ def fit_motion(flow: np.ndarray, mask: np.ndarray, step: int = 4, *, tries: int 
 
 
 def warp_affine_tensor(image: Tensor, a: np.ndarray, size: tuple[int, int],
-                       mode: str = "lanczos", border: str = "replicate") -> Tensor:
+                       mode: str = "lanczos") -> Tensor:
     """``out(p) = image(a p)`` for the pixels ``p`` of an ``size`` ``(h, w)`` image: ``image``
     ``(N, C, H, W)`` (any device and float dtype), ``a`` a ``2 x 3`` (or ``3 x 3``) affine map
     of pixel coordinates, borders replicated; ``mode`` ``"bilinear"``, ``"bicubic"`` or
@@ -116,12 +116,8 @@ def warp_affine_tensor(image: Tensor, a: np.ndarray, size: tuple[int, int],
         interp = {"lanczos": cv2.INTER_LANCZOS4, "bicubic": cv2.INTER_CUBIC}.get(
             mode, cv2.INTER_LINEAR)
         flags = interp | cv2.WARP_INVERSE_MAP
-        out = [cv2.warpAffine(np.ascontiguousarray(im.permute(1, 2, 0).numpy()), a, (w, h),
-                              flags=flags, borderMode=cv2.BORDER_REFLECT_101
-                              if border == "reflect" else cv2.BORDER_REPLICATE)
-               for im in image.detach()]
-        return torch.from_numpy(np.stack(out)).reshape(image.shape[0], h, w, -1
-                                                      ).permute(0, 3, 1, 2).contiguous()
+        return per_image(image, lambda im: cv2.warpAffine(
+            im, a, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE))
     sh, sw = image.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
                             torch.arange(w, dtype=torch.float64), indexing="ij")
@@ -131,8 +127,7 @@ def warp_affine_tensor(image: Tensor, a: np.ndarray, size: tuple[int, int],
                        dim=-1)[None].to(image.device, image.dtype)
     mode = "bicubic" if mode == "lanczos" else mode
     return F.grid_sample(image, grid.expand(image.shape[0], -1, -1, -1), mode=mode,
-                         padding_mode="reflection" if border == "reflect" else "border",
-                         align_corners=True)
+                         padding_mode="border", align_corners=True)
 
 
 class Anchor:
