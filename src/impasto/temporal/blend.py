@@ -216,8 +216,9 @@ class TemporalStylizer:
                     y = self.transform(xin)
             else:
                 y = ys[i : i + 1]
-            w = self._warped(carried, y) if carried is not None else None
-            if w is not None and self.config.strength > 0.0:
+            blending = carried is not None and self.config.strength > 0.0
+            w = self._warped(carried, y) if blending else None  # no warp when not blending
+            if w is not None:
                 weight = self.config.strength * w[1]
                 blend = y + weight * (w[0] - y)
                 y = keep_detail(blend, y, weight) if self.config.detail else blend
