@@ -80,6 +80,30 @@ def test_early_ctrl_c_is_one_line(after, drill_world, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_ctrl_c_that_python_would_swallow_is_sent_again():
+    """A Ctrl-C landing in importlib's module-lock weakref callback (where Python prints a
+    KeyboardInterrupt as "Exception ignored" and goes on: the early drill's rare failure) is
+    not raised there but sent again, and then stops the command; anywhere else it raises."""
+    import sys
+
+    from impasto.cli import _raise_interrupt
+
+    space: dict = {}
+    exec(compile("import sys\ndef cb():\n    return sys._getframe()\n",  # noqa: S102
+                 "<frozen importlib._bootstrap>", "exec"), space)
+    old = signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        _raise_interrupt(signal.SIGINT, space["cb"]())  # deferred: returns
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            time.sleep(5)  # the signal sent again arrives
+        assert time.monotonic() - start < 2
+        with pytest.raises(KeyboardInterrupt):
+            _raise_interrupt(signal.SIGINT, sys._getframe())
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 # -- two and three Ctrl-Cs in training, in-process --------------------------------------------
 
 TRAIN = {

@@ -23,9 +23,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from impasto import __version__
 from impasto.cli import (
@@ -76,6 +79,27 @@ def _diverged(exc: BaseException) -> bool:
     return guard is not None and isinstance(exc, guard.NonFiniteLossError)
 
 
+def _swallowed_here(frame: FrameType | None) -> bool:
+    """Whether a KeyboardInterrupt raised in ``frame`` would be printed and dropped instead of
+    stopping the command: importlib's module-lock weakref callback (``cb``), which runs when an
+    import's lock is freed, is the one such place a command's start reaches (seen as a rare
+    "Exception ignored in ... cb" traceback when Ctrl-C landed while torch was importing)."""
+    code = frame.f_code if frame is not None else None
+    return (code is not None and code.co_name == "cb"
+            and code.co_filename.startswith("<frozen importlib"))
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C while a command runs: KeyboardInterrupt, so that the command's clean-ups run.
+    Where Python would swallow it (:func:`_swallowed_here`), the signal is sent again a moment
+    later instead, from a helper thread: Python runs the handler again in the main thread, at
+    its next instruction, out of the callback."""
+    if _swallowed_here(frame):
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _interrupts_raise() -> Iterator[None]:
     """Within the block Ctrl-C raises KeyboardInterrupt (so that a command's clean-ups run)
@@ -83,7 +107,7 @@ def _interrupts_raise() -> Iterator[None]:
     old = signal.getsignal(signal.SIGINT)
     swap = getattr(old, "impasto_entry", False)
     if swap:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         yield
     finally:
