@@ -31,6 +31,25 @@ def test_stride_two_conv_equals_padding_the_whole_input(hw):
     assert (F.conv2d(x, w, b, 2, padding=1) - ref).abs().amax() > 0.1
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stride_two_conv_in_bf16_stays_close_to_fp32(channels_last):
+    """The bf16 path of the instant networks' stride-2 layers. On a CPU with AMX (oneDNN's
+    brg_conv_fwd avx10_1_512_amx, torch 2.14.1) a stride-2 convolution one output column wide
+    returned garbage or NaN in bf16: the left-edge strip is convolved transposed."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 32, 96, 128, generator=g)
+    w = torch.randn(64, 32, 3, 3, generator=g) * 0.05
+    xb, wb = x.bfloat16(), w.bfloat16()
+    if channels_last:
+        xb, wb = (t.contiguous(memory_format=torch.channels_last) for t in (xb, wb))
+    out = reflect_conv2d(xb, wb, None, 2).float()
+    ref = F.conv2d(F.pad(xb.float(), [1] * 4, mode="reflect"), wb.float(), None, 2)
+    assert out.isfinite().all()
+    # bf16 rounds the output (|ref| up to ~4: 1/128 of it); the garbage was 1e35 or NaN
+    assert (out - ref).abs().amax() < 0.05
+    assert (out - ref)[:, :, :, 0].abs().amax() < 0.05  # the left column itself
+
+
 @pytest.mark.parametrize("k", [3, 9])
 def test_stride_one_conv_is_the_plain_one(k):
     g = torch.Generator().manual_seed(k)

@@ -46,8 +46,11 @@ def reflect_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int =
     y = F.conv2d(x, weight, bias, 2, padding=1)  # right everywhere but row 0 and column 0
     top = F.pad(x[:, :, :2, :], [1, 1, 1, 0], mode="reflect")
     y[:, :, :1, :] = F.conv2d(top, weight, bias, 2)
-    left = F.pad(x[:, :, :, :2], [1, 0, 1, 1], mode="reflect")
-    y[:, :, :, :1] = F.conv2d(left, weight, bias, 2)
+    # The left strip is convolved transposed (its one output column as a row): oneDNN's AMX
+    # bf16 kernel (torch 2.14.1, brg_conv_fwd avx10_1_512_amx) returns garbage or NaN for a
+    # stride-2 convolution whose output is one column wide and several rows high.
+    left = F.pad(x[:, :, :, :2], [1, 0, 1, 1], mode="reflect").transpose(2, 3)
+    y[:, :, :, :1] = F.conv2d(left, weight.transpose(2, 3), bias, 2).transpose(2, 3)
     return y
 
 
