@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from impasto.nets.magenta import MULTISTYLE, CINTransformer, ConditionalInstanceNorm
+from impasto.nets.magenta import MULTISTYLE, CINTransformer, ConditionalInstanceNorm, relu_bf16_
 from impasto.nets.reflect_conv import reflect_conv2d, subpixel_weight, upsample_conv2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,3 +131,33 @@ def test_inplace_inference_equals_the_out_of_place_network():
             if name.endswith("conv2"):
                 ref = skip + ref
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_relu_on_the_bits_of_bf16_equals_relu():
+    x = torch.tensor([-3.5, -1e-30, -0.0, 0.0, 1e-30, 2.25, -float("inf"), float("inf"),
+                      -65280.0, 65280.0], dtype=torch.bfloat16)
+    x = torch.cat([x, torch.randn(1000).bfloat16()])
+    want = torch.relu(x)
+    out = relu_bf16_(x)
+    assert out.data_ptr() == x.data_ptr()  # in place
+    assert torch.equal(out, want)  # equal values (-0 == 0)
+    # bit for bit but for torch's -0 (kept by torch.relu), which becomes +0 here
+    assert torch.equal(out.view(torch.int16), want.abs().view(torch.int16))
+
+
+def test_bf16_inplace_inference_stays_close_to_the_out_of_place_network():
+    """The bf16 in-place path (one addcmul for the norm's scale and shift, ReLU on the bits)
+    against the same network out of place in bf16 and in float32."""
+    torch.manual_seed(0)
+    net = CINTransformer(MULTISTYLE).eval()
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    x, cond = torch.rand(1, 3, 36, 44), torch.softmax(torch.randn(1, 26), 1)
+    with torch.inference_mode():
+        ref = net(x, cond)
+    bf = net.to(torch.bfloat16)
+    with torch.inference_mode():
+        fast = bf(x.bfloat16(), cond.bfloat16()).float()
+    slow = bf(x.bfloat16().requires_grad_(), cond.bfloat16()).detach().float()
+    assert (fast - ref).abs().amax() < 0.03  # the sigmoid output, in [0, 1]
+    assert (fast - ref).abs().mean() < (slow - ref).abs().mean() * 1.1

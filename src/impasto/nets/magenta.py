@@ -113,6 +113,15 @@ def _may_overwrite(x: Tensor) -> bool:
     return not (x.requires_grad or _exporting())
 
 
+def relu_bf16_(x: Tensor) -> Tensor:
+    """ReLU in place on a bf16 tensor, on its bits: a bf16 number is negative exactly when its
+    bits, read as an int16, are, so clamping those at 0 zeroes the negatives (and -0). On a
+    CPU core 5x faster than ``torch.relu_`` in bf16 (5 against 26 ms at 32 x 1024 x 768),
+    which converts every element to float32 and back."""
+    x.view(torch.int16).clamp_min_(0)
+    return x
+
+
 def _exporting() -> bool:
     """Whether the network is being traced or exported (TorchScript, ONNX, torch.export): the
     plain layer order then (no in-place bands, no strips whose count depends on the traced
@@ -236,8 +245,10 @@ class ConditionalInstanceNorm(nn.Module):
             mean, var = self.moments(x) if stats is None else stats
             scale = gamma.float() * torch.rsqrt(var + self.eps)
             shift = beta.float() - mean * scale
-            if inplace:
-                return x.mul_(scale.to(x.dtype)).add_(shift.to(x.dtype))
+            if inplace:  # one pass (addcmul), not a multiply then an add: in bf16 on a CPU
+                # core each pass costs ~30 ms at 32 x 1024 x 768 (the conversions), and the
+                # product is rounded once instead of twice
+                return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype), out=x)
             return x * scale.to(x.dtype) + shift.to(x.dtype)
         q = self.q
         assert q is not None
@@ -324,7 +335,8 @@ class _Layer(nn.Module):
             x = self.norm(x, gamma, beta, fixed, w, inplace=inplace)
         inplace = _may_overwrite(x)  # the conv's or the norm's own output
         if self.act == "relu":
-            x = torch.relu_(x) if inplace else torch.relu(x)
+            x = relu_bf16_(x) if inplace and x.dtype == torch.bfloat16 else \
+                torch.relu_(x) if inplace else torch.relu(x)
         elif self.act == "sigmoid":
             x = torch.sigmoid_(x) if inplace else torch.sigmoid(x)
         return self.q_act(x)
