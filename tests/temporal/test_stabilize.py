@@ -122,3 +122,29 @@ def test_stabilising_stops_a_grid_fixed_pattern_from_flickering():
     assert stab.stylised < plain.stylised / 5
     # one call per frame, each frame's output its own size
     assert all(o.shape == f.shape for o, f in zip([st(f) for f in frames[:2]], frames[:2]))
+
+
+class Counting(GridPattern):
+    """The grid pattern, counting its calls and the frames in each."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, x):
+        self.calls.append(int(x.shape[0]))
+        return super().__call__(x)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.3])
+def test_a_batch_of_frames_runs_its_canvases_together_with_the_same_output(strength):
+    frames = _pan(n=9)
+    one, many = Counting(), Counting()
+    cfg = TemporalConfig(strength=strength, stabilize=True)
+    alone = TemporalStylizer(one, cfg)
+    by_one = torch.cat([alone(f) for f in frames])
+    batched = TemporalStylizer(many, cfg)
+    by_four = torch.cat([batched(torch.cat(frames[i:i + 4])) for i in range(0, 9, 4)])
+    torch.testing.assert_close(by_four, by_one, rtol=0, atol=1e-6)
+    assert one.calls == [1] * 9
+    # the anchor's first frame is its own canvas; the pan's canvases then keep one size
+    assert sum(many.calls) == 9 and len(many.calls) < 9 and max(many.calls) > 1

@@ -56,7 +56,7 @@ from impasto.temporal.flow import (
     to_gray8,
     warp_tensor,
 )
-from impasto.temporal.stabilize import Anchor, fit_motion
+from impasto.temporal.stabilize import Anchor, fit_motion, stylize_planned
 
 __all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "keep_detail",
            "temporal_config"]
@@ -175,9 +175,9 @@ class TemporalStylizer:
 
     def _carry(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(flow t -> t-1 (H, W, 2), consistent-pixel mask (H, W) bool)`` from the previous
-        input frame to the one whose luminance is ``gray``; None for the first frame."""
-        if self._prev_out is None or self._prev_gray is None \
-                or self._prev_gray.shape != gray.shape:
+        input frame to the one whose luminance is ``gray``; None for the first frame. Input
+        frames only: the flows of a whole batch are found before the network runs."""
+        if self._prev_gray is None or self._prev_gray.shape != gray.shape:
             return None
         back = optical_flow(gray, self._prev_gray, self.config.flow)  # t -> t-1
         fwd = optical_flow(self._prev_gray, gray, self.config.flow)  # t-1 -> t
@@ -186,43 +186,51 @@ class TemporalStylizer:
     def _warped(self, carried: tuple[np.ndarray, np.ndarray], like: Tensor
                 ) -> tuple[Tensor, Tensor] | None:
         """The previous output warped onto the new frame ``(1, 3, H, W)`` and the mask ``(1, 1,
-        H, W)``, on ``like``'s device and dtype; None if the sizes differ."""
-        assert self._prev_out is not None
+        H, W)``, on ``like``'s device and dtype; None if there is none or the sizes differ."""
         flow, mask = carried
-        if self._prev_out.shape[-2:] != like.shape[-2:] or flow.shape[:2] != like.shape[-2:]:
+        if self._prev_out is None or self._prev_out.shape[-2:] != like.shape[-2:] \
+                or flow.shape[:2] != like.shape[-2:]:
             return None
         warped = warp_tensor(self._prev_out.to(like.device, like.dtype), flow, mode="bicubic")
         m = torch.from_numpy(mask).to(device=like.device, dtype=like.dtype)[None, None]
         return warped, m
 
     def __call__(self, frames: Tensor) -> Tensor:
-        grays = [to_gray8(f) for f in frames]
-        feed, stabilize = self.config.feed > 0.0, self.config.stabilize
-        # the network keeps its batches unless each frame needs its own input
-        ys = None if feed or stabilize else self.transform(frames)
+        carried = []
+        for f in frames:  # the input's flows: they need no output
+            gray = to_gray8(f)
+            carried.append(self._carry(gray))
+            self._prev_gray = gray
+        feed = self.config.feed > 0.0
+        ys = None  # with feed, each frame's input needs the previous output
+        if not feed and self.config.stabilize:
+            plans = []
+            for c in carried:
+                self.anchor.update(None if c is None else fit_motion(*c))
+                plans.append(self.anchor.plan((int(frames.shape[-2]), int(frames.shape[-1]))))
+            ys = stylize_planned(self.transform, frames, plans)
+        elif not feed:
+            ys = self.transform(frames)  # the network keeps its batches
         outs = []
-        for i, gray in enumerate(grays):
-            x = frames[i : i + 1]
-            carried = self._carry(gray)
+        for i, carry in enumerate(carried):
             if ys is None:
-                xin = x
-                w = self._warped(carried, x) if carried is not None and feed else None
-                if w is not None:
-                    xin = x + (self.config.feed * w[1]) * (w[0] - x)
-                if stabilize:
-                    self.anchor.update(None if carried is None else fit_motion(*carried))
+                x = frames[i : i + 1]
+                w = self._warped(carry, x) if carry is not None else None
+                xin = x if w is None else x + (self.config.feed * w[1]) * (w[0] - x)
+                if self.config.stabilize:
+                    self.anchor.update(None if carry is None else fit_motion(*carry))
                     y = self.anchor.stylize(self.transform, xin)
                 else:
                     y = self.transform(xin)
             else:
                 y = ys[i : i + 1]
-            blending = carried is not None and self.config.strength > 0.0
-            w = self._warped(carried, y) if blending else None  # no warp when not blending
+            blending = carry is not None and self.config.strength > 0.0
+            w = self._warped(carry, y) if blending else None  # no warp when not blending
             if w is not None:
                 weight = self.config.strength * w[1]
                 blend = y + weight * (w[0] - y)
                 y = keep_detail(blend, y, weight) if self.config.detail else blend
             o = y.clamp(0.0, 1.0)
-            self._prev_gray, self._prev_out = gray, o.detach()
+            self._prev_out = o.detach()
             outs.append(o)
         return torch.cat(outs)
