@@ -229,4 +229,9 @@ DEFAULT_GENERATOR_SAMPLES = 10000
 NST_OBJECTIVE = 'gatys-vgg19-v1'
 NST_DEFAULT_SIZE = 512
 NST_SIZES = (32, 4096)
-TEMPORAL = {'strength': 0.3, 'feed': 0.0, 'flow': 'dis-fast', 'detail': True, 'stabilize': True}
+TEMPORAL = {'strength': 0.3,
+            'feed': 0.0,
+            'flow': 'dis-fast',
+            'detail': None,
+            'residual': 0.0,
+            'stabilize': True}

@@ -353,7 +353,7 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    "frame that follows the camera (zoom and shift from the optical flow of the "
                    "input, DIS), then blend it with the previous output warped by the flow, "
                    "where the flow passes the forward-backward check, with this weight in "
-                   "[0, 1], keeping the network's local contrast (a bare --temporal means "
+                   "[0, 1] (a bare --temporal means "
                    f"{_choices.TEMPORAL['strength']:g}); cuts flicker (docs/video.md)")
     n.add_argument("--compile", choices=("auto", "on", "off"), default=S, nargs="?",
                    const="on",

@@ -2,7 +2,11 @@
 
 With ``stabilize`` (the default) each frame is first stylised in the coordinates of an anchor
 frame that follows the camera (:mod:`impasto.temporal.stabilize`), so that the network paints
-the same strokes where only the camera moved; then the blend below settles the rest.
+the same strokes where only the camera moved; then the blend below settles the rest. With
+``residual`` it settles only the rest: its weight is scaled by how far the flow is from the
+camera's fitted motion (:func:`~impasto.temporal.stabilize.unexplained`), since blending
+strokes that already line up only softens them (not the default: see
+:data:`DEFAULT_RESIDUAL`).
 
 Each new stylised frame ``y_t`` is blended with the previous *output* warped onto it by the
 optical flow of the *input* frames, inside the pixels where that flow passes the
@@ -18,8 +22,8 @@ average).
 
 Averaging two stroke patterns that do not line up lowers their contrast (two uncorrelated
 textures mixed with weights ``1-w`` and ``w`` keep ``sqrt((1-w)^2 + w^2)`` of their standard
-deviation, 0.71 at ``w = 0.5``), which is what softens the style. With ``detail`` (the default),
-the blend's fine detail (what a ``DETAIL_CELL``-pixel low-pass leaves) is rescaled to the local
+deviation, 0.71 at ``w = 0.5``), which is what softens the style. With ``detail`` (the default
+when the camera is not followed), the blend's fine detail (what a ``DETAIL_CELL``-pixel low-pass leaves) is rescaled to the local
 contrast of the network's frame, by at most that factor's inverse (the idea of the
 variance-preserving blending of Heitz and Neyret 2018, measured per neighbourhood)::
 
@@ -28,6 +32,11 @@ variance-preserving blending of Heitz and Neyret 2018, measured per neighbourhoo
                                         1, 1 / sqrt((1-w)^2 + w^2))
 
 Where ``w = 0`` it is the network's frame, and where ``w = 1`` the warped previous output.
+Following the camera, the strokes to blend mostly line up, and the plain average did as well
+or better (benchmarks/video.py, strength 0.3: the style-loss rise of the preset 3 network
++7.3% / +10.1% on the two clips against +8.4% / +16.6% keeping the detail, of the painting
+network +14.2% / +5.8% against +13.6% / +5.3%), for 5 ms a frame less at 256 px, so
+``detail`` is then off unless asked for.
 With ``feed`` the warped previous output is also mixed into the network's input, ``x_t +
 feed * M_t * (warp(o_{t-1}) - x_t)`` (the idea of Gupta et al. 2017 and Ruder et al. 2016's initialisation
 for networks that take only an RGB frame); it needs frames one at a time.
@@ -56,16 +65,23 @@ from impasto.temporal.flow import (
     to_gray8,
     warp_tensor,
 )
-from impasto.temporal.stabilize import Anchor, fit_motion, stylize_planned
+from impasto.temporal.stabilize import Anchor, fit_motion, stylize_planned, unexplained
 
-__all__ = ["DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "keep_detail",
+__all__ = ["DEFAULT_RESIDUAL", "DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "keep_detail",
            "temporal_config"]
 
 #: The blend strength ``--temporal`` uses when given no value. With ``stabilize`` (the
 #: default) the blend only has to settle what the camera's motion does not explain: on
-#: benchmarks/video.py's clips 0.3 cut the warping error 2.5-19x, where the blend alone needed
+#: benchmarks/video.py's 8 rows 0.3 cut the warping error 4-15x, where the blend alone needed
 #: 0.5 for 3.5x and raised the style loss 4-10 times as much (docs/video.md).
 DEFAULT_STRENGTH = 0.3
+#: ``residual``'s default: off (the blend's weight is the same wherever the flow passes its
+#: check). 1 pixel kept the style better on benchmarks/video.py's noise-free clips (style-loss
+#: rise +0.9% to +6.7% on 7 of 8 rows at strength 0.5, against up to +13.2%), but leaves
+#: flicker that is not motion alone: a transform that adds fresh noise to every frame of a
+#: pan (a network amplifying a real camera's sensor noise) kept 98% of its warping error,
+#: against 41% with the blend everywhere at 0.3 (tests/temporal/test_temporal_blend.py).
+DEFAULT_RESIDUAL = 0.0
 
 #: The low-pass of ``keep_detail``: the mean over cells of this many pixels, upsampled
 #: bilinearly (cheap on any device; 4 measured better than 8 and than a Gaussian of sigma 3).
@@ -115,7 +131,12 @@ def keep_detail(blend: Tensor, frame: Tensor, weight: Tensor) -> Tensor:
 class TemporalConfig:
     """``strength`` in ``[0, 1]``: weight of the warped previous output in each output frame
     (0: frame by frame; 1: keep whatever the flow can carry); ``detail``: keep the network's
-    local contrast in the blend (:func:`keep_detail`; False: the plain average);
+    local contrast in the blend (:func:`keep_detail`; False: the plain average; None, the
+    default: only where the camera is not followed, see the module);
+    ``residual`` (pixels; with ``stabilize``): blend only where something moves on its own,
+    with the weight scaled by the flow's distance from the camera's fitted motion over this
+    many pixels, clipped at 1 (0: the same weight everywhere; frames where the anchor starts
+    again blend everywhere, to soften the repainting);
     ``feed`` in ``[0, 1]``: weight of the warped previous output mixed into the network's input
     (0: off; measured worse than the blend alone); ``flow``: a method of
     :func:`~impasto.temporal.flow.optical_flow` (DIS's fast preset: two flows per frame cost a
@@ -126,7 +147,8 @@ class TemporalConfig:
     strength: float = DEFAULT_STRENGTH
     feed: float = 0.0
     flow: str = "dis-fast"
-    detail: bool = True
+    detail: bool | None = None
+    residual: float = DEFAULT_RESIDUAL
     stabilize: bool = True
 
     def validate(self) -> TemporalConfig:
@@ -134,6 +156,9 @@ class TemporalConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0):
                 raise InputError(f"temporal {name} must lie in [0, 1], not {v}")
+        r = self.residual
+        if not (isinstance(r, (int, float)) and math.isfinite(r) and r >= 0.0):
+            raise InputError(f"temporal residual must be a number of pixels >= 0, not {r}")
         if self.flow not in FLOW_METHODS:
             raise InputError(f"unknown flow method {self.flow!r}: {', '.join(FLOW_METHODS)}")
         require_opencv()
@@ -167,6 +192,8 @@ class TemporalStylizer:
         self._prev_out: Tensor | None = None
         #: The camera's motion since the anchor frame (with ``stabilize``).
         self.anchor = Anchor()
+        self._detail = self.config.detail if self.config.detail is not None \
+            else not self.config.stabilize
 
     def reset(self) -> None:
         """Forget the previous frame (a new video, or a cut)."""
@@ -203,10 +230,15 @@ class TemporalStylizer:
             self._prev_gray = gray
         feed = self.config.feed > 0.0
         ys = None  # with feed, each frame's input needs the previous output
+        fits: list = [None] * len(carried)
         if not feed and self.config.stabilize:
             plans = []
-            for c in carried:
-                self.anchor.update(None if c is None else fit_motion(*c))
+            for k, c in enumerate(carried):
+                before = self.anchor.restarts
+                fits[k] = None if c is None else fit_motion(*c)
+                self.anchor.update(fits[k])
+                if self.anchor.restarts != before:  # a new anchor repaints everything:
+                    fits[k] = None  # blend everywhere (no residual weighting)
                 plans.append(self.anchor.plan((int(frames.shape[-2]), int(frames.shape[-1]))))
             ys = stylize_planned(self.transform, frames, plans)
         elif not feed:
@@ -228,8 +260,11 @@ class TemporalStylizer:
             w = self._warped(carry, y) if blending else None  # no warp when not blending
             if w is not None:
                 weight = self.config.strength * w[1]
+                if self.config.residual > 0 and fits[i] is not None:
+                    r = unexplained(carry[0], fits[i], self.config.residual)
+                    weight = weight * torch.from_numpy(r).to(weight)[None, None]
                 blend = y + weight * (w[0] - y)
-                y = keep_detail(blend, y, weight) if self.config.detail else blend
+                y = keep_detail(blend, y, weight) if self._detail else blend
             o = y.clamp(0.0, 1.0)
             self._prev_out = o.detach()
             outs.append(o)

@@ -37,16 +37,17 @@ from torch import Tensor
 from impasto.temporal.flow import _cv2, per_image
 
 __all__ = ["GRID", "MAX_SCALE", "MIN_POINTS", "Anchor", "fit_motion", "stylize_planned",
-           "warp_affine_tensor"]
+           "unexplained", "warp_affine_tensor"]
 
 #: The canvas's corner lies on a multiple of this many anchor pixels: the total stride of the
 #: networks (4 for the per-style and instant networks, 8 for AdaIN's VGG encoder).
 GRID = 8
 #: Start a new anchor when the frame's scale against it leaves ``[1/MAX_SCALE, MAX_SCALE]``:
 #: strokes painted at the anchor's scale grow or shrink with the zoom, and the style with
-#: them (benchmarks/video.py's pan clip, 60 frames zooming 16%, strength 0.3: the preset 3
-#: network's style loss +8% with 1.08, +22% with 1.15, for a 6.6x / 6.9x flicker cut).
-MAX_SCALE = 1.08
+#: them (benchmarks/video.py's pan clip, 60 frames zooming 16%, strength 0.3: the painting
+#: network's style loss +13.6% with 1.08, +9.9% with 1.05, +8.8% with 1.04, for a flicker cut
+#: of 16.2x / 13.8x / 14.2x; the preset 3 network's +22% with 1.15).
+MAX_SCALE = 1.04
 #: A fit needs at least this many consistent flow samples (one every 4 pixels), and RANSAC
 #: inliers for half of them.
 MIN_POINTS = 64
@@ -101,6 +102,19 @@ def fit_motion(flow: np.ndarray, mask: np.ndarray, step: int = 4, *, tries: int 
         return None
     s1, t1 = _scale_shift(p[inliers], q[inliers])
     return np.array([[s1, 0.0, t1[0]], [0.0, s1, t1[1]], [0.0, 0.0, 1.0]])
+
+
+def unexplained(flow: np.ndarray, motion: np.ndarray, pixels: float) -> np.ndarray:
+    """How far ``flow`` ``(H, W, 2)`` is from the camera's ``motion`` (:func:`fit_motion` of
+    it: ``p -> s p + t``), as a weight ``(H, W)`` float32 in ``[0, 1]``: the end-point
+    distance between the two over ``pixels``, clipped at 1. 0 where the camera explains the
+    motion, 1 where something moves on its own."""
+    h, w = flow.shape[:2]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    dx = flow[..., 0] - ((motion[0, 0] - 1.0) * xs + motion[0, 2])
+    dy = flow[..., 1] - ((motion[1, 1] - 1.0) * ys + motion[1, 2])
+    return np.minimum(np.sqrt(dx * dx + dy * dy) / pixels, 1.0).astype(np.float32)
 
 
 def warp_affine_tensor(image: Tensor, a: np.ndarray, size: tuple[int, int],
