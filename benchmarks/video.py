@@ -186,7 +186,9 @@ def feedforward_variants(transform: Callable[[torch.Tensor], torch.Tensor], args
                          ) -> dict[str, Run]:
     """``frame``, ``temporal`` (the defaults: stabilised, then blended at the default
     strength), ``stabilize`` (stabilised, no blend), ``blend-0.5`` (the former default: the
-    blend alone at 0.5), ``temporal-plain`` (the plain average at 0.4, not stabilised), with
+    blend alone at 0.5), ``temporal-plain`` (the plain average at 0.4, not stabilised),
+    ``residual`` (stabilised, the blend at 0.5 weighted by the flow the camera does not
+    explain, ``TemporalConfig(residual=1.0)``), with
     ``--feed-row`` ``temporal+feed``, and with ``--sweep`` ``temporal@S`` for other
     strengths."""
     from impasto.temporal.blend import DEFAULT_STRENGTH
@@ -199,7 +201,9 @@ def feedforward_variants(transform: Callable[[torch.Tensor], torch.Tensor], args
          # the former default: the blend alone at 0.5, keeping the detail
          "blend-0.5": temporal(transform, b, strength=0.5, stabilize=False),
          # the plain average at the first default 0.4 (no detail; the warp is bicubic as now)
-         "temporal-plain": temporal(transform, b, strength=0.4, detail=False, stabilize=False)}
+         "temporal-plain": temporal(transform, b, strength=0.4, detail=False, stabilize=False),
+         # the blend only where the camera does not explain the flow (the residual option)
+         "residual": temporal(transform, b, strength=0.5, residual=1.0)}
     if args.feed_row:
         v["temporal+feed"] = temporal(transform, b, strength=args.strength or DEFAULT_STRENGTH,
                                       feed=args.feed)

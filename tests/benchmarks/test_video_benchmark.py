@@ -40,3 +40,24 @@ def test_model_row_runs_from_a_network_file_and_the_blend_cuts_its_flicker(tmp_p
     # a random network repaints its noise on every frame: the blend steadies it
     assert rows["frame"]["warping_error"] > 2 * rows["temporal"]["warping_error"]
     sys.modules.pop("video", None)
+
+
+def test_video_costs_times_each_stage_and_the_networks(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import video_costs
+
+    out = tmp_path / "costs.json"
+    video_costs.main(["--frames", "6", "--size", "64", "--repeats", "1", "--precisions", "fp32",
+                      "--json", str(out)])
+    report = json.loads(out.read_text())
+    stages = report["stages_ms"]
+    assert {"flow x2 (ultrafast)", "flow x2 (medium)", "consistency", "fit",
+            "canvas back (Lanczos)", "blend (plain)", "blend (keep detail)"} <= set(stages)
+    assert all(v > 0 for v in stages.values())
+    # the floor is a subset of the default's stages (the fastest flows, the plain blend)
+    assert 0 < report["floor_ms"] < report["default_ms"]
+    nets = {r["network"]: r for r in report["networks"]}
+    assert set(nets) == {"--preset 3 fp32", "--method instant -s fp32"}
+    assert all(r["batched"] > 0 and r["canvases"] > 0 for r in nets.values())
+    sys.modules.pop("video_costs", None)
+    sys.modules.pop("video", None)
