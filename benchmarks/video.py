@@ -559,13 +559,17 @@ def main(argv: list[str] | None = None) -> int:
               "fps": FPS, "machine": platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "load": os.getloadavg(),
               "results": [r.__dict__ for r in results], "summary": rows, "flow_choice": flows}
-    out = Path(args.json)
+    write_report(Path(args.json), report)
+    return 0
+
+
+def write_report(out: Path, report: dict) -> None:
+    """``report`` as JSON at ``out``, whole or not at all (a temporary file, then a rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(out)
     print(f"wrote {out}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Prints tables and writes benchmarks/out/video_costs.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from video import clip_pan  # noqa: E402  (a sibling benchmark's clip)
+from video import clip_pan, write_report  # noqa: E402  (a sibling benchmark's)
 
 OUT = Path(__file__).resolve().parent / "out"
 PRESETS = ("ultrafast", "fast", "medium")
@@ -192,12 +191,7 @@ def main(argv: list[str] | None = None) -> int:
               "threads": torch.get_num_threads(), "load": os.getloadavg(),
               "canvas_pixels_ratio": ratio, "stages_ms": stages, "floor_ms": floor,
               "default_ms": default, "networks": rows}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(Path(args.json), report)
     return 0
 
 

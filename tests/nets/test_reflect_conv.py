@@ -105,12 +105,17 @@ def test_moments_are_float32_under_bf16_autocast(channels_last):
                                atol=1e-4)
 
 
-def test_inplace_inference_equals_the_out_of_place_network():
+def _random_net():
+    """The 26-style network with random weights, an input and a condition (seeded)."""
     torch.manual_seed(0)
     net = CINTransformer(MULTISTYLE).eval()
     for p in net.parameters():
         p.data.normal_(0, 0.2)
-    x, cond = torch.rand(1, 3, 36, 44), torch.softmax(torch.randn(1, 26), 1)
+    return net, torch.rand(1, 3, 36, 44), torch.softmax(torch.randn(1, 26), 1)
+
+
+def test_inplace_inference_equals_the_out_of_place_network():
+    net, x, cond = _random_net()
     with torch.inference_mode():
         fast = net(x, cond)  # in place, border-fixed and sub-pixel convolutions
     y = net(x.requires_grad_(), cond)  # autograd records it: nothing is overwritten
@@ -148,11 +153,7 @@ def test_relu_on_the_bits_of_bf16_equals_relu():
 def test_bf16_inplace_inference_stays_close_to_the_out_of_place_network():
     """The bf16 in-place path (one addcmul for the norm's scale and shift, ReLU on the bits)
     against the same network out of place in bf16 and in float32."""
-    torch.manual_seed(0)
-    net = CINTransformer(MULTISTYLE).eval()
-    for p in net.parameters():
-        p.data.normal_(0, 0.2)
-    x, cond = torch.rand(1, 3, 36, 44), torch.softmax(torch.randn(1, 26), 1)
+    net, x, cond = _random_net()
     with torch.inference_mode():
         ref = net(x, cond)
     bf = net.to(torch.bfloat16)
