@@ -133,7 +133,7 @@ class TemporalConfig:
     (0: frame by frame; 1: keep whatever the flow can carry); ``detail``: keep the network's
     local contrast in the blend (:func:`keep_detail`; False: the plain average; None, the
     default: only where the camera is not followed, see the module);
-    ``residual`` (pixels; with ``stabilize``): blend only where something moves on its own,
+    ``residual`` (pixels; with ``stabilize``, not ``feed``): blend only where something moves,
     with the weight scaled by the flow's distance from the camera's fitted motion over this
     many pixels, clipped at 1 (0: the same weight everywhere; frames where the anchor starts
     again blend everywhere, to soften the repainting);
