@@ -222,26 +222,35 @@ class TemporalStylizer:
         m = torch.from_numpy(mask).to(device=like.device, dtype=like.dtype)[None, None]
         return warped, m
 
+    def _follow(self, carried: list, hw: tuple[int, int]) -> tuple[list, list]:
+        """The camera's fits and the canvases (:meth:`Anchor.plan`) of a batch, from its
+        input's flows alone: ``(fits, plans)``, a fit None where there is none or where the
+        anchor starts again (a new anchor repaints everything: no residual weighting there)."""
+        fits, plans = [], []
+        for c in carried:
+            before = self.anchor.restarts
+            fit = None if c is None else fit_motion(*c)
+            self.anchor.update(fit)
+            fits.append(None if self.anchor.restarts != before else fit)
+            plans.append(self.anchor.plan(hw))
+        return fits, plans
+
     def __call__(self, frames: Tensor) -> Tensor:
         carried = []
         for f in frames:  # the input's flows: they need no output
             gray = to_gray8(f)
             carried.append(self._carry(gray))
             self._prev_gray = gray
+        hw = (int(frames.shape[-2]), int(frames.shape[-1]))
+        fits, plans = self._follow(carried, hw) if self.config.stabilize \
+            else ([None] * len(carried), None)
         feed = self.config.feed > 0.0
-        ys = None  # with feed, each frame's input needs the previous output
-        fits: list = [None] * len(carried)
-        if not feed and self.config.stabilize:
-            plans = []
-            for k, c in enumerate(carried):
-                before = self.anchor.restarts
-                fits[k] = None if c is None else fit_motion(*c)
-                self.anchor.update(fits[k])
-                if self.anchor.restarts != before:  # a new anchor repaints everything:
-                    fits[k] = None  # blend everywhere (no residual weighting)
-                plans.append(self.anchor.plan((int(frames.shape[-2]), int(frames.shape[-1]))))
+        residual = 0.0 if feed else self.config.residual  # (not with feed: see the config)
+        if feed:  # each frame's input needs the previous output
+            ys = None
+        elif plans is not None:
             ys = stylize_planned(self.transform, frames, plans)
-        elif not feed:
+        else:
             ys = self.transform(frames)  # the network keeps its batches
         outs = []
         for i, carry in enumerate(carried):
@@ -249,19 +258,16 @@ class TemporalStylizer:
                 x = frames[i : i + 1]
                 w = self._warped(carry, x) if carry is not None else None
                 xin = x if w is None else x + (self.config.feed * w[1]) * (w[0] - x)
-                if self.config.stabilize:
-                    self.anchor.update(None if carry is None else fit_motion(*carry))
-                    y = self.anchor.stylize(self.transform, xin)
-                else:
-                    y = self.transform(xin)
+                y = self.transform(xin) if plans is None else \
+                    stylize_planned(self.transform, xin, plans[i : i + 1])
             else:
                 y = ys[i : i + 1]
             blending = carry is not None and self.config.strength > 0.0
             w = self._warped(carry, y) if blending else None  # no warp when not blending
             if w is not None:
                 weight = self.config.strength * w[1]
-                if self.config.residual > 0 and fits[i] is not None:
-                    r = unexplained(carry[0], fits[i], self.config.residual)
+                if residual > 0 and fits[i] is not None:
+                    r = unexplained(carry[0], fits[i], residual)
                     weight = weight * torch.from_numpy(r).to(weight)[None, None]
                 blend = y + weight * (w[0] - y)
                 y = keep_detail(blend, y, weight) if self._detail else blend

@@ -26,6 +26,7 @@ strokes).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -214,13 +215,6 @@ class Anchor:
             return y
         return warp_affine_tensor(y.float(), plan[0], hw, "lanczos").to(y.dtype)
 
-    def stylize(self, transform: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        """``transform`` ``(1, 3, H, W) -> (1, 3, H, W)`` applied to ``x`` through the current
-        frame's canvas (:meth:`to_canvas`, :meth:`from_canvas`)."""
-        hw = (int(x.shape[-2]), int(x.shape[-1]))
-        plan = self.plan(hw)
-        return self.from_canvas(transform(self.to_canvas(x, plan)), plan, hw)
-
 
 def stylize_planned(transform: Callable[[Tensor], Tensor], frames: Tensor,
                     plans: list[tuple[np.ndarray, tuple[int, int]] | None]) -> Tensor:
@@ -229,16 +223,10 @@ def stylize_planned(transform: Callable[[Tensor], Tensor], frames: Tensor,
     network runs a batch faster than its frames one by one: 30 against 38 ms a frame for the
     instant network at 256 px on one core)."""
     hw = (int(frames.shape[-2]), int(frames.shape[-1]))
-    sizes = [hw if p is None else p[1] for p in plans]
     outs: list[Tensor] = []
-    start = 0
-    while start < len(plans):
-        end = start + 1
-        while end < len(plans) and sizes[end] == sizes[start]:
-            end += 1
-        xs = torch.cat([Anchor.to_canvas(frames[k:k + 1], plans[k]) for k in range(start, end)])
-        ys = transform(xs)
-        outs.extend(Anchor.from_canvas(ys[k - start:k - start + 1], plans[k], hw)
-                    for k in range(start, end))
-        start = end
+    for _, run in itertools.groupby(range(len(plans)),
+                                    key=lambda k: hw if plans[k] is None else plans[k][1]):
+        ks = list(run)
+        ys = transform(torch.cat([Anchor.to_canvas(frames[k:k + 1], plans[k]) for k in ks]))
+        outs.extend(Anchor.from_canvas(y[None], plans[k], hw) for k, y in zip(ks, ys))
     return torch.cat(outs)
