@@ -250,6 +250,33 @@ def smooth_image(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
                                            size=(h, w), mode="bilinear", align_corners=False)
 
 
+class GridPattern:
+    """A 'network' that is not shift-equivariant: it adds a pattern fixed to its input's pixel
+    grid (period 4, as a stride-4 network's strokes), so under a pan the pattern stays still
+    while the content moves: flicker (tests/temporal, tests/test_cuda.py)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ys, xs = torch.meshgrid(torch.arange(h, device=x.device),
+                                torch.arange(w, device=x.device), indexing="ij")
+        pattern = 0.15 * torch.sin(np.pi / 2 * xs) * torch.cos(np.pi / 2 * ys)
+        return (x + pattern).clamp(0, 1)
+
+
+def sub_pixel_pan(n: int = 8, h: int = 64, w: int = 96, step: float = 1.5
+                  ) -> list[torch.Tensor]:
+    """``n`` frames ``(1, 3, h, w)`` of a smooth image panning ``step`` px per frame
+    (sub-pixel: resampled bicubically; needs OpenCV)."""
+    from impasto.temporal.stabilize import warp_affine_tensor
+
+    g = torch.Generator().manual_seed(0)
+    wide = torch.nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8 + 4, generator=g),
+                                           size=(h, w + 32), mode="bicubic",
+                                           align_corners=False).clamp(0, 1)
+    return [warp_affine_tensor(wide, np.array([[1, 0, 16 - i * step], [0, 1, 0]]), (h, w),
+                               "bicubic").clamp(0, 1) for i in range(n)]
+
+
 def run_cli(capsys: Any, *argv: Any) -> tuple[int, str, str]:
     """``impasto argv`` in-process (paths allowed): ``(status, stdout, stderr)``."""
     from impasto.cli import main

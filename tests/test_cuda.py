@@ -17,7 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import cuda_syncs, free_port, one_line_error, tiny_transformer
+from conftest import (
+    GridPattern,
+    cuda_syncs,
+    free_port,
+    one_line_error,
+    psnr8,
+    sub_pixel_pan,
+    tiny_transformer,
+)
 from impasto.errors import InputError
 
 pytestmark = pytest.mark.cuda
@@ -314,32 +322,18 @@ def test_instant_styles_on_cuda_match_the_cpu():
         a = cpu(photo, output="tensor", **kwargs)
         b = gpu(photo, output="tensor", **kwargs)
         assert b.shape == a.shape and bool(torch.isfinite(b).all())
-        a8, b8 = ((t.clamp(0, 1) * 255).round() for t in (a, b.float().cpu()))
-        psnr = 10 * torch.log10(255.0 ** 2 / ((a8 - b8) ** 2).mean().clamp_min(1e-6))
-        assert psnr > 30, (kwargs, float(psnr))
+        psnr = psnr8(a, b.float().cpu())
+        assert psnr > 30, (kwargs, psnr)
 
 
 def test_following_the_camera_on_cuda_cuts_flicker_as_on_the_cpu():
     """--temporal's canvases on the GPU (grid_sample, bicubic) against the CPU (OpenCV,
     Lanczos): a transform fixed to the pixel grid, under a sub-pixel pan, flickers several
     times less through either, and the two outputs are close."""
-    import numpy as np
-
     from impasto.metrics.flicker import warping_error
     from impasto.temporal.blend import TemporalConfig, TemporalStylizer
-    from impasto.temporal.stabilize import warp_affine_tensor
 
-    def pattern(x):
-        h, w = x.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(h, device=x.device),
-                                torch.arange(w, device=x.device), indexing="ij")
-        return (x + 0.15 * torch.sin(np.pi / 2 * xs) * torch.cos(np.pi / 2 * ys)).clamp(0, 1)
-
-    g = torch.Generator().manual_seed(0)
-    wide = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 16, generator=g),
-                                           size=(64, 128), mode="bicubic").clamp(0, 1)
-    frames = [warp_affine_tensor(wide, np.array([[1, 0, 16 - 1.5 * i], [0, 1, 0]]), (64, 96),
-                                 "bicubic").clamp(0, 1) for i in range(8)]
+    pattern, frames = GridPattern(), sub_pixel_pan(8)
     plain = warping_error(frames, [pattern(f) for f in frames]).stylised
     outs = {}
     for device in ("cpu", "cuda"):

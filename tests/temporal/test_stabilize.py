@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import GridPattern, sub_pixel_pan
 
 pytest.importorskip("cv2")
 
@@ -93,30 +94,8 @@ def test_warp_affine_tensor_moves_pixels_and_inverts():
     torch.testing.assert_close(g2[..., 2:-2, 2:-2], cv[..., 2:-2, 2:-2], atol=1e-4, rtol=0)
 
 
-class GridPattern:
-    """A 'network' that is not shift-equivariant: it adds a pattern fixed to its input's pixel
-    grid (period 4, as a stride-4 network's strokes), so under a pan the pattern stays still
-    while the content moves: flicker."""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        pattern = 0.15 * torch.sin(np.pi / 2 * xs) * torch.cos(np.pi / 2 * ys)
-        return (x + pattern).clamp(0, 1)
-
-
-def _pan(n=8, h=64, w=96, step=1.5):
-    """A smooth image panning ``step`` px per frame (sub-pixel: resampled bicubically)."""
-    g = torch.Generator().manual_seed(0)
-    wide = torch.nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8 + 4, generator=g),
-                                           size=(h, w + 32), mode="bicubic",
-                                           align_corners=False).clamp(0, 1)
-    return [warp_affine_tensor(wide, np.array([[1, 0, 16 - i * step], [0, 1, 0]]), (h, w),
-                               "bicubic").clamp(0, 1) for i in range(n)]
-
-
 def test_stabilising_stops_a_grid_fixed_pattern_from_flickering():
-    frames = _pan()
+    frames = sub_pixel_pan()
     cfg = dict(strength=0.0)
     plain = warping_error(frames, [GridPattern()(f) for f in frames])
     st = TemporalStylizer(GridPattern(), TemporalConfig(**cfg, stabilize=True))
@@ -144,7 +123,7 @@ class Counting(GridPattern):
 
 @pytest.mark.parametrize("strength", [0.0, 0.3])
 def test_a_batch_of_frames_runs_its_canvases_together_with_the_same_output(strength):
-    frames = _pan(n=9)
+    frames = sub_pixel_pan(n=9)
     one, many = Counting(), Counting()
     cfg = TemporalConfig(strength=strength, stabilize=True)
     alone = TemporalStylizer(one, cfg)
@@ -173,7 +152,7 @@ def test_unexplained_is_the_flow_the_camera_does_not_explain_in_pixels():
 def test_the_blend_leaves_alone_what_the_camera_explains():
     """A pure pan: following the camera explains all of it, so with ``residual`` the output is
     (nearly) the stabilised network's alone, while the same blend everywhere moves it."""
-    frames = _pan(n=8)
+    frames = sub_pixel_pan(n=8)
     run = lambda cfg: torch.cat([TemporalStylizer(GridPattern(), cfg)(torch.cat(frames))])  # noqa: E731
     alone = run(TemporalConfig(strength=0.0))
     residual = run(TemporalConfig(strength=0.5, residual=1.0))
