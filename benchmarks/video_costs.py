@@ -57,8 +57,9 @@ def per_frame_ms(fn: Callable[[int], object], n: int, repeats: int) -> float:
     return best
 
 
-def stage_costs(frames: list[torch.Tensor], repeats: int) -> dict[str, float]:
-    """CPU ms per frame of each stage of ``--temporal`` on consecutive ``frames``."""
+def stage_costs(frames: list[torch.Tensor], repeats: int) -> tuple[dict[str, float], float]:
+    """CPU ms per frame of each stage of ``--temporal`` on consecutive ``frames``, and the
+    pixels of a moving camera's canvas over the frame's."""
     import cv2
 
     from impasto.temporal.blend import keep_detail
@@ -104,8 +105,7 @@ def stage_costs(frames: list[torch.Tensor], repeats: int) -> dict[str, float]:
     costs["blend (plain)"] = per_frame_ms(blend, n, repeats)
     costs["blend (keep detail)"] = per_frame_ms(
         lambda i: keep_detail(blend(i), frames[i + 1], weights[i]), n, repeats)
-    costs["canvas pixels / frame pixels"] = size[0] * size[1] / (hw[0] * hw[1])
-    return costs
+    return costs, size[0] * size[1] / (hw[0] * hw[1])
 
 
 def network_costs(frames: list[torch.Tensor], precisions: list[str], repeats: int
@@ -152,9 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     precisions = (args.precisions.split(",") if args.precisions
                   else ["fp32", "bf16"] if cpu_has_fast_bf16() else ["fp32"])
     frames = clip_pan(args.frames, args.size)
-    stages = stage_costs(frames, args.repeats)
+    stages, ratio = stage_costs(frames, args.repeats)
     nets = network_costs(frames, precisions, args.repeats)
-    ratio = stages.pop("canvas pixels / frame pixels")
     fastest = min(stages[f"flow x2 ({q})"] for q in PRESETS)
     floor = fastest + stages["consistency"] + stages["warp prev (bicubic)"] \
         + stages["blend (plain)"]
