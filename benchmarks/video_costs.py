@@ -10,14 +10,15 @@ On ``benchmarks/video.py``'s pan clip (``--frames`` frames at ``--size`` px), ea
 * ``consistency``: the forward-backward check that gives the non-occluded mask;
 * ``fit``: the camera's zoom and shift (RANSAC), and the canvas in (bilinear) and back
   (Lanczos) of following the camera;
-* ``warp prev``: the previous output warped by the flow (bicubic), and the blend (plain, and
-  keeping the detail, the default).
+* ``warp prev``: the previous output warped by the flow (bilinear, bicubic, and Lanczos, the
+  library's :data:`~impasto.temporal.blend.WARP`), and the blend (plain, the default once the
+  camera is followed, and keeping the detail).
 
 and the networks' frames in each precision (the instant networks: ``--preset 3`` and a
 painting; batched by 4 as ``impasto stylize`` runs them frame by frame, and 4 canvases 8 px
 larger each way, as following a moving camera runs them). The last table gives the *floor* of
 any flow-guided blend as the issue describes it (two flows of the fastest preset for the
-occlusion mask, one warp, a plain blend) and the default's own cost, as a share of each
+occlusion mask, one bilinear warp, a plain blend) and the default's own cost, as a share of each
 network's frame.
 
     OMP_NUM_THREADS=1 python benchmarks/video_costs.py      # about 2 minutes
@@ -43,6 +44,8 @@ from video import clip_pan, write_report  # noqa: E402  (a sibling benchmark's)
 
 OUT = Path(__file__).resolve().parent / "out"
 PRESETS = ("ultrafast", "fast", "medium")
+#: The previous output's warps timed: mode -> the name in the tables.
+WARPS = {"bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "Lanczos"}
 
 
 def per_frame_ms(fn: Callable[[int], object], n: int, repeats: int) -> float:
@@ -95,8 +98,9 @@ def stage_costs(frames: list[torch.Tensor], repeats: int) -> tuple[dict[str, flo
         lambda i: warp_affine_tensor(frames[i], inv, size, "bilinear"), n, repeats)
     costs["canvas back (Lanczos)"] = per_frame_ms(
         lambda i: warp_affine_tensor(canvas, c, hw, "lanczos"), n, repeats)
-    costs["warp prev (bicubic)"] = per_frame_ms(
-        lambda i: warp_tensor(frames[i], back[i], mode="bicubic"), n, repeats)
+    for mode, name in WARPS.items():
+        costs[f"warp prev ({name})"] = per_frame_ms(
+            lambda i, mode=mode: warp_tensor(frames[i], back[i], mode=mode), n, repeats)
     weights = [0.3 * torch.from_numpy(m).float()[None, None] for m in masks]
 
     def blend(i):
@@ -155,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     stages, ratio = stage_costs(frames, args.repeats)
     nets = network_costs(frames, precisions, args.repeats)
     fastest = min(stages[f"flow x2 ({q})"] for q in PRESETS)
-    floor = fastest + stages["consistency"] + stages["warp prev (bicubic)"] \
+    floor = fastest + stages["consistency"] + stages["warp prev (bilinear)"] \
         + stages["blend (plain)"]
-    from impasto.temporal.blend import TemporalConfig
+    from impasto.temporal.blend import WARP, TemporalConfig
 
     cfg = TemporalConfig()
     flow = {"dis": "medium", "dis-fast": "fast"}[cfg.flow]
@@ -165,12 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         else "plain"
     default = (stages[f"flow x2 ({flow})"] + stages["consistency"] + stages["fit"]
                + stages["canvas in (bilinear)"] + stages["canvas back (Lanczos)"]
-               + stages["warp prev (bicubic)"] + stages[f"blend ({blend})"])
+               + stages[f"warp prev ({WARPS[WARP]})"] + stages[f"blend ({blend})"])
     print(f"| stage ({args.size} px, {torch.get_num_threads()} thread(s)) | CPU ms / frame |")
     print("|---|---|")
     for k, v in stages.items():
         print(f"| {k} | {v:.2f} |")
-    print(f"| **floor of a flow-guided blend** (fastest flows, check, warp, plain blend) | "
+    print(f"| **floor of a flow-guided blend** (fastest flows, check, bilinear warp, plain "
+          f"blend) | "
           f"{floor:.2f} |")
     print(f"| **the default** ({flow} flows, follow the camera, {blend} blend) | "
           f"{default:.2f} |")

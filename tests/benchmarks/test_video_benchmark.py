@@ -52,7 +52,8 @@ def test_video_costs_times_each_stage_and_the_networks(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     stages = report["stages_ms"]
     assert {"flow x2 (ultrafast)", "flow x2 (medium)", "consistency", "fit",
-            "canvas back (Lanczos)", "blend (plain)", "blend (keep detail)"} <= set(stages)
+            "canvas back (Lanczos)", "warp prev (bilinear)", "warp prev (Lanczos)",
+            "blend (plain)", "blend (keep detail)"} <= set(stages)
     assert all(v > 0 for v in stages.values())
     # the floor is a subset of the default's stages (the fastest flows, the plain blend)
     assert 0 < report["floor_ms"] < report["default_ms"]

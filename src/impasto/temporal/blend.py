@@ -16,9 +16,9 @@ forward-backward check (:func:`~impasto.temporal.flow.consistency_mask`)::
 
 an exponential moving average along motion trajectories: strokes that a network paints
 differently on every frame settle, while what the flow cannot follow (occlusions, motion
-boundaries, new content at the borders) is the network's own frame. The warp is bicubic
-(a bilinear warp blurs a little more on every frame and the blur accumulates along the
-average).
+boundaries, new content at the borders) is the network's own frame. The warp is Lanczos'
+(:data:`WARP`): each warp softens the previous output a little, and the softening
+accumulates along the average.
 
 Averaging two stroke patterns that do not line up lowers their contrast (two uncorrelated
 textures mixed with weights ``1-w`` and ``w`` keep ``sqrt((1-w)^2 + w^2)`` of their standard
@@ -67,8 +67,8 @@ from impasto.temporal.flow import (
 )
 from impasto.temporal.stabilize import Anchor, fit_motion, stylize_planned, unexplained
 
-__all__ = ["DEFAULT_RESIDUAL", "DEFAULT_STRENGTH", "TemporalConfig", "TemporalStylizer", "keep_detail",
-           "temporal_config"]
+__all__ = ["DEFAULT_RESIDUAL", "DEFAULT_STRENGTH", "WARP", "TemporalConfig", "TemporalStylizer",
+           "keep_detail", "temporal_config"]
 
 #: The blend strength ``--temporal`` uses when given no value. With ``stabilize`` (the
 #: default) the blend only has to settle what the camera's motion does not explain: on
@@ -77,11 +77,21 @@ __all__ = ["DEFAULT_RESIDUAL", "DEFAULT_STRENGTH", "TemporalConfig", "TemporalSt
 DEFAULT_STRENGTH = 0.3
 #: ``residual``'s default: off (the blend's weight is the same wherever the flow passes its
 #: check). 1 pixel kept the style better on benchmarks/video.py's noise-free clips (style-loss
-#: rise +0.9% to +6.7% on 7 of 8 rows at strength 0.5, against up to +13.2%), but leaves
-#: flicker that is not motion alone: a transform that adds fresh noise to every frame of a
+#: rise +0.9% to +6.7% on 7 of 8 rows at strength 0.5, against up to +13.2%, both with the
+#: bicubic warp; with the Lanczos warp, :data:`WARP`, the default keeps all 8 within 10%),
+#: but leaves flicker that is not motion alone: a transform that adds fresh noise to every frame of a
 #: pan (a network amplifying a real camera's sensor noise) kept 98% of its warping error,
 #: against 41% with the blend everywhere at 0.3 (tests/temporal/test_temporal_blend.py).
 DEFAULT_RESIDUAL = 0.0
+
+#: How the previous output is warped onto the new frame (:func:`~impasto.temporal.flow.warp`;
+#: bicubic off a CPU). Lanczos' 8 x 8 kernel softens the strokes least: on
+#: benchmarks/video.py's 8 rows (the defaults otherwise) the style-loss rise against frame by
+#: frame was +0.9% to +9.9% against +2.1% to +13.2% with the bicubic warp (the trained
+#: network's pan +6.0% against +13.2%, the preset's +0.9% against +4.9%), for the same
+#: flicker cut within 4% (docs/video.md), for 3 ms a frame more at 256 px on one core (4.4
+#: against 1.4 ms: benchmarks/video_costs.py).
+WARP = "lanczos"
 
 #: The low-pass of ``keep_detail``: the mean over cells of this many pixels, upsampled
 #: bilinearly (cheap on any device; 4 measured better than 8 and than a Gaussian of sigma 3).
@@ -218,7 +228,7 @@ class TemporalStylizer:
         if self._prev_out is None or self._prev_out.shape[-2:] != like.shape[-2:] \
                 or flow.shape[:2] != like.shape[-2:]:
             return None
-        warped = warp_tensor(self._prev_out.to(like.device, like.dtype), flow, mode="bicubic")
+        warped = warp_tensor(self._prev_out.to(like.device, like.dtype), flow, mode=WARP)
         m = torch.from_numpy(mask).to(device=like.device, dtype=like.dtype)[None, None]
         return warped, m
 

@@ -96,12 +96,14 @@ def _maps(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def warp(image: np.ndarray, flow: np.ndarray, mode: str = "bilinear") -> np.ndarray:
     """Backward warp: ``out(x) = image(x + flow(x))``, borders replicated; ``mode``
-    ``"bilinear"`` or ``"bicubic"`` (OpenCV's, the same as ``grid_sample``'s, a = -0.75).
+    ``"bilinear"``, ``"bicubic"`` (OpenCV's, the same as ``grid_sample``'s, a = -0.75) or
+    ``"lanczos"`` (OpenCV's 8 x 8 Lanczos kernel: the least blur).
     ``image``: ``(H, W)`` or ``(H, W, C)`` (C <= 4) numpy, any float or uint8 dtype (kept);
     ``flow``: ``(H, W, 2)`` as :func:`optical_flow` gives from the frame warped *to*."""
     cv2 = _cv2()
     mx, my = _maps(flow)
-    interp = cv2.INTER_CUBIC if mode == "bicubic" else cv2.INTER_LINEAR
+    interp = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}.get(mode,
+                                                                            cv2.INTER_LINEAR)
     return cv2.remap(np.ascontiguousarray(image), mx, my, interpolation=interp,
                      borderMode=cv2.BORDER_REPLICATE)
 
@@ -131,14 +133,16 @@ def flow_grid(flow: np.ndarray | Tensor, device: torch.device | str | None = Non
 
 def warp_tensor(image: Tensor, flow: np.ndarray | Tensor, mode: str = "bilinear") -> Tensor:
     """:func:`warp` for tensors: ``image`` ``(N, C, H, W)`` (any device and float dtype),
-    ``flow`` ``(H, W, 2)`` (numpy or tensor), borders replicated; ``mode``: ``grid_sample``'s
-    ``"bilinear"`` or ``"bicubic"`` (sharper; may overshoot the input's range)."""
+    ``flow`` ``(H, W, 2)`` (numpy or tensor), borders replicated; ``mode``: ``"bilinear"``,
+    ``"bicubic"`` (sharper; may overshoot the input's range) or ``"lanczos"`` (OpenCV's on a
+    CPU; ``grid_sample``'s bicubic elsewhere, which has no Lanczos)."""
     if image.device.type == "cpu" and image.dtype == torch.float32 and image.shape[1] <= 4 \
             and not (image.requires_grad and torch.is_grad_enabled()):
         # :func:`warp` (OpenCV's remap): the same sampling, 2-3x faster on a CPU
         f = flow.detach().cpu().numpy() if isinstance(flow, Tensor) else np.asarray(flow)
         return per_image(image, lambda im: warp(im, f, mode))
     grid = flow_grid(flow, image.device).to(image.dtype).expand(image.shape[0], -1, -1, -1)
+    mode = "bicubic" if mode == "lanczos" else mode
     return torch.nn.functional.grid_sample(image, grid, mode=mode, padding_mode="border",
                                            align_corners=True)
 
