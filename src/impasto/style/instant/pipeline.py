@@ -148,7 +148,11 @@ class InstantStyle:
         self.fake_quant = bool(fake_quant)
         self.precision = precision
         self._precision(precision)  # validate early
-        self.predictor = predictor.eval().requires_grad_(False).to(self.device)
+        # NHWC: its depthwise convolutions run faster so (fp32 at 256 x 256 on one core: 27.4
+        # against 30.7 ms; the vector the same within 5e-7). It stays in fp32: in bf16 (13.6
+        # ms) the vector moved by up to 0.13 and the images by 30-33 dB PSNR.
+        self.predictor = predictor.eval().requires_grad_(False).to(
+            self.device, memory_format=torch.channels_last)
         self.transformer = transformer.eval().requires_grad_(False).to(self.device)
         self.multistyle = multistyle.eval().requires_grad_(False).to(self.device)
         set_fake_quant(self.predictor, self.fake_quant)
@@ -186,8 +190,8 @@ class InstantStyle:
     def style_vectors(self, images: Sequence[Tensor]) -> Tensor:
         """Style vectors ``(K, 100)`` of images (each ``(1, 3, H, W)`` in ``[0, 1]``, any
         size: the centred square at 256 x 256 is what counts), in fp32."""
-        out = [self.predictor(square_crop(x.to(self.device, torch.float32)))[0]
-               for x in images]
+        out = [self.predictor(square_crop(x.to(self.device, torch.float32)).contiguous(
+            memory_format=torch.channels_last))[0] for x in images]
         return torch.stack(out).float()
 
     def stylizer(
