@@ -18,6 +18,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from impasto.errors import InputError, WeightsNotFoundError
 from impasto.nets.magenta import (
@@ -312,3 +313,14 @@ def test_the_transformer_runs_at_any_size(images, nets):
 def test_same_padding_is_tensorflows():
     assert same_padding(256, 3, 2) == (0, 1) and same_padding(255, 3, 2) == (1, 1)
     assert same_padding(10, 3, 1) == (1, 1) and same_padding(7, 1, 1) == (0, 0)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_predictor_s_zero_pad_equals_f_pad_in_the_input_s_layout(layout):
+    from impasto.nets.magenta import _zero_pad
+
+    x = torch.randn(2, 5, 7, 6).contiguous(memory_format=layout) + 1.0  # no zeros of its own
+    for pads in [(0, 1, 0, 1), (1, 1, 2, 0), (3, 0, 0, 2)]:
+        out = _zero_pad(x, *pads)
+        assert torch.equal(out, F.pad(x, list(pads)))
+        assert out.is_contiguous(memory_format=layout)

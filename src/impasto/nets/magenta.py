@@ -544,6 +544,23 @@ def same_padding(n: int, k: int, s: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _zero_pad(x: Tensor, left: int, right: int, top: int, bottom: int) -> Tensor:
+    """``F.pad(x, [left, right, top, bottom])`` (zeros) in ``x``'s memory format, writing
+    only the border's zeros: ``F.pad`` fills the whole new tensor first (0.5 ms a call on the
+    style predictor's expanded activations, one core)."""
+    n, c, h, w = x.shape
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+    out = torch.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype,
+                      device=x.device, memory_format=fmt)
+    out[:, :, top:top + h, left:left + w].copy_(x)
+    out[:, :, :top].zero_()
+    out[:, :, top + h:].zero_()
+    out[:, :, top:top + h, :left].zero_()
+    out[:, :, top:top + h, left + w:].zero_()
+    return out
+
+
 class _ConvAct(nn.Module):
     """Conv (``SAME`` zero padding, folded batch norm as its bias) -> [ReLU6] -> ``q``."""
 
@@ -559,9 +576,12 @@ class _ConvAct(nn.Module):
         if self.stride > 1:
             t, b = same_padding(x.shape[-2], self.k, self.stride)
             left, right = same_padding(x.shape[-1], self.k, self.stride)
-            x = F.pad(x, [left, right, t, b])
+            x = F.pad(x, [left, right, t, b]) if _exporting() else \
+                _zero_pad(x, left, right, t, b)
         x = self.conv(x)
-        return self.q(F.relu6(x) if self.relu6 else x)
+        if self.relu6:  # in place where it may: a new tensor costs its page faults
+            x = F.relu6(x, inplace=_may_overwrite(x))
+        return self.q(x)
 
 
 class _InvertedResidual(nn.Module):
