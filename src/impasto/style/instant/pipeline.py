@@ -160,6 +160,9 @@ class InstantStyle:
         self.source = source
         #: The transformers cast to a low precision, once (:meth:`_cast`).
         self._cast_nets: dict[tuple[int, str], nn.Module] = {}
+        #: Their memory layout (channels_last), so that a runner need not find it again by
+        #: walking the network (:meth:`runner`).
+        self._layout: dict[tuple[int, str], bool] = {}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None, device: str = "auto", *,
@@ -344,12 +347,14 @@ class InstantStyle:
         choice = self._precision(precision)
         if choice.int8 and not isinstance(stylizer, FixedCondition):
             raise InputError("precision int8 does not cover masks; use auto, bf16 or fp32")
-        prepared = None
+        prepared, layout = None, None
         if isinstance(stylizer, FixedCondition) and not choice.int8:
             cast = self._cast(stylizer.net, choice)
             if cast is not None:
                 prepared = FixedCondition(cast, stylizer.cond, stylizer.mix)
+                layout = self._layout[(id(stylizer.net), choice.name)]
         return InferenceRunner(stylizer, device=self.device, precision=choice, compile="off",
+                               channels_last=layout,
                                tile=tile, overlap=overlap, align=4,
                                tiled=None if choice.int8 else tiled_instant, prepared=prepared)
 
@@ -366,6 +371,7 @@ class InstantStyle:
             probe = InferenceRunner(FixedCondition(net, torch.zeros(net.config.cond_dim)),
                                     device=self.device, precision=choice, compile="off")
             cast = self._cast_nets[key] = probe.net.net
+            self._layout[key] = probe.channels_last
         return cast
 
     # -- the call
