@@ -229,7 +229,7 @@ DEFAULT_GENERATOR_SAMPLES = 10000
 NST_OBJECTIVE = 'gatys-vgg19-v1'
 NST_DEFAULT_SIZE = 512
 NST_SIZES = (32, 4096)
-TEMPORAL = {'strength': 0.3,
+TEMPORAL = {'strength': 0.35,
             'feed': 0.0,
             'flow': 'dis-fast',
             'detail': None,

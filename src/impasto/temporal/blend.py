@@ -73,8 +73,10 @@ __all__ = ["DEFAULT_RESIDUAL", "DEFAULT_STRENGTH", "WARP", "TemporalConfig", "Te
 #: The blend strength ``--temporal`` uses when given no value. With ``stabilize`` (the
 #: default) the blend only has to settle what the camera's motion does not explain: on
 #: benchmarks/video.py's 8 rows 0.3 cut the warping error 4-15x, where the blend alone needed
-#: 0.5 for 3.5x and raised the style loss 4-10 times as much (docs/video.md).
-DEFAULT_STRENGTH = 0.3
+#: 0.5 for 3.5x and raised the style loss 4-10 times as much (docs/video.md). With the
+#: Lanczos warp (:data:`WARP`) 0.35 cut it 4.4-16.1x for a style-loss rise of +0.5% to +8.6%,
+#: against 4.0-15.1x and +0.9% to +9.9% at 0.3 (on the preset's object clip 0.25 gave +11.5%).
+DEFAULT_STRENGTH = 0.35
 #: ``residual``'s default: off (the blend's weight is the same wherever the flow passes its
 #: check). 1 pixel kept the style better on benchmarks/video.py's noise-free clips (style-loss
 #: rise +0.9% to +6.7% on 7 of 8 rows at strength 0.5, against up to +13.2%, both with the
