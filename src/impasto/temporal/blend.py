@@ -81,9 +81,9 @@ DEFAULT_STRENGTH = 0.35
 #: check). 1 pixel kept the style better on benchmarks/video.py's noise-free clips (style-loss
 #: rise +0.9% to +6.7% on 7 of 8 rows at strength 0.5, against up to +13.2%, both with the
 #: bicubic warp; with the Lanczos warp, :data:`WARP`, the default keeps all 8 within 10%),
-#: but leaves flicker that is not motion alone: a transform that adds fresh noise to every frame of a
-#: pan (a network amplifying a real camera's sensor noise) kept 98% of its warping error,
-#: against 41% with the blend everywhere at 0.3 (tests/temporal/test_temporal_blend.py).
+#: but leaves flicker that is not motion alone: a transform that adds fresh noise to every
+#: frame of a pan (a network amplifying a real camera's sensor noise) kept 98% of its warping
+#: error, against 41% with the blend everywhere at 0.3 (tests/temporal/test_temporal_blend.py).
 DEFAULT_RESIDUAL = 0.0
 
 #: How the previous output is warped onto the new frame (:func:`~impasto.temporal.flow.warp`;

@@ -94,18 +94,32 @@ def _maps(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs + flow[..., 0], ys + flow[..., 1]
 
 
+def cv2_interp(mode: str) -> int:
+    """OpenCV's interpolation flag for ``mode``: ``"bicubic"``, ``"lanczos"`` (8 x 8), else
+    bilinear."""
+    cv2 = _cv2()
+    return {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}.get(mode,
+                                                                          cv2.INTER_LINEAR)
+
+
+def grid_mode(mode: str) -> str:
+    """``grid_sample``'s mode for ``mode``: it has no Lanczos, so bicubic for that."""
+    return "bicubic" if mode == "lanczos" else mode
+
+
+def _remap(image: np.ndarray, mx: np.ndarray, my: np.ndarray, mode: str) -> np.ndarray:
+    """``out(x) = image(mx(x), my(x))`` (OpenCV's remap), borders replicated."""
+    return _cv2().remap(np.ascontiguousarray(image), mx, my, interpolation=cv2_interp(mode),
+                        borderMode=_cv2().BORDER_REPLICATE)
+
+
 def warp(image: np.ndarray, flow: np.ndarray, mode: str = "bilinear") -> np.ndarray:
     """Backward warp: ``out(x) = image(x + flow(x))``, borders replicated; ``mode``
     ``"bilinear"``, ``"bicubic"`` (OpenCV's, the same as ``grid_sample``'s, a = -0.75) or
     ``"lanczos"`` (OpenCV's 8 x 8 Lanczos kernel: the least blur).
     ``image``: ``(H, W)`` or ``(H, W, C)`` (C <= 4) numpy, any float or uint8 dtype (kept);
     ``flow``: ``(H, W, 2)`` as :func:`optical_flow` gives from the frame warped *to*."""
-    cv2 = _cv2()
-    mx, my = _maps(flow)
-    interp = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}.get(mode,
-                                                                            cv2.INTER_LINEAR)
-    return cv2.remap(np.ascontiguousarray(image), mx, my, interpolation=interp,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return _remap(image, *_maps(flow), mode)
 
 
 def per_image(image: Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> Tensor:
@@ -142,9 +156,8 @@ def warp_tensor(image: Tensor, flow: np.ndarray | Tensor, mode: str = "bilinear"
         f = flow.detach().cpu().numpy() if isinstance(flow, Tensor) else np.asarray(flow)
         return per_image(image, lambda im: warp(im, f, mode))
     grid = flow_grid(flow, image.device).to(image.dtype).expand(image.shape[0], -1, -1, -1)
-    mode = "bicubic" if mode == "lanczos" else mode
-    return torch.nn.functional.grid_sample(image, grid, mode=mode, padding_mode="border",
-                                           align_corners=True)
+    return torch.nn.functional.grid_sample(image, grid, mode=grid_mode(mode),
+                                           padding_mode="border", align_corners=True)
 
 
 def consistency_mask(forward: np.ndarray, backward: np.ndarray, *, motion_boundaries: bool = True,
@@ -157,10 +170,8 @@ def consistency_mask(forward: np.ndarray, backward: np.ndarray, *, motion_bounda
     ``w^ = backward(x + w)``; where it lands outside frame t'; and, with ``motion_boundaries``,
     where the flow changes sharply, ``|grad u|^2 + |grad v|^2 > 0.01 |w|^2 + 0.002``."""
     h, w = forward.shape[:2]
-    cv2 = _cv2()
     mx, my = _maps(forward)  # once, for the warp and the bounds (3.0 -> 2.7 ms at 256 px)
-    back = cv2.remap(np.ascontiguousarray(backward), mx, my, interpolation=cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    back = _remap(backward, mx, my, "bilinear")
     s = forward + back
     sq = lambda v: v[..., 0] ** 2 + v[..., 1] ** 2
     fwd2 = sq(forward)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from impasto.temporal.flow import _cv2, per_image
+from impasto.temporal.flow import _cv2, cv2_interp, grid_mode, per_image
 
 __all__ = ["GRID", "MAX_SCALE", "MIN_POINTS", "Anchor", "fit_motion", "stylize_planned",
            "unexplained", "warp_affine_tensor"]
@@ -128,9 +128,7 @@ def warp_affine_tensor(image: Tensor, a: np.ndarray, size: tuple[int, int],
     h, w = size
     if image.device.type == "cpu" and image.dtype == torch.float32 and image.shape[1] <= 4:
         cv2 = _cv2()
-        interp = {"lanczos": cv2.INTER_LANCZOS4, "bicubic": cv2.INTER_CUBIC}.get(
-            mode, cv2.INTER_LINEAR)
-        flags = interp | cv2.WARP_INVERSE_MAP
+        flags = cv2_interp(mode) | cv2.WARP_INVERSE_MAP
         return per_image(image, lambda im: cv2.warpAffine(
             im, a, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE))
     sh, sw = image.shape[-2:]
@@ -140,9 +138,8 @@ def warp_affine_tensor(image: Tensor, a: np.ndarray, size: tuple[int, int],
     qy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
     grid = torch.stack((qx * (2.0 / max(sw - 1, 1)) - 1.0, qy * (2.0 / max(sh - 1, 1)) - 1.0),
                        dim=-1)[None].to(image.device, image.dtype)
-    mode = "bicubic" if mode == "lanczos" else mode
-    return F.grid_sample(image, grid.expand(image.shape[0], -1, -1, -1), mode=mode,
-                         padding_mode="border", align_corners=True)
+    return F.grid_sample(image, grid.expand(image.shape[0], -1, -1, -1),
+                         mode=grid_mode(mode), padding_mode="border", align_corners=True)
 
 
 class Anchor:
