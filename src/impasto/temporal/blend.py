@@ -266,6 +266,7 @@ class TemporalStylizer:
             ys = self.transform(frames)  # the network keeps its batches
         outs = []
         for i, carry in enumerate(carried):
+            w = None  # the previous output warped onto this frame, and the mask
             if ys is None:
                 x = frames[i : i + 1]
                 w = self._warped(carry, x) if carry is not None else None
@@ -274,8 +275,12 @@ class TemporalStylizer:
                     stylize_planned(self.transform, xin, plans[i : i + 1])
             else:
                 y = ys[i : i + 1]
-            blending = carry is not None and self.config.strength > 0.0
-            w = self._warped(carry, y) if blending else None  # no warp when not blending
+            if carry is None or self.config.strength <= 0.0:
+                w = None  # no warp when not blending
+            elif w is None:
+                w = self._warped(carry, y)
+            else:  # the feed's warp serves the blend: the same output, flow and size
+                w = (w[0].to(y), w[1].to(y))
             if w is not None:
                 weight = self.config.strength * w[1]
                 if residual > 0 and fits[i] is not None:
