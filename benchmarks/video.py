@@ -200,7 +200,7 @@ def feedforward_variants(transform: Callable[[torch.Tensor], torch.Tensor], args
          "stabilize": temporal(transform, b, strength=0.0),
          # the former default: the blend alone at 0.5, keeping the detail
          "blend-0.5": temporal(transform, b, strength=0.5, stabilize=False),
-         # the plain average at the first default 0.4 (no detail; the warp is bicubic as now)
+         # the plain average at the first default 0.4 (no detail; the library's warp)
          "temporal-plain": temporal(transform, b, strength=0.4, detail=False, stabilize=False),
          # the blend only where the camera does not explain the flow (the residual option)
          "residual": temporal(transform, b, strength=0.5, residual=1.0)}
@@ -564,11 +564,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_report(out: Path, report: dict) -> None:
-    """``report`` as JSON at ``out``, whole or not at all (a temporary file, then a rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    """``report`` as JSON at ``out``, whole or not at all (:func:`write_text_atomic`)."""
+    from impasto._fileutil import write_text_atomic
+
+    write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)
 
 
