@@ -158,11 +158,8 @@ class InstantStyle:
         set_fake_quant(self.predictor, self.fake_quant)
         set_fake_quant(self.transformer, self.fake_quant)
         self.source = source
-        #: The transformers cast to a low precision, once (:meth:`_cast`).
-        self._cast_nets: dict[tuple[int, str], nn.Module] = {}
-        #: Their memory layout (channels_last), so that a runner need not find it again by
-        #: walking the network (:meth:`runner`).
-        self._layout: dict[tuple[int, str], bool] = {}
+        #: The transformers cast to a low precision and their layout, once (:meth:`_cast`).
+        self._cast_nets: dict[tuple[int, str], tuple[nn.Module, bool]] = {}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None, device: str = "auto", *,
@@ -351,17 +348,19 @@ class InstantStyle:
         if isinstance(stylizer, FixedCondition) and not choice.int8:
             cast = self._cast(stylizer.net, choice)
             if cast is not None:
-                prepared = FixedCondition(cast, stylizer.cond, stylizer.mix)
-                layout = self._layout[(id(stylizer.net), choice.name)]
+                net, layout = cast
+                prepared = FixedCondition(net, stylizer.cond, stylizer.mix)
         return InferenceRunner(stylizer, device=self.device, precision=choice, compile="off",
                                channels_last=layout,
                                tile=tile, overlap=overlap, align=4,
                                tiled=None if choice.int8 else tiled_instant, prepared=prepared)
 
-    def _cast(self, net: nn.Module, choice: InferencePrecision) -> nn.Module | None:
+    def _cast(self, net: nn.Module, choice: InferencePrecision
+              ) -> tuple[nn.Module, bool] | None:
         """``net`` (one of this pipeline's transformers; else None) as a runner in ``choice``
-        prepares it (weights cast, memory layout), made once and shared by every runner
-        after: a runner copies and casts the network it is given, which took 35 ms a call in
+        prepares it (weights cast, memory layout), and whether that layout is channels_last
+        (so that a runner need not walk the network to find it), made once and shared by
+        every runner after: a runner copies and casts the network it is given, which took 35 ms a call in
         Python (a whole module tree), against 0.09 s for the network at 512 x 384."""
         if net is not self.transformer and net is not self.multistyle:
             return None
@@ -370,8 +369,7 @@ class InstantStyle:
         if cast is None:
             probe = InferenceRunner(FixedCondition(net, torch.zeros(net.config.cond_dim)),
                                     device=self.device, precision=choice, compile="off")
-            cast = self._cast_nets[key] = probe.net.net
-            self._layout[key] = probe.channels_last
+            cast = self._cast_nets[key] = (probe.net.net, probe.channels_last)
         return cast
 
     # -- the call
