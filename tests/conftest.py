@@ -263,18 +263,19 @@ class GridPattern:
         return (x + pattern).clamp(0, 1)
 
 
-def sub_pixel_pan(n: int = 8, h: int = 64, w: int = 96, step: float = 1.5
-                  ) -> list[torch.Tensor]:
-    """``n`` frames ``(1, 3, h, w)`` of a smooth image panning ``step`` px per frame
-    (sub-pixel: resampled bicubically; needs OpenCV)."""
+def sub_pixel_pan(n: int = 8, h: int = 64, w: int = 96, step: float = 1.5, *, cell: int = 8,
+                  mode: str = "bicubic") -> list[torch.Tensor]:
+    """``n`` frames ``(1, 3, h, w)`` of an image panning ``step`` px per frame (sub-pixel:
+    resampled with ``mode``; needs OpenCV); its detail: random values every ``cell`` pixels,
+    upsampled bicubically (8: smooth; 2: fine detail)."""
     from impasto.temporal.stabilize import warp_affine_tensor
 
     g = torch.Generator().manual_seed(0)
-    wide = torch.nn.functional.interpolate(torch.rand(1, 3, h // 8, w // 8 + 4, generator=g),
-                                           size=(h, w + 32), mode="bicubic",
-                                           align_corners=False).clamp(0, 1)
+    wide = torch.nn.functional.interpolate(
+        torch.rand(1, 3, h // cell, (w + 32) // cell, generator=g), size=(h, w + 32),
+        mode="bicubic", align_corners=False).clamp(0, 1)
     return [warp_affine_tensor(wide, np.array([[1, 0, 16 - i * step], [0, 1, 0]]), (h, w),
-                               "bicubic").clamp(0, 1) for i in range(n)]
+                               mode).clamp(0, 1) for i in range(n)]
 
 
 def run_cli(capsys: Any, *argv: Any) -> tuple[int, str, str]:

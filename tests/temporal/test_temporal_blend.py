@@ -204,19 +204,12 @@ def test_the_lanczos_warp_keeps_what_the_blend_carries_closest_to_the_frames(mon
     from warping the previous output, again on every frame along the average; Lanczos' kernel
     (the default, ``blend.WARP``) keeps the frames at about 52 dB here, bicubic 44, bilinear
     32 (a blur that the style loss sees: docs/video.md)."""
-    from conftest import psnr8
+    from conftest import psnr8, sub_pixel_pan
 
     from impasto.temporal import blend
-    from impasto.temporal.stabilize import warp_affine_tensor
 
     assert blend.WARP == "lanczos"
-    g = torch.Generator().manual_seed(0)
-    h, w = 48, 64
-    wide = torch.nn.functional.interpolate(torch.rand(1, 3, h // 2, (w + 16) // 2, generator=g),
-                                           size=(h, w + 16), mode="bicubic",
-                                           align_corners=False).clamp(0, 1)
-    frames = [warp_affine_tensor(wide, np.array([[1, 0, 8 - 0.5 * i], [0, 1, 0]]), (h, w),
-                                 "lanczos").clamp(0, 1) for i in range(12)]
+    frames = sub_pixel_pan(12, 48, 64, 0.5, cell=2, mode="lanczos")
 
     def kept(mode: str) -> float:
         monkeypatch.setattr(blend, "WARP", mode)
